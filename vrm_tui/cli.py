@@ -1,0 +1,308 @@
+"""The `vrm` command: the seed's deployment scripts as subcommands, plus the TUI.
+
+Exit codes: 0 success, 1 failure, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vrm_tui import settings as settings_mod
+from vrm_tui.journal import Journal
+from vrm_tui.settings import Settings, SettingsError
+from vrm_tui.stack import lifecycle, services
+from vrm_tui.stack.runtime import StackError
+from vrm_tui.status import StackStatus, collect
+from vrm_tui.traffic import nginx
+from vrm_tui.traffic.controller import ApplyError, ApplyResult, TrafficController
+from vrm_tui.traffic.split import SplitError, parse_weight
+
+ENV_TEMPLATE = nginx.REPO_ROOT / "configs" / "env.template"
+NOT_YET = {
+    "migrate": "the gated migration engine",
+    "benchmark": "the load benchmark engine",
+    "validate": "production validation",
+}
+
+
+class UsageError(Exception):
+    """Bad input from the operator: exit 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--deploy-dir", type=Path, default=argparse.SUPPRESS,
+                        help="directory holding .env (default: current directory)")
+    common.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
+                        help="runtime files: configs, pids, logs, journal (VRM_STATE_DIR)")
+    common.add_argument("--rust-weight", default=argparse.SUPPRESS, metavar="N",
+                        help="percent of traffic to rust, 0-100 (RUST_BACKEND_WEIGHT)")
+
+    parser = argparse.ArgumentParser(
+        prog="vrm", parents=[common],
+        description="Vision Resource Manager migration console. Without a command: the TUI.",
+    )
+    parser.add_argument("--read-only", action="store_true", help="TUI: disable every write action")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    setup = sub.add_parser("setup", parents=[common], help="write .env, check requirements")
+    setup.add_argument("--skip-build", action="store_true", help="accepted for the seed's syntax")
+    sub.add_parser("up", parents=[common], help="start the stack")
+    sub.add_parser("down", parents=[common], help="stop what vrm started")
+    sub.add_parser("deploy", parents=[common], help="start if needed and apply the split")
+    sub.add_parser("rollback", parents=[common], help="all traffic to typescript, now")
+    sub.add_parser("reload", parents=[common], help="re-render nginx config, test, reload")
+    status = sub.add_parser("status", parents=[common], help="what is served and healthy")
+    status.add_argument("--json", action="store_true")
+    logs = sub.add_parser("logs", parents=[common], help="print (or follow) service logs")
+    logs.add_argument("service", nargs="?", choices=services.CORE, metavar="SERVICE",
+                      help=" | ".join(services.CORE))
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--lines", type=int, default=100)
+    journal = sub.add_parser("journal", parents=[common], help="who did what")
+    journal.add_argument("-n", "--lines", type=int, default=20)
+    journal.add_argument("--json", action="store_true")
+    sub.add_parser("migrate", parents=[common], help="gradual migration (not built yet)")
+    bench = sub.add_parser("benchmark", parents=[common], help="load tests (not built yet)")
+    bench.add_argument("mode", nargs="?", default="benchmark",
+                       choices=["benchmark", "stress", "compare", "all", "monitor"])
+    bench.add_argument("--requests", type=int)
+    bench.add_argument("--concurrency", type=int)
+    validate = sub.add_parser("validate", parents=[common], help="production checks (not built)")
+    validate.add_argument("--host", help="H:P of the proxy")
+    sub.add_parser("demo", parents=[common], help="local stack with rehearsal backends")
+    return parser
+
+
+def _load_settings(args: argparse.Namespace) -> Settings:
+    flags: dict[str, str | None] = {}
+    if hasattr(args, "rust_weight"):
+        try:
+            weight = parse_weight(args.rust_weight, "--rust-weight")
+        except SplitError as exc:
+            raise UsageError(str(exc)) from None
+        flags["RUST_BACKEND_WEIGHT"] = str(weight)
+    if hasattr(args, "state_dir"):
+        flags["VRM_STATE_DIR"] = str(args.state_dir.resolve())
+    return settings_mod.load(flags, deploy_dir=getattr(args, "deploy_dir", None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "tui"
+    try:
+        settings = _load_settings(args)
+        return COMMANDS[command](settings, args)
+    except (SettingsError, UsageError) as exc:
+        print(f"vrm: {exc}", file=sys.stderr)
+        return 2
+    except (ApplyError, StackError, nginx.NginxMissing) as exc:
+        print(f"vrm {command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _controller(settings: Settings) -> TrafficController:
+    return TrafficController(settings, lifecycle.runtime_for(settings))
+
+
+def _say_applied(result: ApplyResult) -> None:
+    before = f" (was {result.before.rust}%)" if result.before else ""
+    print(f"{result.action}: now serving {result.after}{before}; generation "
+          f"{result.generation} verified in {result.duration_ms:.0f} ms")
+
+
+def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
+    env_file = settings.deploy_dir / ".env"
+    if env_file.exists():
+        print(f"kept existing {env_file}")
+        if settings.grafana_password in ("", "admin123"):
+            print("  warning: GRAFANA_PASSWORD is empty or the seed's default; set a strong one")
+    else:
+        text = ENV_TEMPLATE.read_text().replace("__GRAFANA_PASSWORD__", secrets.token_urlsafe(18))
+        env_file.write_text(text)
+        env_file.chmod(0o600)
+        print(f"wrote {env_file} (random GRAFANA_PASSWORD; review it: cat .env)")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    print(f"state dir {settings.state_dir}")
+    if args.skip_build:
+        print("--skip-build: nothing to build for the local runtime")
+    missing_required = False
+    for name, found, required, hint in _requirements():
+        mark = "ok  " if found else ("MISSING" if required else "absent")
+        line = f"  {mark:8} {name}"
+        if not found:
+            line += f": {hint}"
+            missing_required |= required
+        print(line)
+    return 1 if missing_required else 0
+
+
+def _requirements() -> list[tuple[str, bool, bool, str]]:
+    def which(name: str) -> bool:
+        return bool(shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin"))
+
+    return [
+        ("nginx (the proxy)", which("nginx"), True, nginx.NGINX_INSTALL_HINT),
+        ("docker engine (VRM_RUNTIME=compose only)", which("dockerd") or which("docker"), False,
+         "sudo apt-get install -y docker.io"),
+        ("ab (benchmarks against the seed's tool)", which("ab"), False,
+         "sudo apt-get install -y apache2-utils"),
+        ("prometheus (monitoring)", which("prometheus"), False,
+         "sudo apt-get install -y prometheus"),
+    ]
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    controller = _controller(settings)
+    started = lifecycle.bring_up(controller)
+    print("started " + ", ".join(started) if started else "already running")
+    _print_status(collect(controller))
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    stopped = lifecycle.bring_down(_controller(settings))
+    print("stopped " + ", ".join(stopped) if stopped else "nothing vrm started is running")
+    return 0
+
+
+def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
+    controller = _controller(settings)
+    started = lifecycle.bring_up(controller)
+    if started:
+        print("started " + ", ".join(started))
+    _say_applied(controller.set_split(settings.split, action="deploy"))
+    return 0
+
+
+def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
+    _say_applied(_controller(settings).rollback())
+    return 0
+
+
+def cmd_reload(settings: Settings, args: argparse.Namespace) -> int:
+    _say_applied(_controller(settings).reload())
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    status = collect(_controller(settings))
+    if args.json:
+        print(json.dumps(status.as_dict(), indent=2))
+    else:
+        _print_status(status)
+    return 0 if status.healthy else 1
+
+
+def _print_status(status: StackStatus) -> None:
+    print(f"runtime {status.runtime}, state {status.state_dir}")
+    if status.served:
+        print(f"serving  {status.served.split}  (nginx generation {status.served.generation})")
+    else:
+        print(f"serving  unknown: {status.served_error}")
+    if status.pending and status.configured:
+        print(f"PENDING  on disk: {status.configured}, not served: a change was interrupted; "
+              "run `vrm deploy` or `vrm rollback` to settle it")
+    print(f"{'SERVICE':28}{'STATE':10}{'HEALTH':14}{'PID':>8}  DETAIL")
+    for svc in status.services:
+        health = "✓ healthy" if svc.healthy else ("✗ unhealthy" if svc.probe else "- unknown")
+        detail = svc.probe.error if svc.probe and svc.probe.error else (svc.state.url or "")
+        detail = detail or svc.state.detail
+        pid = str(svc.state.pid) if svc.state.pid else ""
+        print(f"{svc.state.name:28}{svc.state.state:10}{health:14}{pid:>8}  {detail}")
+
+
+def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
+    runtime = lifecycle.runtime_for(settings)
+    if args.lines < 0:
+        raise UsageError(f"--lines={args.lines}: expected 0 or more")
+    names = [args.service] if args.service else list(services.CORE)
+    if args.follow and len(names) > 1:
+        raise UsageError("-f follows one service: vrm logs SERVICE -f "
+                         f"(one of {', '.join(services.CORE)})")
+    for name in names:
+        if len(names) > 1:
+            print(f"==> {name} <==")
+        try:
+            for line in runtime.log_lines(name, tail=args.lines, follow=args.follow):
+                print(line, flush=args.follow)
+        except StackError as exc:
+            if len(names) == 1:
+                raise
+            print(f"({exc})")
+    return 0
+
+
+def cmd_journal(settings: Settings, args: argparse.Namespace) -> int:
+    for record in Journal(settings.state_dir / "journal.jsonl").read(limit=args.lines):
+        if args.json:
+            print(record.to_json())
+            continue
+        change = ""
+        if record.from_ or record.to:
+            was = record.from_["rust"] if record.from_ else "?"
+            now = record.to["rust"] if record.to else "?"
+            change = f" rust {was}->{now}"
+        took = f" {record.duration_ms:.0f}ms" if record.duration_ms is not None else ""
+        print(f"{record.time} {record.operator}@{record.host} {record.action}{change} "
+              f"{record.result}{took} {record.detail}")
+    return 0
+
+
+def _not_yet(settings: Settings, args: argparse.Namespace) -> int:
+    print(f"vrm {args.command}: {NOT_YET[args.command]} is not available yet", file=sys.stderr)
+    return 1
+
+
+def cmd_tui(settings: Settings, args: argparse.Namespace) -> int:
+    print("vrm: the TUI is not available yet; use `vrm status`, `vrm deploy`, "
+          "`vrm rollback`, `vrm logs`", file=sys.stderr)
+    return 1
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    controller = _controller(settings)
+    lifecycle.bring_up(controller)
+    status = collect(controller)
+    _print_status(status)
+    proxy = settings.proxy_url
+    print(f"""
+The local stack is up with rehearsal backends (state in {settings.state_dir}).
+  curl {proxy}/api/v1/vision/metrics               balanced (see X-VRM-Backend)
+  curl {proxy}/api/v1/vision/rust/metrics          pinned to rust
+  vrm deploy --rust-weight 50                   change the split
+  vrm rollback                                  everything to typescript
+  vrm logs vision-proxy -f                      the JSON access log
+  vrm journal                                   who did what
+  vrm down                                      stop it all""")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "setup": cmd_setup,
+    "up": cmd_up,
+    "down": cmd_down,
+    "deploy": cmd_deploy,
+    "rollback": cmd_rollback,
+    "reload": cmd_reload,
+    "status": cmd_status,
+    "logs": cmd_logs,
+    "journal": cmd_journal,
+    "migrate": _not_yet,
+    "benchmark": _not_yet,
+    "validate": _not_yet,
+    "tui": cmd_tui,
+    "demo": cmd_demo,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The rehearsal backend: a stand-in Vision Resource Manager serving the real API and metrics."""

@@ -1,0 +1,96 @@
+"""Rehearsal profiles (`configs/rehearsal/*.yaml`): latency, errors and model sizes."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A log-normal latency given by its median and p95, in milliseconds."""
+
+    median: float
+    p95: float
+
+    def sample(self, rng: random.Random) -> float:
+        sigma = math.log(self.p95 / self.median) / 1.6448536 if self.p95 > self.median else 0.0
+        return self.median * math.exp(rng.gauss(0.0, sigma))
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    size_gb: float
+    task: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    backend: str
+    latency_ms: dict[str, Latency]
+    models: dict[str, Model]
+    per_megapixel_ms: float = 0.0
+    error_rate: float = 0.0
+    model_load_ms_per_gb: float = 0.0
+    vram_overhead_gb: float = 0.0
+    source: str = field(default="", compare=False)
+
+    def task_latency_ms(self, task: str, megapixels: float, rng: random.Random) -> float:
+        base = self.latency_ms.get(task) or self.latency_ms["metrics"]
+        return base.sample(rng) + self.per_megapixel_ms * megapixels
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and check a profile; every problem names the file and the key."""
+    try:
+        data: Any = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: expected a mapping at the top level")
+
+    def number(key: str, value: Any, low: float = 0.0, high: float = math.inf) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProfileError(f"{path}: {key}={value!r}: expected a number")
+        if not low <= value <= high:
+            raise ProfileError(f"{path}: {key}={value!r}: expected {low} to {high}")
+        return float(value)
+
+    latency = {}
+    for task, spec in (data.get("latency_ms") or {}).items():
+        if not isinstance(spec, dict):
+            raise ProfileError(f"{path}: latency_ms.{task}: expected {{median, p95}}")
+        median = number(f"latency_ms.{task}.median", spec.get("median"), 0.001)
+        p95 = number(f"latency_ms.{task}.p95", spec.get("p95", median), median)
+        latency[task] = Latency(median, p95)
+    if "metrics" not in latency:
+        raise ProfileError(f"{path}: latency_ms.metrics is required (the summary endpoint)")
+    models = {}
+    for name, spec in (data.get("models") or {}).items():
+        if not isinstance(spec, dict) or "task" not in spec:
+            raise ProfileError(f"{path}: models.{name}: expected {{size_gb, task}}")
+        models[name] = Model(name, number(f"models.{name}.size_gb", spec.get("size_gb"), 0.01),
+                             str(spec["task"]))
+    backend = data.get("backend")
+    if backend not in ("rust", "typescript"):
+        raise ProfileError(f"{path}: backend={backend!r}: expected rust or typescript")
+    return Profile(
+        backend=backend,
+        latency_ms=latency,
+        models=models,
+        per_megapixel_ms=number("per_megapixel_ms", data.get("per_megapixel_ms", 0.0)),
+        error_rate=number("error_rate", data.get("error_rate", 0.0), 0.0, 1.0),
+        model_load_ms_per_gb=number("model_load_ms_per_gb", data.get("model_load_ms_per_gb", 0)),
+        vram_overhead_gb=number("vram_overhead_gb", data.get("vram_overhead_gb", 0.0)),
+        source=str(path),
+    )

@@ -1,0 +1,296 @@
+"""The rehearsal backend's HTTP API: the DESIGN backend contract, on aiohttp.
+
+GET /health, GET /metrics, GET /api/v1/vision/metrics, POST /api/v1/vision/process;
+every response carries `X-VRM-Backend`. With `--faults`, a second listener on loopback
+serves /faults (GET, POST a partial update, DELETE to clear).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+import signal
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+from vrm_tui.rehearsal.faults import FaultError, Faults
+from vrm_tui.rehearsal.profile import Profile
+from vrm_tui.rehearsal.vram import ModelTooLarge, VramPool
+
+log = logging.getLogger("vrm.rehearsal")
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MAX_SIDE = 16384
+
+class Metrics:
+    """The seed's metric names, each labelled `backend`, in a registry of their own."""
+
+    def __init__(self, backend: str, limit_gb: float) -> None:
+        self.registry = CollectorRegistry()
+        self.duration = Histogram(
+            "vision_manager_task_duration_seconds", "Vision task execution time",
+            ["backend", "task"], buckets=BUCKETS, registry=self.registry,
+        )
+        self.tasks = Counter(
+            "vision_manager_tasks", "Vision tasks processed", ["backend", "status"],
+            registry=self.registry,
+        )
+        self.vram = Gauge("vision_manager_vram_used_gb", "Simulated VRAM in use",
+                          ["backend"], registry=self.registry)
+        self.vram_limit = Gauge("vision_manager_vram_limit_gb", "VRAM limit (MAX_VRAM_GB)",
+                                ["backend"], registry=self.registry)
+        self.models = Gauge("vision_manager_models_loaded", "Models resident in VRAM",
+                            ["backend"], registry=self.registry)
+        self.backend = backend
+        self.vram_limit.labels(backend).set(limit_gb)
+        for status in ("success", "error"):
+            self.tasks.labels(backend, status)
+
+
+class Backend:
+    """The state of one rehearsal backend: profile, VRAM pool, faults, counters."""
+
+    def __init__(self, profile: Profile, max_vram_gb: float, seed: int | None = None) -> None:
+        self.profile = profile
+        self.name = profile.backend
+        self.pool = VramPool(max_vram_gb, profile.vram_overhead_gb)
+        self.faults = Faults()
+        self.metrics = Metrics(self.name, max_vram_gb)
+        self.rng = random.Random(seed)
+        self.started = time.time()
+        self.durations: list[float] = []
+        self.counts = {"success": 0, "error": 0}
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        self.metrics.vram.labels(self.name).set(self.pool.used_gb)
+        self.metrics.models.labels(self.name).set(len(self.pool.loaded))
+
+    def failing(self) -> bool:
+        rate = min(1.0, self.profile.error_rate + self.faults.error_rate)
+        return rate > 0 and self.rng.random() < rate
+
+    def record(self, task: str, seconds: float, ok: bool) -> None:
+        status = "success" if ok else "error"
+        self.counts[status] += 1
+        self.metrics.tasks.labels(self.name, status).inc()
+        if ok:
+            self.metrics.duration.labels(self.name, task).observe(seconds)
+            self.durations.append(seconds)
+            del self.durations[:-1000]
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.durations)
+
+        def pct(q: float) -> float | None:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2) \
+                if ordered else None
+
+        return {
+            "backend": self.name,
+            "status": "healthy" if not self.faults.unhealthy else "unhealthy",
+            "uptime_seconds": round(time.time() - self.started, 1),
+            "tasks_total": sum(self.counts.values()),
+            "tasks_failed": self.counts["error"],
+            "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "window": len(ordered)},
+            "vram_used_gb": self.pool.used_gb,
+            "max_vram_gb": self.pool.limit_gb,
+            "models_loaded": self.pool.loaded,
+            "available_models": sorted(self.profile.models),
+        }
+
+
+STATE = web.AppKey("backend", Backend)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _pause(backend: Backend, extra_ms: float = 0.0) -> None:
+    await backend.faults.wait_unhung()
+    delay = backend.faults.latency_ms + extra_ms
+    if delay > 0:
+        await asyncio.sleep(delay / 1000)
+
+
+async def health(request: web.Request) -> web.Response:
+    backend = request.app[STATE]
+    await _pause(backend)
+    if backend.faults.unhealthy:
+        return web.json_response({"status": "unhealthy", "backend": backend.name,
+                                  "reason": "fault injected"}, status=503)
+    return web.json_response({"status": "healthy", "backend": backend.name,
+                              "uptime_seconds": round(time.time() - backend.started, 1),
+                              "vram_used_gb": backend.pool.used_gb})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    backend = request.app[STATE]
+    await backend.faults.wait_unhung()
+    body = generate_latest(backend.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def vision_metrics(request: web.Request) -> web.Response:
+    backend = request.app[STATE]
+    await _pause(backend, backend.profile.task_latency_ms("metrics", 0, backend.rng))
+    if backend.failing():
+        return _error(500, "injected failure")
+    return web.json_response(backend.summary())
+
+
+def _image_size(body: dict[str, Any]) -> tuple[int, int]:
+    raw = body.get("image_size", [640, 480])
+    if isinstance(raw, str):
+        match = re.fullmatch(r"(\d+)x(\d+)", raw.strip())
+        raw = [int(match.group(1)), int(match.group(2))] if match else raw
+    if isinstance(raw, dict):
+        raw = [raw.get("width"), raw.get("height")]
+    if (not isinstance(raw, list) or len(raw) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw)
+            or not all(1 <= v <= MAX_SIDE for v in raw)):
+        raise ValueError(f"image_size={body.get('image_size')!r}: expected [width, height] "
+                         f"in pixels, 1 to {MAX_SIDE}, or \"WIDTHxHEIGHT\"")
+    return raw[0], raw[1]
+
+
+async def process(request: web.Request) -> web.Response:
+    backend = request.app[STATE]
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "expected a JSON body such as {\"model\": \"yolov8\", "
+                           "\"image_size\": [640, 480]}")
+    if not isinstance(body, dict):
+        return _error(400, "expected a JSON object")
+    name = body.get("model", "resnet50")
+    model = backend.profile.models.get(name) if isinstance(name, str) else None
+    if model is None:
+        return _error(400, f"unknown model {name!r}; available: "
+                           f"{', '.join(sorted(backend.profile.models))}")
+    try:
+        width, height = _image_size(body)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    started = time.perf_counter()
+    try:
+        placement = backend.pool.place(model)
+    except ModelTooLarge as exc:
+        return _error(507, str(exc))
+    backend._update_gauges()
+    load_ms = 0.0 if placement.hit else model.size_gb * backend.profile.model_load_ms_per_gb
+    task_ms = backend.profile.task_latency_ms(model.task, width * height / 1e6, backend.rng)
+    await _pause(backend, load_ms + task_ms)
+    seconds = time.perf_counter() - started
+    if backend.failing():
+        backend.record(model.task, seconds, ok=False)
+        return _error(500, "injected failure")
+    backend.record(model.task, seconds, ok=True)
+    return web.json_response({
+        "task_id": str(uuid.uuid4()),
+        "backend": backend.name,
+        "model": model.name,
+        "task": model.task,
+        "image_size": [width, height],
+        "duration_ms": round(seconds * 1000, 2),
+        "model_cache": "hit" if placement.hit else "loaded",
+        "evicted": list(placement.evicted),
+        "result": _fake_result(model.task, backend.rng),
+    })
+
+
+def _fake_result(task: str, rng: random.Random) -> dict[str, Any]:
+    labels = ["person", "car", "bicycle", "dog", "cat", "truck", "bus"]
+    if task == "detect":
+        return {"detections": [{"label": rng.choice(labels), "score": round(rng.uniform(.5, 1), 3)}
+                               for _ in range(rng.randint(0, 5))]}
+    if task == "segment":
+        return {"masks": rng.randint(1, 12)}
+    if task == "embed":
+        return {"dimensions": 768}
+    return {"label": rng.choice(labels), "score": round(rng.uniform(0.5, 1.0), 3)}
+
+
+async def _tag_backend(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["X-VRM-Backend"] = request.app[STATE].name
+
+
+def build_app(backend: Backend) -> web.Application:
+    app = web.Application()
+    app[STATE] = backend
+    app.on_response_prepare.append(_tag_backend)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/vision/metrics", vision_metrics)
+    app.router.add_post("/api/v1/vision/process", process)
+    return app
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].faults.as_dict())
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    backend = request.app[STATE]
+    try:
+        changes = await request.json()
+        if not isinstance(changes, dict):
+            raise FaultError("expected a JSON object such as {\"error_rate\": 0.2}")
+        backend.faults.update(changes)
+    except (ValueError, FaultError) as exc:
+        return _error(400, str(exc))
+    log.warning("faults now %s", backend.faults.as_dict())
+    if changes.get("crash") is True:
+        log.warning("crash fault: exiting now")
+        asyncio.get_running_loop().call_later(0.05, os._exit, 70)
+    return web.json_response(backend.faults.as_dict())
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    request.app[STATE].faults.clear()
+    log.warning("faults cleared")
+    return web.json_response(request.app[STATE].faults.as_dict())
+
+
+def build_admin_app(backend: Backend) -> web.Application:
+    app = web.Application()
+    app[STATE] = backend
+    app.on_response_prepare.append(_tag_backend)
+    app.router.add_get("/faults", get_faults)
+    app.router.add_post("/faults", set_faults)
+    app.router.add_delete("/faults", clear_faults)
+    return app
+
+
+async def serve(backend: Backend, host: str, port: int, admin_port: int | None) -> None:
+    """Run until SIGTERM/SIGINT; the admin listener binds 127.0.0.1 only."""
+    runners = []
+    main = web.AppRunner(build_app(backend), access_log=None, handle_signals=False)
+    await main.setup()
+    await web.TCPSite(main, host, port, backlog=1024).start()
+    runners.append(main)
+    if admin_port is not None:
+        admin = web.AppRunner(build_admin_app(backend), access_log=None)
+        await admin.setup()
+        await web.TCPSite(admin, "127.0.0.1", admin_port).start()
+        runners.append(admin)
+    log.warning("%s rehearsal backend on %s:%s (profile %s, MAX_VRAM_GB %s, faults %s)",
+                backend.name, host, port, backend.profile.source, backend.pool.limit_gb,
+                f"on 127.0.0.1:{admin_port}" if admin_port is not None else "off")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.warning("stopping")
+    for runner in runners:
+        await runner.cleanup()

@@ -1,0 +1,253 @@
+"""One validated Settings object, read from flags > environment > `.env` > defaults.
+
+The seed's variable names and defaults are a public interface: operators have them in
+their `.env` files and muscle memory. Every bad value becomes one `SettingsError` that
+names the variable, so the CLI can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vrm_tui.traffic.split import Split, SplitError, parse_weight
+
+RUNTIMES = ("local", "compose")
+
+
+class SettingsError(ValueError):
+    """A setting has a value vrm cannot use; the message names the variable."""
+
+
+def _parse_env_file(path: Path) -> dict[str, str]:
+    """Read KEY=VALUE lines (comments, blank lines, `export` and quotes allowed)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].strip()
+        values[key.strip()] = value
+    return values
+
+
+def _int(name: str, raw: str, low: int = 1, high: int = 65535) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r}: expected a number from {low} to {high}")
+    return value
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number such as 20.0") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r}: expected a positive number")
+    return value
+
+
+def _bind(name: str, raw: str) -> str:
+    value = raw.strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected an IP address such as 127.0.0.1") from None
+    return value
+
+
+def _url(name: str, raw: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", raw.strip()):
+        raise SettingsError(f"{name}={raw!r}: expected a base URL such as http://10.0.0.5:3001")
+    return raw.strip().rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything vrm needs to know about one deployment."""
+
+    split: Split = field(default_factory=lambda: Split(10))
+    max_vram_gb: float = 20.0
+    backend_preference: str = "rust"
+    proxy_port: int = 3000
+    proxy_bind: str = "0.0.0.0"
+    rust_port: int = 3001
+    ts_port: int = 3002
+    prometheus_port: int = 9090
+    grafana_port: int = 3003
+    grafana_password: str = ""
+    proxy_rate_limit: int = 100
+    proxy_keepalive_timeout: int = 0
+    runtime: str = "local"
+    rust_url: str | None = None
+    ts_url: str | None = None
+    deploy_dir: Path = field(default_factory=Path.cwd)
+    state_dir: Path = field(default_factory=lambda: Path.cwd() / ".vrm")
+    rehearsal_faults: bool = True
+
+    @property
+    def rust_address(self) -> str:
+        """host:port nginx uses for the Rust backend."""
+        return _address(self.rust_url, self.rust_port)
+
+    @property
+    def ts_address(self) -> str:
+        """host:port nginx uses for the TypeScript backend."""
+        return _address(self.ts_url, self.ts_port)
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    def backend_url(self, backend: str) -> str:
+        """Base URL of a backend as vrm reaches it directly (health probes, metrics)."""
+        url = self.rust_url if backend == "rust" else self.ts_url
+        port = self.rust_port if backend == "rust" else self.ts_port
+        return url or f"http://127.0.0.1:{port}"
+
+
+def _address(url: str | None, port: int) -> str:
+    if url is None:
+        return f"127.0.0.1:{port}"
+    hostport = url.split("://", 1)[1]
+    if ":" not in hostport:
+        hostport += ":443" if url.startswith("https") else ":80"
+    return hostport
+
+
+def load(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    deploy_dir: Path | None = None,
+) -> Settings:
+    """Build Settings from flags > environment > `<deploy_dir>/.env` > defaults.
+
+    `flags` uses the environment variable names as keys (None means "not given").
+    """
+    environ = os.environ if environ is None else environ
+    base = Path(deploy_dir or environ.get("VRM_DEPLOY_DIR") or Path.cwd()).resolve()
+    layered: dict[str, str] = _parse_env_file(base / ".env")
+    layered.update({k: v for k, v in environ.items() if k in _KNOWN})
+    given_flags = {k: str(v) for k, v in (flags or {}).items() if v is not None}
+    layered.update(given_flags)
+
+    if "RUST_BACKEND_WEIGHT" in given_flags:
+        # A weight on the command line is the whole split; the other side follows from it.
+        layered.pop("TS_BACKEND_WEIGHT", None)
+    split = _split(layered)
+
+    runtime = layered.get("VRM_RUNTIME", "local").strip() or "local"
+    if runtime not in RUNTIMES:
+        raise SettingsError(f"VRM_RUNTIME={runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    preference = layered.get("BACKEND_PREFERENCE", "rust").strip() or "rust"
+    if preference not in ("rust", "typescript"):
+        raise SettingsError(f"BACKEND_PREFERENCE={preference!r}: expected rust or typescript")
+
+    state_raw = layered.get("VRM_STATE_DIR", "").strip()
+    state_dir = Path(state_raw) if state_raw else base / ".vrm"
+    if not state_dir.is_absolute():
+        state_dir = base / state_dir
+
+    def opt_url(name: str) -> str | None:
+        raw = layered.get(name, "").strip()
+        return _url(name, raw) if raw else None
+
+    settings = Settings(
+        split=split,
+        max_vram_gb=_float("MAX_VRAM_GB", layered.get("MAX_VRAM_GB", "20.0")),
+        backend_preference=preference,
+        proxy_port=_int("PROXY_PORT", layered.get("PROXY_PORT", "3000")),
+        proxy_bind=_bind("PROXY_BIND", layered.get("PROXY_BIND", "0.0.0.0")),
+        rust_port=_int("VISION_MANAGER_PORT", layered.get("VISION_MANAGER_PORT", "3001")),
+        ts_port=_int("TS_VISION_MANAGER_PORT", layered.get("TS_VISION_MANAGER_PORT", "3002")),
+        prometheus_port=_int("PROMETHEUS_PORT", layered.get("PROMETHEUS_PORT", "9090")),
+        grafana_port=_int("GRAFANA_PORT", layered.get("GRAFANA_PORT", "3003")),
+        grafana_password=layered.get("GRAFANA_PASSWORD", ""),
+        proxy_rate_limit=_int(
+            "PROXY_RATE_LIMIT", layered.get("PROXY_RATE_LIMIT", "100"), low=0, high=1_000_000
+        ),
+        proxy_keepalive_timeout=_int(
+            "PROXY_KEEPALIVE_TIMEOUT", layered.get("PROXY_KEEPALIVE_TIMEOUT", "0"), low=0, high=3600
+        ),
+        runtime=runtime,
+        rust_url=opt_url("RUST_BACKEND_URL"),
+        ts_url=opt_url("TS_BACKEND_URL"),
+        deploy_dir=base,
+        state_dir=state_dir.resolve(),
+        rehearsal_faults=layered.get("VRM_REHEARSAL_FAULTS", "1").strip().lower()
+        in ("1", "true", "yes", "on"),
+    )
+    _check_ports(settings)
+    return settings
+
+
+def _split(layered: Mapping[str, str]) -> Split:
+    rust_raw = layered.get("RUST_BACKEND_WEIGHT")
+    ts_raw = layered.get("TS_BACKEND_WEIGHT")
+    try:
+        rust = parse_weight(rust_raw, "RUST_BACKEND_WEIGHT") if rust_raw is not None else None
+        ts = parse_weight(ts_raw, "TS_BACKEND_WEIGHT") if ts_raw is not None else None
+    except SplitError as exc:
+        raise SettingsError(str(exc)) from None
+    if rust is not None and ts is not None and rust + ts != 100:
+        raise SettingsError(
+            f"RUST_BACKEND_WEIGHT={rust_raw!r} and TS_BACKEND_WEIGHT={ts_raw!r} "
+            f"add up to {rust + ts}, not 100"
+        )
+    if rust is None:
+        rust = 10 if ts is None else 100 - ts
+    return Split(rust)
+
+
+def _check_ports(settings: Settings) -> None:
+    ports = {
+        "PROXY_PORT": settings.proxy_port,
+        "VISION_MANAGER_PORT": settings.rust_port,
+        "TS_VISION_MANAGER_PORT": settings.ts_port,
+    }
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in seen:
+            raise SettingsError(f"{name}={port}: the same port as {seen[port]}")
+        seen[port] = name
+
+
+_KNOWN = {
+    "RUST_BACKEND_WEIGHT",
+    "TS_BACKEND_WEIGHT",
+    "MAX_VRAM_GB",
+    "BACKEND_PREFERENCE",
+    "PROXY_PORT",
+    "VISION_MANAGER_PORT",
+    "TS_VISION_MANAGER_PORT",
+    "GRAFANA_PASSWORD",
+    "PROMETHEUS_PORT",
+    "GRAFANA_PORT",
+    "VRM_STATE_DIR",
+    "VRM_RUNTIME",
+    "RUST_BACKEND_URL",
+    "TS_BACKEND_URL",
+    "PROXY_RATE_LIMIT",
+    "PROXY_BIND",
+    "PROXY_KEEPALIVE_TIMEOUT",
+    "VRM_REHEARSAL_FAULTS",
+}

@@ -1,0 +1,1 @@
+"""Runtimes: where the proxy and backends run (local processes or docker compose)."""

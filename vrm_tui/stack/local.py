@@ -1,0 +1,261 @@
+"""The local runtime: nginx (Debian's binary) and two rehearsal backends as plain processes.
+
+Processes are detached from the terminal (new session, no stdin) so they outlive the CLI;
+each is recorded with its kernel start time so `vrm down` stops exactly what `vrm up` started.
+Everything lives under the state dir: generated configs, pids, logs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from vrm_tui.settings import Settings
+from vrm_tui.stack import logfiles, services
+from vrm_tui.stack.procs import ProcRecord, children, cmdline, free_port, port_in_use, start_ticks
+from vrm_tui.stack.runtime import ServiceState, StackError
+from vrm_tui.telemetry.health import probe
+from vrm_tui.traffic import nginx
+from vrm_tui.traffic.served import ProxyUnreachable, read_served
+
+PROFILE_DIR = nginx.REPO_ROOT / "configs" / "rehearsal"
+START_TIMEOUT_S = 20.0
+
+
+class LocalRuntime:
+    """Runs the stack as local processes under `settings.state_dir`."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        state = settings.state_dir
+        self.run_dir = state / "run"
+        self.log_dir = state / "logs"
+        self.store = nginx.ConfigStore(state / "nginx")
+
+    # --- layout --------------------------------------------------------------------------
+
+    def proxy_params(self) -> nginx.ProxyParams:
+        s = self.settings
+        return nginx.ProxyParams(
+            listen=f"{_bracket(s.proxy_bind)}:{s.proxy_port}",
+            pid_file=self.run_dir / "nginx.pid",
+            error_log=self.proxy_error_log(),
+            access_log=self.access_log(),
+            temp_dir=s.state_dir / "nginx" / "tmp",
+            comparison_file=s.state_dir / "performance-comparison.json",
+            rate_limit=s.proxy_rate_limit,
+            rust_address=s.rust_address,
+            ts_address=s.ts_address,
+            template=nginx.template_for(s.deploy_dir),
+            client_keepalive_timeout=s.proxy_keepalive_timeout,
+        )
+
+    def proxy_error_log(self) -> Path:
+        return self.log_dir / "proxy-error.log"
+
+    def access_log(self) -> Path:
+        return self.log_dir / "proxy-access.log"
+
+    def _log_paths(self, service: str) -> list[Path]:
+        if service == services.PROXY:
+            return [self.proxy_error_log(), self.access_log()]
+        return [self.log_dir / f"{service}.log"]
+
+    def _external(self, service: str) -> str | None:
+        backend = services.BACKENDS.get(service)
+        if backend == "rust":
+            return self.settings.rust_url
+        if backend == "typescript":
+            return self.settings.ts_url
+        return None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def up(self) -> list[str]:
+        for folder in (self.run_dir, self.log_dir, self.settings.state_dir / "nginx" / "tmp"):
+            folder.mkdir(parents=True, exist_ok=True)
+        started = []
+        waiting = []
+        for service, backend in services.BACKENDS.items():
+            if self._external(service) or self._record(service):
+                continue
+            waiting.append(self._start_backend(service, backend))
+            started.append(service)
+        for record in waiting:
+            self._wait_backend(record)
+        if not self._record(services.PROXY):
+            self._start_proxy()
+            started.append(services.PROXY)
+        return started
+
+    def down(self) -> list[str]:
+        return [name for name in services.CORE if self.stop_service(name)]
+
+    def stop_service(self, service: str) -> bool:
+        """Stop one service vrm started (nginx gracefully); True if it was running."""
+        record = ProcRecord.load(self.run_dir, service)
+        if record is None:
+            return False
+        stopped = record.stop(signal.SIGQUIT if service == services.PROXY else signal.SIGTERM)
+        (self.run_dir / f"{service}.json").unlink(missing_ok=True)
+        return stopped
+
+    def _record(self, service: str) -> ProcRecord | None:
+        """The record of a running process we started, else None."""
+        record = ProcRecord.load(self.run_dir, service)
+        return record if record and record.alive() else None
+
+    def _check_port(self, setting: str, host: str, port: int) -> None:
+        if port_in_use(host, port):
+            raise StackError(
+                f"{setting} {port} is already in use on {host}: stop what listens there "
+                f"(`ss -ltnp 'sport = :{port}'` shows it) or set {setting} in .env"
+            )
+
+    def _start_backend(self, service: str, backend: str) -> ProcRecord:
+        port = self.settings.rust_port if backend == "rust" else self.settings.ts_port
+        setting = "VISION_MANAGER_PORT" if backend == "rust" else "TS_VISION_MANAGER_PORT"
+        self._check_port(setting, "127.0.0.1", port)
+        command = [
+            sys.executable, "-m", "vrm_tui.rehearsal",
+            "--flavour", backend,
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--profile", str(PROFILE_DIR / f"{backend}.yaml"),
+            "--max-vram-gb", str(self.settings.max_vram_gb),
+        ]
+        ports = {"port": port}
+        if self.settings.rehearsal_faults:
+            admin = free_port()
+            command += ["--faults", "--admin-port", str(admin)]
+            ports["admin"] = admin
+        log = self.log_dir / f"{service}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )
+        record = ProcRecord.of(service, proc.pid, command, ports)
+        record.save(self.run_dir)
+        return record
+
+    def _wait_backend(self, record: ProcRecord) -> None:
+        url = f"http://127.0.0.1:{record.ports['port']}/health"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if not record.alive():
+                tail = "\n  ".join(logfiles.last_lines(self.log_dir / f"{record.service}.log", 8))
+                raise StackError(f"{record.service} exited at start; its log ends:\n  {tail}")
+            if probe(url, timeout=0.5).healthy:
+                return
+            time.sleep(0.05)
+        raise StackError(f"{record.service} did not answer {url} within {START_TIMEOUT_S:.0f}s")
+
+    def _start_proxy(self) -> None:
+        if self.store.current() is None:
+            raise StackError("no nginx config generation yet: run `vrm deploy` or `vrm up`")
+        s = self.settings
+        self._check_port("PROXY_PORT", s.proxy_bind, s.proxy_port)
+        params = self.proxy_params()
+        params.pid_file.unlink(missing_ok=True)
+        command = [nginx.nginx_binary(), "-e", str(params.error_log),
+                   "-c", str(self.store.main_config)]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=15,
+                              stdin=subprocess.DEVNULL, check=False, start_new_session=True)
+        if proc.returncode != 0:
+            raise StackError(f"nginx did not start: {proc.stderr.strip()}")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                pid = int(params.pid_file.read_text().strip())
+                if start_ticks(pid) is not None:
+                    break
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"nginx started but wrote no pid file; see {params.error_log}")
+            time.sleep(0.01)
+        ProcRecord.of(services.PROXY, pid, command, {"port": s.proxy_port}).save(self.run_dir)
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                read_served("127.0.0.1", s.proxy_port, timeout=0.5)
+                return
+            except ProxyUnreachable as exc:
+                last = str(exc)
+            time.sleep(0.02)
+        raise StackError(f"nginx started but does not answer: {last}")
+
+    # --- reading -------------------------------------------------------------------------
+
+    def services(self) -> list[ServiceState]:
+        found = []
+        for service in services.CORE:
+            external = self._external(service)
+            if external:
+                found.append(ServiceState(service, "external", url=external))
+                continue
+            record = ProcRecord.load(self.run_dir, service)
+            port = record.ports.get("port") if record else None
+            url = f"http://127.0.0.1:{port}" if port else None
+            if record is None:
+                found.append(ServiceState(service, "stopped"))
+            elif record.alive():
+                found.append(ServiceState(service, "running", record.pid, url))
+            else:
+                found.append(ServiceState(service, "exited", record.pid, url,
+                                          detail="started by vrm, no longer running"))
+        return found
+
+    def admin_url(self, service: str) -> str | None:
+        """The fault-injection endpoint of a rehearsal backend we started (loopback only)."""
+        record = self._record(service)
+        if record and "admin" in record.ports:
+            return f"http://127.0.0.1:{record.ports['admin']}"
+        return None
+
+    def backend_pid(self, service: str) -> int | None:
+        record = self._record(service)
+        return record.pid if record else None
+
+    def log_lines(self, service: str, tail: int = 100, follow: bool = False) -> Iterator[str]:
+        if service not in services.CORE:
+            raise StackError(
+                f"unknown service {service!r}; the local runtime runs {', '.join(services.CORE)}"
+            )
+        if self._external(service):
+            raise StackError(f"{service} is external ({self._external(service)}): vrm has no logs")
+        paths = self._log_paths(service)
+        return logfiles.follow(paths, tail) if follow else logfiles.tail_once(paths, tail)
+
+    # --- proxy control -------------------------------------------------------------------
+
+    def proxy_running(self) -> bool:
+        return self._record(services.PROXY) is not None
+
+    def signal_proxy_reload(self) -> None:
+        record = self._record(services.PROXY)
+        if record is None:
+            raise StackError("vision-proxy is not running")
+        try:
+            os.kill(record.pid, signal.SIGHUP)
+        except ProcessLookupError:
+            raise StackError("vision-proxy exited before it could be reloaded") from None
+
+    def proxy_worker_pids(self) -> set[int]:
+        record = self._record(services.PROXY)
+        return children(record.pid) if record else set()
+
+    def worker_retired(self, pid: int) -> bool:
+        return start_ticks(pid) is None or "shutting down" in cmdline(pid)
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

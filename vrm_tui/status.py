@@ -1,0 +1,101 @@
+"""The stack's status as data: what nginx serves, what is on disk, each service's health.
+
+Used by `vrm status` and the TUI alike. The served split is read back from nginx, never
+remembered; when nginx does not answer, the split is unknown and the reason is kept.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from vrm_tui.stack import services
+from vrm_tui.stack.runtime import ServiceState
+from vrm_tui.telemetry.health import Probe, probe
+from vrm_tui.traffic.controller import TrafficController
+from vrm_tui.traffic.served import ProxyUnreachable, Served
+from vrm_tui.traffic.split import Split
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    state: ServiceState
+    probe: Probe | None
+
+    @property
+    def healthy(self) -> bool:
+        return self.probe is not None and self.probe.healthy
+
+    def as_dict(self) -> dict[str, Any]:
+        data = self.state.as_dict()
+        data["healthy"] = self.healthy
+        data["latency_ms"] = self.probe.latency_ms if self.probe else None
+        data["error"] = self.probe.error if self.probe else ""
+        return data
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    runtime: str
+    state_dir: str
+    served: Served | None
+    served_error: str
+    configured: Split | None
+    services: list[ServiceStatus] = field(default_factory=list)
+
+    @property
+    def pending(self) -> bool:
+        """On-disk config differs from what nginx serves (an interrupted change)."""
+        return (self.served is not None and self.configured is not None
+                and self.served.split != self.configured)
+
+    @property
+    def healthy(self) -> bool:
+        return all(s.healthy for s in self.services)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.served.split.as_dict() if self.served else None,
+            "generation": self.served.generation if self.served else None,
+            "split_error": self.served_error,
+            "configured": self.configured.as_dict() if self.configured else None,
+            "pending": self.pending,
+            "services": [s.as_dict() for s in self.services],
+            "runtime": self.runtime,
+            "state_dir": self.state_dir,
+        }
+
+
+def collect(controller: TrafficController, timeout: float = 1.0) -> StackStatus:
+    """Gather status; every probe is bounded by `timeout` and runs in parallel."""
+    settings = controller.settings
+    states = controller.runtime.services()
+
+    def check(state: ServiceState) -> Probe | None:
+        if state.name == services.PROXY:
+            return None
+        if state.state not in ("running", "external"):
+            return None
+        backend = services.BACKENDS[state.name]
+        return probe(f"{settings.backend_url(backend)}/health", timeout=timeout)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        served_future = pool.submit(_served, controller, timeout)
+        probes = list(pool.map(check, states))
+        served, served_error = served_future.result()
+    result = []
+    for state, found in zip(states, probes, strict=True):
+        if state.name == services.PROXY:
+            found = Probe(settings.proxy_url + "/vrm/served", served is not None,
+                          200 if served else None, None, error=served_error)
+        result.append(ServiceStatus(state, found))
+    return StackStatus(controller.runtime.name, str(settings.state_dir), served, served_error,
+                       controller.configured(), result)
+
+
+def _served(controller: TrafficController, timeout: float) -> tuple[Served | None, str]:
+    try:
+        return controller.served(timeout=timeout), ""
+    except ProxyUnreachable as exc:
+        return None, str(exc)

@@ -1,0 +1,1 @@
+"""Traffic: the split value object, nginx rendering and apply protocol, the controller."""

@@ -1,0 +1,47 @@
+"""Read back what nginx actually serves: the truth for status, verification and the TUI."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from dataclasses import dataclass
+
+from vrm_tui.traffic.split import Split
+
+
+class ProxyUnreachable(RuntimeError):
+    """nginx did not answer on its status endpoint; the message says how it failed."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """The split and generation one nginx worker answered with."""
+
+    generation: int
+    split: Split
+    worker_pid: int
+
+
+def read_served(host: str, port: int, timeout: float = 1.0) -> Served:
+    """GET /vrm/served on a fresh connection, so the answer comes from a worker that is
+    accepting new connections now (not one kept alive from an older generation)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/vrm/served", headers={"Connection": "close"})
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise ProxyUnreachable(f"proxy at {host}:{port} did not answer: {exc}") from None
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ProxyUnreachable(
+            f"proxy at {host}:{port} answered /vrm/served with HTTP {response.status}"
+        )
+    try:
+        data = json.loads(body)
+        return Served(int(data["generation"]), Split(int(data["rust"])), int(data["worker_pid"]))
+    except (ValueError, KeyError, TypeError):
+        raise ProxyUnreachable(
+            f"proxy at {host}:{port} answered /vrm/served with {body[:80]!r}: not vrm's config"
+        ) from None
