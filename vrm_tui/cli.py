@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                        choices=["benchmark", "stress", "compare", "all", "monitor"])
     bench.add_argument("--requests", type=int)
     bench.add_argument("--concurrency", type=int)
+    bench.add_argument("--duration", type=float)
+    bench.add_argument("--rate", type=float)
     validate = sub.add_parser("validate", parents=[common], help="production checks (not built)")
     validate.add_argument("--host", help="H:P of the proxy")
     sub.add_parser("demo", parents=[common], help="local stack with rehearsal backends")

@@ -4,7 +4,6 @@ concurrent writers, missing nginx, a busy port. Real nginx and backends througho
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 from tests.support import Stack, clean_env, new_stack, sample_backends
 from vrm_tui.journal import Journal
+from vrm_tui.stack.procs import start_ticks
 from vrm_tui.traffic import nginx
 from vrm_tui.traffic.split import Split
 
@@ -199,13 +199,7 @@ def test_down_stops_exactly_what_up_started(tmp_path: Path) -> None:
         stranger.kill()
         stranger.wait()
     deadline = time.monotonic() + 5
-    while any(os.path.exists(f"/proc/{p}") and _running(p) for p in pids):
+    while any(start_ticks(p) is not None for p in pids):
         assert time.monotonic() < deadline, "a service outlived vrm down"
         time.sleep(0.05)
 
-
-def _running(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

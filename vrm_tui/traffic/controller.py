@@ -178,9 +178,7 @@ class TrafficController:
 
     def _candidate(self, split: Split, number: int) -> nginx.Generation:
         params = self.runtime.proxy_params()
-        for folder in (params.pid_file.parent, params.error_log.parent,
-                       params.access_log.parent, params.temp_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+        nginx.ensure_dirs(params)
         try:
             main = nginx.render_main(params)
         except (OSError, KeyError) as exc:

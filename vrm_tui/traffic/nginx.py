@@ -68,6 +68,13 @@ class ProxyParams:
     template: Path = TEMPLATE
 
 
+def ensure_dirs(params: ProxyParams) -> None:
+    """Create the folders the config names; `nginx -t` fails without them."""
+    for folder in (params.pid_file.parent, params.error_log.parent,
+                   params.access_log.parent, params.temp_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 def render_main(params: ProxyParams) -> str:
     """Fill the `{{ NAME }}` placeholders of the main template."""
     rate = params.rate_limit

@@ -1,0 +1,30 @@
+"""Rules the project holds itself to, checked on every run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_textual_is_imported_only_under_vrm_tui_tui() -> None:
+    pattern = re.compile(r"^\s*(from|import)\s+textual", re.MULTILINE)
+    leaks = [p.relative_to(ROOT) for p in (ROOT / "vrm_tui").rglob("*.py")
+             if "tui" not in p.relative_to(ROOT / "vrm_tui").parts[:1]
+             and pattern.search(p.read_text())]
+    assert not leaks, f"textual imported outside vrm_tui/tui/: {leaks}"
+
+
+def test_ruff_is_clean() -> None:
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_scripts_parse() -> None:
+    for script in (ROOT / "scripts").glob("*.sh"):
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vrm_tui.settings import SettingsError, load
+from vrm_tui.traffic.split import Split
+
+
+def test_defaults_are_the_seeds(tmp_path: Path) -> None:
+    s = load(environ={}, deploy_dir=tmp_path)
+    assert s.split == Split(10)
+    assert (s.proxy_port, s.rust_port, s.ts_port) == (3000, 3001, 3002)
+    assert (s.prometheus_port, s.grafana_port) == (9090, 3003)
+    assert s.max_vram_gb == 20.0 and s.backend_preference == "rust"
+    assert s.state_dir == tmp_path / ".vrm" and s.runtime == "local"
+
+
+def test_precedence_flags_over_environment_over_env_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "# comment\nexport PROXY_PORT=4000\nVISION_MANAGER_PORT='4001'\n"
+        "RUST_BACKEND_WEIGHT=20\nTS_BACKEND_WEIGHT=80  # inline comment\n"
+    )
+    from_file = load(environ={}, deploy_dir=tmp_path)
+    assert (from_file.proxy_port, from_file.rust_port, from_file.split) == (4000, 4001, Split(20))
+    from_env = load(environ={"PROXY_PORT": "5000"}, deploy_dir=tmp_path)
+    assert from_env.proxy_port == 5000
+    from_flag = load({"RUST_BACKEND_WEIGHT": "60"},
+                     environ={"RUST_BACKEND_WEIGHT": "30", "TS_BACKEND_WEIGHT": "70"},
+                     deploy_dir=tmp_path)
+    assert from_flag.split == Split(60), "a flag weight is the whole split"
+
+
+def test_ts_weight_alone_sets_the_split(tmp_path: Path) -> None:
+    assert load(environ={"TS_BACKEND_WEIGHT": "75"}, deploy_dir=tmp_path).split == Split(25)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"RUST_BACKEND_WEIGHT": "abc"}, "RUST_BACKEND_WEIGHT='abc'"),
+        ({"RUST_BACKEND_WEIGHT": "50.5"}, "RUST_BACKEND_WEIGHT='50.5'"),
+        ({"RUST_BACKEND_WEIGHT": "101"}, "RUST_BACKEND_WEIGHT='101'"),
+        ({"RUST_BACKEND_WEIGHT": "-1"}, "RUST_BACKEND_WEIGHT='-1'"),
+        ({"RUST_BACKEND_WEIGHT": "40", "TS_BACKEND_WEIGHT": "40"}, "add up to 80"),
+        ({"PROXY_PORT": "70000"}, "PROXY_PORT='70000'"),
+        ({"PROXY_PORT": "3001"}, "=3001: the same port as"),
+        ({"MAX_VRAM_GB": "nan"}, "MAX_VRAM_GB='nan'"),
+        ({"MAX_VRAM_GB": "0"}, "MAX_VRAM_GB='0'"),
+        ({"VRM_RUNTIME": "k8s"}, "VRM_RUNTIME='k8s'"),
+        ({"BACKEND_PREFERENCE": "go"}, "BACKEND_PREFERENCE='go'"),
+        ({"PROXY_RATE_LIMIT": "lots"}, "PROXY_RATE_LIMIT='lots'"),
+        ({"PROXY_BIND": "everywhere"}, "PROXY_BIND='everywhere'"),
+        ({"RUST_BACKEND_URL": "10.0.0.5:3001"}, "RUST_BACKEND_URL='10.0.0.5:3001'"),
+    ],
+)
+def test_bad_values_name_the_variable(tmp_path: Path, env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=None) as caught:
+        load(environ=env, deploy_dir=tmp_path)
+    assert named in str(caught.value)
+
+
+def test_bad_env_file_line_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("PROXY_PORT=3000\nthis is not a setting\n")
+    with pytest.raises(SettingsError, match=r"\.env:2"):
+        load(environ={}, deploy_dir=tmp_path)
+
+
+def test_external_backend_urls_become_upstream_addresses(tmp_path: Path) -> None:
+    s = load(environ={"RUST_BACKEND_URL": "http://10.0.0.5:8080/", "TS_BACKEND_URL":
+                      "http://ts.internal"}, deploy_dir=tmp_path)
+    assert s.rust_address == "10.0.0.5:8080" and s.ts_address == "ts.internal:80"
+    assert s.backend_url("rust") == "http://10.0.0.5:8080"
+
+
+def test_relative_state_dir_is_under_the_deploy_dir(tmp_path: Path) -> None:
+    s = load(environ={"VRM_STATE_DIR": "run/state"}, deploy_dir=tmp_path)
+    assert s.state_dir == tmp_path / "run" / "state"
