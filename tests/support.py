@@ -121,6 +121,7 @@ class Sent:
     backend: str | None
     status: int | None
     error: str = ""
+    generation: int | None = None
 
 
 async def steady_stream(url: str, rate: float, stop: asyncio.Event, method: str = "GET",
@@ -138,8 +139,10 @@ async def steady_stream(url: str, rate: float, stop: asyncio.Event, method: str 
             try:
                 async with session.request(method, url, json=body) as response:
                     await response.read()
+                    generation = response.headers.get("X-VRM-Generation")
                     results.append(Sent(due, start, time.perf_counter(),
-                                        response.headers.get("X-VRM-Backend"), response.status))
+                                        response.headers.get("X-VRM-Backend"), response.status,
+                                        generation=int(generation) if generation else None))
             except (aiohttp.ClientError, TimeoutError) as exc:
                 results.append(Sent(due, start, time.perf_counter(), None, None,
                                     f"{type(exc).__name__}: {exc}"))

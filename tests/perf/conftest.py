@@ -1,0 +1,1 @@
+from tests.conftest import shared_stack, stack  # noqa: F401  (the same real-stack fixtures)
