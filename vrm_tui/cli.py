@@ -78,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=float)
     validate = sub.add_parser("validate", parents=[common], help="production checks (not built)")
     validate.add_argument("--host", help="H:P of the proxy")
-    sub.add_parser("demo", parents=[common], help="local stack with rehearsal backends")
+    demo = sub.add_parser("demo", parents=[common], help="local stack, rehearsal backends, TUI")
+    demo.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS,
+                      help="open the TUI in observer mode")
     return parser
 
 
@@ -265,26 +267,38 @@ def _not_yet(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_tui(settings: Settings, args: argparse.Namespace) -> int:
-    print("vrm: the TUI is not available yet; use `vrm status`, `vrm deploy`, "
-          "`vrm rollback`, `vrm logs`", file=sys.stderr)
-    return 1
+    if not sys.stdout.isatty():
+        raise UsageError("the TUI needs a terminal; for scripts use `vrm status --json`")
+    from vrm_tui.tui.app import VrmApp
+
+    VrmApp(settings, read_only=args.read_only).run()
+    return 0
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """The local stack with rehearsal backends and light synthetic traffic, in the TUI.
+
+    On quit, stops what the demo started (a stack that was already running stays up)."""
+    from vrm_tui.rehearsal.traffic import SyntheticTraffic
+
     controller = _controller(settings)
-    lifecycle.bring_up(controller)
-    status = collect(controller)
-    _print_status(status)
-    proxy = settings.proxy_url
-    print(f"""
-The local stack is up with rehearsal backends (state in {settings.state_dir}).
-  curl {proxy}/api/v1/vision/metrics               balanced (see X-VRM-Backend)
-  curl {proxy}/api/v1/vision/rust/metrics          pinned to rust
-  vrm deploy --rust-weight 50                   change the split
-  vrm rollback                                  everything to typescript
-  vrm logs vision-proxy -f                      the JSON access log
-  vrm journal                                   who did what
-  vrm down                                      stop it all""")
+    started = lifecycle.bring_up(controller)
+    traffic = SyntheticTraffic(settings.proxy_url)
+    traffic.start()
+    try:
+        if sys.stdout.isatty():
+            from vrm_tui.tui.app import VrmApp
+
+            VrmApp(settings, read_only=args.read_only).run()
+        else:
+            _print_status(collect(controller))
+            print("(no terminal: the TUI needs one; the stack stays up, `vrm down` stops it)")
+            return 0
+    finally:
+        traffic.stop()
+    stopped = lifecycle.bring_down(controller, started)
+    if stopped:
+        print("stopped " + ", ".join(stopped))
     return 0
 
 

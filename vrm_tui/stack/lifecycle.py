@@ -36,9 +36,13 @@ def bring_up(controller: TrafficController) -> list[str]:
     return started
 
 
-def bring_down(controller: TrafficController) -> list[str]:
+def bring_down(controller: TrafficController, names: list[str] | None = None) -> list[str]:
+    """Stop what vrm started: everything, or just `names`."""
     watch = Stopwatch()
-    stopped = controller.runtime.down()
+    if names is None:
+        stopped = controller.runtime.down()
+    else:
+        stopped = [name for name in names if controller.runtime.stop_service(name)]
     if stopped:
         controller.journal.append(Record(action="down", result="ok", duration_ms=watch.ms(),
                                          detail="stopped " + ", ".join(stopped)))

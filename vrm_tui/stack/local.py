@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vrm_tui.settings import Settings
@@ -225,7 +225,8 @@ class LocalRuntime:
         record = self._record(service)
         return record.pid if record else None
 
-    def log_lines(self, service: str, tail: int = 100, follow: bool = False) -> Iterator[str]:
+    def log_lines(self, service: str, tail: int = 100, follow: bool = False,
+                  keep_going: Callable[[], bool] = lambda: True) -> Iterator[str]:
         if service not in services.CORE:
             raise StackError(
                 f"unknown service {service!r}; the local runtime runs {', '.join(services.CORE)}"
@@ -233,7 +234,9 @@ class LocalRuntime:
         if self._external(service):
             raise StackError(f"{service} is external ({self._external(service)}): vrm has no logs")
         paths = self._log_paths(service)
-        return logfiles.follow(paths, tail) if follow else logfiles.tail_once(paths, tail)
+        if follow:
+            return logfiles.follow(paths, tail, keep_going)
+        return logfiles.tail_once(paths, tail)
 
     # --- proxy control -------------------------------------------------------------------
 

@@ -27,6 +27,45 @@ def last_lines(path: Path, count: int, chunk: int = 65536) -> list[str]:
     return [ln.decode(errors="replace") for ln in data.splitlines()[-count:]]
 
 
+class LogCursor:
+    """Reads what was appended to a file since the last call, across truncation and rotation.
+
+    Only complete lines are returned; a partial last line waits for its newline.
+    """
+
+    def __init__(self, path: Path, from_end: bool = True, max_bytes: int = 8 << 20) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.skipped = 0
+        try:
+            st = path.stat()
+            self._inode, self._offset = st.st_ino, (st.st_size if from_end else 0)
+        except FileNotFoundError:
+            self._inode, self._offset = 0, 0
+        self._pending = b""
+
+    def read(self) -> list[str]:
+        """New complete lines; raises OSError (not FileNotFoundError) if unreadable."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return []
+        if st.st_ino != self._inode or st.st_size < self._offset:
+            self._inode, self._offset, self._pending = st.st_ino, 0, b""
+        if st.st_size == self._offset:
+            return []
+        if st.st_size - self._offset > self.max_bytes:
+            # Too far behind to catch up: skip ahead rather than stall the caller.
+            self.skipped += st.st_size - self.max_bytes - self._offset
+            self._offset, self._pending = st.st_size - self.max_bytes, b""
+        with open(self.path, "rb") as handle:
+            handle.seek(self._offset)
+            data = self._pending + handle.read(st.st_size - self._offset)
+            self._offset = handle.tell()
+        *complete, self._pending = data.split(b"\n")
+        return [raw.decode(errors="replace") for raw in complete]
+
+
 def follow(
     paths: list[Path],
     tail: int,
@@ -35,41 +74,17 @@ def follow(
 ) -> Iterator[str]:
     """Yield the last `tail` lines of each file, then lines appended to any of them.
 
-    With several files each line is prefixed with the file's name. A truncated or replaced
-    file (logrotate) is read again from its start.
+    With several files each line is prefixed with the file's name.
     """
     label = len(paths) > 1
-    offsets: dict[Path, tuple[int, int]] = {}
-    for path in paths:
-        try:
-            st = path.stat()
-            offsets[path] = (st.st_ino, st.st_size)
-        except FileNotFoundError:
-            offsets[path] = (0, 0)
+    cursors = [LogCursor(path) for path in paths]
     yield from tail_once(paths, tail)
-    pending: dict[Path, bytes] = {p: b"" for p in paths}
     while keep_going():
         quiet = True
-        for path in paths:
-            inode, offset = offsets[path]
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue
-            if st.st_ino != inode or st.st_size < offset:
-                inode, offset = st.st_ino, 0
-            if st.st_size == offset:
-                continue
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = pending[path] + handle.read()
-                offset = handle.tell()
-            offsets[path] = (inode, offset)
-            *complete, pending[path] = data.split(b"\n")
-            for raw in complete:
+        for cursor in cursors:
+            for line in cursor.read():
                 quiet = False
-                line = raw.decode(errors="replace")
-                yield f"{path.name}: {line}" if label else line
+                yield f"{cursor.path.name}: {line}" if label else line
         if quiet:
             time.sleep(interval)
 

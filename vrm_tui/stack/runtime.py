@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +44,9 @@ class Runtime(Protocol):
     def down(self) -> list[str]:
         """Stop what this runtime started; return the names of services stopped."""
 
+    def stop_service(self, service: str) -> bool:
+        """Stop one service this runtime started; True if it was running."""
+
     def services(self) -> list[ServiceState]:
         """Every service of the stack with its run state."""
 
@@ -60,5 +63,7 @@ class Runtime(Protocol):
 
     def proxy_error_log(self) -> Path: ...
 
-    def log_lines(self, service: str, tail: int, follow: bool) -> Iterator[str]:
-        """The last `tail` lines of a service's logs, then new ones while `follow`."""
+    def log_lines(self, service: str, tail: int, follow: bool,
+                  keep_going: Callable[[], bool] = ...) -> Iterator[str]:
+        """The last `tail` lines of a service's logs, then new ones while `follow` and
+        `keep_going()`."""

@@ -1,0 +1,143 @@
+"""Pilot tests of the TUI against the real local stack (nginx + rehearsal backends)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from textual.pilot import Pilot
+
+from tests.support import Stack, sample_backends
+from vrm_tui.stack import services
+from vrm_tui.traffic.split import Split
+from vrm_tui.tui.app import VrmApp
+from vrm_tui.tui.screens.confirm import ConfirmScreen
+from vrm_tui.tui.screens.help import HelpScreen
+from vrm_tui.tui.screens.weight import WeightScreen
+from vrm_tui.tui.widgets.health import HealthPane
+from vrm_tui.tui.widgets.journal import JournalPane
+from vrm_tui.tui.widgets.split import SplitPane
+
+SIZE = (120, 40)
+
+
+async def until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 5.0) -> float:
+    """Let the app run until `predicate()` holds; return how long that took."""
+    started = time.perf_counter()
+    while not predicate():
+        assert time.perf_counter() - started < timeout, "condition not reached in time"
+        await pilot.pause(0.01)
+    return time.perf_counter() - started
+
+
+def _text(widget) -> str:  # what a Static pane shows, as plain text
+    from rich.console import Console
+
+    console = Console(width=200, record=True, no_color=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def _loaded(pilot: Pilot, app: VrmApp) -> None:
+    await until(pilot, lambda: app.status is not None and app.status.served is not None)
+
+
+async def test_r_rolls_back_and_the_split_pane_says_so(stack: Stack) -> None:
+    stack.controller.set_split(Split(50))
+    app = VrmApp(stack.settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await _loaded(pilot, app)
+        await pilot.press("r")
+        await until(pilot, lambda: app.last_action is not None)
+        assert app.last_action.ok and app.last_action.action == "rollback"
+        seen = await sample_backends(f"{stack.proxy}/api/v1/vision/metrics", 200)
+        assert seen == {"typescript": 200}
+        split = app.query_one(SplitPane)
+        await until(pilot, lambda: "rust   0%" in _text(split))
+        assert "ms from key" in _text(app.query_one("#action-line"))
+
+
+async def test_plus_asks_then_moves_the_split(stack: Stack) -> None:
+    stack.controller.set_split(Split(10))
+    app = VrmApp(stack.settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await _loaded(pilot, app)
+        await pilot.press("plus")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert stack.controller.served().split == Split(10), "nothing before the answer"
+        await pilot.press("y")
+        await until(pilot, lambda: app.last_action is not None)
+        assert app.last_action.ok
+        assert stack.controller.served().split == Split(20)
+        app.last_action = None
+        await until(pilot, lambda: app.status.served.split == Split(20))
+        await pilot.press("minus")  # decreases do not ask
+        await until(pilot, lambda: app.last_action is not None)
+        assert stack.controller.served().split == Split(10)
+
+
+async def test_w_refuses_bad_weights_inline_and_applies_nothing(stack: Stack) -> None:
+    stack.controller.set_split(Split(30))
+    app = VrmApp(stack.settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await _loaded(pilot, app)
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(app.screen, WeightScreen))
+        for bad in ("150", "abc"):
+            field = app.screen.query_one("#weight-input")
+            field.value = ""
+            await pilot.press(*bad, "enter")
+            await pilot.pause(0.05)
+            assert isinstance(app.screen, WeightScreen), "a bad weight must not close the modal"
+            assert f"'{bad}'" in _text(app.screen.query_one("#weight-error"))
+        field = app.screen.query_one("#weight-input")
+        field.value = ""
+        await pilot.press("4", "5")
+        assert "weight=45" in _text(app.screen.query_one("#weight-diff"))
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.last_action is None
+        assert stack.controller.served().split == Split(30)
+
+
+async def test_read_only_refuses_write_keys_and_says_why(stack: Stack) -> None:
+    stack.controller.set_split(Split(40))
+    app = VrmApp(stack.settings, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await _loaded(pilot, app)
+        assert "READ-ONLY" in _text(app.query_one("#read-only-banner"))
+        await pilot.press("r", "plus", "w")
+        await pilot.pause(0.3)
+        assert app.last_action is None and not isinstance(app.screen, WeightScreen)
+        assert stack.controller.served().split == Split(40)
+        assert any("read-only" in n.message for n in app._notifications)
+        await pilot.press("question_mark")  # reading keys still work
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+
+
+async def test_a_killed_backend_shows_down_while_keys_stay_responsive(stack: Stack) -> None:
+    app = VrmApp(stack.settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await _loaded(pilot, app)
+        health = app.query_one(HealthPane)
+        assert health.states()[services.RUST] == "up"
+        stack.runtime.stop_service(services.RUST)
+        killed = time.perf_counter()
+        await pilot.press("question_mark")
+        assert await until(pilot, lambda: isinstance(app.screen, HelpScreen)) < 0.2
+        await until(pilot, lambda: health.states().get(services.RUST) == "down", timeout=3.0)
+        assert time.perf_counter() - killed < 3.0
+        assert "✗ down" in _text(health)
+
+
+async def test_an_action_in_one_instance_shows_in_the_others_journal(stack: Stack) -> None:
+    stack.controller.set_split(Split(60))
+    first, second = VrmApp(stack.settings), VrmApp(stack.settings)
+    async with first.run_test(size=SIZE) as one, second.run_test(size=SIZE) as two:
+        await _loaded(one, first)
+        await _loaded(two, second)
+        await one.press("r")
+        await until(one, lambda: first.last_action is not None)
+        journal = second.query_one(JournalPane)
+        await until(two, lambda: any(r.action == "rollback" for r in journal.records))
+        assert "rollback 60→0" in _text(journal)

@@ -1,0 +1,200 @@
+"""Per-backend traffic statistics from nginx's JSON access log.
+
+Every upstream attempt counts against the backend that made it, so a rust failure that
+nginx retried onto typescript is still a rust error (and counted as `retried`): those hidden
+failures are exactly what an operator must see during a migration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vrm_tui.stack.logfiles import LogCursor
+
+BACKENDS = ("rust", "typescript")
+HORIZON_S = 15 * 60
+MAX_SAMPLES_PER_BUCKET = 2000
+WINDOWS = {"1m": 60, "5m": 300, "15m": 900}
+POINTS = 30  # sparkline points per window
+
+
+@dataclass
+class Bucket:
+    """One second of attempts for one backend."""
+
+    attempts: int = 0
+    errors: int = 0
+    retried: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Second:
+    at: int
+    backends: dict[str, Bucket] = field(default_factory=lambda: {b: Bucket() for b in BACKENDS})
+    served: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BACKENDS, 0))
+
+
+@dataclass(frozen=True)
+class BackendWindow:
+    """One backend over a window: what the latency pane shows."""
+
+    backend: str
+    requests: int
+    rate: float  # attempts per second
+    errors: int
+    retried: int
+    error_rate: float | None  # None when there were no attempts
+    p50_ms: float | None
+    p95_ms: float | None
+    p50_series: list[float]
+    p95_series: list[float]
+    rate_series: list[float]
+
+
+@dataclass(frozen=True)
+class TrafficSnapshot:
+    """Everything the TUI needs from the access log, computed off the UI thread."""
+
+    window: str
+    backends: dict[str, BackendWindow]
+    observed_rust_pct: float | None  # share of balanced requests rust answered, last minute
+    observed_requests: int
+    total_requests: int
+    skipped_bytes: int
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+class TrafficStats:
+    """Feeds on access-log lines; answers rolling per-backend statistics."""
+
+    def __init__(self, addresses: dict[str, str]) -> None:
+        self.addresses = addresses  # "127.0.0.1:3001" -> "rust"
+        self.seconds: deque[Second] = deque()
+        self.total = 0
+
+    def _second(self, at: int) -> Second:
+        if self.seconds and self.seconds[-1].at == at:
+            return self.seconds[-1]
+        if self.seconds and at < self.seconds[-1].at:
+            for sec in reversed(self.seconds):  # a late line: find its second
+                if sec.at == at:
+                    return sec
+                if sec.at < at:
+                    break
+            return self.seconds[-1]
+        sec = Second(at)
+        self.seconds.append(sec)
+        while self.seconds and self.seconds[0].at < at - HORIZON_S:
+            self.seconds.popleft()
+        return sec
+
+    def feed(self, lines: list[str]) -> None:
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                msec = float(entry["msec"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if entry.get("route") not in ("balanced", "rust", "typescript"):
+                continue
+            self.total += 1
+            sec = self._second(int(msec))
+            addrs = str(entry.get("upstream_addr", "")).split(", ")
+            statuses = str(entry.get("upstream_status", "")).split(", ")
+            times = str(entry.get("upstream_response_time", "")).split(", ")
+            final = None
+            for i, addr in enumerate(addrs):
+                backend = self.addresses.get(addr.strip())
+                if backend is None:
+                    continue
+                bucket = sec.backends[backend]
+                bucket.attempts += 1
+                status = statuses[i].strip() if i < len(statuses) else "-"
+                failed = not status.isdigit() or int(status) >= 500
+                if failed:
+                    bucket.errors += 1
+                    if i < len(addrs) - 1:
+                        bucket.retried += 1
+                elif len(bucket.latencies) < MAX_SAMPLES_PER_BUCKET:
+                    with contextlib.suppress(IndexError, ValueError):
+                        bucket.latencies.append(float(times[i]) * 1000)
+                final = backend
+            if entry.get("route") == "balanced" and final is not None:
+                sec.served[final] += 1
+
+    def snapshot(self, window: str = "1m", now: float | None = None) -> TrafficSnapshot:
+        span = WINDOWS[window]
+        end = int(now if now is not None else time.time())
+        start = end - span
+        recent = [s for s in self.seconds if start < s.at <= end]
+        # A window that began before the first line counts only the seconds seen.
+        covered = min(span, end - self.seconds[0].at + 1) if self.seconds else span
+        step = span / POINTS
+        backends = {}
+        for backend in BACKENDS:
+            attempts = errors = retried = 0
+            latencies: list[float] = []
+            slots: list[list[float]] = [[] for _ in range(POINTS)]
+            slot_counts = [0] * POINTS
+            for sec in recent:
+                bucket = sec.backends[backend]
+                attempts += bucket.attempts
+                errors += bucket.errors
+                retried += bucket.retried
+                latencies.extend(bucket.latencies)
+                index = min(POINTS - 1, int((sec.at - start - 1) / step))
+                slots[index].extend(bucket.latencies)
+                slot_counts[index] += bucket.attempts
+            backends[backend] = BackendWindow(
+                backend=backend,
+                requests=attempts,
+                rate=round(attempts / max(1, covered), 2),
+                errors=errors,
+                retried=retried,
+                error_rate=(errors / attempts) if attempts else None,
+                p50_ms=_pct(latencies, 0.5),
+                p95_ms=_pct(latencies, 0.95),
+                p50_series=[_pct(slot, 0.5) or 0.0 for slot in slots],
+                p95_series=[_pct(slot, 0.95) or 0.0 for slot in slots],
+                rate_series=[count / step for count in slot_counts],
+            )
+        minute = [s for s in self.seconds if end - 60 < s.at <= end]
+        rust = sum(s.served["rust"] for s in minute)
+        observed = rust + sum(s.served["typescript"] for s in minute)
+        return TrafficSnapshot(
+            window=window,
+            backends=backends,
+            observed_rust_pct=(100 * rust / observed) if observed else None,
+            observed_requests=observed,
+            total_requests=self.total,
+            skipped_bytes=0,
+        )
+
+
+class AccessLogSource:
+    """Tails the access log into TrafficStats; one `poll()` per refresh, off the UI thread."""
+
+    def __init__(self, path: Path, addresses: dict[str, str], backfill: bool = True) -> None:
+        self.cursor = LogCursor(path, from_end=not backfill)
+        self.stats = TrafficStats(addresses)
+
+    def poll(self, window: str = "1m") -> TrafficSnapshot:
+        if not self.cursor.path.exists():
+            raise FileNotFoundError(f"access log {self.cursor.path} does not exist (is the "
+                                    "proxy running?)")
+        self.stats.feed(self.cursor.read())
+        snap = self.stats.snapshot(window)
+        return TrafficSnapshot(**{**snap.__dict__, "skipped_bytes": self.cursor.skipped})

@@ -1,0 +1,45 @@
+"""A backend's own /metrics: VRAM in use, its limit and models loaded (the seed's gauges)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+
+@dataclass(frozen=True)
+class VramReading:
+    backend: str
+    used_gb: float | None
+    limit_gb: float | None
+    models_loaded: int | None
+    error: str = ""
+
+
+def scrape_vram(backend: str, base_url: str, default_limit_gb: float,
+                timeout: float = 1.0) -> VramReading:
+    """GET <base_url>/metrics and pick out the VRAM gauges; failures come back as data."""
+    try:
+        response = httpx.get(f"{base_url}/metrics", timeout=timeout)
+        response.raise_for_status()
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    except httpx.TimeoutException:
+        return VramReading(backend, None, None, None, f"/metrics: no answer within {timeout:g}s")
+    except (httpx.HTTPError, ValueError) as exc:
+        return VramReading(backend, None, None, None, f"/metrics: {exc}")
+
+    def gauge(name: str) -> float | None:
+        family = families.get(name)
+        if family is None:
+            return None
+        values = [s.value for s in family.samples if s.labels.get("backend", backend) == backend]
+        return float(values[0]) if values else None
+
+    used = gauge("vision_manager_vram_used_gb")
+    if used is None:
+        return VramReading(backend, None, None, None,
+                           "/metrics has no vision_manager_vram_used_gb")
+    limit = gauge("vision_manager_vram_limit_gb") or default_limit_gb
+    models = gauge("vision_manager_models_loaded")
+    return VramReading(backend, used, limit, int(models) if models is not None else None)

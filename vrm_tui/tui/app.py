@@ -1,0 +1,338 @@
+"""The operator TUI: live panes and one-key actions over the traffic core.
+
+Thin by design: every poll and every action runs in a thread worker, with the timeouts of
+the plain modules it calls, and posts a typed message; handlers hand data to panes. Each
+poll is scheduled when the previous one finishes, so polls never pile up. Rollback calls
+the traffic controller and nothing else, so it works with every telemetry source down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header, Static
+
+from vrm_tui.journal import Journal
+from vrm_tui.settings import Settings
+from vrm_tui.stack import lifecycle
+from vrm_tui.status import StackStatus, collect
+from vrm_tui.telemetry.accesslog import WINDOWS, AccessLogSource
+from vrm_tui.telemetry.backend_metrics import scrape_vram
+from vrm_tui.traffic.controller import ApplyError, TrafficController
+from vrm_tui.traffic.split import Split
+from vrm_tui.tui.messages import (
+    ActionDone,
+    JournalUpdate,
+    SourceFailed,
+    StatusUpdate,
+    TrafficUpdate,
+    VramUpdate,
+)
+from vrm_tui.tui.screens.confirm import ConfirmScreen
+from vrm_tui.tui.screens.help import HelpScreen
+from vrm_tui.tui.screens.logs import LogScreen
+from vrm_tui.tui.screens.weight import WeightScreen, upstream_diff
+from vrm_tui.tui.widgets.health import HealthPane
+from vrm_tui.tui.widgets.journal import JournalPane
+from vrm_tui.tui.widgets.latency import LatencyPane
+from vrm_tui.tui.widgets.split import SplitPane
+from vrm_tui.tui.widgets.vram import VramPane
+
+WRITE_ACTIONS = frozenset({"rollback", "rust_up", "rust_down", "set_weight", "reload_nginx",
+                           "benchmark", "migrate"})
+NOT_YET = {"benchmark": "benchmarks", "migrate": "gated migration"}
+PROBE_TIMEOUT_S = 1.0
+POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5}
+COMPACT_BELOW = (110, 34)
+
+
+class VrmApp(App[None]):
+    """vrm's dashboard. `read_only` disables every write action, in `refusal()` only."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "vrm"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "rollback", "Rollback", id="vrm.rollback",
+                tooltip="All traffic to typescript now: no confirmation, verified, timed"),
+        Binding("plus,equals_sign", "rust_up", "+Rust", key_display="+", id="vrm.rust-up",
+                tooltip="Move rust up by the step (asks to confirm)"),
+        Binding("minus", "rust_down", "-Rust", key_display="-", id="vrm.rust-down",
+                tooltip="Move rust down by the step (no confirmation)"),
+        Binding("w", "set_weight", "Weight", id="vrm.weight",
+                tooltip="Set an exact rust weight; shows the upstream diff first"),
+        Binding("n", "reload_nginx", "Reload", id="vrm.reload",
+                tooltip="Re-render the nginx config, nginx -t, reload, verify"),
+        Binding("b", "benchmark", "Bench", id="vrm.benchmark", tooltip="Run a benchmark"),
+        Binding("m", "migrate", "Migrate", id="vrm.migrate", tooltip="Start a gated migration"),
+        Binding("l", "logs", "Logs", id="vrm.logs", tooltip="Follow a service's logs"),
+        Binding("t", "window", "Window", id="vrm.window",
+                tooltip="Latency window: 1m, 5m, 15m"),
+        Binding("question_mark", "help", "Help", key_display="?", id="vrm.help",
+                tooltip="Every key and what it does"),
+        Binding("q,ctrl+q", "quit", "Quit", id="vrm.quit", tooltip="Leave vrm (the stack keeps "
+                "running)"),
+    ]
+
+    def __init__(self, settings: Settings, read_only: bool = False, step: int = 10) -> None:
+        super().__init__()
+        self.settings = settings
+        self.read_only = read_only
+        self.step = step
+        self.controller = TrafficController(settings, lifecycle.runtime_for(settings))
+        runtime = self.controller.runtime
+        addresses = {settings.rust_address: "rust", settings.ts_address: "typescript"}
+        access_log = getattr(runtime, "access_log", None)
+        self.traffic = AccessLogSource(access_log(), addresses) if access_log else None
+        self.journal = Journal(settings.state_dir / "journal.jsonl")
+        self._journal_offset = 0
+        self.window = "1m"
+        self.status: StackStatus | None = None
+        self.last_action: ActionDone | None = None
+        self.sub_title = f"{runtime.name} · {settings.proxy_url}"
+
+    # --- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=True)
+        if self.read_only:
+            yield Static(f"READ-ONLY · {self.refusal('rollback')}", id="read-only-banner")
+        yield Static("", id="action-line")
+        with Horizontal(id="top-row"):
+            yield SplitPane(id="split-pane")
+            yield HealthPane(id="health-pane")
+        with Horizontal(id="middle-row"):
+            yield LatencyPane(id="latency-pane")
+            yield VramPane(id="vram-pane")
+        with Vertical(id="bottom-row"):
+            yield JournalPane(id="journal-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._apply_size()
+        for source in POLL_S:
+            self._poll(source)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            import asyncio
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+        self.set_interval(2.0, self._check_terminal)
+
+    def on_resize(self) -> None:
+        self._apply_size()
+
+    def _apply_size(self) -> None:
+        compact = self.size.width < COMPACT_BELOW[0] or self.size.height < COMPACT_BELOW[1]
+        self.set_class(compact, "compact")
+        with contextlib.suppress(Exception):
+            self.query_one(LatencyPane).compact = compact
+
+    def _check_terminal(self) -> None:
+        """Leave when the SSH session is gone (no orphan spinning a core)."""
+        if self.is_headless:
+            return
+        stream = sys.__stdin__
+        if stream is None or not os.isatty(stream.fileno()) or os.getppid() == 1:
+            self.exit()
+
+    # --- polling ---------------------------------------------------------------------------
+
+    def _poll(self, source: str, repeat: bool = True) -> None:
+        """Fetch in a worker; the next poll is scheduled only once this one has finished."""
+        fetch = getattr(self, f"_fetch_{source}")
+
+        def run() -> None:
+            try:
+                message = fetch()
+            except Exception as exc:  # a failing source is shown, never raised
+                message = SourceFailed(source, f"{type(exc).__name__}: {exc}")
+            self.post_message(message)
+            if repeat:
+                with contextlib.suppress(RuntimeError):  # the app is closing
+                    self.call_from_thread(self.set_timer, POLL_S[source],
+                                          lambda: self._poll(source))
+
+        self.run_worker(run, thread=True, group=f"poll-{source}", exit_on_error=False)
+
+    def _fetch_status(self) -> StatusUpdate:
+        return StatusUpdate(collect(self.controller, timeout=PROBE_TIMEOUT_S))
+
+    def _fetch_traffic(self) -> TrafficUpdate:
+        if self.traffic is None:
+            raise RuntimeError("this runtime has no access log to read")
+        return TrafficUpdate(self.traffic.poll(self.window))
+
+    def _fetch_vram(self) -> VramUpdate:
+        s = self.settings
+        return VramUpdate([scrape_vram(b, s.backend_url(b), s.max_vram_gb, PROBE_TIMEOUT_S)
+                           for b in ("rust", "typescript")])
+
+    def _fetch_journal(self) -> JournalUpdate:
+        records, self._journal_offset = self.journal.read_from(self._journal_offset)
+        return JournalUpdate(records)
+
+    @on(StatusUpdate)
+    def _status(self, message: StatusUpdate) -> None:
+        self.status = message.status
+        self.query_one(SplitPane).show_status(message.status)
+        self.query_one(HealthPane).show_status(message.status)
+        self.query_one(LatencyPane).show_status(message.status)
+
+    @on(TrafficUpdate)
+    def _traffic(self, message: TrafficUpdate) -> None:
+        self.query_one(LatencyPane).show_traffic(message.snapshot)
+        self.query_one(SplitPane).show_traffic(message.snapshot)
+
+    @on(VramUpdate)
+    def _vram(self, message: VramUpdate) -> None:
+        self.query_one(VramPane).show_readings(message.readings)
+
+    @on(JournalUpdate)
+    def _journal(self, message: JournalUpdate) -> None:
+        if message.records:
+            self.query_one(JournalPane).show_journal(message.records)
+            self.query_one(SplitPane).show_journal(message.records)
+
+    @on(SourceFailed)
+    def _failed(self, message: SourceFailed) -> None:
+        if message.source == "status":
+            self.status = None
+            self.query_one(HealthPane).show_error(message.error)
+        elif message.source == "traffic":
+            self.query_one(LatencyPane).show_error(message.error)
+            self.query_one(SplitPane).show_traffic(None, message.error)
+        elif message.source == "journal":
+            self.notify(f"journal unreadable: {message.error}", severity="error")
+
+    # --- read-only: the one place write actions are refused -------------------------------
+
+    def refusal(self, action: str) -> str | None:
+        """Why `action` may not run here, or None when it may."""
+        if self.read_only and action in WRITE_ACTIONS:
+            return "observer mode (vrm --read-only): keys that change traffic are disabled"
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return None if self.refusal(action) else True
+
+    async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:  # type: ignore[no-untyped-def]
+        name = action if isinstance(action, str) else ""
+        reason = self.refusal(name.split("(")[0].rsplit(".", 1)[-1]) if name else None
+        if reason and (default_namespace in (None, self)):
+            self.notify(reason, title="read-only", severity="warning")
+            return True
+        return await super().run_action(action, default_namespace, namespaces)
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def _served(self) -> Split | None:
+        return self.status.served.split if self.status and self.status.served else None
+
+    def action_rollback(self) -> None:
+        self._write("rollback", lambda: self.controller.rollback())
+
+    def action_rust_up(self) -> None:
+        current = self._served()
+        if current is None:
+            self.notify("the served split is unknown; cannot step from it", severity="error")
+            return
+        target = current.moved(self.step)
+        if target == current:
+            self.notify("rust is already at 100%")
+            return
+        diff = upstream_diff(current, target, self.settings.rust_address,
+                             self.settings.ts_address)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._write("set-split", lambda: self.controller.set_split(target, "set-split"))
+
+        self.push_screen(ConfirmScreen(f"Move rust {current.rust}% → {target.rust}%?", diff),
+                         answered)
+
+    def action_rust_down(self) -> None:
+        current = self._served()
+        if current is None:
+            self.notify("the served split is unknown; use r to roll back", severity="error")
+            return
+        target = current.moved(-self.step)
+        if target != current:
+            self._write("set-split", lambda: self.controller.set_split(target, "set-split"))
+
+    def action_set_weight(self) -> None:
+        current = self._served() or self.settings.split
+
+        def chosen(target: Split | None) -> None:
+            if target is not None and target != current:
+                self._write("set-split", lambda: self.controller.set_split(target, "set-split"))
+
+        self.push_screen(WeightScreen(current, self.settings.rust_address,
+                                      self.settings.ts_address), chosen)
+
+    def action_reload_nginx(self) -> None:
+        self._write("reload", lambda: self.controller.reload())
+
+    def action_benchmark(self) -> None:
+        self.notify(f"{NOT_YET['benchmark']}: not available yet", severity="warning")
+
+    def action_migrate(self) -> None:
+        self.notify(f"{NOT_YET['migrate']}: not available yet", severity="warning")
+
+    def action_logs(self) -> None:
+        self.push_screen(LogScreen(self.controller.runtime))
+
+    def action_help(self) -> None:
+        bindings = [b for b in self.BINDINGS if isinstance(b, Binding)]
+        self.push_screen(HelpScreen(bindings, self.refusal("rollback") or ""))
+
+    def action_window(self) -> None:
+        names = list(WINDOWS)
+        self.window = names[(names.index(self.window) + 1) % len(names)]
+        self.notify(f"latency window {self.window}")
+
+    def _write(self, action: str, call: Callable[[], object]) -> None:
+        """Run a traffic change in a worker; time it from now (the key press)."""
+        started = time.perf_counter()
+        self.query_one("#action-line", Static).update(f"… {action} in progress")
+
+        def run() -> None:
+            try:
+                result = call()
+                ok, text = True, _describe(result)
+            except ApplyError as exc:
+                ok, text = False, str(exc)
+            except Exception as exc:
+                ok, text = False, f"{type(exc).__name__}: {exc}"
+            self.post_message(ActionDone(action, ok, text,
+                                         (time.perf_counter() - started) * 1000))
+
+        self.run_worker(run, thread=True, group="write", exit_on_error=False)
+
+    @on(ActionDone)
+    def _done(self, message: ActionDone) -> None:
+        self.last_action = message
+        mark = "✓" if message.ok else "✗ FAILED:"
+        line = f"{mark} {message.action} {message.text} ({message.elapsed_ms:.0f} ms from key)"
+        self.query_one("#action-line", Static).update(line)
+        self.query_one("#action-line", Static).set_class(not message.ok, "failed")
+        self.notify(line, severity="information" if message.ok else "error",
+                    timeout=6 if message.ok else 15)
+        self._poll("status", repeat=False)
+
+    async def action_quit(self) -> None:
+        self.exit()
+
+
+def _describe(result: object) -> str:
+    after = getattr(result, "after", None)
+    generation = getattr(result, "generation", None)
+    return f"→ {after}, generation {generation} verified" if after else "done"

@@ -1,0 +1,50 @@
+"""Typed messages that workers post to the app: results arrive as data, never as widget calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from vrm_tui.journal import Record
+from vrm_tui.status import StackStatus
+from vrm_tui.telemetry.accesslog import TrafficSnapshot
+from vrm_tui.telemetry.backend_metrics import VramReading
+
+
+@dataclass
+class StatusUpdate(Message):
+    status: StackStatus
+
+
+@dataclass
+class TrafficUpdate(Message):
+    snapshot: TrafficSnapshot
+
+
+@dataclass
+class VramUpdate(Message):
+    readings: list[VramReading]
+
+
+@dataclass
+class JournalUpdate(Message):
+    records: list[Record]
+
+
+@dataclass
+class SourceFailed(Message):
+    """A poll failed: the pane it feeds shows `error` instead of old numbers."""
+
+    source: str
+    error: str
+
+
+@dataclass
+class ActionDone(Message):
+    """A write action finished (verified or failed), timed from the key press."""
+
+    action: str
+    ok: bool
+    text: str
+    elapsed_ms: float

@@ -1,0 +1,76 @@
+"""Backend health pane: up / degraded / down as a word and a symbol, latency, last healthy."""
+
+from __future__ import annotations
+
+import time
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from vrm_tui.status import ServiceStatus, StackStatus
+from vrm_tui.tui.widgets.common import ago, ms, state_text
+
+DEGRADED_MS = 500.0
+
+
+def service_state(service: ServiceStatus) -> str:
+    if service.probe is None:
+        return "down" if service.state.state in ("stopped", "exited") else "unknown"
+    if not service.probe.healthy:
+        return "down"
+    latency = service.probe.latency_ms
+    return "degraded" if latency is not None and latency > DEGRADED_MS else "up"
+
+
+class HealthPane(Static):
+    def on_mount(self) -> None:
+        self.border_title = "Health"
+        self._last_ok: dict[str, float] = {}
+        self._status: StackStatus | None = None
+        self._error = ""
+        self.update(Text("waiting for the first probe…", style="dim"))
+
+    def show_status(self, status: StackStatus) -> None:
+        now = time.time()
+        for service in status.services:
+            if service.healthy:
+                self._last_ok[service.state.name] = now
+        self._status, self._error = status, ""
+        self.refresh_view()
+
+    def show_error(self, error: str) -> None:
+        self._status, self._error = None, error
+        self.refresh_view()
+
+    def states(self) -> dict[str, str]:
+        """Service name -> up | degraded | down | unknown, as shown."""
+        if self._status is None:
+            return {}
+        return {s.state.name: service_state(s) for s in self._status.services}
+
+    def refresh_view(self) -> None:
+        if self._status is None:
+            self.update(Text(f"✗ status unavailable: {self._error}", style="red"))
+            return
+        table = Table(box=None, expand=True, pad_edge=False)
+        table.add_column("service", no_wrap=True, min_width=10)
+        table.add_column("state", no_wrap=True, min_width=10)
+        table.add_column("probe", no_wrap=True, min_width=6)
+        table.add_column("healthy", no_wrap=True, min_width=8)
+        table.add_column("detail", overflow="fold", ratio=1)
+        for service in self._status.services:
+            state = service_state(service)
+            probe = service.probe
+            detail = (probe.error if probe and probe.error else "") or service.state.detail
+            if service.state.state not in ("running", "external"):
+                detail = detail or f"process {service.state.state}"
+            table.add_row(
+                service.state.name.replace("vision-manager-", ""),
+                state_text(state),
+                ms(probe.latency_ms if probe else None),
+                "now" if state in ("up", "degraded") else ago(self._last_ok.get(
+                    service.state.name)),
+                Text(detail, style="red" if state == "down" else ""),
+            )
+        self.update(table)

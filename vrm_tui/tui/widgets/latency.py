@@ -1,0 +1,72 @@
+"""Latency pane: per backend p50/p95 sparklines, request rate and error rate from the access log.
+
+Errors include failed attempts nginx retried onto the other backend, and say so.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from textual.widgets import Static
+
+from vrm_tui.status import StackStatus
+from vrm_tui.telemetry.accesslog import TrafficSnapshot
+from vrm_tui.tui.widgets.common import ms, sparkline
+
+SERVICE = {"rust": "vision-manager-rust", "typescript": "vision-manager-typescript"}
+
+
+class LatencyPane(Static):
+    def on_mount(self) -> None:
+        self.border_title = "Latency"
+        self._snapshot: TrafficSnapshot | None = None
+        self._error = ""
+        self._probe_ms: dict[str, float | None] = {}
+        self.compact = False
+        self.update(Text("waiting for traffic statistics…", style="dim"))
+
+    def show_traffic(self, snapshot: TrafficSnapshot) -> None:
+        self._snapshot, self._error = snapshot, ""
+        self.refresh_view()
+
+    def show_error(self, error: str) -> None:
+        self._snapshot, self._error = None, error
+        self.refresh_view()
+
+    def show_status(self, status: StackStatus) -> None:
+        for service in status.services:
+            for backend, name in SERVICE.items():
+                if service.state.name == name:
+                    self._probe_ms[backend] = service.probe.latency_ms if service.probe else None
+
+    def refresh_view(self) -> None:
+        if self._snapshot is None:
+            self.update(Text(f"✗ access log unavailable: {self._error}", style="red")
+                        if self._error else Text("waiting for traffic statistics…", style="dim"))
+            return
+        snap = self._snapshot
+        self.border_title = f"Latency · window {snap.window} (t: switch)"
+        width = max(10, min(40, self.size.width - 40)) if self.size.width else 30
+        lines: list[Text] = []
+        for backend, stats in snap.backends.items():
+            head = Text(f"{backend:11}", style="bold")
+            if stats.requests == 0:
+                head.append(f"no traffic in {snap.window}; probe {ms(self._probe_ms.get(backend))}",
+                            style="dim")
+                lines.append(head)
+                continue
+            head.append(f"p50 {ms(stats.p50_ms):>7} p95 {ms(stats.p95_ms):>7} "
+                        f"{stats.rate:6.1f} req/s ")
+            error_pct = 100 * (stats.error_rate or 0)
+            err = Text(f"err {error_pct:4.1f}%", style="red" if stats.errors else "")
+            if stats.retried:
+                err.append(f" ({stats.retried} retried on the other backend)", style="red")
+            head.append_text(err)
+            lines.append(head)
+            lines.append(Text(f"  p95 {sparkline(stats.p95_series, width)}"))
+            if not self.compact:
+                lines.append(Text(f"  p50 {sparkline(stats.p50_series, width)}"))
+        if snap.skipped_bytes:
+            lines.append(Text(f"(skipped {snap.skipped_bytes} bytes of log to keep up)",
+                              style="yellow"))
+        self.update(Group(*lines))
