@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from vrm_tui.telemetry.http import shared_client
+
 
 @dataclass(frozen=True)
 class VramReading:
@@ -21,7 +23,7 @@ def scrape_vram(backend: str, base_url: str, default_limit_gb: float,
                 timeout: float = 1.0) -> VramReading:
     """GET <base_url>/metrics and pick out the VRAM gauges; failures come back as data."""
     try:
-        response = httpx.get(f"{base_url}/metrics", timeout=timeout)
+        response = shared_client().get(f"{base_url}/metrics", timeout=timeout)
         response.raise_for_status()
         families = {f.name: f for f in text_string_to_metric_families(response.text)}
     except httpx.TimeoutException:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from vrm_tui.telemetry.http import shared_client
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -24,11 +26,7 @@ def probe(url: str, timeout: float = 1.0, client: httpx.Client | None = None) ->
     """GET `url`; healthy means HTTP 200 with a JSON `status` that is not unhealthy."""
     started = time.perf_counter()
     try:
-        if client is None:
-            with httpx.Client(timeout=timeout) as own:
-                response = own.get(url)
-        else:
-            response = client.get(url, timeout=timeout)
+        response = (client or shared_client()).get(url, timeout=timeout)
     except httpx.TimeoutException:
         return Probe(url, False, None, None, error=f"no answer within {timeout:g}s")
     except httpx.HTTPError as exc:

@@ -5,12 +5,14 @@ NVML per GPU comes with the monitoring work; it gets its own rows here.
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
 from vrm_tui.telemetry.backend_metrics import VramReading
 from vrm_tui.tui.widgets.common import meter
+
+HIGH = 0.9  # the seed's resource-exhaustion alert: > 90% of the VRAM limit
 
 
 class VramPane(Static):
@@ -19,20 +21,20 @@ class VramPane(Static):
         self.update(Text("waiting for the first scrape…", style="dim"))
 
     def show_readings(self, readings: list[VramReading]) -> None:
-        lines = []
+        table = Table(box=None, expand=True, pad_edge=False, show_header=False)
+        table.add_column("backend", no_wrap=True, min_width=10)
+        table.add_column("use", no_wrap=True, ratio=1)
         for reading in readings:
-            line = Text(f"{reading.backend:11}", style="bold")
             if reading.error or reading.used_gb is None:
-                line.append(f"✗ {reading.error}", style="red")
-            else:
-                limit = reading.limit_gb or 0
-                share = reading.used_gb / limit if limit else 0
-                style = "red" if share >= 0.9 else ("yellow" if share >= 0.75 else "")
-                line.append(meter(share, 10), style=style)
-                line.append(f" {reading.used_gb:4.1f}/{limit:.0f} GB {100 * share:3.0f}%")
-                if share >= 0.9:
-                    line.append(" HIGH", style="red")
-                if reading.models_loaded is not None:
-                    line.append(f" · {reading.models_loaded} models")
-            lines.append(line)
-        self.update(Group(*lines))
+                table.add_row(reading.backend, Text(f"✗ {reading.error}", style="red"))
+                continue
+            limit = reading.limit_gb or 0
+            share = reading.used_gb / limit if limit else 0
+            style = "red" if share >= HIGH else ("yellow" if share >= 0.75 else "")
+            use = Text(meter(share, 8), style=style)
+            use.append(f" {reading.used_gb:4.1f}/{limit:.0f}GB {100 * share:3.0f}%")
+            use.append(" HIGH" if share >= HIGH else "", style="red bold")
+            if reading.models_loaded is not None:
+                use.append(f" {reading.models_loaded} models", style="dim")
+            table.add_row(reading.backend, use)
+        self.update(table)

@@ -1,0 +1,145 @@
+"""Benchmark: the TUI's own cost while >= 300 req/s flow through the proxy.
+
+The TUI runs as `vrm` in a real pseudo-terminal (120x40); load comes from another process.
+Launch time is from spawning `vrm` to the first frame that shows the served split; CPU and
+RSS are averaged over 60 s. Keypress-to-verified-rollback is timed in-process with a pilot,
+from the key press to the app's verified result.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import statistics
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.perf.test_rollback_latency import _print_table
+from tests.support import REPO, Stack, clean_env
+from vrm_tui.traffic.split import Split
+
+RATE = 300
+SECONDS = 60
+TRIALS = 20
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _spawn_tui(stack: Stack) -> tuple[int, int]:
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the real `vrm` in a real terminal
+        os.chdir(stack.deploy_dir)
+        env = clean_env(TERM="xterm-256color", COLUMNS="120", LINES="40")
+        os.execve(sys.executable, [sys.executable, "-m", "vrm_tui.cli"], env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    return pid, fd
+
+
+def _drain(fd: int, until: float, marker: bytes | None = None) -> bool:
+    """Read the terminal until `until`; True once `marker` was seen (if given)."""
+    seen = b""
+    while time.monotonic() < until:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return False
+            if marker is not None:
+                seen = (seen + chunk)[-4096:]
+                if marker in seen:
+                    return True
+    return marker is None
+
+
+async def test_tui_cost_under_load(stack: Stack) -> None:
+    stack.controller.set_split(Split(50))
+    load = subprocess.Popen([sys.executable, "-m", "tests.perf.loadgen",
+                             f"{stack.proxy}/api/v1/vision/metrics", str(RATE),
+                             str(SECONDS + 15)], cwd=REPO, env=clean_env(),
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    spawned = time.monotonic()
+    pid, fd = _spawn_tui(stack)
+    try:
+        assert _drain(fd, spawned + 10, b"nginx generation"), "no populated frame in 10 s"
+        launch_s = time.monotonic() - spawned
+        _drain(fd, time.monotonic() + 3)  # settle
+        ticks, rss, started = _cpu_ticks(pid), [], time.monotonic()
+        while time.monotonic() - started < SECONDS:
+            _drain(fd, time.monotonic() + 1)
+            rss.append(_rss_mb(pid))
+        cpu_pct = 100 * (_cpu_ticks(pid) - ticks) / os.sysconf("SC_CLK_TCK") / (
+            time.monotonic() - started)
+        alive = os.waitpid(pid, os.WNOHANG) == (0, 0)
+    finally:
+        os.write(fd, b"q")
+        _drain(fd, time.monotonic() + 3)
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+    sent = load.communicate(timeout=60)[0].strip()
+    key_ms = await _keypress_to_rollback_ms(stack)
+    rows = [
+        {"measure": "launch to first populated frame", "value": f"{launch_s:.2f} s",
+         "goal": "<= 1.5 s"},
+        {"measure": f"CPU over {SECONDS} s", "value": f"{cpu_pct:.1f} % of a core",
+         "goal": "<= 5 %"},
+        {"measure": f"RSS mean over {SECONDS} s", "value": f"{statistics.mean(rss):.0f} MB",
+         "goal": "<= 150 MB"},
+        {"measure": "key to verified rollback p50", "value": f"{_q(key_ms, 50):.0f} ms",
+         "goal": ""},
+        {"measure": "key to verified rollback p95", "value": f"{_q(key_ms, 95):.0f} ms",
+         "goal": "<= 300 ms"},
+        {"measure": "load", "value": sent, "goal": f"{RATE} req/s"},
+    ]
+    _print_table(f"TUI cost with {RATE} req/s through the proxy (120x40 pty)", rows)
+    assert alive, "the TUI exited during the run"
+
+
+def _q(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+async def _keypress_to_rollback_ms(stack: Stack) -> list[float]:
+    from vrm_tui.tui.app import VrmApp
+
+    app = VrmApp(stack.settings)
+    times = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        while app.status is None:
+            await pilot.pause(0.02)
+        for _ in range(TRIALS):
+            stack.controller.set_split(Split(50))
+            app.last_action = None
+            started = time.perf_counter()
+            await pilot.press("r")
+            while app.last_action is None:
+                await pilot.pause(0.005)
+            assert app.last_action.ok, app.last_action
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+pytestmark = pytest.mark.perf
