@@ -8,10 +8,12 @@ the traffic controller and nothing else, so it works with every telemetry source
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import ClassVar
@@ -54,6 +56,7 @@ NOT_YET = {"benchmark": "benchmarks", "migrate": "gated migration"}
 PROBE_TIMEOUT_S = 1.0
 POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5}
 COMPACT_BELOW = (110, 34)
+HANGUP_GRACE_S = 2.0
 
 
 class VrmApp(App[None]):
@@ -83,8 +86,12 @@ class VrmApp(App[None]):
                 "running)"),
     ]
 
-    def __init__(self, settings: Settings, read_only: bool = False, step: int = 10) -> None:
+    def __init__(self, settings: Settings, read_only: bool = False, step: int = 10,
+                 live: bool = True) -> None:
+        """`live=False` starts no polls and no clock: panes show only the messages posted
+        to the app (snapshot tests with fixed data)."""
         super().__init__()
+        self.live = live
         self.settings = settings
         self.read_only = read_only
         self.step = step
@@ -103,10 +110,10 @@ class VrmApp(App[None]):
     # --- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
+        yield Header(show_clock=self.live)
         if self.read_only:
             yield Static(f"READ-ONLY · {self.refusal('rollback')}", id="read-only-banner")
-        yield Static("", id="action-line")
+        yield Static("", id="action-line", classes="idle")
         with Horizontal(id="top-row"):
             yield SplitPane(id="split-pane")
             yield HealthPane(id="health-pane")
@@ -119,12 +126,12 @@ class VrmApp(App[None]):
 
     def on_mount(self) -> None:
         self._apply_size()
+        if not self.live:
+            return
         for source in POLL_S:
             self._poll(source)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            import asyncio
-
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
         self.set_interval(2.0, self._check_terminal)
 
     def on_resize(self) -> None:
@@ -133,8 +140,8 @@ class VrmApp(App[None]):
     def _apply_size(self) -> None:
         compact = self.size.width < COMPACT_BELOW[0] or self.size.height < COMPACT_BELOW[1]
         self.set_class(compact, "compact")
-        with contextlib.suppress(Exception):
-            self.query_one(LatencyPane).compact = compact
+        for pane in self.query("LatencyPane, HealthPane, VramPane"):
+            pane.compact = compact  # type: ignore[attr-defined]
 
     def _check_terminal(self) -> None:
         """Leave when the SSH session is gone (no orphan spinning a core)."""
@@ -142,7 +149,17 @@ class VrmApp(App[None]):
             return
         stream = sys.__stdin__
         if stream is None or not os.isatty(stream.fileno()) or os.getppid() == 1:
-            self.exit()
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        """The terminal is gone: exit cleanly if we can, and for certain soon after.
+
+        Restoring a terminal that no longer exists can block or fail; nobody is left to
+        see it, and a TUI spinning on a dead tty is worse than a hard exit."""
+        timer = threading.Timer(HANGUP_GRACE_S, os._exit, args=(129,))
+        timer.daemon = True
+        timer.start()
+        self.exit(return_code=129)
 
     # --- polling ---------------------------------------------------------------------------
 
@@ -302,7 +319,9 @@ class VrmApp(App[None]):
     def _write(self, action: str, call: Callable[[], object]) -> None:
         """Run a traffic change in a worker; time it from now (the key press)."""
         started = time.perf_counter()
-        self.query_one("#action-line", Static).update(f"… {action} in progress")
+        action_line = self.query_one("#action-line", Static)
+        action_line.remove_class("idle")
+        action_line.update(f"… {action} in progress")
 
         def run() -> None:
             try:
@@ -322,8 +341,10 @@ class VrmApp(App[None]):
         self.last_action = message
         mark = "✓" if message.ok else "✗ FAILED:"
         line = f"{mark} {message.action} {message.text} ({message.elapsed_ms:.0f} ms from key)"
-        self.query_one("#action-line", Static).update(line)
-        self.query_one("#action-line", Static).set_class(not message.ok, "failed")
+        action_line = self.query_one("#action-line", Static)
+        action_line.remove_class("idle")
+        action_line.update(line)
+        action_line.set_class(not message.ok, "failed")
         self.notify(line, severity="information" if message.ok else "error",
                     timeout=6 if message.ok else 15)
         self._poll("status", repeat=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -24,6 +25,8 @@ def service_state(service: ServiceStatus) -> str:
 
 
 class HealthPane(Static):
+    compact = False  # set by the app on resize: fewer lines for small terminals
+
     def on_mount(self) -> None:
         self.border_title = "Health"
         self._last_ok: dict[str, float] = {}
@@ -53,24 +56,26 @@ class HealthPane(Static):
         if self._status is None:
             self.update(Text(f"✗ status unavailable: {self._error}", style="red"))
             return
-        table = Table(box=None, expand=True, pad_edge=False)
-        table.add_column("service", no_wrap=True, min_width=10)
-        table.add_column("state", no_wrap=True, min_width=10)
-        table.add_column("probe", no_wrap=True, min_width=6)
-        table.add_column("healthy", no_wrap=True, min_width=8)
-        table.add_column("detail", overflow="fold", ratio=1)
+        table = Table(box=None, expand=True, pad_edge=False, show_header=not self.compact)
+        table.add_column("service", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("probe", no_wrap=True, justify="right")
+        table.add_column("last healthy", no_wrap=True)
+        problems: list[Text] = []
         for service in self._status.services:
             state = service_state(service)
             probe = service.probe
-            detail = (probe.error if probe and probe.error else "") or service.state.detail
-            if service.state.state not in ("running", "external"):
-                detail = detail or f"process {service.state.state}"
+            short = service.state.name.replace("vision-manager-", "")
             table.add_row(
-                service.state.name.replace("vision-manager-", ""),
+                short,
                 state_text(state),
                 ms(probe.latency_ms if probe else None),
                 "now" if state in ("up", "degraded") else ago(self._last_ok.get(
                     service.state.name)),
-                Text(detail, style="red" if state == "down" else ""),
             )
-        self.update(table)
+            detail = (probe.error if probe and probe.error else "") or service.state.detail
+            if state == "down" and service.state.state not in ("running", "external"):
+                detail = detail or f"process {service.state.state}"
+            if detail and state != "up":
+                problems.append(Text(f"{short}: {detail}", style="red"))
+        self.update(Group(table, *problems))

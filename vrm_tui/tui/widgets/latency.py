@@ -17,12 +17,13 @@ SERVICE = {"rust": "vision-manager-rust", "typescript": "vision-manager-typescri
 
 
 class LatencyPane(Static):
+    compact = False  # set by the app on resize: fewer lines for small terminals
+
     def on_mount(self) -> None:
         self.border_title = "Latency"
         self._snapshot: TrafficSnapshot | None = None
         self._error = ""
         self._probe_ms: dict[str, float | None] = {}
-        self.compact = False
         self.update(Text("waiting for traffic statistics…", style="dim"))
 
     def show_traffic(self, snapshot: TrafficSnapshot) -> None:
@@ -58,11 +59,12 @@ class LatencyPane(Static):
             head.append(f"p50 {ms(stats.p50_ms):>7} p95 {ms(stats.p95_ms):>7} "
                         f"{stats.rate:6.1f} req/s ")
             error_pct = 100 * (stats.error_rate or 0)
-            err = Text(f"err {error_pct:4.1f}%", style="red" if stats.errors else "")
-            if stats.retried:
-                err.append(f" ({stats.retried} retried on the other backend)", style="red")
-            head.append_text(err)
+            head.append(f"err {error_pct:4.1f}%", style="red" if stats.errors else "")
             lines.append(head)
+            if stats.retried:
+                other = "typescript" if backend == "rust" else "rust"
+                lines.append(Text(f"  ⚠ {stats.retried} {backend} failures hidden: nginx "
+                                  f"retried them on {other}", style="red"))
             lines.append(Text(f"  p95 {sparkline(stats.p95_series, width)}"))
             if not self.compact:
                 lines.append(Text(f"  p50 {sparkline(stats.p50_series, width)}"))

@@ -55,7 +55,7 @@ class SplitPane(Static):
             line.append(meter(rust / 100, 20))
             line.append(f" {100 - rust:3d}% typescript", style="bold")
             lines.append(line)
-            lines.append(Text(f"          nginx generation {status.served.generation}"))
+            self.border_title = f"Traffic split · nginx generation {status.served.generation}"
             if status.pending and status.configured:
                 lines.append(Text(f"⚠ PENDING on disk rust {status.configured.rust}% is not "
                                   "served: an interrupted change", style="yellow"))

@@ -1,0 +1,85 @@
+"""Snapshots of the dashboard at 80x24 and 120x40, fed fixed data (no polling, no clock).
+
+Update after an intended change with: scripts/test.sh tests/tui --snapshot-update
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from vrm_tui import settings as settings_mod
+from vrm_tui.journal import Record
+from vrm_tui.stack.runtime import ServiceState
+from vrm_tui.status import ServiceStatus, StackStatus
+from vrm_tui.telemetry.accesslog import BackendWindow, TrafficSnapshot
+from vrm_tui.telemetry.backend_metrics import VramReading
+from vrm_tui.telemetry.health import Probe
+from vrm_tui.traffic.served import Served
+from vrm_tui.traffic.split import Split
+from vrm_tui.tui.app import VrmApp
+from vrm_tui.tui.messages import JournalUpdate, StatusUpdate, TrafficUpdate, VramUpdate
+
+
+def _status() -> StackStatus:
+    def svc(name: str, healthy: bool, latency: float | None, error: str = "") -> ServiceStatus:
+        return ServiceStatus(ServiceState(name, "running", 100, "http://127.0.0.1:3001"),
+                             Probe("u", healthy, 200 if healthy else None, latency, error=error))
+
+    return StackStatus("local", "/srv/vrm/.vrm", Served(7, Split(30), 1), "", Split(30), [
+        ServiceStatus(ServiceState("vision-proxy", "running", 99),
+                      Probe("http://127.0.0.1:3000/vrm/served", True, 200, None)),
+        svc("vision-manager-rust", False, None, "connection refused"),
+        svc("vision-manager-typescript", True, 2.5),
+    ])
+
+
+def _window(backend: str, p50: float, p95: float, retried: int) -> BackendWindow:
+    series = [p95 * (0.5 + (i % 7) / 10) for i in range(30)]
+    return BackendWindow(backend, 1800, 30.0, retried + 2, retried, (retried + 2) / 1800,
+                         p50, p95, [v / 2 for v in series], series, [30.0] * 30)
+
+
+def _feed(app: VrmApp) -> None:
+    app.post_message(StatusUpdate(_status()))
+    app.post_message(TrafficUpdate(TrafficSnapshot(
+        "1m", {"rust": _window("rust", 8.0, 21.0, 5),
+               "typescript": _window("typescript", 31.0, 88.0, 0)}, 29.6, 3600, 3600, 0)))
+    app.post_message(VramUpdate([VramReading("rust", 6.1, 20.0, 3),
+                                 VramReading("typescript", 18.4, 20.0, 5)]))
+    app.post_message(JournalUpdate([
+        Record(action="up", result="ok", operator="alice@192.0.2.7", host="gpu1",
+               time="2026-11-26T09:00:00.000+00:00", duration_ms=512.0,
+               detail="started vision-proxy"),
+        Record(action="deploy", result="ok", operator="alice@192.0.2.7", host="gpu1",
+               time="2026-11-26T09:01:00.000+00:00", from_={"rust": 10, "typescript": 90},
+               to={"rust": 30, "typescript": 70}, duration_ms=121.0,
+               detail="generation 7 verified"),
+        Record(action="set-split", result="failed", operator="bob", host="gpu1",
+               time="2026-11-26T09:02:00.000+00:00", from_={"rust": 30, "typescript": 70},
+               to={"rust": 40, "typescript": 60}, duration_ms=33.0,
+               detail="nginx -t rejected the new config"),
+    ]))
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr(time, "time", lambda: 1795683780.0)  # 2026-11-26T09:03:00Z
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("read_only", [False, True], ids=["operator", "observer"])
+def test_dashboard(snap_compare, fixed_clock: None, tmp_path: Path,
+                   size: tuple[int, int], read_only: bool) -> None:
+    settings = settings_mod.load(environ={}, deploy_dir=tmp_path)
+    app = VrmApp(settings, read_only=read_only, live=False)
+
+    async def run_before(pilot) -> None:
+        _feed(pilot.app)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
