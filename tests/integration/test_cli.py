@@ -1,0 +1,113 @@
+"""The CLI and the seed's wrapper scripts, end to end against a real stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, Stack, clean_env, new_stack, sample_backends
+from vrm_tui.stack.procs import free_port
+from vrm_tui.telemetry.health import probe
+from vrm_tui.traffic.split import Split
+
+
+def _script(stack: Stack, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REPO / "scripts" / name), *args], capture_output=True, text=True,
+                          timeout=120, check=False,
+                          env=clean_env(VRM_DEPLOY_DIR=str(stack.deploy_dir)))
+
+
+def test_seed_wrapper_syntax_drives_vrm(tmp_path: Path) -> None:
+    stack = new_stack(tmp_path)
+    try:
+        deployed = _script(stack, "deploy.sh", "--rust-weight", "25", "deploy")
+        assert deployed.returncode == 0, deployed.stderr
+        assert stack.controller.served().split == Split(25)
+        status = _script(stack, "deploy.sh", "status")
+        assert status.returncode == 0 and "rust 25%" in status.stdout
+        logs = _script(stack, "deploy.sh", "logs", "vision-proxy")
+        assert logs.returncode == 0 and "proxy-error.log" in logs.stdout
+        assert _script(stack, "deploy.sh", "rollback").returncode == 0
+        assert stack.controller.served().split == Split(0)
+        for name, args in (("deploy.sh", ["migrate"]), ("benchmark.sh", ["--requests", "1000",
+                                                                         "benchmark"]),
+                           ("validate.sh", ["--host", "localhost:3000"])):
+            result = _script(stack, name, *args)
+            assert result.returncode == 1 and "not available yet" in result.stderr, name
+        assert _script(stack, "deploy.sh", "--rust-weight", "abc", "deploy").returncode == 2
+        assert _script(stack, "deploy.sh", "frobnicate").returncode == 2
+    finally:
+        stack.down()
+
+
+def test_setup_writes_env_with_a_random_password(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "vrm_tui.cli", "setup"], cwd=tmp_path,
+                            env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    env = (tmp_path / ".env").read_text()
+    password = next(ln.split("=", 1)[1] for ln in env.splitlines()
+                    if ln.startswith("GRAFANA_PASSWORD="))
+    assert len(password) >= 16 and password != "admin123"
+    assert "RUST_BACKEND_WEIGHT=10" in env and "TS_BACKEND_WEIGHT=90" in env
+    assert (tmp_path / ".vrm").is_dir() and "nginx" in result.stdout
+    again = subprocess.run([sys.executable, "-m", "vrm_tui.cli", "setup"], cwd=tmp_path,
+                           env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert "kept existing" in again.stdout and (tmp_path / ".env").read_text() == env
+
+
+def test_logs_print_and_exit_and_refuse_unknown_services(stack: Stack) -> None:
+    result = stack.vrm("logs", "vision-manager-rust", "-n", "5")
+    assert result.returncode == 0 and "rehearsal backend on 127.0.0.1" in result.stdout
+    every = stack.vrm("logs", "-n", "2")
+    assert every.returncode == 0 and every.stdout.count("==> ") == 3
+    assert stack.vrm("logs", "nginx").returncode == 2
+    assert stack.vrm("logs", "-f").returncode == 2, "-f needs one service"
+
+
+def test_status_json_contract(stack: Stack) -> None:
+    data = json.loads(stack.vrm("status", "--json").stdout)
+    assert data["split"] == {"rust": 10, "typescript": 90} and data["runtime"] == "local"
+    names = [s["name"] for s in data["services"]]
+    assert names == ["vision-proxy", "vision-manager-rust", "vision-manager-typescript"]
+    assert all({"name", "state", "healthy"} <= set(s) for s in data["services"])
+    assert all(s["healthy"] for s in data["services"])
+
+
+@pytest.fixture
+def external_backends() -> tuple[str, str]:
+    procs, urls = [], []
+    for flavour in ("rust", "typescript"):
+        port = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "vrm_tui.rehearsal", "--flavour",
+                                       flavour, "--port", str(port)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        urls.append(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 15
+    while not all(probe(f"{url}/health", timeout=0.5).healthy for url in urls):
+        assert time.monotonic() < deadline, "external backends did not start"
+        time.sleep(0.05)
+    yield urls[0], urls[1]
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_external_backends_run_only_nginx(tmp_path: Path, external_backends) -> None:
+    rust_url, ts_url = external_backends
+    stack = new_stack(tmp_path, RUST_BACKEND_URL=rust_url, TS_BACKEND_URL=ts_url)
+    try:
+        result = stack.vrm("deploy", "--rust-weight", "50", timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "started vision-proxy" in result.stdout and "manager" not in result.stdout
+        data = json.loads(stack.vrm("status", "--json").stdout)
+        states = {s["name"]: (s["state"], s["healthy"]) for s in data["services"]}
+        assert states["vision-manager-rust"] == ("external", True)
+        seen = await sample_backends(f"{stack.proxy}/api/v1/vision/metrics", 200)
+        assert abs(seen["rust"] - 100) <= 4 and sum(seen.values()) == 200
+    finally:
+        stack.down()
