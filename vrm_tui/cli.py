@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 import shutil
 import sys
@@ -26,8 +27,6 @@ from vrm_tui.traffic.split import SplitError, parse_weight
 ENV_TEMPLATE = nginx.REPO_ROOT / "configs" / "env.template"
 NOT_YET = {
     "migrate": "the gated migration engine",
-    "benchmark": "the load benchmark engine",
-    "validate": "production validation",
 }
 
 
@@ -77,7 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", type=float)
     bench.add_argument("--rate", type=float)
     validate = sub.add_parser("validate", parents=[common], help="production checks (not built)")
-    validate.add_argument("--host", help="H:P of the proxy")
+    validate.add_argument("--host", help="H:P of the proxy (default 127.0.0.1:PROXY_PORT)")
+    validate.add_argument("--json", action="store_true")
+    validate.add_argument("--speedup", type=float, default=2.0,
+                          help="rust must be this many times faster at p50 (default 2)")
     demo = sub.add_parser("demo", parents=[common], help="local stack, rehearsal backends, TUI")
     demo.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS,
                       help="open the TUI in observer mode")
@@ -261,6 +263,86 @@ def cmd_journal(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from vrm_tui.bench import modes, report
+    from vrm_tui.bench.engine import install_uvloop
+
+    for name, value in (("--requests", args.requests), ("--concurrency", args.concurrency),
+                        ("--duration", args.duration), ("--rate", args.rate)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{name}={value}: expected a number above 0")
+    if args.concurrency is not None and args.concurrency > 1000:
+        raise UsageError(f"--concurrency={args.concurrency}: at most 1000")
+    options = modes.Options(requests=args.requests or 500, concurrency=args.concurrency or 10,
+                            duration=args.duration, rate=args.rate)
+    controller = _controller(settings)
+    if not controller.runtime.proxy_running() and settings.runtime == "local":
+        raise ApplyError("the stack is not running: start it with `vrm up`")
+    pids = {s.name: s.pid for s in controller.runtime.services() if s.pid}
+    install_uvloop()
+    chosen = ["benchmark", "stress", "compare", "monitor"] if args.mode == "all" else [args.mode]
+
+    with Progress(TextColumn("{task.description:<28}"), BarColumn(),
+                  TextColumn("{task.fields[line]}"), TimeElapsedColumn(),
+                  transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("starting", total=1.0, line="")
+
+        def show(phase: str, result, fraction: float) -> None:
+            p50 = result.latency.percentile_ms(50)
+            line = f"{result.requests} req {result.rps:7.1f} req/s p50 " + (
+                f"{p50:.1f}ms" if p50 is not None else "-") + f" errors {result.failed}"
+            bar.update(task, description=phase, completed=fraction, line=line)
+
+        async def run() -> list[dict]:
+            found = []
+            for mode in chosen:
+                if mode == "monitor":
+                    found.append(await modes.monitor(settings, options, pids, show))
+                else:
+                    found.append(await getattr(modes, mode)(settings, options, show))
+            return found
+
+        reports = asyncio.run(run())
+    folder = report.write(reports, settings.deploy_dir / "results",
+                          settings.state_dir / "performance-comparison.json")
+    for found in reports:
+        print(f"== {found['mode']} ==")
+        print(report.table(found))
+        if found.get("_results") and sys.stdout.isatty():
+            print(report.plot(found["_results"]))
+    print(f"reports in {folder}")
+    failed = any(r.get("results") and any(v["failed"] for v in r["results"].values())
+                 for r in reports if r["mode"] != "stress")
+    return 1 if failed else 0
+
+
+def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from vrm_tui import validate
+
+    host = args.host or f"127.0.0.1:{settings.proxy_port}"
+    if not re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", host):
+        raise UsageError(f"--host={host!r}: expected HOST:PORT such as localhost:3000")
+    if not args.speedup > 0:
+        raise UsageError(f"--speedup={args.speedup}: expected a number above 0")
+    controller = _controller(settings)
+    checks = asyncio.run(validate.run(settings, validate.Options(host, args.speedup),
+                                      controller.store.main_config))
+    if args.json:
+        print(json.dumps(validate.as_dicts(checks), indent=2))
+    else:
+        print(validate.table(checks))
+    failed = [c for c in checks if c.result == "FAIL"]
+    if not args.json:
+        print(f"\n{len(checks) - len(failed)} of {len(checks)} checks without FAIL")
+    return 1 if failed else 0
+
+
 def _not_yet(settings: Settings, args: argparse.Namespace) -> int:
     print(f"vrm {args.command}: {NOT_YET[args.command]} is not available yet", file=sys.stderr)
     return 1
@@ -313,8 +395,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "logs": cmd_logs,
     "journal": cmd_journal,
     "migrate": _not_yet,
-    "benchmark": _not_yet,
-    "validate": _not_yet,
+    "benchmark": cmd_benchmark,
+    "validate": cmd_validate,
     "tui": cmd_tui,
     "demo": cmd_demo,
 }

@@ -1,0 +1,181 @@
+"""The seed's benchmark modes: benchmark, stress, compare, monitor, all.
+
+Each mode returns a report dict (JSON-ready) and the Results behind it; `report.py` writes
+them to `results/<timestamp>/`. Nothing here prints: the CLI and the TUI show progress
+through the `progress` callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vrm_tui.bench.engine import Result, Target, closed_loop
+from vrm_tui.bench.stats import median_ratio
+from vrm_tui.settings import Settings
+from vrm_tui.stack.procs import start_ticks
+from vrm_tui.telemetry.backend_metrics import scrape_vram
+
+TASK = {"model": "resnet50", "image_size": [224, 224]}
+MODES = ("benchmark", "stress", "compare", "all", "monitor")
+
+Progress = Callable[[str, Result, float], None]  # (phase, result so far, fraction)
+
+
+@dataclass(frozen=True)
+class Options:
+    requests: int = 500
+    concurrency: int = 10
+    duration: float | None = None  # seconds per target, instead of a request count
+    rate: float | None = None  # reserved for open-loop runs
+    stress_p99_ms: float = 1000.0
+    stress_step_s: float = 3.0
+
+
+def targets(settings: Settings) -> dict[str, Target]:
+    """Each backend directly, and the proxy's balanced route, with one vision task."""
+    path = "/api/v1/vision/process"
+    return {
+        "rust": Target("rust", settings.backend_url("rust") + path, "POST", TASK),
+        "typescript": Target("typescript", settings.backend_url("typescript") + path, "POST",
+                             TASK),
+        "proxy": Target("proxy", settings.proxy_url + path, "POST", TASK),
+    }
+
+
+async def _run(phase: str, target: Target, concurrency: int, requests: int | None,
+               duration: float | None, progress: Progress | None,
+               stop: asyncio.Event | None = None) -> Result:
+    def report(result: Result, fraction: float) -> None:
+        if progress:
+            progress(phase, result, fraction)
+
+    return await closed_loop(target, concurrency, requests=None if duration else requests,
+                             duration=duration, progress=report, stop=stop)
+
+
+def _speedup(rust: Result, typescript: Result) -> dict[str, Any] | None:
+    fast = rust.samples_ms.get("rust") or [v for s in rust.samples_ms.values() for v in s]
+    slow = typescript.samples_ms.get("typescript") or [
+        v for s in typescript.samples_ms.values() for v in s]
+    found = median_ratio(slow, fast)
+    if found is None:
+        return None
+    return {"ratio": round(found.ratio, 2), "ci_low": round(found.low, 2),
+            "ci_high": round(found.high, 2), "confidence": found.confidence,
+            "rust_p50_ms": rust.latency.percentile_ms(50),
+            "typescript_p50_ms": typescript.latency.percentile_ms(50)}
+
+
+async def benchmark(settings: Settings, options: Options,
+                    progress: Progress | None = None,
+                    stop: asyncio.Event | None = None) -> dict[str, Any]:
+    results = {}
+    for name, target in targets(settings).items():
+        results[name] = await _run(f"benchmark {name}", target, options.concurrency,
+                                   options.requests, options.duration, progress, stop)
+    return {"mode": "benchmark", "results": {k: r.to_dict() for k, r in results.items()},
+            "speedup": _speedup(results["rust"], results["typescript"]),
+            "_results": results}
+
+
+async def compare(settings: Settings, options: Options, progress: Progress | None = None,
+                  stop: asyncio.Event | None = None) -> dict[str, Any]:
+    """The quick one (~10 s): each backend directly for 5 s."""
+    found = {}
+    for name in ("rust", "typescript"):
+        found[name] = await _run(f"compare {name}", targets(settings)[name],
+                                 max(1, min(options.concurrency, 8)), None,
+                                 options.duration or 5.0, progress, stop)
+    return {"mode": "compare", "results": {k: r.to_dict() for k, r in found.items()},
+            "speedup": _speedup(found["rust"], found["typescript"]), "_results": found}
+
+
+async def stress(settings: Settings, options: Options, progress: Progress | None = None,
+                 stop: asyncio.Event | None = None) -> dict[str, Any]:
+    """Double concurrency per backend until errors > 1% or p99 over the threshold."""
+    summary: dict[str, Any] = {}
+    for name in ("rust", "typescript"):
+        steps = []
+        best = 0.0
+        concurrency = 1
+        while concurrency <= 256 and not (stop and stop.is_set()):
+            result = await _run(f"stress {name} c={concurrency}", targets(settings)[name],
+                                concurrency, None, options.stress_step_s, progress, stop)
+            p99 = result.latency.percentile_ms(99)
+            passed = result.error_rate <= 0.01 and p99 is not None \
+                and p99 <= options.stress_p99_ms
+            steps.append({"concurrency": concurrency, "rps": round(result.rps, 1),
+                          "p99_ms": p99, "error_rate": round(result.error_rate, 4),
+                          "passed": passed})
+            if not passed:
+                break
+            best = max(best, result.rps)
+            concurrency *= 2
+        summary[name] = {"max_sustainable_rps": round(best, 1), "steps": steps,
+                         "limit": f"error rate <= 1%, p99 <= {options.stress_p99_ms:g} ms"}
+    return {"mode": "stress", "stress": summary}
+
+
+def _proc_sample(pid: int) -> tuple[float, float] | None:
+    """(cpu seconds so far, RSS MB) of a process, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        rss_kb = next(int(line.split()[1]) for line in
+                      Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK"), rss_kb / 1024
+
+
+async def monitor(settings: Settings, options: Options, pids: dict[str, int],
+                  progress: Progress | None = None,
+                  stop: asyncio.Event | None = None) -> dict[str, Any]:
+    """Load the proxy while sampling each service's CPU and memory, and VRAM, every second."""
+    duration = options.duration or 20.0
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in pids}
+    vram: dict[str, list[float]] = {"rust": [], "typescript": []}
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        last = {name: _proc_sample(pid) for name, pid in pids.items()}
+        last_t = time.monotonic()
+        while not done.is_set():
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for name, pid in pids.items():
+                current = _proc_sample(pid) if start_ticks(pid) is not None else None
+                if current and last.get(name):
+                    cpu = (current[0] - last[name][0]) / (now - last_t) * 100
+                    samples[name].append({"cpu_pct": round(cpu, 1), "rss_mb": round(current[1],
+                                                                                     1)})
+                last[name] = current
+            last_t = now
+            for backend in vram:
+                reading = await asyncio.to_thread(scrape_vram, backend,
+                                                  settings.backend_url(backend),
+                                                  settings.max_vram_gb)
+                if reading.used_gb is not None:
+                    vram[backend].append(reading.used_gb)
+
+    sampler = asyncio.create_task(sample())
+    result = await _run("monitor proxy", targets(settings)["proxy"], options.concurrency, None,
+                        duration, progress, stop)
+    done.set()
+    await sampler
+
+    def summary(values: list[float]) -> dict[str, float | None]:
+        return {"mean": round(sum(values) / len(values), 2) if values else None,
+                "max": max(values) if values else None}
+
+    return {"mode": "monitor", "results": {"proxy": result.to_dict()},
+            "resources": {name: {"cpu_pct": summary([s["cpu_pct"] for s in rows]),
+                                 "rss_mb": summary([s["rss_mb"] for s in rows])}
+                          for name, rows in samples.items()},
+            "vram_gb": {b: summary(v) for b, v in vram.items()}, "_results": {"proxy": result}}

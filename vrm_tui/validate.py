@@ -1,0 +1,206 @@
+"""Production validation (the seed's validate.sh): PASS / WARN / FAIL rows with the evidence.
+
+Availability, performance, load balancing, security, monitoring. Each check is a function
+that returns a Check and never raises: a check that cannot run says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+import httpx
+
+from vrm_tui.bench.engine import Target, closed_loop
+from vrm_tui.bench.stats import median_ratio
+from vrm_tui.settings import Settings
+from vrm_tui.telemetry.health import probe
+from vrm_tui.telemetry.http import shared_client
+from vrm_tui.traffic.served import ProxyUnreachable, read_served
+
+DEFAULT_PASSWORDS = ("", "admin", "admin123")
+SECURITY_HEADERS = ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
+STATUS_LOCATIONS = ("/vrm/served", "/nginx_status", "/metrics")
+
+
+@dataclass(frozen=True)
+class Check:
+    area: str
+    name: str
+    result: str  # PASS | WARN | FAIL
+    detail: str
+
+
+@dataclass(frozen=True)
+class Options:
+    host: str  # host:port of the proxy
+    speedup_factor: float = 2.0
+    split_tolerance: float = 5.0  # percentage points
+
+
+def _availability(settings: Settings, proxy: str) -> list[Check]:
+    checks = []
+    for name, url in (("proxy /health", f"{proxy}/health"),
+                      ("rust /health", f"{settings.backend_url('rust')}/health"),
+                      ("typescript /health", f"{settings.backend_url('typescript')}/health")):
+        found = probe(url, timeout=2.0)
+        checks.append(Check("availability", name, "PASS" if found.healthy else "FAIL",
+                            f"{found.latency_ms} ms" if found.healthy else found.error))
+    return checks
+
+
+async def _performance(settings: Settings, factor: float) -> Check:
+    task = {"model": "resnet50", "image_size": [224, 224]}
+    samples = {}
+    for backend in ("rust", "typescript"):
+        target = Target(backend, f"{settings.backend_url(backend)}/api/v1/vision/process", "POST",
+                        task)
+        result = await closed_loop(target, 4, duration=2.0)
+        if result.failed or not result.ok:
+            return Check("performance", "rust faster than typescript", "FAIL",
+                         f"{backend}: {result.failed} of {result.requests} requests failed")
+        samples[backend] = [v for s in result.samples_ms.values() for v in s]
+    found = median_ratio(samples["typescript"], samples["rust"])
+    if found is None:
+        return Check("performance", "rust faster than typescript", "WARN", "too few samples")
+    detail = (f"{found.ratio:.2f}x at p50 (95% CI {found.low:.2f}-{found.high:.2f}), "
+              f"want >= {factor:g}x")
+    verdict = "PASS" if found.low >= factor else ("WARN" if found.ratio > 1 else "FAIL")
+    return Check("performance", "rust faster than typescript", verdict, detail)
+
+
+async def _balancing(settings: Settings, proxy: str, tolerance: float) -> Check:
+    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    try:
+        served = read_served(host, int(port), timeout=2.0)
+    except ProxyUnreachable as exc:
+        return Check("load balancing", "observed split matches served", "FAIL", str(exc))
+    # Stay inside the rate limiter's burst, so this check never trips it.
+    count = 400 if settings.proxy_rate_limit == 0 else min(400, 2 * settings.proxy_rate_limit)
+    seen: Counter[str] = Counter()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for _ in range(count):
+            async with session.get(f"{proxy}/api/v1/vision/metrics") as response:
+                await response.read()
+                seen[response.headers.get("X-VRM-Backend", f"http {response.status}")] += 1
+    answered = seen["rust"] + seen["typescript"]
+    if answered < count:
+        return Check("load balancing", "observed split matches served", "FAIL",
+                     f"{count - answered} of {count} requests failed: {dict(seen)}")
+    observed = 100 * seen["rust"] / answered
+    off = abs(observed - served.split.rust)
+    return Check("load balancing", "observed split matches served",
+                 "PASS" if off <= tolerance else "FAIL",
+                 f"rust {observed:.1f}% of {answered} requests; serving {served.split.rust}% "
+                 f"(tolerance {tolerance:g} points)")
+
+
+async def _rate_limit(settings: Settings, proxy: str) -> Check:
+    if settings.proxy_rate_limit == 0:
+        return Check("security", "rate limit rejects a burst", "FAIL",
+                     "rate limiting is off (PROXY_RATE_LIMIT=0)")
+    # The balancing check may have used the whole burst allowance (2 x rate); the bucket
+    # drains at `rate` per second, so two seconds and a margin empty it.
+    await asyncio.sleep(2.5)
+    burst = 3 * settings.proxy_rate_limit + 50
+    statuses: Counter[int] = Counter()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+        async def one() -> None:
+            try:
+                async with session.get(f"{proxy}/api/v1/vision/metrics") as response:
+                    await response.read()
+                    statuses[response.status] += 1
+            except aiohttp.ClientError:
+                statuses[0] += 1
+
+        await asyncio.gather(*(one() for _ in range(burst)))
+    rejected = statuses[429]
+    return Check("security", "rate limit rejects a burst", "PASS" if rejected else "FAIL",
+                 f"{rejected} of {burst} burst requests got 429 "
+                 f"(PROXY_RATE_LIMIT={settings.proxy_rate_limit}/s)")
+
+
+def _headers(proxy: str) -> list[Check]:
+    try:
+        response = shared_client().get(f"{proxy}/health", timeout=2.0)
+    except httpx.HTTPError as exc:
+        return [Check("security", "security headers", "FAIL", str(exc))]
+    missing = [h for h in SECURITY_HEADERS if h not in response.headers]
+    server = response.headers.get("Server", "")
+    return [
+        Check("security", "security headers", "FAIL" if missing else "PASS",
+              f"missing {', '.join(missing)}" if missing else ", ".join(SECURITY_HEADERS)),
+        Check("security", "server version hidden",
+              "FAIL" if re.search(r"\d", server) else "PASS", f"Server: {server or '(none)'}"),
+    ]
+
+
+def _status_loopback_only(config: Path) -> Check:
+    """Read the served config: each status location allows loopback only, then denies all."""
+    try:
+        text = config.read_text()
+    except OSError as exc:
+        return Check("security", "status endpoints loopback only", "WARN",
+                     f"cannot read the served config: {exc}")
+    problems = []
+    for location in STATUS_LOCATIONS:
+        match = re.search(rf"location = {re.escape(location)} \{{(.*?)\}}", text, re.DOTALL)
+        if not match:
+            continue
+        body = match.group(1)
+        allowed = re.findall(r"allow\s+([^;]+);", body)
+        if "deny all;" not in body or any(a not in ("127.0.0.1", "::1") for a in allowed):
+            problems.append(location)
+    return Check("security", "status endpoints loopback only", "FAIL" if problems else "PASS",
+                 f"open: {', '.join(problems)}" if problems
+                 else f"{', '.join(STATUS_LOCATIONS)}: allow 127.0.0.1/::1, deny all")
+
+
+def _password(settings: Settings) -> Check:
+    weak = settings.grafana_password in DEFAULT_PASSWORDS
+    return Check("security", "no default Grafana password", "FAIL" if weak else "PASS",
+                 "GRAFANA_PASSWORD is empty or a default; set a strong one in .env" if weak
+                 else "GRAFANA_PASSWORD is set and not a default")
+
+
+def _monitoring(settings: Settings) -> Check:
+    found = probe(f"http://127.0.0.1:{settings.prometheus_port}/-/ready", timeout=1.0)
+    if not found.healthy:
+        return Check("monitoring", "Prometheus targets and rules", "WARN",
+                     f"Prometheus is not running on :{settings.prometheus_port} "
+                     f"({found.error or found.status_code})")
+    return Check("monitoring", "Prometheus targets and rules", "PASS", "Prometheus is ready")
+
+
+async def run(settings: Settings, options: Options, config: Path) -> list[Check]:
+    proxy = f"http://{options.host}"
+    checks = _availability(settings, proxy)
+    if any(c.result == "FAIL" for c in checks):
+        checks.append(Check("performance", "rust faster than typescript", "FAIL",
+                            "skipped: a service is down"))
+    else:
+        checks.append(await _performance(settings, options.speedup_factor))
+    checks.append(await _balancing(settings, proxy, options.split_tolerance))
+    checks += _headers(proxy)
+    checks.append(await _rate_limit(settings, proxy))
+    checks.append(_status_loopback_only(config))
+    checks.append(_password(settings))
+    checks.append(_monitoring(settings))
+    return checks
+
+
+def as_dicts(checks: list[Check]) -> list[dict[str, str]]:
+    return [asdict(c) for c in checks]
+
+
+def table(checks: list[Check]) -> str:
+    marks = {"PASS": "✓ PASS", "WARN": "! WARN", "FAIL": "✗ FAIL"}
+    lines = [f"{'AREA':16}{'CHECK':36}{'RESULT':8}  DETAIL"]
+    lines += [f"{c.area:16}{c.name:36}{marks[c.result]:8}  {c.detail}" for c in checks]
+    return "\n".join(lines)
+
