@@ -11,6 +11,7 @@ import re
 import secrets
 import shutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,9 +26,7 @@ from vrm_tui.traffic.controller import ApplyError, ApplyResult, TrafficControlle
 from vrm_tui.traffic.split import SplitError, parse_weight
 
 ENV_TEMPLATE = nginx.REPO_ROOT / "configs" / "env.template"
-NOT_YET = {
-    "migrate": "the gated migration engine",
-}
+NOT_YET: dict[str, str] = {}
 
 
 class UsageError(Exception):
@@ -67,7 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     journal = sub.add_parser("journal", parents=[common], help="who did what")
     journal.add_argument("-n", "--lines", type=int, default=20)
     journal.add_argument("--json", action="store_true")
-    sub.add_parser("migrate", parents=[common], help="gradual migration (not built yet)")
+    migrate = sub.add_parser("migrate", parents=[common],
+                             help="gated gradual migration (10 -> 50 -> 100 by default)")
+    migrate.add_argument("action", nargs="?", default="start",
+                         choices=["start", "status", "resume", "pause", "promote", "abort"])
+    migrate.add_argument("--steps", help="rust weights, e.g. 10,50,100")
+    migrate.add_argument("--bake", type=float, help="seconds each step must pass its gates")
+    migrate.add_argument("--gate-interval", type=float, help="seconds between gate checks")
+    migrate.add_argument("--plan", type=Path, help="plan file (default configs/migration.yaml)")
+    migrate.add_argument("--yes", action="store_true", help="start without asking")
     bench = sub.add_parser("benchmark", parents=[common], help="load tests (not built yet)")
     bench.add_argument("mode", nargs="?", default="benchmark",
                        choices=["benchmark", "stress", "compare", "all", "monitor"])
@@ -343,9 +350,75 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _not_yet(settings: Settings, args: argparse.Namespace) -> int:
-    print(f"vrm {args.command}: {NOT_YET[args.command]} is not available yet", file=sys.stderr)
-    return 1
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from vrm_tui.migrate import plan as plan_mod
+    from vrm_tui.migrate.runner import MigrationBusy, Runner
+    from vrm_tui.migrate.state import StateStore
+
+    store = StateStore(settings.state_dir)
+    state = store.load()
+    if args.action == "status":
+        shown = {k: v for k, v in state.__dict__.items() if k != "baseline_ms"} if state else None
+        print(json.dumps(shown, indent=2) if shown else "no migration yet")
+        return 0
+    running = state is not None and state.active and state.owner_alive()
+    if args.action in ("pause", "resume", "promote", "abort") and running:
+        store.request(args.action)
+        print(f"asked migration {state.id} (pid {state.owner_pid}) to {args.action}")
+        return 0
+    if args.action in ("pause", "promote"):
+        raise ApplyError("no migration is running")
+    controller = _controller(settings)
+    runner = Runner(controller, on_update=_print_migration)
+    if args.action == "abort":
+        if state is None or not state.active:
+            raise ApplyError("no migration is running")
+        runner.abort(state)
+        print(f"migration {state.id} aborted; rolled back")
+        return 0
+    try:
+        if args.action == "resume":
+            state = runner.resume()
+        else:
+            plan = plan_mod.load(args.plan or plan_mod.DEFAULT_PLAN, args.steps, args.bake,
+                                 args.gate_interval)
+            if not args.yes and not _confirm(f"Migrate rust {' -> '.join(map(str, plan.steps))}"
+                                             f"% with {plan.bake_seconds:g}s bakes?"):
+                print("not started")
+                return 1
+            lifecycle.bring_up(controller)
+            state = runner.start(plan)
+    except plan_mod.PlanError as exc:
+        raise UsageError(str(exc)) from None
+    except MigrationBusy as exc:
+        raise ApplyError(str(exc)) from None
+    plan = state.plan_obj
+    print(f"migration {state.id}: steps {list(plan.steps)}, bake {plan.bake_seconds:g}s "
+          "(Ctrl+C leaves it resumable; `vrm rollback` stops it)")
+    try:
+        state = runner.run(state)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; resume with `vrm migrate resume` (state in {store.path})")
+        return 130
+    print(f"migration {state.id} {state.phase}: {state.reason}")
+    return 0 if state.phase == "done" else 1
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError("vrm migrate asks before it starts; pass --yes to run without a "
+                         "terminal")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _print_migration(state, verdict) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    line = f"{stamp} step {state.step + 1} rust {state.target}% {state.phase}"
+    if verdict is not None:
+        line += "  " + "  ".join(f"{g.name}: {g.value} [{g.status}]" for g in verdict.gates)
+    elif state.reason:
+        line += f"  {state.reason}"
+    print(line, flush=True)
 
 
 def cmd_tui(settings: Settings, args: argparse.Namespace) -> int:
@@ -394,7 +467,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "status": cmd_status,
     "logs": cmd_logs,
     "journal": cmd_journal,
-    "migrate": _not_yet,
+    "migrate": cmd_migrate,
     "benchmark": cmd_benchmark,
     "validate": cmd_validate,
     "tui": cmd_tui,

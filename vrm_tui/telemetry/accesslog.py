@@ -135,6 +135,19 @@ class TrafficStats:
             if entry.get("route") == "balanced" and final is not None:
                 sec.served[final] += 1
 
+    def since(self, backend: str, start: float, end: float | None = None) -> Bucket:
+        """Every attempt of `backend` in [start, end], merged (the migration gates' input)."""
+        merged = Bucket()
+        last = end if end is not None else float("inf")
+        for sec in self.seconds:
+            if start <= sec.at + 1 and sec.at <= last:
+                bucket = sec.backends[backend]
+                merged.attempts += bucket.attempts
+                merged.errors += bucket.errors
+                merged.retried += bucket.retried
+                merged.latencies.extend(bucket.latencies)
+        return merged
+
     def snapshot(self, window: str = "1m", now: float | None = None) -> TrafficSnapshot:
         span = WINDOWS[window]
         end = int(now if now is not None else time.time())

@@ -13,7 +13,7 @@ from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.tui.widgets.common import meter
 
-SPLIT_ACTIONS = ("deploy", "rollback", "set-split", "reload")
+SPLIT_ACTIONS = ("deploy", "rollback", "set-split", "reload", "migrate")
 
 
 class SplitPane(Static):

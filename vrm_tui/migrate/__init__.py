@@ -1,0 +1,1 @@
+"""The gated gradual migration: plan, gates, persisted state, and the runner."""
