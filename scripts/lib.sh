@@ -44,7 +44,7 @@ ensure_venv() {
 }
 
 bootstrap() {
-    ensure_debs nginx:nginx
+    ensure_debs nginx:nginx apache2-utils:ab
     ensure_venv
 }
 

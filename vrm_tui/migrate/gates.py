@@ -46,22 +46,28 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def evaluate(plan: Plan, rust: Bucket, baseline: list[float], health: Probe,
-             vram: VramReading | None) -> Verdict:
+             vram: VramReading | None, recent: Bucket | None = None) -> Verdict:
     """Judge one step from what rust did since the step began, against typescript's latencies
-    (`baseline`: this step's, or the last step's when typescript gets no traffic)."""
+    (`baseline`: this step's, or the last step's when typescript gets no traffic).
+
+    The error rate is judged over the whole step and over `recent` (the last gate interval),
+    the worse of the two, so a long healthy bake cannot dilute a failure that starts late."""
     g = plan.gates
     n = plan.min_samples
     gates = []
-    if rust.attempts < n:
+    windows = [(w, label) for w, label in ((rust, "step"), (recent, "last interval"))
+               if w is not None and w.attempts >= n]
+    if not windows:
         gates.append(Gate("rust error rate", "inconclusive", f"{rust.attempts} attempts",
                           f"need {n}"))
     else:
-        rate = rust.errors / rust.attempts
+        window, label = max(windows, key=lambda item: item[0].errors / item[0].attempts)
+        rate = window.errors / window.attempts
         status = "fail" if rate > g.error_rate_fail else (
             "warn" if rate > g.error_rate_warn else "pass")
-        hidden = f", {rust.retried} retried" if rust.retried else ""
+        hidden = f", {window.retried} retried" if window.retried else ""
         gates.append(Gate("rust error rate", status, f"{100 * rate:.1f}% of "
-                          f"{rust.attempts}{hidden}",
+                          f"{window.attempts} ({label}{hidden})",
                           f"warn >{100 * g.error_rate_warn:g}% fail >{100 * g.error_rate_fail:g}%"))
     if len(rust.latencies) < n or len(baseline) < n:
         gates.append(Gate("latency vs typescript", "inconclusive",

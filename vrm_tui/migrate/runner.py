@@ -164,13 +164,15 @@ class Runner:
                 self._traffic.poll()
             rust = self._traffic.stats.since("rust", started)
             typescript = self._traffic.stats.since("typescript", started)
+            recent = self._traffic.stats.since(
+                "rust", max(started, time.time() - plan.gate_interval_seconds))
         else:
-            rust, typescript = Bucket(), Bucket()
+            rust, typescript, recent = Bucket(), Bucket(), Bucket()
         baseline = typescript.latencies if len(typescript.latencies) >= plan.min_samples \
             else state.baseline_ms
         health = probe(f"{settings.backend_url('rust')}/health", timeout=1.0)
         vram = scrape_vram("rust", settings.backend_url("rust"), settings.max_vram_gb, 1.0)
-        verdict = evaluate(plan, rust, baseline, health, vram)
+        verdict = evaluate(plan, rust, baseline, health, vram, recent)
         state.verdict = verdict.to_dict()
         baked = time.time() - started >= plan.bake_seconds
         if verdict.status == "fail":
