@@ -8,14 +8,17 @@ from collections.abc import Callable
 from textual.pilot import Pilot
 
 from tests.support import Stack, sample_backends
+from vrm_tui.migrate.state import StateStore
 from vrm_tui.stack import services
 from vrm_tui.traffic.split import Split
 from vrm_tui.tui.app import VrmApp
+from vrm_tui.tui.screens.bench import BenchScreen
 from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
 from vrm_tui.tui.screens.weight import WeightScreen
 from vrm_tui.tui.widgets.health import HealthPane
 from vrm_tui.tui.widgets.journal import JournalPane
+from vrm_tui.tui.widgets.migration import MigrationPane
 from vrm_tui.tui.widgets.split import SplitPane
 
 SIZE = (120, 40)
@@ -141,3 +144,38 @@ async def test_an_action_in_one_instance_shows_in_the_others_journal(stack: Stac
         journal = second.query_one(JournalPane)
         await until(two, lambda: any(r.action == "rollback" for r in journal.records))
         assert "rollback 60→0" in _text(journal)
+
+
+async def test_b_runs_a_benchmark_with_live_progress(stack: Stack) -> None:
+    app = VrmApp(stack.settings)
+    app.bench_seconds = 1.0
+    async with app.run_test(size=SIZE) as pilot:
+        await _loaded(pilot, app)
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, BenchScreen))
+        live = app.screen.query_one("#bench-live")
+        await until(pilot, lambda: "req/s" in _text(live), timeout=10)
+        result = app.screen.query_one("#bench-result")
+        await until(pilot, lambda: "faster than typescript" in _text(result), timeout=20)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, BenchScreen))
+
+
+async def test_m_starts_a_migration_and_r_rolls_back_and_stops_it(stack: Stack) -> None:
+    stack.controller.set_split(Split(0))
+    app = VrmApp(stack.settings)
+    store = StateStore(stack.settings.state_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await _loaded(pilot, app)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: (s := store.load()) is not None and s.phase == "baking",
+                    timeout=10)
+        assert stack.controller.served().split == Split(10)
+        pane = app.query_one(MigrationPane)
+        await until(pilot, lambda: "● 10%" in _text(pane) and pane.display)
+        await pilot.press("r")
+        await until(pilot, lambda: store.load().phase == "aborted", timeout=10)
+        assert stack.controller.served().split == Split(0)
+        await until(pilot, lambda: "aborted" in _text(pane))

@@ -25,6 +25,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
 from vrm_tui.journal import Journal
+from vrm_tui.migrate.plan import Plan, PlanError
+from vrm_tui.migrate.plan import load as load_plan
+from vrm_tui.migrate.runner import Runner
+from vrm_tui.migrate.state import MigrationState, StateStore
 from vrm_tui.settings import Settings
 from vrm_tui.stack import lifecycle
 from vrm_tui.status import StackStatus, collect
@@ -35,11 +39,13 @@ from vrm_tui.traffic.split import Split
 from vrm_tui.tui.messages import (
     ActionDone,
     JournalUpdate,
+    MigrationUpdate,
     SourceFailed,
     StatusUpdate,
     TrafficUpdate,
     VramUpdate,
 )
+from vrm_tui.tui.screens.bench import BenchScreen
 from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
 from vrm_tui.tui.screens.logs import LogScreen
@@ -47,14 +53,14 @@ from vrm_tui.tui.screens.weight import WeightScreen, upstream_diff
 from vrm_tui.tui.widgets.health import HealthPane
 from vrm_tui.tui.widgets.journal import JournalPane
 from vrm_tui.tui.widgets.latency import LatencyPane
+from vrm_tui.tui.widgets.migration import MigrationPane
 from vrm_tui.tui.widgets.split import SplitPane
 from vrm_tui.tui.widgets.vram import VramPane
 
 WRITE_ACTIONS = frozenset({"rollback", "rust_up", "rust_down", "set_weight", "reload_nginx",
                            "benchmark", "migrate"})
-NOT_YET = {"benchmark": "benchmarks", "migrate": "gated migration"}
 PROBE_TIMEOUT_S = 1.0
-POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5}
+POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5, "migration": 1.0}
 COMPACT_BELOW = (110, 34)
 HANGUP_GRACE_S = 2.0
 
@@ -75,8 +81,10 @@ class VrmApp(App[None]):
                 tooltip="Set an exact rust weight; shows the upstream diff first"),
         Binding("n", "reload_nginx", "Reload", id="vrm.reload",
                 tooltip="Re-render the nginx config, nginx -t, reload, verify"),
-        Binding("b", "benchmark", "Bench", id="vrm.benchmark", tooltip="Run a benchmark"),
-        Binding("m", "migrate", "Migrate", id="vrm.migrate", tooltip="Start a gated migration"),
+        Binding("b", "benchmark", "Bench", id="vrm.benchmark",
+                tooltip="Quick rust vs typescript benchmark with live progress"),
+        Binding("m", "migrate", "Migrate", id="vrm.migrate",
+                tooltip="Start a gated migration (the default plan); pause or resume it"),
         Binding("l", "logs", "Logs", id="vrm.logs", tooltip="Follow a service's logs"),
         Binding("t", "window", "Window", id="vrm.window",
                 tooltip="Latency window: 1m, 5m, 15m"),
@@ -101,6 +109,10 @@ class VrmApp(App[None]):
         access_log = getattr(runtime, "access_log", None)
         self.traffic = AccessLogSource(access_log(), addresses) if access_log else None
         self.journal = Journal(settings.state_dir / "journal.jsonl")
+        self.migrations = StateStore(settings.state_dir)
+        self.migration: MigrationState | None = None
+        self.migration_stop = threading.Event()
+        self.bench_seconds = 5.0
         self._journal_offset = 0
         self.window = "1m"
         self.status: StackStatus | None = None
@@ -121,6 +133,7 @@ class VrmApp(App[None]):
             yield LatencyPane(id="latency-pane")
             yield VramPane(id="vram-pane")
         with Vertical(id="bottom-row"):
+            yield MigrationPane(id="migration-pane")
             yield JournalPane(id="journal-pane")
         yield Footer()
 
@@ -197,6 +210,14 @@ class VrmApp(App[None]):
         records, self._journal_offset = self.journal.read_from(self._journal_offset)
         return JournalUpdate(records)
 
+    def _fetch_migration(self) -> MigrationUpdate:
+        return MigrationUpdate(self.migrations.load())
+
+    @on(MigrationUpdate)
+    def _migration(self, message: MigrationUpdate) -> None:
+        self.migration = message.state
+        self.query_one(MigrationPane).show_state(message.state)
+
     @on(StatusUpdate)
     def _status(self, message: StatusUpdate) -> None:
         self.status = message.status
@@ -255,6 +276,7 @@ class VrmApp(App[None]):
         return self.status.served.split if self.status and self.status.served else None
 
     def action_rollback(self) -> None:
+        """Roll back now. A running migration notices the split changed and stops."""
         self._write("rollback", lambda: self.controller.rollback())
 
     def action_rust_up(self) -> None:
@@ -299,10 +321,48 @@ class VrmApp(App[None]):
         self._write("reload", lambda: self.controller.reload())
 
     def action_benchmark(self) -> None:
-        self.notify(f"{NOT_YET['benchmark']}: not available yet", severity="warning")
+        self.push_screen(BenchScreen(self.settings, self.bench_seconds))
 
     def action_migrate(self) -> None:
-        self.notify(f"{NOT_YET['migrate']}: not available yet", severity="warning")
+        """Start a migration; on a running one, pause or resume it."""
+        state = self.migrations.load()
+        if state is not None and state.active and state.owner_alive():
+            request = "resume" if state.phase == "paused" else "pause"
+            self.migrations.request(request)
+            self.notify(f"asked migration {state.id} to {request}")
+            return
+        resuming = state is not None and state.active
+        try:
+            plan = state.plan_obj if resuming and state else load_plan()
+        except PlanError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        question = (f"Resume migration {state.id} at step {state.step + 1}?" if resuming
+                    and state else f"Migrate rust {' → '.join(map(str, plan.steps))}% with "
+                    f"{plan.bake_seconds:g}s bakes?")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run_migration(plan, resuming)
+
+        self.push_screen(ConfirmScreen(question, "Gates: rust error rate, latency vs "
+                                       "typescript, p95 ceiling, health, VRAM.\nA failed gate "
+                                       "rolls back at once; r rolls back any time."), answered)
+
+    def _run_migration(self, plan: Plan, resuming: bool) -> None:
+        runner = Runner(self.controller, stop=self.migration_stop)
+
+        def run() -> None:
+            try:
+                state = runner.resume() if resuming else runner.start(plan)
+                state = runner.run(state)
+                self.post_message(ActionDone("migration", state.phase == "done",
+                                             f"{state.phase}: {state.reason}", 0.0))
+            except Exception as exc:
+                self.post_message(ActionDone("migration", False, str(exc), 0.0))
+
+        self.run_worker(run, thread=True, group="migration", exclusive=True,
+                        exit_on_error=False)
 
     def action_logs(self) -> None:
         self.push_screen(LogScreen(self.controller.runtime))
@@ -340,7 +400,8 @@ class VrmApp(App[None]):
     def _done(self, message: ActionDone) -> None:
         self.last_action = message
         mark = "✓" if message.ok else "✗ FAILED:"
-        line = f"{mark} {message.action} {message.text} ({message.elapsed_ms:.0f} ms from key)"
+        timing = f" ({message.elapsed_ms:.0f} ms from key)" if message.elapsed_ms else ""
+        line = f"{mark} {message.action} {message.text}{timing}"
         action_line = self.query_one("#action-line", Static)
         action_line.remove_class("idle")
         action_line.update(line)
@@ -351,6 +412,10 @@ class VrmApp(App[None]):
 
     async def action_quit(self) -> None:
         self.exit()
+
+    def on_unmount(self) -> None:
+        # A migration run by this TUI stops at its next tick; its state stays resumable.
+        self.migration_stop.set()
 
 
 def _describe(result: object) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from vrm_tui.journal import Record
+from vrm_tui.migrate.state import MigrationState
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.telemetry.backend_metrics import VramReading
@@ -48,3 +49,8 @@ class ActionDone(Message):
     ok: bool
     text: str
     elapsed_ms: float
+
+
+@dataclass
+class MigrationUpdate(Message):
+    state: MigrationState | None
