@@ -1,4 +1,4 @@
-"""The load engine: aiohttp (with uvloop when installed) in closed- or open-loop mode.
+"""The load engine: closed- or open-loop, on vrm's minimal HTTP client (uvloop when installed).
 
 Closed loop keeps `concurrency` requests in flight. Open loop sends at a fixed rate and
 measures each latency from the request's intended send time, so a stalled server cannot hide
@@ -15,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
+from vrm_tui.bench.client import Endpoint, Pool, RequestFailed
 from vrm_tui.bench.histogram import Histogram
 
 
@@ -108,31 +107,17 @@ def install_uvloop() -> bool:
     return True
 
 
-async def _one(session: aiohttp.ClientSession, target: Target, result: Result,
-               started: float) -> None:
+async def _one(pool: Pool, result: Result, started: float) -> None:
     try:
-        async with session.request(target.method, target.url, json=target.json) as response:
-            await response.read()
-            result.record(time.perf_counter() - started, response.status,
-                          response.headers.get("X-VRM-Backend"))
-    except TimeoutError:
-        result.record(time.perf_counter() - started, None, None, "timeout")
-    except aiohttp.ClientConnectorError:
-        result.record(time.perf_counter() - started, None, None, "connect")
-    except aiohttp.ServerDisconnectedError:
-        result.record(time.perf_counter() - started, None, None, "disconnected")
-    except aiohttp.ClientError as exc:
-        result.record(time.perf_counter() - started, None, None, type(exc).__name__)
+        response = await pool.send()
+    except RequestFailed as exc:
+        result.record(time.perf_counter() - started, None, None, exc.kind)
+        return
+    result.record(time.perf_counter() - started, response.status, response.backend)
 
 
-def _session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=max(1, concurrency), ttl_dns_cache=300)
-    # Socket-level timeouts bound a hung server; a `total` timeout would arm a timer per
-    # request and cost ~8% of the engine's request rate.
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
-        skip_auto_headers=("User-Agent",))
+def _pool(target: Target, timeout: float) -> Pool:
+    return Pool(Endpoint.build(target.url, target.method, target.json), timeout)
 
 
 async def closed_loop(target: Target, concurrency: int, requests: int | None = None,
@@ -159,15 +144,18 @@ async def closed_loop(target: Target, concurrency: int, requests: int | None = N
         issued += 1
         return True
 
-    async with _session(concurrency, timeout) as session:
+    pool = _pool(target, timeout)
 
-        async def worker() -> None:
-            while more():
-                await _one(session, target, result, time.perf_counter())
+    async def worker() -> None:
+        while more():
+            await _one(pool, result, time.perf_counter())
 
-        reporter = asyncio.create_task(_report(result, began, requests, duration, progress))
+    reporter = asyncio.create_task(_report(result, began, requests, duration, progress))
+    try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
         reporter.cancel()
+        pool.close()
     result.elapsed_s = time.perf_counter() - began
     if progress:
         progress(result, 1.0)
@@ -183,10 +171,11 @@ async def open_loop(target: Target, rate: float, duration: float, timeout: float
     began = time.perf_counter()
     result.started = time.time()
     in_flight: set[asyncio.Task[None]] = set()
-    async with _session(max_in_flight, timeout) as session:
-        reporter = asyncio.create_task(_report(result, began, None, duration, progress))
+    pool = _pool(target, timeout)
+    reporter = asyncio.create_task(_report(result, began, None, duration, progress))
+    try:
         n = 0
-        while (stop is None or not stop.is_set()):
+        while stop is None or not stop.is_set():
             due = began + n * interval
             if due - began >= duration:
                 break
@@ -196,12 +185,14 @@ async def open_loop(target: Target, rate: float, duration: float, timeout: float
             if len(in_flight) >= max_in_flight:
                 result.record(0, None, None, "client-saturated")
             else:
-                task = asyncio.create_task(_one(session, target, result, due))
+                task = asyncio.create_task(_one(pool, result, due))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             n += 1
         await asyncio.gather(*in_flight)
+    finally:
         reporter.cancel()
+        pool.close()
     result.elapsed_s = time.perf_counter() - began
     if progress:
         progress(result, 1.0)
