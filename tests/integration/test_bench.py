@@ -80,3 +80,27 @@ def test_benchmark_compare_reports_and_serves_the_comparison(shared_stack: Stack
 def test_benchmark_refuses_bad_options(shared_stack: Stack) -> None:
     for args in (["--requests", "0"], ["--concurrency", "-2"], ["--duration", "abc"]):
         assert shared_stack.vrm("benchmark", "benchmark", *args).returncode == 2, args
+
+
+def test_stress_finds_a_max_sustainable_rate(shared_stack: Stack) -> None:
+    result = shared_stack.vrm("benchmark", "stress", "--duration", "0.5", timeout=180)
+    assert result.returncode == 0, result.stderr
+    folder = sorted((shared_stack.deploy_dir / "results").iterdir())[-1]
+    stress = json.loads((folder / "stress.json").read_text())["stress"]
+    for backend in ("rust", "typescript"):
+        steps = stress[backend]["steps"]
+        assert steps and steps[0]["concurrency"] == 1
+        assert stress[backend]["max_sustainable_rps"] == max(s["rps"] for s in steps
+                                                              if s["passed"])
+    assert stress["rust"]["max_sustainable_rps"] > stress["typescript"]["max_sustainable_rps"]
+
+
+def test_monitor_samples_every_service(shared_stack: Stack) -> None:
+    result = shared_stack.vrm("benchmark", "monitor", "--duration", "3", timeout=120)
+    assert result.returncode == 0, result.stderr
+    folder = sorted((shared_stack.deploy_dir / "results").iterdir())[-1]
+    monitor = json.loads((folder / "monitor.json").read_text())
+    assert set(monitor["resources"]) == {"vision-proxy", "vision-manager-rust",
+                                         "vision-manager-typescript"}
+    assert all(r["cpu_pct"]["mean"] is not None for r in monitor["resources"].values())
+    assert monitor["vram_gb"]["rust"]["max"] > 0

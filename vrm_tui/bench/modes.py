@@ -18,7 +18,7 @@ from typing import Any
 from vrm_tui.bench.engine import Result, Target, closed_loop
 from vrm_tui.bench.stats import median_ratio
 from vrm_tui.settings import Settings
-from vrm_tui.stack.procs import start_ticks
+from vrm_tui.stack.procs import children, start_ticks
 from vrm_tui.telemetry.backend_metrics import scrape_vram
 
 TASK = {"model": "resnet50", "image_size": [224, 224]}
@@ -31,7 +31,7 @@ Progress = Callable[[str, Result, float], None]  # (phase, result so far, fracti
 class Options:
     requests: int = 500
     concurrency: int = 10
-    duration: float | None = None  # seconds per target, instead of a request count
+    duration: float | None = None  # seconds per target (per step for stress), not a count
     rate: float | None = None  # reserved for open-loop runs
     stress_p99_ms: float = 1000.0
     stress_step_s: float = 3.0
@@ -106,7 +106,8 @@ async def stress(settings: Settings, options: Options, progress: Progress | None
         concurrency = 1
         while concurrency <= 256 and not (stop and stop.is_set()):
             result = await _run(f"stress {name} c={concurrency}", targets(settings)[name],
-                                concurrency, None, options.stress_step_s, progress, stop)
+                                concurrency, None, options.duration or options.stress_step_s,
+                                progress, stop)
             p99 = result.latency.percentile_ms(99)
             passed = result.error_rate <= 0.01 and p99 is not None \
                 and p99 <= options.stress_p99_ms
@@ -123,15 +124,22 @@ async def stress(settings: Settings, options: Options, progress: Progress | None
 
 
 def _proc_sample(pid: int) -> tuple[float, float] | None:
-    """(cpu seconds so far, RSS MB) of a process, or None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        rss_kb = next(int(line.split()[1]) for line in
-                      Path(f"/proc/{pid}/status").read_text().splitlines()
-                      if line.startswith("VmRSS:"))
-    except (OSError, StopIteration, IndexError, ValueError):
-        return None
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK"), rss_kb / 1024
+    """(cpu seconds so far, RSS MB) of a process and its children (nginx's workers), or None
+    when it is gone."""
+    cpu = rss = 0.0
+    for member in (pid, *children(pid)):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            rss_kb = next(int(line.split()[1]) for line in
+                          Path(f"/proc/{member}/status").read_text().splitlines()
+                          if line.startswith("VmRSS:"))
+        except (OSError, StopIteration, IndexError, ValueError):
+            if member == pid:
+                return None
+            continue
+        cpu += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        rss += rss_kb / 1024
+    return cpu, rss
 
 
 async def monitor(settings: Settings, options: Options, pids: dict[str, int],
