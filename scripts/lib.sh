@@ -44,7 +44,8 @@ ensure_venv() {
 }
 
 bootstrap() {
-    ensure_debs nginx:nginx apache2-utils:ab
+    ensure_debs nginx:nginx apache2-utils:ab prometheus:prometheus \
+        prometheus-nginx-exporter:prometheus-nginx-exporter
     ensure_venv
 }
 

@@ -84,6 +84,9 @@ def new_stack(tmp: Path, **overrides: str) -> Stack:
         "RUST_BACKEND_WEIGHT": "10",
         "TS_BACKEND_WEIGHT": "90",
         "GRAFANA_PASSWORD": "test-only-password",
+        "PROMETHEUS_PORT": str(free_port()),
+        "NGINX_EXPORTER_PORT": str(free_port()),
+        "VRM_MONITORING": "0",  # tests/integration/test_monitoring.py turns it on
     }
     values.update(overrides)
     return Stack(tmp, values)
@@ -160,3 +163,12 @@ async def steady_stream(url: str, rate: float, stop: asyncio.Event, method: str 
             n += 1
         await asyncio.gather(*tasks)
     return results
+
+
+def rendered(widget: object) -> str:
+    """What a Static pane shows, as plain text (its content rendered without colour)."""
+    from rich.console import Console
+
+    console = Console(width=200, record=True, no_color=True)
+    console.print(widget.content)  # type: ignore[attr-defined]
+    return console.export_text()

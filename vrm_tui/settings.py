@@ -66,6 +66,15 @@ def _float(name: str, raw: str) -> float:
     return value
 
 
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected 1 or 0")
+
+
 def _bind(name: str, raw: str) -> str:
     value = raw.strip()
     try:
@@ -94,6 +103,8 @@ class Settings:
     ts_port: int = 3002
     prometheus_port: int = 9090
     grafana_port: int = 3003
+    nginx_exporter_port: int = 9113
+    monitoring: bool = True
     grafana_password: str = ""
     proxy_rate_limit: int = 100
     proxy_keepalive_timeout: int = 0
@@ -181,6 +192,9 @@ def load(
         ts_port=_int("TS_VISION_MANAGER_PORT", layered.get("TS_VISION_MANAGER_PORT", "3002")),
         prometheus_port=_int("PROMETHEUS_PORT", layered.get("PROMETHEUS_PORT", "9090")),
         grafana_port=_int("GRAFANA_PORT", layered.get("GRAFANA_PORT", "3003")),
+        nginx_exporter_port=_int("NGINX_EXPORTER_PORT",
+                                 layered.get("NGINX_EXPORTER_PORT", "9113")),
+        monitoring=_flag("VRM_MONITORING", layered.get("VRM_MONITORING", "1")),
         grafana_password=layered.get("GRAFANA_PASSWORD", ""),
         proxy_rate_limit=_int(
             "PROXY_RATE_LIMIT", layered.get("PROXY_RATE_LIMIT", "100"), low=0, high=1_000_000
@@ -193,8 +207,7 @@ def load(
         ts_url=opt_url("TS_BACKEND_URL"),
         deploy_dir=base,
         state_dir=state_dir.resolve(),
-        rehearsal_faults=layered.get("VRM_REHEARSAL_FAULTS", "1").strip().lower()
-        in ("1", "true", "yes", "on"),
+        rehearsal_faults=_flag("VRM_REHEARSAL_FAULTS", layered.get("VRM_REHEARSAL_FAULTS", "1")),
     )
     _check_ports(settings)
     return settings
@@ -224,6 +237,9 @@ def _check_ports(settings: Settings) -> None:
         "VISION_MANAGER_PORT": settings.rust_port,
         "TS_VISION_MANAGER_PORT": settings.ts_port,
     }
+    if settings.monitoring:
+        ports["PROMETHEUS_PORT"] = settings.prometheus_port
+        ports["NGINX_EXPORTER_PORT"] = settings.nginx_exporter_port
     seen: dict[int, str] = {}
     for name, port in ports.items():
         if port in seen:
@@ -250,4 +266,6 @@ _KNOWN = {
     "PROXY_BIND",
     "PROXY_KEEPALIVE_TIMEOUT",
     "VRM_REHEARSAL_FAULTS",
+    "VRM_MONITORING",
+    "NGINX_EXPORTER_PORT",
 }

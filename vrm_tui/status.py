@@ -52,7 +52,8 @@ class StackStatus:
 
     @property
     def healthy(self) -> bool:
-        return all(s.healthy for s in self.services)
+        """Every service that should run answers (an optional one not installed is fine)."""
+        return all(s.healthy for s in self.services if s.state.state != "not installed")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,14 +74,13 @@ def collect(controller: TrafficController, timeout: float = 1.0) -> StackStatus:
     states = controller.runtime.services()
 
     def check(state: ServiceState) -> Probe | None:
-        if state.name == services.PROXY:
+        if state.name == services.PROXY or state.state not in ("running", "external"):
             return None
-        if state.state not in ("running", "external"):
-            return None
-        backend = services.BACKENDS[state.name]
-        return probe(f"{settings.backend_url(backend)}/health", timeout=timeout)
+        backend = services.BACKENDS.get(state.name)
+        base = settings.backend_url(backend) if backend else state.url
+        return probe(f"{base}{services.HEALTH_PATH[state.name]}", timeout=timeout)
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=len(states) + 1) as pool:
         served_future = pool.submit(_served, controller, timeout)
         probes = list(pool.map(check, states))
         served, served_error = served_future.result()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from textual.pilot import Pilot
 
-from tests.support import Stack, sample_backends
+from tests.support import Stack, rendered, sample_backends
 from vrm_tui.migrate.state import StateStore
 from vrm_tui.stack import services
 from vrm_tui.traffic.split import Split
@@ -33,14 +33,6 @@ async def until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 5.
     return time.perf_counter() - started
 
 
-def _text(widget) -> str:  # what a Static pane shows, as plain text
-    from rich.console import Console
-
-    console = Console(width=200, record=True, no_color=True)
-    console.print(widget.content)
-    return console.export_text()
-
-
 async def _loaded(pilot: Pilot, app: VrmApp) -> None:
     await until(pilot, lambda: app.status is not None and app.status.served is not None)
 
@@ -56,8 +48,8 @@ async def test_r_rolls_back_and_the_split_pane_says_so(stack: Stack) -> None:
         seen = await sample_backends(f"{stack.proxy}/api/v1/vision/metrics", 200)
         assert seen == {"typescript": 200}
         split = app.query_one(SplitPane)
-        await until(pilot, lambda: "rust   0%" in _text(split))
-        assert "ms from key" in _text(app.query_one("#action-line"))
+        await until(pilot, lambda: "rust   0%" in rendered(split))
+        assert "ms from key" in rendered(app.query_one("#action-line"))
 
 
 async def test_plus_asks_then_moves_the_split(stack: Stack) -> None:
@@ -92,11 +84,11 @@ async def test_w_refuses_bad_weights_inline_and_applies_nothing(stack: Stack) ->
             await pilot.press(*bad, "enter")
             await pilot.pause(0.05)
             assert isinstance(app.screen, WeightScreen), "a bad weight must not close the modal"
-            assert f"'{bad}'" in _text(app.screen.query_one("#weight-error"))
+            assert f"'{bad}'" in rendered(app.screen.query_one("#weight-error"))
         field = app.screen.query_one("#weight-input")
         field.value = ""
         await pilot.press("4", "5")
-        assert "weight=45" in _text(app.screen.query_one("#weight-diff"))
+        assert "weight=45" in rendered(app.screen.query_one("#weight-diff"))
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert app.last_action is None
@@ -108,7 +100,7 @@ async def test_read_only_refuses_write_keys_and_says_why(stack: Stack) -> None:
     app = VrmApp(stack.settings, read_only=True)
     async with app.run_test(size=SIZE) as pilot:
         await _loaded(pilot, app)
-        assert "READ-ONLY" in _text(app.query_one("#read-only-banner"))
+        assert "READ-ONLY" in rendered(app.query_one("#read-only-banner"))
         await pilot.press("r", "plus", "w")
         await pilot.pause(0.3)
         assert app.last_action is None and not isinstance(app.screen, WeightScreen)
@@ -130,7 +122,7 @@ async def test_a_killed_backend_shows_down_while_keys_stay_responsive(stack: Sta
         assert await until(pilot, lambda: isinstance(app.screen, HelpScreen)) < 0.2
         await until(pilot, lambda: health.states().get(services.RUST) == "down", timeout=3.0)
         assert time.perf_counter() - killed < 3.0
-        assert "✗ down" in _text(health)
+        assert "✗ down" in rendered(health)
 
 
 async def test_an_action_in_one_instance_shows_in_the_others_journal(stack: Stack) -> None:
@@ -143,7 +135,7 @@ async def test_an_action_in_one_instance_shows_in_the_others_journal(stack: Stac
         await until(one, lambda: first.last_action is not None)
         journal = second.query_one(JournalPane)
         await until(two, lambda: any(r.action == "rollback" for r in journal.records))
-        assert "rollback 60→0" in _text(journal)
+        assert "rollback 60→0" in rendered(journal)
 
 
 async def test_b_runs_a_benchmark_with_live_progress(stack: Stack) -> None:
@@ -154,9 +146,9 @@ async def test_b_runs_a_benchmark_with_live_progress(stack: Stack) -> None:
         await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, BenchScreen))
         live = app.screen.query_one("#bench-live")
-        await until(pilot, lambda: "req/s" in _text(live), timeout=10)
+        await until(pilot, lambda: "req/s" in rendered(live), timeout=10)
         result = app.screen.query_one("#bench-result")
-        await until(pilot, lambda: "faster than typescript" in _text(result), timeout=20)
+        await until(pilot, lambda: "faster than typescript" in rendered(result), timeout=20)
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, BenchScreen))
 
@@ -174,8 +166,8 @@ async def test_m_starts_a_migration_and_r_rolls_back_and_stops_it(stack: Stack) 
                     timeout=10)
         assert stack.controller.served().split == Split(10)
         pane = app.query_one(MigrationPane)
-        await until(pilot, lambda: "● 10%" in _text(pane) and pane.display)
+        await until(pilot, lambda: "● 10%" in rendered(pane) and pane.display)
         await pilot.press("r")
         await until(pilot, lambda: store.load().phase == "aborted", timeout=10)
         assert stack.controller.served().split == Split(0)
-        await until(pilot, lambda: "aborted" in _text(pane))
+        await until(pilot, lambda: "aborted" in rendered(pane))

@@ -17,10 +17,17 @@ from vrm_tui.status import ServiceStatus, StackStatus
 from vrm_tui.telemetry.accesslog import BackendWindow, TrafficSnapshot
 from vrm_tui.telemetry.backend_metrics import VramReading
 from vrm_tui.telemetry.health import Probe
+from vrm_tui.telemetry.prometheus import Alert
 from vrm_tui.traffic.served import Served
 from vrm_tui.traffic.split import Split
 from vrm_tui.tui.app import VrmApp
-from vrm_tui.tui.messages import JournalUpdate, StatusUpdate, TrafficUpdate, VramUpdate
+from vrm_tui.tui.messages import (
+    AlertsUpdate,
+    JournalUpdate,
+    StatusUpdate,
+    TrafficUpdate,
+    VramUpdate,
+)
 
 
 def _status() -> StackStatus:
@@ -47,6 +54,12 @@ def _feed(app: VrmApp) -> None:
     app.post_message(TrafficUpdate(TrafficSnapshot(
         "1m", {"rust": _window("rust", 8.0, 21.0, 5),
                "typescript": _window("typescript", 31.0, 88.0, 0)}, 29.6, 3600, 3600, 0)))
+    app.post_message(AlertsUpdate([
+        Alert("HighErrorRate", "firing", "warning", "rust error rate is 6.2% (> 5%)",
+              "2026-11-26T09:01:30Z", {"backend": "rust"}),
+        Alert("HighErrorRateCritical", "pending", "critical", "rust error rate is 16% (> 15%)",
+              "2026-11-26T09:02:30Z", {"backend": "rust"}),
+    ]))
     app.post_message(VramUpdate([VramReading("rust", 6.1, 20.0, 3),
                                  VramReading("typescript", 18.4, 20.0, 5)]))
     app.post_message(JournalUpdate([

@@ -43,6 +43,7 @@ class Profile:
     error_rate: float = 0.0
     model_load_ms_per_gb: float = 0.0
     vram_overhead_gb: float = 0.0
+    memory_limit_gb: float = 4.0
     source: str = field(default="", compare=False)
 
     def task_latency_ms(self, task: str, megapixels: float, rng: random.Random) -> float:
@@ -92,5 +93,6 @@ def load_profile(path: Path) -> Profile:
         error_rate=number("error_rate", data.get("error_rate", 0.0), 0.0, 1.0),
         model_load_ms_per_gb=number("model_load_ms_per_gb", data.get("model_load_ms_per_gb", 0)),
         vram_overhead_gb=number("vram_overhead_gb", data.get("vram_overhead_gb", 0.0)),
+        memory_limit_gb=number("memory_limit_gb", data.get("memory_limit_gb", 4.0), 0.01),
         source=str(path),
     )

@@ -18,7 +18,14 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
 from prometheus_client.exposition import generate_latest
 
 from vrm_tui.rehearsal.faults import FaultError, Faults
@@ -33,7 +40,7 @@ MAX_SIDE = 16384
 class Metrics:
     """The seed's metric names, each labelled `backend`, in a registry of their own."""
 
-    def __init__(self, backend: str, limit_gb: float) -> None:
+    def __init__(self, backend: str, limit_gb: float, memory_limit_gb: float) -> None:
         self.registry = CollectorRegistry()
         self.duration = Histogram(
             "vision_manager_task_duration_seconds", "Vision task execution time",
@@ -49,8 +56,13 @@ class Metrics:
                                 ["backend"], registry=self.registry)
         self.models = Gauge("vision_manager_models_loaded", "Models resident in VRAM",
                             ["backend"], registry=self.registry)
+        self.memory_limit = Gauge("vision_manager_memory_limit_bytes",
+                                  "Memory the backend may use (container limit)",
+                                  ["backend"], registry=self.registry)
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and more
         self.backend = backend
         self.vram_limit.labels(backend).set(limit_gb)
+        self.memory_limit.labels(backend).set(memory_limit_gb * 1e9)
         for status in ("success", "error"):
             self.tasks.labels(backend, status)
 
@@ -63,7 +75,7 @@ class Backend:
         self.name = profile.backend
         self.pool = VramPool(max_vram_gb, profile.vram_overhead_gb)
         self.faults = Faults()
-        self.metrics = Metrics(self.name, max_vram_gb)
+        self.metrics = Metrics(self.name, max_vram_gb, profile.memory_limit_gb)
         self.rng = random.Random(seed)
         self.started = time.time()
         self.durations: list[float] = []

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vrm_tui.settings import Settings
-from vrm_tui.stack import logfiles, services
+from vrm_tui.stack import logfiles, monitoring, services
 from vrm_tui.stack.procs import ProcRecord, children, cmdline, free_port, port_in_use, start_ticks
 from vrm_tui.stack.runtime import ServiceState, StackError
 from vrm_tui.telemetry.health import probe
@@ -89,14 +89,43 @@ class LocalRuntime:
             waiting.append(self._start_backend(service, backend))
             started.append(service)
         for record in waiting:
-            self._wait_backend(record)
+            self._wait_ready(record, f"http://127.0.0.1:{record.ports['port']}/health")
         if not self._record(services.PROXY):
             self._start_proxy()
             started.append(services.PROXY)
+        if self.settings.monitoring:
+            started += self._start_monitoring()
+        return started
+
+    def _start_monitoring(self) -> list[str]:
+        """Start the nginx exporter and Prometheus when installed (skipped, and shown as
+        not installed in status, when not)."""
+        s = self.settings
+        started = []
+        for service in services.MONITORING:
+            if self._record(service) or monitoring.binary(service) is None:
+                continue
+            if service == services.NGINX_EXPORTER:
+                self._check_port("NGINX_EXPORTER_PORT", "127.0.0.1", s.nginx_exporter_port)
+                command = monitoring.exporter_command(s)
+                port, ready = s.nginx_exporter_port, "/metrics"
+            else:
+                self._check_port("PROMETHEUS_PORT", "127.0.0.1", s.prometheus_port)
+                folder = s.state_dir / "prometheus"
+                (folder / "data").mkdir(parents=True, exist_ok=True)
+                rules = folder / "alert_rules.yml"
+                rules.write_text(monitoring.source(s, "alert_rules.yml").read_text())
+                config = folder / "prometheus.yml"
+                config.write_text(monitoring.render_prometheus(s, rules))
+                command = monitoring.prometheus_command(s, config, folder / "data")
+                port, ready = s.prometheus_port, "/-/ready"
+            record = self._spawn(service, command, {"port": port})
+            self._wait_ready(record, f"http://127.0.0.1:{port}{ready}")
+            started.append(service)
         return started
 
     def down(self) -> list[str]:
-        return [name for name in services.CORE if self.stop_service(name)]
+        return [name for name in reversed(services.MANAGED) if self.stop_service(name)]
 
     def stop_service(self, service: str) -> bool:
         """Stop one service vrm started (nginx gracefully); True if it was running."""
@@ -136,8 +165,11 @@ class LocalRuntime:
             admin = free_port()
             command += ["--faults", "--admin-port", str(admin)]
             ports["admin"] = admin
-        log = self.log_dir / f"{service}.log"
-        with open(log, "ab") as out:
+        return self._spawn(service, command, ports)
+
+    def _spawn(self, service: str, command: list[str], ports: dict[str, int]) -> ProcRecord:
+        """Start a process detached from the terminal, logging to logs/<service>.log."""
+        with open(self.log_dir / f"{service}.log", "ab") as out:
             proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True,
@@ -146,8 +178,7 @@ class LocalRuntime:
         record.save(self.run_dir)
         return record
 
-    def _wait_backend(self, record: ProcRecord) -> None:
-        url = f"http://127.0.0.1:{record.ports['port']}/health"
+    def _wait_ready(self, record: ProcRecord, url: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if not record.alive():
@@ -197,7 +228,13 @@ class LocalRuntime:
 
     def services(self) -> list[ServiceState]:
         found = []
-        for service in services.CORE:
+        names = services.MANAGED if self.settings.monitoring else services.CORE
+        for service in names:
+            if service in services.MONITORING and monitoring.binary(service) is None \
+                    and not self._record(service):
+                found.append(ServiceState(service, "not installed",
+                                          detail=monitoring.INSTALL_HINT[service]))
+                continue
             external = self._external(service)
             if external:
                 found.append(ServiceState(service, "external", url=external))
@@ -227,10 +264,9 @@ class LocalRuntime:
 
     def log_lines(self, service: str, tail: int = 100, follow: bool = False,
                   keep_going: Callable[[], bool] = lambda: True) -> Iterator[str]:
-        if service not in services.CORE:
-            raise StackError(
-                f"unknown service {service!r}; the local runtime runs {', '.join(services.CORE)}"
-            )
+        if service not in services.MANAGED:
+            raise StackError(f"unknown service {service!r}; the local runtime runs "
+                             f"{', '.join(services.MANAGED)}")
         if self._external(service):
             raise StackError(f"{service} is external ({self._external(service)}): vrm has no logs")
         paths = self._log_paths(service)

@@ -5,7 +5,14 @@ RUST = "vision-manager-rust"
 TYPESCRIPT = "vision-manager-typescript"
 PROMETHEUS = "prometheus"
 GRAFANA = "grafana"
+NGINX_EXPORTER = "nginx-exporter"
 
 BACKENDS = {RUST: "rust", TYPESCRIPT: "typescript"}
 CORE = (PROXY, RUST, TYPESCRIPT)
-ALL = (PROXY, RUST, TYPESCRIPT, PROMETHEUS, GRAFANA)
+MONITORING = (NGINX_EXPORTER, PROMETHEUS)
+MANAGED = CORE + MONITORING  # what the local runtime can start, in start order
+ALL = (PROXY, RUST, TYPESCRIPT, PROMETHEUS, GRAFANA, NGINX_EXPORTER)
+
+# Where each service answers "are you alive", relative to its base URL.
+HEALTH_PATH = {RUST: "/health", TYPESCRIPT: "/health", PROMETHEUS: "/-/ready",
+               NGINX_EXPORTER: "/metrics"}

@@ -22,6 +22,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
 from vrm_tui.journal import Journal
@@ -32,12 +33,15 @@ from vrm_tui.migrate.state import MigrationState, StateStore
 from vrm_tui.settings import Settings
 from vrm_tui.stack import lifecycle
 from vrm_tui.status import StackStatus, collect
+from vrm_tui.telemetry import prometheus
 from vrm_tui.telemetry.accesslog import WINDOWS, AccessLogSource
 from vrm_tui.telemetry.backend_metrics import scrape_vram
 from vrm_tui.traffic.controller import ApplyError, TrafficController
 from vrm_tui.traffic.split import Split
 from vrm_tui.tui.messages import (
     ActionDone,
+    AlertsUpdate,
+    HistoryUpdate,
     JournalUpdate,
     MigrationUpdate,
     SourceFailed,
@@ -50,6 +54,7 @@ from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
 from vrm_tui.tui.screens.logs import LogScreen
 from vrm_tui.tui.screens.weight import WeightScreen, upstream_diff
+from vrm_tui.tui.widgets.alerts import AlertsPane
 from vrm_tui.tui.widgets.health import HealthPane
 from vrm_tui.tui.widgets.journal import JournalPane
 from vrm_tui.tui.widgets.latency import LatencyPane
@@ -60,7 +65,8 @@ from vrm_tui.tui.widgets.vram import VramPane
 WRITE_ACTIONS = frozenset({"rollback", "rust_up", "rust_down", "set_weight", "reload_nginx",
                            "benchmark", "migrate"})
 PROBE_TIMEOUT_S = 1.0
-POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5, "migration": 1.0}
+POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5, "migration": 1.0,
+          "alerts": 3.0, "history": 60.0}
 COMPACT_BELOW = (110, 34)
 HANGUP_GRACE_S = 2.0
 
@@ -133,6 +139,7 @@ class VrmApp(App[None]):
             yield LatencyPane(id="latency-pane")
             yield VramPane(id="vram-pane")
         with Vertical(id="bottom-row"):
+            yield AlertsPane(id="alerts-pane")
             yield MigrationPane(id="migration-pane")
             yield JournalPane(id="journal-pane")
         yield Footer()
@@ -141,8 +148,10 @@ class VrmApp(App[None]):
         self._apply_size()
         if not self.live:
             return
+        self.query_one(AlertsPane).display = self.settings.monitoring
         for source in POLL_S:
-            self._poll(source)
+            if self.settings.monitoring or source not in ("alerts", "history"):
+                self._poll(source)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
         self.set_interval(2.0, self._check_terminal)
@@ -210,46 +219,72 @@ class VrmApp(App[None]):
         records, self._journal_offset = self.journal.read_from(self._journal_offset)
         return JournalUpdate(records)
 
+    def _fetch_alerts(self) -> AlertsUpdate:
+        return AlertsUpdate(prometheus.alerts(self._prometheus_url, PROBE_TIMEOUT_S))
+
+    def _fetch_history(self) -> HistoryUpdate:
+        return HistoryUpdate(prometheus.history(self._prometheus_url))
+
+    @property
+    def _prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.prometheus_port}"
+
+    @on(AlertsUpdate)
+    def _alerts(self, message: AlertsUpdate) -> None:
+        self._show(AlertsPane, "show_alerts", message.alerts)
+
+    @on(HistoryUpdate)
+    def _history(self, message: HistoryUpdate) -> None:
+        self._show(LatencyPane, "show_history", message.history)
+
     def _fetch_migration(self) -> MigrationUpdate:
         return MigrationUpdate(self.migrations.load())
 
     @on(MigrationUpdate)
     def _migration(self, message: MigrationUpdate) -> None:
         self.migration = message.state
-        self.query_one(MigrationPane).show_state(message.state)
+        self._show(MigrationPane, "show_state", message.state)
 
     @on(StatusUpdate)
     def _status(self, message: StatusUpdate) -> None:
         self.status = message.status
-        self.query_one(SplitPane).show_status(message.status)
-        self.query_one(HealthPane).show_status(message.status)
-        self.query_one(LatencyPane).show_status(message.status)
+        self._show(SplitPane, "show_status", message.status)
+        self._show(HealthPane, "show_status", message.status)
+        self._show(LatencyPane, "show_status", message.status)
 
     @on(TrafficUpdate)
     def _traffic(self, message: TrafficUpdate) -> None:
-        self.query_one(LatencyPane).show_traffic(message.snapshot)
-        self.query_one(SplitPane).show_traffic(message.snapshot)
+        self._show(LatencyPane, "show_traffic", message.snapshot)
+        self._show(SplitPane, "show_traffic", message.snapshot)
 
     @on(VramUpdate)
     def _vram(self, message: VramUpdate) -> None:
-        self.query_one(VramPane).show_readings(message.readings)
+        self._show(VramPane, "show_readings", message.readings)
 
     @on(JournalUpdate)
     def _journal(self, message: JournalUpdate) -> None:
         if message.records:
-            self.query_one(JournalPane).show_journal(message.records)
-            self.query_one(SplitPane).show_journal(message.records)
+            self._show(JournalPane, "show_journal", message.records)
+            self._show(SplitPane, "show_journal", message.records)
 
     @on(SourceFailed)
     def _failed(self, message: SourceFailed) -> None:
         if message.source == "status":
             self.status = None
-            self.query_one(HealthPane).show_error(message.error)
+            self._show(HealthPane, "show_error", message.error)
         elif message.source == "traffic":
-            self.query_one(LatencyPane).show_error(message.error)
-            self.query_one(SplitPane).show_traffic(None, message.error)
+            self._show(LatencyPane, "show_error", message.error)
+            self._show(SplitPane, "show_traffic", None, message.error)
+        elif message.source == "alerts":
+            self._show(AlertsPane, "show_error", message.error.split(": ", 1)[-1])
         elif message.source == "journal":
             self.notify(f"journal unreadable: {message.error}", severity="error")
+
+    def _show(self, kind: type[Widget], method: str, *data: object) -> None:
+        """Hand data to a pane. A message that arrives while the app shuts down finds no
+        pane, and nothing to show."""
+        for pane in self.query(kind):
+            getattr(pane, method)(*data)
 
     # --- read-only: the one place write actions are refused -------------------------------
 

@@ -11,6 +11,7 @@ from vrm_tui.migrate.state import MigrationState
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.telemetry.backend_metrics import VramReading
+from vrm_tui.telemetry.prometheus import Alert
 
 
 @dataclass
@@ -54,3 +55,15 @@ class ActionDone(Message):
 @dataclass
 class MigrationUpdate(Message):
     state: MigrationState | None
+
+
+@dataclass
+class AlertsUpdate(Message):
+    alerts: list[Alert]
+
+
+@dataclass
+class HistoryUpdate(Message):
+    """Per backend series from Prometheus ({"rust": {"p95": [...], ...}})."""
+
+    history: dict[str, dict[str, list[float]]]

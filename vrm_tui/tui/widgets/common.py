@@ -9,7 +9,8 @@ from rich.text import Text
 BARS = "▁▂▃▄▅▆▇█"
 
 STATE_STYLE = {"up": ("●", "green"), "degraded": ("▲", "yellow"), "down": ("✗", "red"),
-               "unknown": ("?", "dim"), "external": ("●", "green")}
+               "unknown": ("?", "dim"), "external": ("●", "green"),
+               "absent": ("–", "dim")}
 
 
 def state_text(state: str) -> Text:

@@ -16,6 +16,8 @@ DEGRADED_MS = 500.0
 
 
 def service_state(service: ServiceStatus) -> str:
+    if service.state.state == "not installed":
+        return "absent"
     if service.probe is None:
         return "down" if service.state.state in ("stopped", "exited") else "unknown"
     if not service.probe.healthy:
@@ -76,6 +78,6 @@ class HealthPane(Static):
             detail = (probe.error if probe and probe.error else "") or service.state.detail
             if state == "down" and service.state.state not in ("running", "external"):
                 detail = detail or f"process {service.state.state}"
-            if detail and state != "up":
+            if detail and state not in ("up", "absent"):
                 problems.append(Text(f"{short}: {detail}", style="red"))
         self.update(Group(table, *problems))

@@ -24,6 +24,7 @@ class LatencyPane(Static):
         self._snapshot: TrafficSnapshot | None = None
         self._error = ""
         self._probe_ms: dict[str, float | None] = {}
+        self._history: dict[str, dict[str, list[float]]] = {}
         self.update(Text("waiting for traffic statistics…", style="dim"))
 
     def show_traffic(self, snapshot: TrafficSnapshot) -> None:
@@ -32,6 +33,11 @@ class LatencyPane(Static):
 
     def show_error(self, error: str) -> None:
         self._snapshot, self._error = None, error
+        self.refresh_view()
+
+    def show_history(self, history: dict[str, dict[str, list[float]]]) -> None:
+        """The last 15 minutes from Prometheus: shown beside the live window."""
+        self._history = history
         self.refresh_view()
 
     def show_status(self, status: StackStatus) -> None:
@@ -68,6 +74,10 @@ class LatencyPane(Static):
             lines.append(Text(f"  p95 {sparkline(stats.p95_series, width)}"))
             if not self.compact:
                 lines.append(Text(f"  p50 {sparkline(stats.p50_series, width)}"))
+                past = self._history.get(backend, {}).get("p95")
+                if past:
+                    lines.append(Text(f"  15m {sparkline(past, width)} p95 from Prometheus",
+                                      style="dim"))
         if snap.skipped_bytes:
             lines.append(Text(f"(skipped {snap.skipped_bytes} bytes of log to keep up)",
                               style="yellow"))
