@@ -170,6 +170,8 @@ def _requirements() -> list[tuple[str, bool, bool, str]]:
          "sudo apt-get install -y apache2-utils"),
         ("prometheus (monitoring)", which("prometheus"), False,
          "sudo apt-get install -y prometheus"),
+        ("prometheus-nginx-exporter (proxy metrics)", which("prometheus-nginx-exporter"), False,
+         "sudo apt-get install -y prometheus-nginx-exporter"),
     ]
 
 

@@ -169,12 +169,27 @@ def _password(settings: Settings) -> Check:
 
 
 def _monitoring(settings: Settings) -> Check:
-    found = probe(f"http://127.0.0.1:{settings.prometheus_port}/-/ready", timeout=1.0)
+    """Every scrape target up and the alert rules loaded, when Prometheus runs."""
+    base = f"http://127.0.0.1:{settings.prometheus_port}"
+    name = "Prometheus targets and rules"
+    found = probe(f"{base}/-/ready", timeout=1.0)
     if not found.healthy:
-        return Check("monitoring", "Prometheus targets and rules", "WARN",
-                     f"Prometheus is not running on :{settings.prometheus_port} "
-                     f"({found.error or found.status_code})")
-    return Check("monitoring", "Prometheus targets and rules", "PASS", "Prometheus is ready")
+        return Check("monitoring", name, "WARN", f"Prometheus is not running on "
+                     f":{settings.prometheus_port} ({found.error or found.status_code})")
+    try:
+        targets = shared_client().get(f"{base}/api/v1/targets", timeout=2).json()
+        rules = shared_client().get(f"{base}/api/v1/rules", timeout=2).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return Check("monitoring", name, "FAIL", f"Prometheus API: {exc}")
+    active = targets["data"]["activeTargets"]
+    down = [t["labels"].get("service", t["scrapeUrl"]) for t in active if t["health"] != "up"]
+    loaded = sum(len(g["rules"]) for g in rules["data"]["groups"])
+    if down or not loaded:
+        detail = (f"targets down: {', '.join(down)}" if down else "") + \
+            ("; " if down and not loaded else "") + ("no alert rules loaded" if not loaded else "")
+        return Check("monitoring", name, "FAIL", detail)
+    return Check("monitoring", name, "PASS",
+                 f"{len(active)} targets up, {loaded} alert rules loaded")
 
 
 async def run(settings: Settings, options: Options, config: Path) -> list[Check]:

@@ -183,3 +183,12 @@ async def test_history_backfills_from_range_queries(monitored: Stack) -> None:
         prometheus.history, f"http://127.0.0.1:{monitored.settings.prometheus_port}", 2, 10)
     assert set(history) == {"rust", "typescript"}
     assert any(history[b].get("rate") for b in history)
+
+
+def test_validate_checks_targets_and_rules(monitored: Stack) -> None:
+    _until(lambda: all(t["health"] == "up"
+                       for t in _api(monitored, "targets")["activeTargets"]), what="targets up")
+    result = monitored.vrm("validate", "--json", timeout=120)
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    row = rows["Prometheus targets and rules"]
+    assert row["result"] == "PASS" and "4 targets up" in row["detail"], row

@@ -16,6 +16,7 @@ from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.status import ServiceStatus, StackStatus
 from vrm_tui.telemetry.accesslog import BackendWindow, TrafficSnapshot
 from vrm_tui.telemetry.backend_metrics import VramReading
+from vrm_tui.telemetry.gpu import Gpu, GpuProcess, GpuReport
 from vrm_tui.telemetry.health import Probe
 from vrm_tui.telemetry.prometheus import Alert
 from vrm_tui.traffic.served import Served
@@ -23,6 +24,7 @@ from vrm_tui.traffic.split import Split
 from vrm_tui.tui.app import VrmApp
 from vrm_tui.tui.messages import (
     AlertsUpdate,
+    GpuUpdate,
     JournalUpdate,
     StatusUpdate,
     TrafficUpdate,
@@ -60,6 +62,9 @@ def _feed(app: VrmApp) -> None:
         Alert("HighErrorRateCritical", "pending", "critical", "rust error rate is 16% (> 15%)",
               "2026-11-26T09:02:30Z", {"backend": "rust"}),
     ]))
+    app.post_message(GpuUpdate(GpuReport((Gpu(0, "NVIDIA H100 80GB HBM3", 24.5, 79.6, 63, (
+        GpuProcess(101, 6.6, "rust"), GpuProcess(102, 17.9, "typescript"))),),
+        driver="580.159.04")))
     app.post_message(VramUpdate([VramReading("rust", 6.1, 20.0, 3),
                                  VramReading("typescript", 18.4, 20.0, 5)]))
     app.post_message(JournalUpdate([

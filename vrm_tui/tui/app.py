@@ -31,16 +31,18 @@ from vrm_tui.migrate.plan import load as load_plan
 from vrm_tui.migrate.runner import Runner
 from vrm_tui.migrate.state import MigrationState, StateStore
 from vrm_tui.settings import Settings
-from vrm_tui.stack import lifecycle
+from vrm_tui.stack import lifecycle, services
 from vrm_tui.status import StackStatus, collect
 from vrm_tui.telemetry import prometheus
 from vrm_tui.telemetry.accesslog import WINDOWS, AccessLogSource
 from vrm_tui.telemetry.backend_metrics import scrape_vram
+from vrm_tui.telemetry.gpu import Owners, read_gpus
 from vrm_tui.traffic.controller import ApplyError, TrafficController
 from vrm_tui.traffic.split import Split
 from vrm_tui.tui.messages import (
     ActionDone,
     AlertsUpdate,
+    GpuUpdate,
     HistoryUpdate,
     JournalUpdate,
     MigrationUpdate,
@@ -66,7 +68,7 @@ WRITE_ACTIONS = frozenset({"rollback", "rust_up", "rust_down", "set_weight", "re
                            "benchmark", "migrate"})
 PROBE_TIMEOUT_S = 1.0
 POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5, "migration": 1.0,
-          "alerts": 3.0, "history": 60.0}
+          "alerts": 3.0, "history": 60.0, "gpu": 2.0}
 COMPACT_BELOW = (110, 34)
 HANGUP_GRACE_S = 2.0
 
@@ -218,6 +220,17 @@ class VrmApp(App[None]):
     def _fetch_journal(self) -> JournalUpdate:
         records, self._journal_offset = self.journal.read_from(self._journal_offset)
         return JournalUpdate(records)
+
+    def _fetch_gpu(self) -> GpuUpdate:
+        runtime = self.controller.runtime
+        pid_of = getattr(runtime, "backend_pid", lambda service: None)
+        roots = {pid: backend for service, backend in services.BACKENDS.items()
+                 if (pid := pid_of(service))}
+        return GpuUpdate(read_gpus(Owners(roots)))
+
+    @on(GpuUpdate)
+    def _gpu(self, message: GpuUpdate) -> None:
+        self._show(VramPane, "show_gpus", message.report)
 
     def _fetch_alerts(self) -> AlertsUpdate:
         return AlertsUpdate(prometheus.alerts(self._prometheus_url, PROBE_TIMEOUT_S))

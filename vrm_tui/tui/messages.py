@@ -11,6 +11,7 @@ from vrm_tui.migrate.state import MigrationState
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.telemetry.backend_metrics import VramReading
+from vrm_tui.telemetry.gpu import GpuReport
 from vrm_tui.telemetry.prometheus import Alert
 
 
@@ -67,3 +68,8 @@ class HistoryUpdate(Message):
     """Per backend series from Prometheus ({"rust": {"p95": [...], ...}})."""
 
     history: dict[str, dict[str, list[float]]]
+
+
+@dataclass
+class GpuUpdate(Message):
+    report: GpuReport

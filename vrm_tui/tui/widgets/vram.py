@@ -1,7 +1,6 @@
-"""GPU VRAM pane: each backend's `vision_manager_vram_used_gb` against MAX_VRAM_GB.
-
-NVML per GPU comes with the monitoring work; it gets its own rows here.
-"""
+"""GPU VRAM pane: each GPU from NVML (with the memory of rust's and typescript's processes),
+and each backend's own `vision_manager_vram_used_gb` against MAX_VRAM_GB. Without a driver
+it says so and shows the backends' figures alone."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from vrm_tui.telemetry.backend_metrics import VramReading
+from vrm_tui.telemetry.gpu import GpuReport
 from vrm_tui.tui.widgets.common import meter
 
 HIGH = 0.9  # the seed's resource-exhaustion alert: > 90% of the VRAM limit
@@ -20,10 +20,46 @@ class VramPane(Static):
     compact = False  # set by the app on resize: no header row on small terminals
 
     def on_mount(self) -> None:
-        self.border_title = "GPU VRAM (backend metrics)"
+        self.border_title = "GPU VRAM"
+        self._gpu: GpuReport | None = None
+        self._readings: list[VramReading] = []
         self.update(Text("waiting for the first scrape…", style="dim"))
 
+    def show_gpus(self, report: GpuReport) -> None:
+        self._gpu = report
+        self.refresh_view()
+
     def show_readings(self, readings: list[VramReading]) -> None:
+        self._readings = readings
+        self.refresh_view()
+
+    def _gpu_lines(self) -> list[Text]:
+        report = self._gpu
+        if report is None:
+            return []
+        if not report.available:
+            return [Text(f"NVML: {report.error}; backend metrics below", style="dim")]
+        lines = []
+        for gpu in report.gpus:
+            share = gpu.used_gb / gpu.total_gb if gpu.total_gb else 0.0
+            style = "red" if share >= HIGH else ""
+            line = Text(f"GPU{gpu.index} ", style="bold")
+            line.append(meter(share, 5), style=style)
+            line.append(f" {gpu.used_gb:.1f}/{gpu.total_gb:.0f} GB {100 * share:.0f}%")
+            if gpu.utilization_pct is not None:
+                line.append(f" util {gpu.utilization_pct}%")
+            lines.append(line)
+            owners = [f"{o} {gpu.used_by(o):.1f} GB" for o in ("rust", "typescript")
+                      if gpu.used_by(o)]
+            others = sum(p.used_gb or 0 for p in gpu.processes if p.owner is None)
+            if others:
+                owners.append(f"other {others:.1f} GB")
+            if owners:
+                lines.append(Text("  " + " · ".join(owners), style="dim"))
+        return lines
+
+    def refresh_view(self) -> None:
+        readings = self._readings
         table = Table(box=None, expand=True, pad_edge=False, show_header=not self.compact)
         table.add_column("", no_wrap=True)
         table.add_column("used/limit GB", no_wrap=True)
@@ -44,4 +80,4 @@ class VramPane(Static):
                            style="red bold" if share >= HIGH else "")
             models = "-" if reading.models_loaded is None else str(reading.models_loaded)
             table.add_row(reading.backend, use, percent, models)
-        self.update(Group(table, *problems))
+        self.update(Group(*self._gpu_lines(), table, *problems))
