@@ -47,10 +47,11 @@ class Stack:
 
     def reload_settings(self, **flags: str) -> None:
         self.settings = settings_mod.load(flags, environ={}, deploy_dir=self.deploy_dir)
-        self.controller = TrafficController(self.settings, LocalRuntime(self.settings))
+        self.controller = TrafficController(self.settings, lifecycle.runtime_for(self.settings))
 
     @property
     def runtime(self) -> LocalRuntime:
+        """The local runtime (tests of the compose runtime use the controller's directly)."""
         runtime = self.controller.runtime
         assert isinstance(runtime, LocalRuntime)
         return runtime
@@ -77,6 +78,7 @@ class Stack:
 def new_stack(tmp: Path, **overrides: str) -> Stack:
     values = {
         "PROXY_PORT": str(free_port()),
+        "PROXY_STATUS_PORT": str(free_port()),
         "VISION_MANAGER_PORT": str(free_port()),
         "TS_VISION_MANAGER_PORT": str(free_port()),
         "PROXY_BIND": "127.0.0.1",

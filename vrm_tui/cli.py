@@ -59,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="what is served and healthy")
     status.add_argument("--json", action="store_true")
     logs = sub.add_parser("logs", parents=[common], help="print (or follow) service logs")
-    logs.add_argument("service", nargs="?", choices=services.CORE, metavar="SERVICE",
-                      help=" | ".join(services.CORE))
+    logs.add_argument("service", nargs="?", choices=services.ALL, metavar="SERVICE",
+                      help=" | ".join(services.ALL))
     logs.add_argument("-f", "--follow", action="store_true")
     logs.add_argument("-n", "--lines", type=int, default=100)
     journal = sub.add_parser("journal", parents=[common], help="who did what")
@@ -239,10 +239,11 @@ def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
     runtime = lifecycle.runtime_for(settings)
     if args.lines < 0:
         raise UsageError(f"--lines={args.lines}: expected 0 or more")
-    names = [args.service] if args.service else list(services.CORE)
+    names = [args.service] if args.service else [s.name for s in runtime.services()
+                                                 if s.state != "not installed"]
     if args.follow and len(names) > 1:
         raise UsageError("-f follows one service: vrm logs SERVICE -f "
-                         f"(one of {', '.join(services.CORE)})")
+                         f"(one of {', '.join(names)})")
     for name in names:
         if len(names) > 1:
             print(f"==> {name} <==")

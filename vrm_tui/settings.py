@@ -18,6 +18,7 @@ from typing import Any
 from vrm_tui.traffic.split import Split, SplitError, parse_weight
 
 RUNTIMES = ("local", "compose")
+COMPOSE_PROFILES = ("rehearsal", "production")
 
 
 class SettingsError(ValueError):
@@ -99,6 +100,7 @@ class Settings:
     backend_preference: str = "rust"
     proxy_port: int = 3000
     proxy_bind: str = "0.0.0.0"
+    proxy_status_port: int = 3010
     rust_port: int = 3001
     ts_port: int = 3002
     prometheus_port: int = 9090
@@ -108,7 +110,10 @@ class Settings:
     grafana_password: str = ""
     proxy_rate_limit: int = 100
     proxy_keepalive_timeout: int = 0
-    runtime: str = "local"
+    runtime: str = ""  # "" = detect: see stack.lifecycle.runtime_for
+    compose_profile: str = "rehearsal"
+    base_image: str = "debian:bookworm-slim"
+    build_network: str = "default"
     rust_url: str | None = None
     ts_url: str | None = None
     deploy_dir: Path = field(default_factory=Path.cwd)
@@ -166,9 +171,13 @@ def load(
         layered.pop("TS_BACKEND_WEIGHT", None)
     split = _split(layered)
 
-    runtime = layered.get("VRM_RUNTIME", "local").strip() or "local"
-    if runtime not in RUNTIMES:
+    runtime = layered.get("VRM_RUNTIME", "").strip()
+    if runtime and runtime not in RUNTIMES:
         raise SettingsError(f"VRM_RUNTIME={runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    profile = layered.get("VRM_COMPOSE_PROFILE", "rehearsal").strip() or "rehearsal"
+    if profile not in COMPOSE_PROFILES:
+        raise SettingsError(f"VRM_COMPOSE_PROFILE={profile!r}: expected one of "
+                            f"{', '.join(COMPOSE_PROFILES)}")
     preference = layered.get("BACKEND_PREFERENCE", "rust").strip() or "rust"
     if preference not in ("rust", "typescript"):
         raise SettingsError(f"BACKEND_PREFERENCE={preference!r}: expected rust or typescript")
@@ -188,6 +197,7 @@ def load(
         backend_preference=preference,
         proxy_port=_int("PROXY_PORT", layered.get("PROXY_PORT", "3000")),
         proxy_bind=_bind("PROXY_BIND", layered.get("PROXY_BIND", "0.0.0.0")),
+        proxy_status_port=_int("PROXY_STATUS_PORT", layered.get("PROXY_STATUS_PORT", "3010")),
         rust_port=_int("VISION_MANAGER_PORT", layered.get("VISION_MANAGER_PORT", "3001")),
         ts_port=_int("TS_VISION_MANAGER_PORT", layered.get("TS_VISION_MANAGER_PORT", "3002")),
         prometheus_port=_int("PROMETHEUS_PORT", layered.get("PROMETHEUS_PORT", "9090")),
@@ -203,6 +213,9 @@ def load(
             "PROXY_KEEPALIVE_TIMEOUT", layered.get("PROXY_KEEPALIVE_TIMEOUT", "0"), low=0, high=3600
         ),
         runtime=runtime,
+        compose_profile=profile,
+        base_image=layered.get("VRM_BASE_IMAGE", "").strip() or "debian:bookworm-slim",
+        build_network=layered.get("VRM_BUILD_NETWORK", "").strip() or "default",
         rust_url=opt_url("RUST_BACKEND_URL"),
         ts_url=opt_url("TS_BACKEND_URL"),
         deploy_dir=base,
@@ -234,6 +247,7 @@ def _split(layered: Mapping[str, str]) -> Split:
 def _check_ports(settings: Settings) -> None:
     ports = {
         "PROXY_PORT": settings.proxy_port,
+        "PROXY_STATUS_PORT": settings.proxy_status_port,
         "VISION_MANAGER_PORT": settings.rust_port,
         "TS_VISION_MANAGER_PORT": settings.ts_port,
     }
@@ -264,8 +278,12 @@ _KNOWN = {
     "TS_BACKEND_URL",
     "PROXY_RATE_LIMIT",
     "PROXY_BIND",
+    "PROXY_STATUS_PORT",
     "PROXY_KEEPALIVE_TIMEOUT",
     "VRM_REHEARSAL_FAULTS",
     "VRM_MONITORING",
     "NGINX_EXPORTER_PORT",
+    "VRM_COMPOSE_PROFILE",
+    "VRM_BASE_IMAGE",
+    "VRM_BUILD_NETWORK",
 }

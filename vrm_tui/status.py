@@ -78,6 +78,8 @@ def collect(controller: TrafficController, timeout: float = 1.0) -> StackStatus:
             return None
         backend = services.BACKENDS.get(state.name)
         base = settings.backend_url(backend) if backend else state.url
+        if base is None:  # a service this host cannot reach directly
+            return None
         return probe(f"{base}{services.HEALTH_PATH[state.name]}", timeout=timeout)
 
     with ThreadPoolExecutor(max_workers=len(states) + 1) as pool:
@@ -87,7 +89,8 @@ def collect(controller: TrafficController, timeout: float = 1.0) -> StackStatus:
     result = []
     for state, found in zip(states, probes, strict=True):
         if state.name == services.PROXY:
-            found = Probe(settings.proxy_url + "/vrm/served", served is not None,
+            found = Probe(f"http://127.0.0.1:{settings.proxy_status_port}/vrm/served",
+                          served is not None,
                           200 if served else None, None, error=served_error)
         result.append(ServiceStatus(state, found))
     return StackStatus(controller.runtime.name, str(settings.state_dir), served, served_error,

@@ -7,6 +7,7 @@ that returns a Check and never raises: a check that cannot run says why.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -24,7 +25,6 @@ from vrm_tui.traffic.served import ProxyUnreachable, read_served
 
 DEFAULT_PASSWORDS = ("", "admin", "admin123")
 SECURITY_HEADERS = ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
-STATUS_LOCATIONS = ("/vrm/served", "/nginx_status", "/metrics")
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,11 @@ async def _performance(settings: Settings, factor: float) -> Check:
 
 
 async def _balancing(settings: Settings, proxy: str, tolerance: float) -> Check:
-    host, port = proxy.removeprefix("http://").rsplit(":", 1)
-    try:
-        served = read_served(host, int(port), timeout=2.0)
-    except ProxyUnreachable as exc:
-        return Check("load balancing", "observed split matches served", "FAIL", str(exc))
+    try:  # the served split is readable on this host's status listener only
+        expected = read_served("127.0.0.1", settings.proxy_status_port, timeout=2.0).split
+        source = "serving"
+    except ProxyUnreachable:
+        expected, source = settings.split, "configured (the status listener did not answer)"
     # Stay inside the rate limiter's burst, so this check never trips it.
     count = 400 if settings.proxy_rate_limit == 0 else min(400, 2 * settings.proxy_rate_limit)
     seen: Counter[str] = Counter()
@@ -92,10 +92,10 @@ async def _balancing(settings: Settings, proxy: str, tolerance: float) -> Check:
         return Check("load balancing", "observed split matches served", "FAIL",
                      f"{count - answered} of {count} requests failed: {dict(seen)}")
     observed = 100 * seen["rust"] / answered
-    off = abs(observed - served.split.rust)
+    off = abs(observed - expected.rust)
     return Check("load balancing", "observed split matches served",
                  "PASS" if off <= tolerance else "FAIL",
-                 f"rust {observed:.1f}% of {answered} requests; serving {served.split.rust}% "
+                 f"rust {observed:.1f}% of {answered} requests; {source} {expected.rust}% "
                  f"(tolerance {tolerance:g} points)")
 
 
@@ -140,25 +140,58 @@ def _headers(proxy: str) -> list[Check]:
     ]
 
 
-def _status_loopback_only(config: Path) -> Check:
-    """Read the served config: each status location allows loopback only, then denies all."""
+def _server_blocks(text: str) -> list[str]:
+    """The text of each `server { ... }` block (braces matched; nginx comments dropped)."""
+    text = re.sub(r"#[^\n]*", "", text)
+    blocks = []
+    for match in re.finditer(r"\bserver\s*\{", text):
+        depth, i = 0, match.end() - 1
+        while i < len(text):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                blocks.append(text[match.end():i])
+                break
+            i += 1
+    return blocks
+
+
+def _private(address: str) -> bool:
     try:
-        text = config.read_text()
+        return ipaddress.ip_network(address, strict=False).is_private
+    except ValueError:
+        return False
+
+
+def _status_loopback_only(config: Path) -> Check:
+    """Read the served config: status endpoints live on their own listener, which lets in
+    loopback (or the stack's private network) only, and the public /metrics loopback only."""
+    name = "status endpoints loopback only"
+    try:
+        blocks = _server_blocks(config.read_text())
     except OSError as exc:
-        return Check("security", "status endpoints loopback only", "WARN",
-                     f"cannot read the served config: {exc}")
+        return Check("security", name, "WARN", f"cannot read the served config: {exc}")
+    public = [b for b in blocks if "location /api/v1/vision/" in b]
+    status = [b for b in blocks if "location = /vrm/served" in b]
     problems = []
-    for location in STATUS_LOCATIONS:
-        match = re.search(rf"location = {re.escape(location)} \{{(.*?)\}}", text, re.DOTALL)
-        if not match:
-            continue
-        body = match.group(1)
-        allowed = re.findall(r"allow\s+([^;]+);", body)
-        if "deny all;" not in body or any(a not in ("127.0.0.1", "::1") for a in allowed):
-            problems.append(location)
-    return Check("security", "status endpoints loopback only", "FAIL" if problems else "PASS",
-                 f"open: {', '.join(problems)}" if problems
-                 else f"{', '.join(STATUS_LOCATIONS)}: allow 127.0.0.1/::1, deny all")
+    for block in public:
+        problems += [f"{loc} on the public listener" for loc in ("/vrm/served", "/nginx_status")
+                     if f"location = {loc}" in block]
+        metrics = re.search(r"location = /metrics \{(.*?)\}", block, re.DOTALL)
+        if metrics and ("deny all;" not in metrics.group(1) or any(
+                a not in ("127.0.0.1", "::1") for a in re.findall(r"allow\s+([^;]+);",
+                                                                  metrics.group(1)))):
+            problems.append("/metrics open on the public listener")
+    for block in status:
+        allowed = re.findall(r"allow\s+([^;]+);", block)
+        if "deny all;" not in block or not all(_private(a) for a in allowed):
+            problems.append("the status listener lets in more than loopback / the stack network")
+    if not status:
+        problems.append("no status listener")
+    listen = re.findall(r"listen\s+([^;]+);", status[0]) if status else []
+    return Check("security", name, "FAIL" if problems else "PASS",
+                 "; ".join(problems) if problems
+                 else f"status listener {', '.join(listen)} lets in {', '.join(allowed)} only; "
+                      "public /metrics loopback only")
 
 
 def _password(settings: Settings) -> Check:

@@ -14,7 +14,7 @@ def test_defaults_are_the_seeds(tmp_path: Path) -> None:
     assert (s.proxy_port, s.rust_port, s.ts_port) == (3000, 3001, 3002)
     assert (s.prometheus_port, s.grafana_port) == (9090, 3003)
     assert s.max_vram_gb == 20.0 and s.backend_preference == "rust"
-    assert s.state_dir == tmp_path / ".vrm" and s.runtime == "local"
+    assert s.state_dir == tmp_path / ".vrm" and s.runtime == ""  # "": detect it
 
 
 def test_precedence_flags_over_environment_over_env_file(tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ def test_generation_marker_carries_generation_and_split() -> None:
 
 def _params(tmp_path: Path, rate: int) -> nginx.ProxyParams:
     return nginx.ProxyParams(
-        listen="127.0.0.1:1", pid_file=tmp_path / "nginx.pid", error_log=tmp_path / "e.log",
+        listen="127.0.0.1:1", status_listen="127.0.0.1:2", pid_file=tmp_path / "nginx.pid",
+        error_log=tmp_path / "e.log",
         access_log=tmp_path / "a.log", temp_dir=tmp_path / "tmp",
         comparison_file=tmp_path / "c.json", rate_limit=rate,
         rust_address="127.0.0.1:3001", ts_address="127.0.0.1:3002",

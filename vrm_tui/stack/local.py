@@ -45,6 +45,7 @@ class LocalRuntime:
         s = self.settings
         return nginx.ProxyParams(
             listen=f"{_bracket(s.proxy_bind)}:{s.proxy_port}",
+            status_listen=f"127.0.0.1:{s.proxy_status_port}",
             pid_file=self.run_dir / "nginx.pid",
             error_log=self.proxy_error_log(),
             access_log=self.access_log(),
@@ -78,7 +79,8 @@ class LocalRuntime:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def up(self) -> list[str]:
+    def start_dependencies(self) -> list[str]:
+        """The rehearsal backends (none when both are external URLs)."""
         for folder in (self.run_dir, self.log_dir, self.settings.state_dir / "nginx" / "tmp"):
             folder.mkdir(parents=True, exist_ok=True)
         started = []
@@ -90,6 +92,10 @@ class LocalRuntime:
             started.append(service)
         for record in waiting:
             self._wait_ready(record, f"http://127.0.0.1:{record.ports['port']}/health")
+        return started
+
+    def up(self) -> list[str]:
+        started = self.start_dependencies()
         if not self._record(services.PROXY):
             self._start_proxy()
             started.append(services.PROXY)
@@ -194,6 +200,7 @@ class LocalRuntime:
             raise StackError("no nginx config generation yet: run `vrm deploy` or `vrm up`")
         s = self.settings
         self._check_port("PROXY_PORT", s.proxy_bind, s.proxy_port)
+        self._check_port("PROXY_STATUS_PORT", "127.0.0.1", s.proxy_status_port)
         params = self.proxy_params()
         params.pid_file.unlink(missing_ok=True)
         command = [nginx.nginx_binary(), "-e", str(params.error_log),
@@ -217,7 +224,7 @@ class LocalRuntime:
         last = ""
         while time.monotonic() < deadline:
             try:
-                read_served("127.0.0.1", s.proxy_port, timeout=0.5)
+                read_served("127.0.0.1", s.proxy_status_port, timeout=0.5)
                 return
             except ProxyUnreachable as exc:
                 last = str(exc)
@@ -275,6 +282,9 @@ class LocalRuntime:
         return logfiles.tail_once(paths, tail)
 
     # --- proxy control -------------------------------------------------------------------
+
+    def test_proxy_config(self, config: Path) -> None:
+        nginx.test_config(config, error_log=self.proxy_error_log())
 
     def proxy_running(self) -> bool:
         return self._record(services.PROXY) is not None

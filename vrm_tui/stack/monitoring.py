@@ -63,5 +63,5 @@ def prometheus_command(settings: Settings, config: Path, data: Path) -> list[str
 
 def exporter_command(settings: Settings) -> list[str]:
     return [binary(services.NGINX_EXPORTER) or "prometheus-nginx-exporter",
-            f"-nginx.scrape-uri=http://127.0.0.1:{settings.proxy_port}/nginx_status",
+            f"-nginx.scrape-uri=http://127.0.0.1:{settings.proxy_status_port}/nginx_status",
             f"-web.listen-address=127.0.0.1:{settings.nginx_exporter_port}"]

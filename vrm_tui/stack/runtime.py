@@ -38,6 +38,10 @@ class Runtime(Protocol):
     def proxy_params(self) -> ProxyParams:
         """Paths, addresses and limits the nginx main config is rendered with."""
 
+    def start_dependencies(self) -> list[str]:
+        """Start the backends (before the proxy's first config is tested); return those
+        started."""
+
     def up(self) -> list[str]:
         """Start what is not running; return the names of services started."""
 
@@ -62,6 +66,9 @@ class Runtime(Protocol):
         """True once a worker has stopped accepting connections (exiting or gone)."""
 
     def proxy_error_log(self) -> Path: ...
+
+    def test_proxy_config(self, config: Path) -> None:
+        """`nginx -t` on a complete config where the proxy runs; raises NginxTestFailed."""
 
     def log_lines(self, service: str, tail: int, follow: bool,
                   keep_going: Callable[[], bool] = ...) -> Iterator[str]:

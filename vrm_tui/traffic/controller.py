@@ -102,7 +102,7 @@ class TrafficController:
 
     def served(self, timeout: float = 1.0) -> Served:
         """What the running nginx serves, asked of nginx itself."""
-        return read_served("127.0.0.1", self.settings.proxy_port, timeout=timeout)
+        return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)
 
     def configured(self) -> Split | None:
         """The split of the generation `current` points at (what a restart would load)."""
@@ -186,7 +186,7 @@ class TrafficController:
         upstream = nginx.render_upstream(split, number, params.rust_address, params.ts_address)
         gen = self.store.write(number, main, upstream)
         try:
-            nginx.test_config(gen.main, error_log=params.error_log)
+            self.runtime.test_proxy_config(gen.main)
         except nginx.NginxTestFailed as exc:
             rejected = gen.path.with_name(gen.path.name + ".rejected")  # kept to diagnose
             shutil.rmtree(rejected, ignore_errors=True)

@@ -53,6 +53,7 @@ class ProxyParams:
     """What the main config needs besides the split; runtimes fill it in."""
 
     listen: str
+    status_listen: str
     pid_file: Path
     error_log: Path
     access_log: Path
@@ -87,6 +88,7 @@ def render_main(params: ProxyParams) -> str:
         "DAEMON": "on" if params.daemon else "off",
         "TEMP_DIR": str(params.temp_dir),
         "LISTEN": params.listen,
+        "STATUS_LISTEN": params.status_listen,
         "COMPARISON_FILE": str(params.comparison_file),
         "CLIENT_KEEPALIVE_TIMEOUT": str(params.client_keepalive_timeout),
         "LIMIT_REQ_ZONE": (

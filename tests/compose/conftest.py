@@ -1,0 +1,49 @@
+"""A compose stack on the real Docker engine (scripts/compose-base.sh prepares the host)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Stack, new_stack
+
+BASE_IMAGE = os.environ.get("VRM_BASE_IMAGE", "vrm-base:bookworm")
+
+
+def _engine_problem() -> str | None:
+    if shutil.which("docker") is None or shutil.which("docker-compose") is None:
+        return "docker / docker-compose are not installed (scripts/compose-base.sh installs them)"
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
+    if info.returncode != 0:
+        return f"no Docker engine answers: {info.stderr.strip().splitlines()[-1:]}"
+    image = subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True,
+                           check=False)
+    if image.returncode != 0:
+        return f"base image {BASE_IMAGE} is missing (scripts/compose-base.sh builds it)"
+    running = subprocess.run(["docker", "ps", "-q", "--filter",
+                              "label=com.docker.compose.project=vrm"],
+                             capture_output=True, text=True, check=False).stdout.strip()
+    if running:
+        return "a compose stack named vrm already runs on this engine; stop it first"
+    return None
+
+
+@pytest.fixture(scope="session")
+def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    problem = _engine_problem()
+    if problem:
+        pytest.skip(f"COMPOSE END-TO-END SKIPPED: {problem}")
+    deploy_dir: Path = tmp_path_factory.mktemp("compose")
+    stack = new_stack(deploy_dir, VRM_RUNTIME="compose", VRM_BASE_IMAGE=BASE_IMAGE,
+                      VRM_BUILD_NETWORK="none", VRM_MONITORING="1", PROXY_BIND="127.0.0.1")
+    up = stack.vrm("up", timeout=900)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        yield stack
+    finally:
+        stack.vrm("down", timeout=300)
