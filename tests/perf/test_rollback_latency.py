@@ -40,7 +40,7 @@ def _cli(stack: Stack, *args: str) -> Callable[[], None]:
     return run
 
 
-async def _measure(stack: Stack, before: Split, change: Callable[[], None]) -> list[Trial]:
+async def _measure(stack: Stack, before: Split, change: Callable[[], object]) -> list[Trial]:
     trials = []
     for _ in range(TRIALS):
         stack.controller.set_split(before)
@@ -72,28 +72,41 @@ def _pct(values: list[float], q: int) -> float:
     return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
 
 
-async def test_rollback_and_change_latency(stack: Stack) -> None:
+Case = tuple[str, Split, Callable[[], object]]
+
+
+def cases(stack: Stack, prefix: str = "") -> list[Case]:
+    """Rollback from 50 and a 10 -> 50 change, each in-process and through the CLI."""
+    return [
+        (f"{prefix}rollback, in-process", Split(50), lambda: stack.controller.rollback()),
+        (f"{prefix}rollback, vrm CLI", Split(50), _cli(stack, "rollback")),
+        (f"{prefix}10 -> 50, in-process", Split(10),
+         lambda: stack.controller.set_split(Split(50))),
+        (f"{prefix}10 -> 50, vrm CLI", Split(10), _cli(stack, "deploy", "--rust-weight", "50")),
+    ]
+
+
+async def run_cases(stack: Stack, title: str, chosen: list[Case]) -> None:
+    """Measure each case under its own steady stream, print the table, check nothing lied."""
     stop = asyncio.Event()
     url = f"{stack.proxy}/api/v1/vision/metrics"
-    cases: list[tuple[str, Split, Callable[[], None]]] = [
-        ("rollback, in-process", Split(50), lambda: stack.controller.rollback()),
-        ("rollback, vrm CLI", Split(50), _cli(stack, "rollback")),
-        ("10 -> 50, in-process", Split(10), lambda: stack.controller.set_split(Split(50))),
-        ("10 -> 50, vrm CLI", Split(10), _cli(stack, "deploy", "--rust-weight", "50")),
-    ]
     rows = []
-    for name, before, change in cases:
+    for name, before, change in chosen:
         stop.clear()
         stream = asyncio.create_task(steady_stream(url, RATE, stop))
         await asyncio.sleep(0.3)
         trials = await _measure(stack, before, change)
         stop.set()
         rows.append(_row(name, trials, await stream))
-    _print_table("Split change latency under a steady stream "
-                 f"({RATE} req/s, ms; goal: rollback live p95 <= 150 in-process, "
-                 "<= 500 from the CLI; zero failed)", rows)
+    _print_table(title, rows)
     for row in rows:
         assert row["failed"] == 0 and row["old after return"] == 0, row
+
+
+async def test_rollback_and_change_latency(stack: Stack) -> None:
+    await run_cases(stack, f"Split change latency under a steady stream ({RATE} req/s, ms; "
+                    "goal: rollback live p95 <= 150 in-process, <= 500 from the CLI; "
+                    "zero failed)", cases(stack))
 
 
 def _print_table(title: str, rows: list[dict[str, object]]) -> None:
