@@ -164,6 +164,8 @@ class ComposeRuntime:
         """The backends, so the proxy's first config can be tested where their names resolve."""
         before = self._running()
         backends = [services.RUST, services.TYPESCRIPT]
+        if set(backends) <= before:
+            return []  # a compose call costs a second; `vrm deploy` on a running stack skips it
         for name, port in ((services.RUST, self.settings.rust_port),
                            (services.TYPESCRIPT, self.settings.ts_port)):
             setting = "VISION_MANAGER_PORT" if name == services.RUST else "TS_VISION_MANAGER_PORT"
@@ -182,8 +184,10 @@ class ComposeRuntime:
             raise StackError(f"PROXY_PORT {self.settings.proxy_port} is already in use on "
                              f"{self.settings.proxy_bind}: stop what listens there or set "
                              "PROXY_PORT in .env")
-        self.compose("up", "-d", *self._wanted())
-        return [name for name in self._wanted() if name not in before]
+        missing = [name for name in self._wanted() if name not in before]
+        if missing:
+            self.compose("up", "-d", *self._wanted())
+        return missing
 
     def down(self) -> list[str]:
         before = self._running()
