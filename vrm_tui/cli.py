@@ -26,7 +26,6 @@ from vrm_tui.traffic.controller import ApplyError, ApplyResult, TrafficControlle
 from vrm_tui.traffic.split import SplitError, parse_weight
 
 ENV_TEMPLATE = nginx.REPO_ROOT / "configs" / "env.template"
-NOT_YET: dict[str, str] = {}
 
 
 class UsageError(Exception):
@@ -75,14 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--gate-interval", type=float, help="seconds between gate checks")
     migrate.add_argument("--plan", type=Path, help="plan file (default configs/migration.yaml)")
     migrate.add_argument("--yes", action="store_true", help="start without asking")
-    bench = sub.add_parser("benchmark", parents=[common], help="load tests (not built yet)")
+    bench = sub.add_parser("benchmark", parents=[common], help="load tests and reports")
     bench.add_argument("mode", nargs="?", default="benchmark",
                        choices=["benchmark", "stress", "compare", "all", "monitor"])
-    bench.add_argument("--requests", type=int)
-    bench.add_argument("--concurrency", type=int)
-    bench.add_argument("--duration", type=float)
-    bench.add_argument("--rate", type=float)
-    validate = sub.add_parser("validate", parents=[common], help="production checks (not built)")
+    bench.add_argument("--requests", type=int, help="per target (default 500)")
+    bench.add_argument("--concurrency", type=int, help="requests in flight (default 10)")
+    bench.add_argument("--duration", type=float, help="seconds per target instead of a count")
+    bench.add_argument("--rate", type=float,
+                       help="open loop: requests per second, latency from the intended send")
+    validate = sub.add_parser("validate", parents=[common], help="production checks")
     validate.add_argument("--host", help="H:P of the proxy (default 127.0.0.1:PROXY_PORT)")
     validate.add_argument("--json", action="store_true")
     validate.add_argument("--speedup", type=float, default=2.0,

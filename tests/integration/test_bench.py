@@ -104,3 +104,14 @@ def test_monitor_samples_every_service(shared_stack: Stack) -> None:
                                          "vision-manager-typescript"}
     assert all(r["cpu_pct"]["mean"] is not None for r in monitor["resources"].values())
     assert monitor["vram_gb"]["rust"]["max"] > 0
+
+
+def test_rate_runs_the_benchmark_open_loop(shared_stack: Stack) -> None:
+    result = shared_stack.vrm("benchmark", "benchmark", "--rate", "40", "--duration", "1",
+                              timeout=120)
+    assert result.returncode == 0, result.stderr
+    folder = sorted((shared_stack.deploy_dir / "results").iterdir())[-1]
+    report = json.loads((folder / "benchmark.json").read_text())
+    for target in ("rust", "typescript", "proxy"):
+        found = report["results"][target]
+        assert found["mode"] == "open" and 38 <= found["requests"] <= 42, found

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vrm_tui.bench.engine import Result, Target, closed_loop
+from vrm_tui.bench.engine import Result, Target, closed_loop, open_loop
 from vrm_tui.bench.stats import median_ratio
 from vrm_tui.settings import Settings
 from vrm_tui.stack.procs import children, start_ticks
@@ -32,7 +32,7 @@ class Options:
     requests: int = 500
     concurrency: int = 10
     duration: float | None = None  # seconds per target (per step for stress), not a count
-    rate: float | None = None  # reserved for open-loop runs
+    rate: float | None = None  # open loop at this rate (for --duration, default 10 s)
     stress_p99_ms: float = 1000.0
     stress_step_s: float = 3.0
 
@@ -50,11 +50,13 @@ def targets(settings: Settings) -> dict[str, Target]:
 
 async def _run(phase: str, target: Target, concurrency: int, requests: int | None,
                duration: float | None, progress: Progress | None,
-               stop: asyncio.Event | None = None) -> Result:
+               stop: asyncio.Event | None = None, rate: float | None = None) -> Result:
     def report(result: Result, fraction: float) -> None:
         if progress:
             progress(phase, result, fraction)
 
+    if rate:
+        return await open_loop(target, rate, duration or 10.0, progress=report, stop=stop)
     return await closed_loop(target, concurrency, requests=None if duration else requests,
                              duration=duration, progress=report, stop=stop)
 
@@ -78,7 +80,8 @@ async def benchmark(settings: Settings, options: Options,
     results = {}
     for name, target in targets(settings).items():
         results[name] = await _run(f"benchmark {name}", target, options.concurrency,
-                                   options.requests, options.duration, progress, stop)
+                                   options.requests, options.duration, progress, stop,
+                                   options.rate)
     return {"mode": "benchmark", "results": {k: r.to_dict() for k, r in results.items()},
             "speedup": _speedup(results["rust"], results["typescript"]),
             "_results": results}
