@@ -120,6 +120,7 @@ class VrmApp(App[None]):
         self.migrations = StateStore(settings.state_dir)
         self.migration: MigrationState | None = None
         self.migration_stop = threading.Event()
+        self._parent = os.getppid()  # reparented to init later: the session is gone
         self.bench_seconds = 5.0
         self._journal_offset = 0
         self.window = "1m"
@@ -172,7 +173,8 @@ class VrmApp(App[None]):
         if self.is_headless:
             return
         stream = sys.__stdin__
-        if stream is None or not os.isatty(stream.fileno()) or os.getppid() == 1:
+        orphaned = os.getppid() != self._parent and os.getppid() == 1
+        if stream is None or not os.isatty(stream.fileno()) or orphaned:
             self._hang_up()
 
     def _hang_up(self) -> None:
