@@ -120,7 +120,7 @@ class VrmApp(App[None]):
         self.migrations = StateStore(settings.state_dir)
         self.migration: MigrationState | None = None
         self.migration_stop = threading.Event()
-        self._parent = os.getppid()  # reparented to init later: the session is gone
+        self._launch_ppid = os.getppid()  # reparented to init later: the session is gone
         self.bench_seconds = 5.0
         self._journal_offset = 0
         self.window = "1m"
@@ -173,7 +173,7 @@ class VrmApp(App[None]):
         if self.is_headless:
             return
         stream = sys.__stdin__
-        orphaned = os.getppid() != self._parent and os.getppid() == 1
+        orphaned = os.getppid() != self._launch_ppid and os.getppid() == 1
         if stream is None or not os.isatty(stream.fileno()) or orphaned:
             self._hang_up()
 
