@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,15 +151,8 @@ async def closed_loop(target: Target, concurrency: int, requests: int | None = N
         while more():
             await _one(pool, result, time.perf_counter())
 
-    reporter = asyncio.create_task(_report(result, began, requests, duration, progress))
-    try:
+    async with _running(pool, result, began, requests, duration, progress):
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    finally:
-        reporter.cancel()
-        pool.close()
-    result.elapsed_s = time.perf_counter() - began
-    if progress:
-        progress(result, 1.0)
     return result
 
 
@@ -172,8 +166,7 @@ async def open_loop(target: Target, rate: float, duration: float, timeout: float
     result.started = time.time()
     in_flight: set[asyncio.Task[None]] = set()
     pool = _pool(target, timeout)
-    reporter = asyncio.create_task(_report(result, began, None, duration, progress))
-    try:
+    async with _running(pool, result, began, None, duration, progress):
         n = 0
         while stop is None or not stop.is_set():
             due = began + n * interval
@@ -190,13 +183,23 @@ async def open_loop(target: Target, rate: float, duration: float, timeout: float
                 task.add_done_callback(in_flight.discard)
             n += 1
         await asyncio.gather(*in_flight)
+    return result
+
+
+@asynccontextmanager
+async def _running(pool: Pool, result: Result, began: float, requests: int | None,
+                   duration: float | None, progress: Progress | None) -> AsyncIterator[None]:
+    """Report progress while a run lasts; on the way out close its connections, record its
+    elapsed time and make the last report."""
+    reporter = asyncio.create_task(_report(result, began, requests, duration, progress))
+    try:
+        yield
     finally:
         reporter.cancel()
         pool.close()
-    result.elapsed_s = time.perf_counter() - began
+        result.elapsed_s = time.perf_counter() - began
     if progress:
         progress(result, 1.0)
-    return result
 
 
 async def _report(result: Result, began: float, requests: int | None, duration: float | None,
