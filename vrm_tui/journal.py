@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,9 +100,6 @@ class Journal:
             except (ValueError, TypeError):
                 continue
         return records, offset + end
-
-    def __iter__(self) -> Iterator[Record]:
-        return iter(self.read())
 
 
 class Stopwatch:

@@ -20,7 +20,7 @@ from typing import Any
 
 from vrm_tui.settings import Settings
 from vrm_tui.stack import logfiles, services
-from vrm_tui.stack.procs import children, cmdline, port_in_use, start_ticks
+from vrm_tui.stack.procs import children, port_in_use
 from vrm_tui.stack.runtime import ServiceState, StackError
 from vrm_tui.traffic import nginx
 
@@ -274,9 +274,6 @@ class ComposeRuntime:
     def proxy_worker_pids(self) -> set[int]:
         pid = self.backend_pid(services.PROXY)
         return children(pid) if pid else set()
-
-    def worker_retired(self, pid: int) -> bool:
-        return start_ticks(pid) is None or "shutting down" in cmdline(pid)
 
     def test_proxy_config(self, config: Path) -> None:
         """`nginx -t` inside the proxy container (or a one-off one), where upstream names

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vrm_tui.settings import Settings
 from vrm_tui.stack import logfiles, monitoring, services
-from vrm_tui.stack.procs import ProcRecord, children, cmdline, free_port, port_in_use, start_ticks
+from vrm_tui.stack.procs import ProcRecord, children, free_port, port_in_use, start_ticks
 from vrm_tui.stack.runtime import ServiceState, StackError
 from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic import nginx
@@ -301,9 +301,6 @@ class LocalRuntime:
     def proxy_worker_pids(self) -> set[int]:
         record = self._record(services.PROXY)
         return children(record.pid) if record else set()
-
-    def worker_retired(self, pid: int) -> bool:
-        return start_ticks(pid) is None or "shutting down" in cmdline(pid)
 
 
 def _bracket(host: str) -> str:

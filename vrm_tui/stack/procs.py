@@ -42,6 +42,12 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def worker_retired(pid: int) -> bool:
+    """True once an nginx worker stopped accepting: gone, or titled "shutting down" (nginx
+    retitles a worker as it closes its listening sockets)."""
+    return start_ticks(pid) is None or "shutting down" in cmdline(pid)
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()

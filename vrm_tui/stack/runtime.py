@@ -60,10 +60,7 @@ class Runtime(Protocol):
         """Ask the running nginx master to reload its config (returns at once)."""
 
     def proxy_worker_pids(self) -> set[int]:
-        """PIDs (as this host sees them) of the proxy's current worker processes."""
-
-    def worker_retired(self, pid: int) -> bool:
-        """True once a worker has stopped accepting connections (exiting or gone)."""
+        """PIDs (as this host sees them, in its /proc) of the proxy's current workers."""
 
     def proxy_error_log(self) -> Path: ...
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from vrm_tui.stack.procs import parent_pid
 
 GB = 1024 ** 3
 
@@ -60,12 +61,10 @@ class Owners:
         while pid > 1 and seen < 64:
             if pid in self.roots:
                 return self.roots[pid]
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-                pid = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
+            parent = parent_pid(pid)
+            if parent is None:
                 return None
-            seen += 1
+            pid, seen = parent, seen + 1
         return None
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from vrm_tui.journal import Journal, Record, Stopwatch, operator_identity
 from vrm_tui.settings import Settings
+from vrm_tui.stack.procs import worker_retired
 from vrm_tui.stack.runtime import Runtime
 from vrm_tui.traffic import nginx
 from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
@@ -246,7 +247,7 @@ class TrafficController:
                     f"{VERIFY_TIMEOUT_S:.0f}s ({last_error}); see {log}"
                 )
             time.sleep(POLL_INTERVAL_S)
-        while not all(self.runtime.worker_retired(pid) for pid in old_workers):
+        while not all(worker_retired(pid) for pid in old_workers):
             if time.monotonic() >= deadline:
                 raise ApplyError(
                     f"generation {number} serves, but old nginx workers still accept "

@@ -37,10 +37,6 @@ class Split:
     def typescript(self) -> int:
         return 100 - self.rust
 
-    @classmethod
-    def parse(cls, text: str, name: str = "rust weight") -> Split:
-        return cls(parse_weight(text, name))
-
     def moved(self, step: int) -> Split:
         """This split with rust moved by `step` points, clamped to 0..100."""
         return Split(max(0, min(100, self.rust + step)))
