@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from textual.pilot import Pilot
 
@@ -37,11 +38,20 @@ async def _loaded(pilot: Pilot, app: VrmApp) -> None:
     await until(pilot, lambda: app.status is not None and app.status.served is not None)
 
 
-async def test_r_rolls_back_and_the_split_pane_says_so(stack: Stack) -> None:
-    stack.controller.set_split(Split(50))
-    app = VrmApp(stack.settings)
+@asynccontextmanager
+async def dashboard(stack: Stack, split: int | None = None,
+                    **options: object) -> AsyncIterator[tuple[VrmApp, Pilot]]:
+    """The app on the real stack (serving `split` first, if given), once it shows the split."""
+    if split is not None:
+        stack.controller.set_split(Split(split))
+    app = VrmApp(stack.settings, **options)  # type: ignore[arg-type]
     async with app.run_test(size=SIZE) as pilot:
         await _loaded(pilot, app)
+        yield app, pilot
+
+
+async def test_r_rolls_back_and_the_split_pane_says_so(stack: Stack) -> None:
+    async with dashboard(stack, 50) as (app, pilot):
         await pilot.press("r")
         await until(pilot, lambda: app.last_action is not None)
         assert app.last_action.ok and app.last_action.action == "rollback"
@@ -53,10 +63,7 @@ async def test_r_rolls_back_and_the_split_pane_says_so(stack: Stack) -> None:
 
 
 async def test_plus_asks_then_moves_the_split(stack: Stack) -> None:
-    stack.controller.set_split(Split(10))
-    app = VrmApp(stack.settings)
-    async with app.run_test(size=SIZE) as pilot:
-        await _loaded(pilot, app)
+    async with dashboard(stack, 10) as (app, pilot):
         await pilot.press("plus")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert stack.controller.served().split == Split(10), "nothing before the answer"
@@ -72,10 +79,7 @@ async def test_plus_asks_then_moves_the_split(stack: Stack) -> None:
 
 
 async def test_w_refuses_bad_weights_inline_and_applies_nothing(stack: Stack) -> None:
-    stack.controller.set_split(Split(30))
-    app = VrmApp(stack.settings)
-    async with app.run_test(size=SIZE) as pilot:
-        await _loaded(pilot, app)
+    async with dashboard(stack, 30) as (app, pilot):
         await pilot.press("w")
         await until(pilot, lambda: isinstance(app.screen, WeightScreen))
         for bad in ("150", "abc"):
@@ -96,10 +100,7 @@ async def test_w_refuses_bad_weights_inline_and_applies_nothing(stack: Stack) ->
 
 
 async def test_read_only_refuses_write_keys_and_says_why(stack: Stack) -> None:
-    stack.controller.set_split(Split(40))
-    app = VrmApp(stack.settings, read_only=True)
-    async with app.run_test(size=SIZE) as pilot:
-        await _loaded(pilot, app)
+    async with dashboard(stack, 40, read_only=True) as (app, pilot):
         assert "READ-ONLY" in rendered(app.query_one("#read-only-banner"))
         await pilot.press("r", "plus", "w")
         await pilot.pause(0.3)
@@ -111,9 +112,7 @@ async def test_read_only_refuses_write_keys_and_says_why(stack: Stack) -> None:
 
 
 async def test_a_killed_backend_shows_down_while_keys_stay_responsive(stack: Stack) -> None:
-    app = VrmApp(stack.settings)
-    async with app.run_test(size=SIZE) as pilot:
-        await _loaded(pilot, app)
+    async with dashboard(stack) as (app, pilot):
         health = app.query_one(HealthPane)
         assert health.states()[services.RUST] == "up"
         stack.runtime.stop_service(services.RUST)
@@ -139,10 +138,8 @@ async def test_an_action_in_one_instance_shows_in_the_others_journal(stack: Stac
 
 
 async def test_b_runs_a_benchmark_with_live_progress(stack: Stack) -> None:
-    app = VrmApp(stack.settings)
-    app.bench_seconds = 1.0
-    async with app.run_test(size=SIZE) as pilot:
-        await _loaded(pilot, app)
+    async with dashboard(stack) as (app, pilot):
+        app.bench_seconds = 1.0
         await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, BenchScreen))
         live = app.screen.query_one("#bench-live")
@@ -154,11 +151,8 @@ async def test_b_runs_a_benchmark_with_live_progress(stack: Stack) -> None:
 
 
 async def test_m_starts_a_migration_and_r_rolls_back_and_stops_it(stack: Stack) -> None:
-    stack.controller.set_split(Split(0))
-    app = VrmApp(stack.settings)
     store = StateStore(stack.settings.state_dir)
-    async with app.run_test(size=SIZE) as pilot:
-        await _loaded(pilot, app)
+    async with dashboard(stack, 0) as (app, pilot):
         await pilot.press("m")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
