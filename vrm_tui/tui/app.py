@@ -201,10 +201,14 @@ class VrmApp(App[None]):
             self.post_message(message)
             if repeat:
                 with contextlib.suppress(RuntimeError):  # the app is closing
-                    self.call_from_thread(self.set_timer, POLL_S[source],
-                                          lambda: self._poll(source))
+                    self.call_from_thread(self._poll_later, source)
 
         self.run_worker(run, thread=True, group=f"poll-{source}", exit_on_error=False)
+
+    def _poll_later(self, source: str) -> None:
+        """Schedule the next poll, unless the app is already on its way out."""
+        if self.is_running and not self._exit:
+            self.set_timer(POLL_S[source], lambda: self._poll(source))
 
     def _fetch_status(self) -> StatusUpdate:
         return StatusUpdate(collect(self.controller, timeout=PROBE_TIMEOUT_S))
