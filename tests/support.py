@@ -17,7 +17,7 @@ from vrm_tui import settings as settings_mod
 from vrm_tui.settings import Settings
 from vrm_tui.stack import lifecycle
 from vrm_tui.stack.local import LocalRuntime
-from vrm_tui.stack.procs import free_port
+from vrm_tui.stack.procs import free_ports
 from vrm_tui.traffic.controller import TrafficController
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,18 +76,19 @@ class Stack:
 
 
 def new_stack(tmp: Path, **overrides: str) -> Stack:
+    proxy, status, rust, typescript, prometheus, exporter = free_ports(6)
     values = {
-        "PROXY_PORT": str(free_port()),
-        "PROXY_STATUS_PORT": str(free_port()),
-        "VISION_MANAGER_PORT": str(free_port()),
-        "TS_VISION_MANAGER_PORT": str(free_port()),
+        "PROXY_PORT": str(proxy),
+        "PROXY_STATUS_PORT": str(status),
+        "VISION_MANAGER_PORT": str(rust),
+        "TS_VISION_MANAGER_PORT": str(typescript),
         "PROXY_BIND": "127.0.0.1",
         "PROXY_RATE_LIMIT": "0",
         "RUST_BACKEND_WEIGHT": "10",
         "TS_BACKEND_WEIGHT": "90",
         "GRAFANA_PASSWORD": "test-only-password",
-        "PROMETHEUS_PORT": str(free_port()),
-        "NGINX_EXPORTER_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(prometheus),
+        "NGINX_EXPORTER_PORT": str(exporter),
         "VRM_MONITORING": "0",  # tests/integration/test_monitoring.py turns it on
     }
     values.update(overrides)

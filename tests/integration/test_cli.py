@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO, Stack, clean_env, new_stack, sample_backends
-from vrm_tui.stack.procs import free_port
+from vrm_tui.stack.procs import free_ports
 from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic.split import Split
 
@@ -83,8 +83,7 @@ def test_status_json_contract(stack: Stack) -> None:
 @pytest.fixture
 def external_backends() -> tuple[str, str]:
     procs, urls = [], []
-    for flavour in ("rust", "typescript"):
-        port = free_port()
+    for flavour, port in zip(("rust", "typescript"), free_ports(2), strict=True):
         procs.append(subprocess.Popen([sys.executable, "-m", "vrm_tui.rehearsal", "--flavour",
                                        flavour, "--port", str(port)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vrm_tui.stack.procs import free_port
+from vrm_tui.stack.procs import free_ports
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Running:
 
 
 def _start(flavour: str, faults: bool = True, vram: float = 20.0) -> Running:
-    port, admin = free_port(), free_port()
+    port, admin = free_ports(2)
     command = [sys.executable, "-m", "vrm_tui.rehearsal", "--flavour", flavour, "--port",
                str(port), "--max-vram-gb", str(vram), "--seed", "3"]
     if faults:

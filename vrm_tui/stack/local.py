@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vrm_tui.settings import Settings
 from vrm_tui.stack import logfiles, monitoring, services
-from vrm_tui.stack.procs import ProcRecord, children, free_port, port_in_use, start_ticks
+from vrm_tui.stack.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
 from vrm_tui.stack.runtime import ServiceState, StackError
 from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic import nginx
@@ -83,12 +83,14 @@ class LocalRuntime:
         """The rehearsal backends (none when both are external URLs)."""
         for folder in (self.run_dir, self.log_dir, self.settings.state_dir / "nginx" / "tmp"):
             folder.mkdir(parents=True, exist_ok=True)
+        wanted = [(service, backend) for service, backend in services.BACKENDS.items()
+                  if not (self._external(service) or self._record(service))]
+        # Chosen together: a backend binds its admin port only once it has started.
+        admin_ports = free_ports(len(wanted))
         started = []
         waiting = []
-        for service, backend in services.BACKENDS.items():
-            if self._external(service) or self._record(service):
-                continue
-            waiting.append(self._start_backend(service, backend))
+        for (service, backend), admin in zip(wanted, admin_ports, strict=True):
+            waiting.append(self._start_backend(service, backend, admin))
             started.append(service)
         for record in waiting:
             self._wait_ready(record, f"http://127.0.0.1:{record.ports['port']}/health")
@@ -154,7 +156,7 @@ class LocalRuntime:
                 f"(`ss -ltnp 'sport = :{port}'` shows it) or set {setting} in .env"
             )
 
-    def _start_backend(self, service: str, backend: str) -> ProcRecord:
+    def _start_backend(self, service: str, backend: str, admin: int) -> ProcRecord:
         port = self.settings.rust_port if backend == "rust" else self.settings.ts_port
         setting = "VISION_MANAGER_PORT" if backend == "rust" else "TS_VISION_MANAGER_PORT"
         self._check_port(setting, "127.0.0.1", port)
@@ -168,7 +170,6 @@ class LocalRuntime:
         ]
         ports = {"port": port}
         if self.settings.rehearsal_faults:
-            admin = free_port()
             command += ["--faults", "--admin-port", str(admin)]
             ports["admin"] = admin
         return self._spawn(service, command, ports)
