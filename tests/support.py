@@ -14,10 +14,10 @@ from pathlib import Path
 import aiohttp
 
 from vrm_tui import settings as settings_mod
+from vrm_tui.console import Console
 from vrm_tui.settings import Settings
-from vrm_tui.stack import lifecycle
 from vrm_tui.stack.local import LocalRuntime
-from vrm_tui.stack.procs import free_ports
+from vrm_tui.system.procs import free_ports
 from vrm_tui.traffic.controller import TrafficController
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +38,7 @@ class Stack:
     deploy_dir: Path
     env_values: dict[str, str]
     settings: Settings = field(init=False)
+    console: Console = field(init=False)
     controller: TrafficController = field(init=False)
 
     def __post_init__(self) -> None:
@@ -47,12 +48,13 @@ class Stack:
 
     def reload_settings(self, **flags: str) -> None:
         self.settings = settings_mod.load(flags, environ={}, deploy_dir=self.deploy_dir)
-        self.controller = TrafficController(self.settings, lifecycle.runtime_for(self.settings))
+        self.console = Console(self.settings)
+        self.controller = self.console.controller
 
     @property
     def runtime(self) -> LocalRuntime:
-        """The local runtime (tests of the compose runtime use the controller's directly)."""
-        runtime = self.controller.runtime
+        """The local runtime (tests of the compose runtime use the console's directly)."""
+        runtime = self.console.runtime
         assert isinstance(runtime, LocalRuntime)
         return runtime
 
@@ -61,10 +63,10 @@ class Stack:
         return self.settings.proxy_url
 
     def up(self) -> None:
-        lifecycle.bring_up(self.controller)
+        self.console.up()
 
     def down(self) -> None:
-        lifecycle.bring_down(self.controller)
+        self.console.down()
 
     def vrm(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
         """Run the real `vrm` CLI in the deployment directory."""

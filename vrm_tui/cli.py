@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import secrets
 import shutil
@@ -16,19 +17,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vrm_tui import settings as settings_mod
-from vrm_tui.journal import Journal
-from vrm_tui.settings import Settings, SettingsError
-from vrm_tui.stack import lifecycle, services
-from vrm_tui.stack.runtime import StackError
-from vrm_tui.status import StackStatus, collect
+from vrm_tui.console import Console
+from vrm_tui.core import services
+from vrm_tui.core.errors import BadInput, StackError, VrmError
+from vrm_tui.core.split import SplitError, parse_weight
+from vrm_tui.migrate.gates import Verdict
+from vrm_tui.migrate.state import MigrationState
+from vrm_tui.settings import Settings
+from vrm_tui.status import StackStatus
 from vrm_tui.traffic import nginx
-from vrm_tui.traffic.controller import ApplyError, ApplyResult, TrafficController
-from vrm_tui.traffic.split import SplitError, parse_weight
+from vrm_tui.traffic.controller import ApplyResult
 
 ENV_TEMPLATE = nginx.REPO_ROOT / "configs" / "env.template"
 
 
-class UsageError(Exception):
+class UsageError(BadInput):
     """Bad input from the operator: exit 2."""
 
 
@@ -112,18 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _load_settings(args)
         return COMMANDS[command](settings, args)
-    except (SettingsError, UsageError) as exc:
-        print(f"vrm: {exc}", file=sys.stderr)
-        return 2
-    except (ApplyError, StackError, nginx.NginxMissing) as exc:
-        print(f"vrm {command}: {exc}", file=sys.stderr)
-        return 1
+    except VrmError as exc:
+        prefix = "vrm" if exc.exit_code == 2 else f"vrm {command}"
+        print(f"{prefix}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
-
-
-def _controller(settings: Settings) -> TrafficController:
-    return TrafficController(settings, lifecycle.runtime_for(settings))
 
 
 def _say_applied(result: ApplyResult) -> None:
@@ -176,40 +173,39 @@ def _requirements() -> list[tuple[str, bool, bool, str]]:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    controller = _controller(settings)
-    started = lifecycle.bring_up(controller)
+    console = Console(settings)
+    started = console.up()
     print("started " + ", ".join(started) if started else "already running")
-    _print_status(collect(controller))
+    _print_status(console.status())
     return 0
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
-    stopped = lifecycle.bring_down(_controller(settings))
+    stopped = Console(settings).down()
     print("stopped " + ", ".join(stopped) if stopped else "nothing vrm started is running")
     return 0
 
 
 def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
-    controller = _controller(settings)
-    started = lifecycle.bring_up(controller)
+    started, result = Console(settings).deploy()
     if started:
         print("started " + ", ".join(started))
-    _say_applied(controller.set_split(settings.split, action="deploy"))
+    _say_applied(result)
     return 0
 
 
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
-    _say_applied(_controller(settings).rollback())
+    _say_applied(Console(settings).rollback())
     return 0
 
 
 def cmd_reload(settings: Settings, args: argparse.Namespace) -> int:
-    _say_applied(_controller(settings).reload())
+    _say_applied(Console(settings).reload())
     return 0
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    status = collect(_controller(settings))
+    status = Console(settings).status()
     if args.json:
         print(json.dumps(status.as_dict(), indent=2))
     else:
@@ -236,7 +232,7 @@ def _print_status(status: StackStatus) -> None:
 
 
 def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
-    runtime = lifecycle.runtime_for(settings)
+    runtime = Console(settings).runtime
     if args.lines < 0:
         raise UsageError(f"--lines={args.lines}: expected 0 or more")
     names = [args.service] if args.service else [s.name for s in runtime.services()
@@ -258,7 +254,9 @@ def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_journal(settings: Settings, args: argparse.Namespace) -> int:
-    for record in Journal(settings.state_dir / "journal.jsonl").read(limit=args.lines):
+    if args.lines < 0:
+        raise UsageError(f"--lines={args.lines}: expected 0 or more")
+    for record in Console(settings).journal_records(limit=args.lines or None):
         if args.json:
             print(record.to_json())
             continue
@@ -274,65 +272,43 @@ def cmd_journal(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
-    import asyncio
-
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vrm_tui.bench import modes, report
-    from vrm_tui.bench.engine import install_uvloop
+    from vrm_tui.bench.engine import Result, install_uvloop
 
     for name, value in (("--requests", args.requests), ("--concurrency", args.concurrency),
                         ("--duration", args.duration), ("--rate", args.rate)):
-        if value is not None and not value > 0:
-            raise UsageError(f"{name}={value}: expected a number above 0")
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise UsageError(f"{name}={value}: expected a finite number above 0")
     if args.concurrency is not None and args.concurrency > 1000:
         raise UsageError(f"--concurrency={args.concurrency}: at most 1000")
     options = modes.Options(requests=args.requests or 500, concurrency=args.concurrency or 10,
                             duration=args.duration, rate=args.rate)
-    controller = _controller(settings)
-    if not controller.runtime.proxy_running() and settings.runtime == "local":
-        raise ApplyError("the stack is not running: start it with `vrm up`")
-    pids = {s.name: s.pid for s in controller.runtime.services() if s.pid}
+    console = Console(settings)
     install_uvloop()
-    chosen = ["benchmark", "stress", "compare", "monitor"] if args.mode == "all" else [args.mode]
-
     with Progress(TextColumn("{task.description:<28}"), BarColumn(),
                   TextColumn("{task.fields[line]}"), TimeElapsedColumn(),
                   transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("starting", total=1.0, line="")
 
-        def show(phase: str, result, fraction: float) -> None:
+        def show(phase: str, result: Result, fraction: float) -> None:
             p50 = result.latency.percentile_ms(50)
             line = f"{result.requests} req {result.rps:7.1f} req/s p50 " + (
                 f"{p50:.1f}ms" if p50 is not None else "-") + f" errors {result.failed}"
             bar.update(task, description=phase, completed=fraction, line=line)
 
-        async def run() -> list[dict]:
-            found = []
-            for mode in chosen:
-                if mode == "monitor":
-                    found.append(await modes.monitor(settings, options, pids, show))
-                else:
-                    found.append(await getattr(modes, mode)(settings, options, show))
-            return found
-
-        reports = asyncio.run(run())
-    folder = report.write(reports, settings.deploy_dir / "results",
-                          settings.state_dir / "performance-comparison.json")
-    for found in reports:
+        run = console.run_benchmark(args.mode, options, show)
+    for found in run.reports:
         print(f"== {found['mode']} ==")
         print(report.table(found))
         if found.get("_results") and sys.stdout.isatty():
             print(report.plot(found["_results"]))
-    print(f"reports in {folder}")
-    failed = any(r.get("results") and any(v["failed"] for v in r["results"].values())
-                 for r in reports if r["mode"] != "stress")
-    return 1 if failed else 0
+    print(f"reports in {run.folder}")
+    return 1 if run.failed else 0
 
 
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
-    import asyncio
-
     from vrm_tui import validate
 
     host = args.host or f"127.0.0.1:{settings.proxy_port}"
@@ -340,9 +316,7 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError(f"--host={host!r}: expected HOST:PORT such as localhost:3000")
     if not args.speedup > 0:
         raise UsageError(f"--speedup={args.speedup}: expected a number above 0")
-    controller = _controller(settings)
-    checks = asyncio.run(validate.run(settings, validate.Options(host, args.speedup),
-                                      controller.store.main_config))
+    checks = Console(settings).validate(host, args.speedup)
     if args.json:
         print(json.dumps(validate.as_dicts(checks), indent=2))
     else:
@@ -354,54 +328,35 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from vrm_tui.migrate import plan as plan_mod
-    from vrm_tui.migrate.runner import MigrationBusy, Runner
-    from vrm_tui.migrate.state import StateStore
-
-    store = StateStore(settings.state_dir)
-    state = store.load()
+    console = Console(settings)
     if args.action == "status":
+        state = console.migration()
         shown = {k: v for k, v in state.__dict__.items() if k != "baseline_ms"} if state else None
         print(json.dumps(shown, indent=2) if shown else "no migration yet")
         return 0
-    running = state is not None and state.active and state.owner_alive()
-    if args.action in ("pause", "resume", "promote", "abort") and running:
-        store.request(args.action)
-        print(f"asked migration {state.id} (pid {state.owner_pid}) to {args.action}")
+    state = console.migration()
+    if args.action in ("pause", "promote", "abort") or (
+            args.action == "resume" and state is not None and state.owner_alive()):
+        print(console.steer(args.action).text)
         return 0
-    if args.action in ("pause", "promote"):
-        raise ApplyError("no migration is running")
-    controller = _controller(settings)
-    runner = Runner(controller, on_update=_print_migration)
-    if args.action == "abort":
-        if state is None or not state.active:
-            raise ApplyError("no migration is running")
-        runner.abort(state)
-        print(f"migration {state.id} aborted; rolled back")
-        return 0
-    try:
-        if args.action == "resume":
-            state = runner.resume()
-        else:
-            plan = plan_mod.load(args.plan or plan_mod.DEFAULT_PLAN, args.steps, args.bake,
-                                 args.gate_interval)
-            if not args.yes and not _confirm(f"Migrate rust {' -> '.join(map(str, plan.steps))}"
-                                             f"% with {plan.bake_seconds:g}s bakes?"):
-                print("not started")
-                return 1
-            lifecycle.bring_up(controller)
-            state = runner.start(plan)
-    except plan_mod.PlanError as exc:
-        raise UsageError(str(exc)) from None
-    except MigrationBusy as exc:
-        raise ApplyError(str(exc)) from None
+    runner = console.runner(on_update=_print_migration)
+    if args.action == "resume":
+        state = runner.resume()
+    else:
+        plan = console.load_plan(args.plan, args.steps, args.bake, args.gate_interval)
+        if not args.yes and not _confirm(f"Migrate rust {' -> '.join(map(str, plan.steps))}"
+                                         f"% with {plan.bake_seconds:g}s bakes?"):
+            print("not started")
+            return 1
+        state = console.start_migration(plan, runner)
     plan = state.plan_obj
     print(f"migration {state.id}: steps {list(plan.steps)}, bake {plan.bake_seconds:g}s "
           "(Ctrl+C leaves it resumable; `vrm rollback` stops it)")
     try:
         state = runner.run(state)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; resume with `vrm migrate resume` (state in {store.path})")
+        print(f"\ninterrupted; resume with `vrm migrate resume` (state in "
+              f"{console.paths.migration})")
         return 130
     print(f"migration {state.id} {state.phase}: {state.reason}")
     return 0 if state.phase == "done" else 1
@@ -414,7 +369,7 @@ def _confirm(question: str) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
-def _print_migration(state, verdict) -> None:
+def _print_migration(state: MigrationState, verdict: Verdict | None) -> None:
     stamp = time.strftime("%H:%M:%S")
     line = f"{stamp} step {state.step + 1} rust {state.target}% {state.phase}"
     if verdict is not None:
@@ -429,7 +384,7 @@ def cmd_tui(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError("the TUI needs a terminal; for scripts use `vrm status --json`")
     from vrm_tui.tui.app import VrmApp
 
-    VrmApp(settings, read_only=args.read_only).run()
+    VrmApp(Console(settings), read_only=args.read_only).run()
     return 0
 
 
@@ -439,22 +394,22 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     On quit, stops what the demo started (a stack that was already running stays up)."""
     from vrm_tui.rehearsal.traffic import SyntheticTraffic
 
-    controller = _controller(settings)
-    started = lifecycle.bring_up(controller)
+    console = Console(settings)
+    started = console.up()
     traffic = SyntheticTraffic(settings.proxy_url)
     traffic.start()
     try:
         if sys.stdout.isatty():
             from vrm_tui.tui.app import VrmApp
 
-            VrmApp(settings, read_only=args.read_only).run()
+            VrmApp(console, read_only=args.read_only, demo=True).run()
         else:
-            _print_status(collect(controller))
+            _print_status(console.status())
             print("(no terminal: the TUI needs one; the stack stays up, `vrm down` stops it)")
             return 0
     finally:
         traffic.stop()
-    stopped = lifecycle.bring_down(controller, started)
+    stopped = console.down(started)
     if stopped:
         print("stopped " + ", ".join(stopped))
     return 0

@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vrm_tui.traffic.split import Split, SplitError, parse_weight
+from vrm_tui.core.backend import Backend
+from vrm_tui.core.errors import BadInput
+from vrm_tui.core.paths import StateDir
+from vrm_tui.core.split import Split, SplitError, parse_weight
 
 RUNTIMES = ("local", "compose")
 COMPOSE_PROFILES = ("rehearsal", "production")
 
 
-class SettingsError(ValueError):
+class SettingsError(BadInput):
     """A setting has a value vrm cannot use; the message names the variable."""
 
 
@@ -121,6 +124,11 @@ class Settings:
     rehearsal_faults: bool = True
 
     @property
+    def paths(self) -> StateDir:
+        """Every file in the state dir, named once."""
+        return StateDir(self.state_dir)
+
+    @property
     def rust_address(self) -> str:
         """host:port nginx uses for the Rust backend."""
         return _address(self.rust_url, self.rust_port)
@@ -131,10 +139,15 @@ class Settings:
         return _address(self.ts_url, self.ts_port)
 
     @property
+    def backend_addresses(self) -> dict[str, Backend]:
+        """nginx's upstream address of each backend -> the backend (to read access logs)."""
+        return {self.rust_address: Backend.RUST, self.ts_address: Backend.TYPESCRIPT}
+
+    @property
     def proxy_url(self) -> str:
         return f"http://127.0.0.1:{self.proxy_port}"
 
-    def backend_url(self, backend: str) -> str:
+    def backend_url(self, backend: Backend | str) -> str:
         """Base URL of a backend as vrm reaches it directly (health probes, metrics)."""
         url = self.rust_url if backend == "rust" else self.ts_url
         port = self.rust_port if backend == "rust" else self.ts_port

@@ -10,12 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from vrm_tui.stack import services
-from vrm_tui.stack.runtime import ServiceState
+from vrm_tui.core import services
+from vrm_tui.core.split import Split
+from vrm_tui.stack.runtime import Runtime, ServiceState
 from vrm_tui.telemetry.health import Probe, probe
 from vrm_tui.traffic.controller import TrafficController
 from vrm_tui.traffic.served import ProxyUnreachable, Served
-from vrm_tui.traffic.split import Split
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,11 @@ class StackStatus:
         }
 
 
-def collect(controller: TrafficController, timeout: float = 1.0) -> StackStatus:
+def collect(runtime: Runtime, controller: TrafficController,
+            timeout: float = 1.0) -> StackStatus:
     """Gather status; every probe is bounded by `timeout` and runs in parallel."""
     settings = controller.settings
-    states = controller.runtime.services()
+    states = runtime.services()
 
     def check(state: ServiceState) -> Probe | None:
         if state.name == services.PROXY or state.state not in ("running", "external"):
@@ -93,7 +94,7 @@ def collect(controller: TrafficController, timeout: float = 1.0) -> StackStatus:
                           served is not None,
                           200 if served else None, None, error=served_error)
         result.append(ServiceStatus(state, found))
-    return StackStatus(controller.runtime.name, str(settings.state_dir), served, served_error,
+    return StackStatus(runtime.name, str(settings.state_dir), served, served_error,
                        controller.configured(), result)
 
 

@@ -17,7 +17,7 @@ import aiohttp
 import httpx
 
 from vrm_tui.bench.engine import Target, closed_loop
-from vrm_tui.bench.stats import median_ratio
+from vrm_tui.core.stats import median_ratio
 from vrm_tui.settings import Settings
 from vrm_tui.telemetry.health import probe
 from vrm_tui.telemetry.http import shared_client

@@ -7,12 +7,17 @@ import json
 import subprocess
 
 import httpx
+import pytest
 
 from tests.support import REPO, Stack, sample_backends
-from vrm_tui.stack import services
-from vrm_tui.traffic.split import Split
+from vrm_tui.core import services
+from vrm_tui.core.split import Split
 
 COMPOSE = REPO / "docker" / "docker-compose.yml"
+
+# The session fixture builds images on first use: on a busy 2-core host that alone can take
+# several minutes, and it counts against the first test that asks for the stack.
+pytestmark = pytest.mark.timeout(1200)
 
 
 def test_compose_file_is_valid_and_lists_the_seed_services() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO, Stack, clean_env, new_stack, sample_backends
-from vrm_tui.stack.procs import free_ports
+from vrm_tui.core.split import Split
+from vrm_tui.system.procs import free_ports
 from vrm_tui.telemetry.health import probe
-from vrm_tui.traffic.split import Split
 
 
 def _script(stack: Stack, name: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 import httpx
 
 from tests.support import Stack, clean_env, steady_stream
+from vrm_tui.core import services
+from vrm_tui.core.split import Split
 from vrm_tui.journal import Journal
 from vrm_tui.migrate.plan import load
 from vrm_tui.migrate.runner import Runner
 from vrm_tui.migrate.state import MigrationState, StateStore
-from vrm_tui.stack import services
-from vrm_tui.traffic.split import Split
 
 GATE_S = 1.0
 

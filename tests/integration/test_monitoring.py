@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.support import REPO, Stack, new_stack, rendered, sample_backends, steady_stream
-from vrm_tui.stack import services
+from vrm_tui.core import services
 from vrm_tui.telemetry import prometheus
 from vrm_tui.tui.app import VrmApp
 from vrm_tui.tui.widgets.alerts import AlertsPane
@@ -158,7 +158,7 @@ async def test_error_rate_alert_goes_pending_then_firing_and_the_tui_shows_it(
             seen |= await asyncio.to_thread(state_of, "HighErrorRateCritical")
             await asyncio.sleep(0.2)
         assert "pending" in seen, "the alert never showed as pending before firing"
-        app = VrmApp(monitored.settings)
+        app = VrmApp(monitored.console)
         async with app.run_test(size=(120, 40)) as pilot:
             pane = app.query_one(AlertsPane)
             deadline = time.monotonic() + 10

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from tests.support import Sent, Stack, steady_stream
-from vrm_tui.traffic.split import Split
+from vrm_tui.core.split import Split
 
 RATE = 250  # requests per second
 

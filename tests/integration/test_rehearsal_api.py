@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vrm_tui.stack.procs import free_ports
+from vrm_tui.system.procs import free_ports
 
 
 @dataclass

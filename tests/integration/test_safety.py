@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import Stack, clean_env, new_stack, sample_backends
+from vrm_tui.core.split import Split
 from vrm_tui.journal import Journal
-from vrm_tui.stack.procs import start_ticks
+from vrm_tui.system.procs import start_ticks
 from vrm_tui.traffic import nginx
-from vrm_tui.traffic.split import Split
 
 
 def _journal(stack: Stack) -> list:

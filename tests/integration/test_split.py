@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from tests.support import Stack, sample_backends
-from vrm_tui.stack import services
-from vrm_tui.traffic.split import Split
+from vrm_tui.core import services
+from vrm_tui.core.split import Split
 
 REQUESTS = 1000
 

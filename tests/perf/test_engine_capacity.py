@@ -19,7 +19,7 @@ from tests.perf.test_rollback_latency import _print_table
 from tests.support import REPO, clean_env, new_stack
 from vrm_tui.bench.engine import Target, closed_loop
 from vrm_tui.bench.external import run_ab
-from vrm_tui.stack.procs import children
+from vrm_tui.system.procs import children
 
 CAPACITY = """
 import asyncio, os, sys

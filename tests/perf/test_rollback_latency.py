@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.support import Sent, Stack, clean_env, steady_stream
-from vrm_tui.traffic.split import Split
+from vrm_tui.core.split import Split
 
 RATE = 300
 TRIALS = 20

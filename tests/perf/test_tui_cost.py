@@ -24,7 +24,7 @@ import pytest
 
 from tests.perf.test_rollback_latency import _print_table
 from tests.support import REPO, Stack, clean_env
-from vrm_tui.traffic.split import Split
+from vrm_tui.core.split import Split
 
 RATE = 300
 SECONDS = 60
@@ -125,7 +125,7 @@ def _q(values: list[float], q: int) -> float:
 async def _keypress_to_rollback_ms(stack: Stack) -> list[float]:
     from vrm_tui.tui.app import VrmApp
 
-    app = VrmApp(stack.settings)
+    app = VrmApp(stack.console)
     times = []
     async with app.run_test(size=(120, 40)) as pilot:
         while app.status is None:

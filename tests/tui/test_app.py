@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from textual.pilot import Pilot
 
 from tests.support import Stack, rendered, sample_backends
+from vrm_tui.core import services
+from vrm_tui.core.split import Split
 from vrm_tui.migrate.state import StateStore
-from vrm_tui.stack import services
-from vrm_tui.traffic.split import Split
 from vrm_tui.tui.app import VrmApp
 from vrm_tui.tui.screens.bench import BenchScreen
 from vrm_tui.tui.screens.confirm import ConfirmScreen
@@ -44,7 +44,7 @@ async def dashboard(stack: Stack, split: int | None = None,
     """The app on the real stack (serving `split` first, if given), once it shows the split."""
     if split is not None:
         stack.controller.set_split(Split(split))
-    app = VrmApp(stack.settings, **options)  # type: ignore[arg-type]
+    app = VrmApp(stack.console, **options)  # type: ignore[arg-type]
     async with app.run_test(size=SIZE) as pilot:
         await _loaded(pilot, app)
         yield app, pilot
@@ -126,7 +126,7 @@ async def test_a_killed_backend_shows_down_while_keys_stay_responsive(stack: Sta
 
 async def test_an_action_in_one_instance_shows_in_the_others_journal(stack: Stack) -> None:
     stack.controller.set_split(Split(60))
-    first, second = VrmApp(stack.settings), VrmApp(stack.settings)
+    first, second = VrmApp(stack.console), VrmApp(stack.console)
     async with first.run_test(size=SIZE) as one, second.run_test(size=SIZE) as two:
         await _loaded(one, first)
         await _loaded(two, second)

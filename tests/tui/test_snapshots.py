@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from vrm_tui import settings as settings_mod
+from vrm_tui.console import Console
+from vrm_tui.core.split import Split
 from vrm_tui.journal import Record
 from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.status import ServiceStatus, StackStatus
@@ -20,7 +22,6 @@ from vrm_tui.telemetry.gpu import Gpu, GpuProcess, GpuReport
 from vrm_tui.telemetry.health import Probe
 from vrm_tui.telemetry.prometheus import Alert
 from vrm_tui.traffic.served import Served
-from vrm_tui.traffic.split import Split
 from vrm_tui.tui.app import VrmApp
 from vrm_tui.tui.messages import (
     AlertsUpdate,
@@ -94,7 +95,7 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_dashboard(snap_compare, fixed_clock: None, tmp_path: Path,
                    size: tuple[int, int], read_only: bool) -> None:
     settings = settings_mod.load(environ={}, deploy_dir=tmp_path)
-    app = VrmApp(settings, read_only=read_only, live=False)
+    app = VrmApp(Console(settings), read_only=read_only, live=False)
 
     async def run_before(pilot) -> None:
         _feed(pilot.app)

@@ -28,3 +28,17 @@ def test_scripts_parse() -> None:
     for script in (ROOT / "scripts").glob("*.sh"):
         result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert result.returncode == 0, f"{script.name}: {result.stderr}"
+
+
+def test_layers_hold() -> None:
+    """import-linter: imports point down only (DESIGN.md "Layers"); textual only in tui/."""
+    result = subprocess.run([str(Path(sys.executable).with_name("lint-imports"))], cwd=ROOT,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+
+def test_mypy_is_clean() -> None:
+    """Type hints are checked: strict for core, traffic and settings (pyproject)."""
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from vrm_tui.core.split import Split
 from vrm_tui.settings import SettingsError, load
-from vrm_tui.traffic.split import Split
 
 
 def test_defaults_are_the_seeds(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from vrm_tui.core.split import Split, SplitError, parse_weight
 from vrm_tui.traffic import nginx
-from vrm_tui.traffic.split import Split, SplitError, parse_weight
 
 
 @pytest.mark.parametrize("text", ["-1", "101", "abc", "50.5", "", " ", "1e2", "0x10"])

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 from vrm_tui.bench.engine import Result, Target
+from vrm_tui.core.errors import Failure
 
 
-class EngineMissing(RuntimeError):
+class EngineMissing(Failure):
     """The external tool is not installed; the message says how to get it."""
 
 

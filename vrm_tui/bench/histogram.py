@@ -10,6 +10,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from vrm_tui.core.stats import nearest_rank
+
 GROWTH = 1.02
 _LOG = math.log(GROWTH)
 
@@ -43,12 +45,12 @@ class Histogram:
             return None
         if q >= 100:
             return self.max_us / 1000
-        rank = max(1, math.ceil(q / 100 * self.total))
+        rank = nearest_rank(self.total, q / 100)
         seen = 0
         for index in sorted(self.counts):
             seen += self.counts[index]
             if seen >= rank:
-                midpoint = GROWTH ** (index + 0.5)
+                midpoint: float = GROWTH ** (index + 0.5)
                 return min(max(midpoint, self.min_us), self.max_us) / 1000
         return self.max_us / 1000
 

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from vrm_tui.bench.engine import Result, Target, closed_loop, open_loop
-from vrm_tui.bench.stats import median_ratio
+from vrm_tui.core.stats import median_ratio
 from vrm_tui.settings import Settings
-from vrm_tui.stack.procs import children, start_ticks
+from vrm_tui.system.procs import children, start_ticks
 from vrm_tui.telemetry.backend_metrics import scrape_vram
 
 TASK = {"model": "resnet50", "image_size": [224, 224]}
-MODES = ("benchmark", "stress", "compare", "all", "monitor")
 
 Progress = Callable[[str, Result, float], None]  # (phase, result so far, fraction)
 
@@ -162,8 +161,9 @@ async def monitor(settings: Settings, options: Options, pids: dict[str, int],
             now = time.monotonic()
             for name, pid in pids.items():
                 current = _proc_sample(pid) if start_ticks(pid) is not None else None
-                if current and last.get(name):
-                    cpu = (current[0] - last[name][0]) / (now - last_t) * 100
+                previous = last.get(name)
+                if current and previous:
+                    cpu = (current[0] - previous[0]) / (now - last_t) * 100
                     samples[name].append({"cpu_pct": round(cpu, 1), "rss_mb": round(current[1],
                                                                                      1)})
                 last[name] = current

@@ -97,4 +97,4 @@ def plot(results: dict[str, Result], width: int = 80, height: int = 15) -> str:
             plotext.plot([b[0] for b in buckets], [b[1] for b in buckets], label=name)
     plotext.xscale("log")
     plotext.title("latency distribution (ms, log scale)")
-    return plotext.build()
+    return str(plotext.build())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vrm_tui.bench.stats import mann_whitney_greater
+from vrm_tui.core.stats import mann_whitney_greater, percentile
 from vrm_tui.migrate.plan import Plan
 from vrm_tui.telemetry.accesslog import Bucket
 from vrm_tui.telemetry.backend_metrics import VramReading
@@ -36,13 +36,6 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "gates": [asdict(g) for g in self.gates]}
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def evaluate(plan: Plan, rust: Bucket, baseline: list[float], health: Probe,
@@ -80,7 +73,7 @@ def evaluate(plan: Plan, rust: Bucket, baseline: list[float], health: Probe,
         gates.append(Gate("latency vs typescript", "fail" if test.p_value < alpha else "pass",
                           f"p={test.p_value:.3f} P(rust slower)={test.effect:.2f}",
                           f"fail if rust slower at {100 * g.latency_confidence:g}%"))
-    p95 = _pct(rust.latencies, 0.95)
+    p95 = percentile(rust.latencies, 0.95)
     if p95 is None:
         gates.append(Gate("rust p95", "inconclusive", "no samples",
                           f"<= {g.p95_ceiling_ms:g} ms"))

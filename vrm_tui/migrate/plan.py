@@ -8,12 +8,13 @@ from typing import Any
 
 import yaml
 
-from vrm_tui.traffic.split import SplitError, parse_weight
+from vrm_tui.core.errors import BadInput
+from vrm_tui.core.split import SplitError, parse_weight
 
 DEFAULT_PLAN = Path(__file__).resolve().parents[2] / "configs" / "migration.yaml"
 
 
-class PlanError(ValueError):
+class PlanError(BadInput):
     """A plan vrm cannot run; the message names the setting."""
 
 

@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from vrm_tui.core.errors import Failure
+from vrm_tui.core.split import Split
 from vrm_tui.journal import Record
 from vrm_tui.migrate.gates import Verdict, evaluate
 from vrm_tui.migrate.plan import Plan
@@ -22,7 +24,6 @@ from vrm_tui.telemetry.backend_metrics import scrape_vram
 from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic.controller import ApplyError, TrafficController
 from vrm_tui.traffic.served import ProxyUnreachable
-from vrm_tui.traffic.split import Split
 
 TICK_S = 0.25
 BASELINE_KEEP = 2000
@@ -30,7 +31,7 @@ BASELINE_KEEP = 2000
 Update = Callable[[MigrationState, Verdict | None], None]
 
 
-class MigrationBusy(RuntimeError):
+class MigrationBusy(Failure):
     """Another process is running a migration, or an unfinished one waits to be resumed."""
 
 
@@ -40,6 +41,7 @@ class Runner:
     def __init__(self, controller: TrafficController, on_update: Update | None = None,
                  stop: threading.Event | None = None) -> None:
         self.controller = controller
+        self.access_log = controller.host.access_log()
         self.store = StateStore(controller.settings.state_dir)
         self.on_update = on_update or (lambda state, verdict: None)
         self.stop = stop or threading.Event()
@@ -91,10 +93,8 @@ class Runner:
     def run(self, state: MigrationState) -> MigrationState:
         plan = state.plan_obj
         settings = self.controller.settings
-        log = getattr(self.controller.runtime, "access_log", None)
-        self._traffic = AccessLogSource(log(), {settings.rust_address: "rust",
-                                                settings.ts_address: "typescript"},
-                                        backfill=True) if log else None
+        self._traffic = AccessLogSource(self.access_log, settings.backend_addresses,
+                                        backfill=True)
         next_gate = 0.0
         while state.active and not self.stop.is_set():
             self._control(state, plan)

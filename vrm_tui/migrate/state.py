@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vrm_tui.core.paths import StateDir
 from vrm_tui.migrate.plan import Plan
-from vrm_tui.stack.procs import start_ticks
+from vrm_tui.system.procs import start_ticks
 
 ACTIVE = ("applying", "baking", "paused")
 CONTROLS = ("pause", "resume", "promote", "abort")
@@ -59,8 +60,9 @@ class MigrationState:
 
 class StateStore:
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "migration.json"
-        self.control_path = state_dir / "migration-control"
+        paths = StateDir(state_dir)
+        self.path = paths.migration
+        self.control_path = paths.migration_control
 
     def load(self) -> MigrationState | None:
         try:

@@ -28,6 +28,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import generate_latest
 
+from vrm_tui.core.stats import percentile
 from vrm_tui.rehearsal.faults import FaultError, Faults
 from vrm_tui.rehearsal.profile import Profile
 from vrm_tui.rehearsal.vram import ModelTooLarge, VramPool
@@ -100,11 +101,9 @@ class Backend:
             del self.durations[:-1000]
 
     def summary(self) -> dict[str, Any]:
-        ordered = sorted(self.durations)
-
         def pct(q: float) -> float | None:
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2) \
-                if ordered else None
+            found = percentile(self.durations, q)
+            return round(found * 1000, 2) if found is not None else None
 
         return {
             "backend": self.name,
@@ -112,7 +111,7 @@ class Backend:
             "uptime_seconds": round(time.time() - self.started, 1),
             "tasks_total": sum(self.counts.values()),
             "tasks_failed": self.counts["error"],
-            "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "window": len(ordered)},
+            "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "window": len(self.durations)},
             "vram_used_gb": self.pool.used_gb,
             "max_vram_gb": self.pool.limit_gb,
             "models_loaded": self.pool.loaded,

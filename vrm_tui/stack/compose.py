@@ -18,10 +18,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from vrm_tui.core import services
+from vrm_tui.core.errors import StackError
 from vrm_tui.settings import Settings
-from vrm_tui.stack import logfiles, services
-from vrm_tui.stack.procs import children, port_in_use
-from vrm_tui.stack.runtime import ServiceState, StackError
+from vrm_tui.stack.runtime import ServiceState
+from vrm_tui.system import logfiles
+from vrm_tui.system.procs import children, port_in_use
 from vrm_tui.traffic import nginx
 
 COMPOSE_DIR = nginx.REPO_ROOT / "docker"
@@ -278,8 +280,9 @@ class ComposeRuntime:
     def test_proxy_config(self, config: Path) -> None:
         """`nginx -t` inside the proxy container (or a one-off one), where upstream names
         resolve; raises NginxTestFailed with nginx's message."""
-        if self.proxy_running():
-            result = self._container(services.PROXY).exec_run(
+        container = self._container(services.PROXY) if self.proxy_running() else None
+        if container is not None:
+            result = container.exec_run(
                 ["nginx", "-t", "-q", "-c", str(config)])
             code, output = result.exit_code, result.output.decode(errors="replace")
         else:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from vrm_tui.core.errors import StackError
 from vrm_tui.journal import Record, Stopwatch
 from vrm_tui.settings import Settings
 from vrm_tui.stack.compose import ComposeRuntime
 from vrm_tui.stack.local import LocalRuntime
-from vrm_tui.stack.runtime import Runtime, StackError
+from vrm_tui.stack.runtime import Runtime
 from vrm_tui.traffic.controller import ApplyError, TrafficController
 
 
@@ -20,24 +21,22 @@ def runtime_for(settings: Settings) -> Runtime:
 
 
 def detect(settings: Settings) -> str:
-    marker = settings.state_dir / "runtime"
+    marker = settings.paths.runtime_marker
     try:
         return marker.read_text().strip() or "local"
     except OSError:
         return "local"
 
 
-def bring_up(controller: TrafficController) -> list[str]:
+def bring_up(runtime: Runtime, controller: TrafficController) -> list[str]:
     """Start whatever is not running; a fresh proxy starts on the configured split."""
     watch = Stopwatch()
-    runtime = controller.runtime
     try:
         started = runtime.start_dependencies()
         if controller.store.current() is None:
             controller.prepare(controller.settings.split)
         started += [name for name in runtime.up() if name not in started]
-        marker = controller.settings.state_dir / "runtime"
-        marker.write_text(runtime.name + "\n")
+        controller.settings.paths.runtime_marker.write_text(runtime.name + "\n")
     except (StackError, ApplyError) as exc:
         controller.journal.append(Record(action="up", result="failed", duration_ms=watch.ms(),
                                          detail=str(exc)))
@@ -48,13 +47,14 @@ def bring_up(controller: TrafficController) -> list[str]:
     return started
 
 
-def bring_down(controller: TrafficController, names: list[str] | None = None) -> list[str]:
+def bring_down(runtime: Runtime, controller: TrafficController,
+               names: list[str] | None = None) -> list[str]:
     """Stop what vrm started: everything, or just `names`."""
     watch = Stopwatch()
     if names is None:
-        stopped = controller.runtime.down()
+        stopped = runtime.down()
     else:
-        stopped = [name for name in names if controller.runtime.stop_service(name)]
+        stopped = [name for name in names if runtime.stop_service(name)]
     if stopped:
         controller.journal.append(Record(action="down", result="ok", duration_ms=watch.ms(),
                                          detail="stopped " + ", ".join(stopped)))

@@ -15,10 +15,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from vrm_tui.core import services
+from vrm_tui.core.errors import StackError
 from vrm_tui.settings import Settings
-from vrm_tui.stack import logfiles, monitoring, services
-from vrm_tui.stack.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
-from vrm_tui.stack.runtime import ServiceState, StackError
+from vrm_tui.stack import monitoring
+from vrm_tui.stack.runtime import ServiceState
+from vrm_tui.system import logfiles
+from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
 from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic import nginx
 from vrm_tui.traffic.served import ProxyUnreachable, read_served

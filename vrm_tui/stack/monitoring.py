@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
+from vrm_tui.core import services
 from vrm_tui.settings import Settings
-from vrm_tui.stack import services
 from vrm_tui.traffic.nginx import REPO_ROOT
 
 MONITORING = REPO_ROOT / "monitoring"

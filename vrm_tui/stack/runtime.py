@@ -1,18 +1,18 @@
-"""The Runtime protocol: what the traffic controller, CLI and TUI need from a stack."""
+"""The Runtime protocol: what the console, CLI and TUI need from a stack.
+
+A runtime is a `ProxyHost` (the port the traffic controller declares) plus the lifecycle
+and inspection of every service. Both runtimes (local processes, docker compose) implement
+all of it; nothing calls a runtime feature that is not on this protocol.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from vrm_tui.settings import Settings
-from vrm_tui.traffic.nginx import ProxyParams
-
-
-class StackError(RuntimeError):
-    """A runtime could not do what was asked; the message says what to do about it."""
+from vrm_tui.traffic.port import ProxyHost
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ServiceState:
     """One service as the runtime sees it (process or container), before any health probe."""
 
     name: str
-    state: str  # running | stopped | exited | external
+    state: str  # running | stopped | exited | external | not installed
     pid: int | None = None
     url: str | None = None
     detail: str = ""
@@ -29,45 +29,45 @@ class ServiceState:
         return asdict(self)
 
 
-class Runtime(Protocol):
-    """A place where the stack runs. Local processes today; docker compose later."""
+class Runtime(ProxyHost, Protocol):
+    """A place where the whole stack runs. Every method may raise `StackError` with a
+    message that says what to do; none blocks longer than its own documented timeout."""
 
-    name: str
     settings: Settings
 
-    def proxy_params(self) -> ProxyParams:
-        """Paths, addresses and limits the nginx main config is rendered with."""
-
     def start_dependencies(self) -> list[str]:
-        """Start the backends (before the proxy's first config is tested); return those
-        started."""
+        """Start the backends (before the proxy's first config is tested); return the names
+        of the services started. Waits until each answers its health check."""
+        ...
 
     def up(self) -> list[str]:
-        """Start what is not running; return the names of services started."""
+        """Start every service that is not running; return the names started."""
+        ...
 
     def down(self) -> list[str]:
-        """Stop what this runtime started; return the names of services stopped."""
+        """Stop what this runtime started (never a stranger's process); return the names
+        stopped."""
+        ...
 
     def stop_service(self, service: str) -> bool:
         """Stop one service this runtime started; True if it was running."""
+        ...
 
     def services(self) -> list[ServiceState]:
-        """Every service of the stack with its run state."""
+        """Every service of the stack with its run state; reads only local state (records,
+        /proc, the engine), never probes a service over HTTP."""
+        ...
 
-    def proxy_running(self) -> bool: ...
+    def backend_pid(self, service: str) -> int | None:
+        """The host pid of a backend's process (for GPU memory ownership), or None."""
+        ...
 
-    def signal_proxy_reload(self) -> None:
-        """Ask the running nginx master to reload its config (returns at once)."""
+    def admin_url(self, service: str) -> str | None:
+        """The rehearsal backend's loopback fault-injection URL, or None when it has none."""
+        ...
 
-    def proxy_worker_pids(self) -> set[int]:
-        """PIDs (as this host sees them, in its /proc) of the proxy's current workers."""
-
-    def proxy_error_log(self) -> Path: ...
-
-    def test_proxy_config(self, config: Path) -> None:
-        """`nginx -t` on a complete config where the proxy runs; raises NginxTestFailed."""
-
-    def log_lines(self, service: str, tail: int, follow: bool,
-                  keep_going: Callable[[], bool] = ...) -> Iterator[str]:
+    def log_lines(self, service: str, tail: int = 100, follow: bool = False,
+                  keep_going: Callable[[], bool] = lambda: True) -> Iterator[str]:
         """The last `tail` lines of a service's logs, then new ones while `follow` and
-        `keep_going()`."""
+        `keep_going()`. Raises `StackError` for an unknown or external service."""
+        ...

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vrm_tui.stack.logfiles import LogCursor
+from vrm_tui.core.backend import Backend
+from vrm_tui.core.stats import percentile
+from vrm_tui.system.logfiles import LogCursor
 
-BACKENDS = ("rust", "typescript")
+BACKENDS = tuple(Backend)
 HORIZON_S = 15 * 60
 MAX_SAMPLES_PER_BUCKET = 2000
 WINDOWS = {"1m": 60, "5m": 300, "15m": 900}
@@ -63,24 +65,17 @@ class TrafficSnapshot:
     """Everything the TUI needs from the access log, computed off the UI thread."""
 
     window: str
-    backends: dict[str, BackendWindow]
+    backends: dict[Backend, BackendWindow]
     observed_rust_pct: float | None  # share of balanced requests rust answered, last minute
     observed_requests: int
     total_requests: int
     skipped_bytes: int
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 class TrafficStats:
     """Feeds on access-log lines; answers rolling per-backend statistics."""
 
-    def __init__(self, addresses: dict[str, str]) -> None:
+    def __init__(self, addresses: Mapping[str, Backend]) -> None:
         self.addresses = addresses  # "127.0.0.1:3001" -> "rust"
         self.seconds: deque[Second] = deque()
         self.total = 0
@@ -178,10 +173,10 @@ class TrafficStats:
                 errors=errors,
                 retried=retried,
                 error_rate=(errors / attempts) if attempts else None,
-                p50_ms=_pct(latencies, 0.5),
-                p95_ms=_pct(latencies, 0.95),
-                p50_series=[_pct(slot, 0.5) or 0.0 for slot in slots],
-                p95_series=[_pct(slot, 0.95) or 0.0 for slot in slots],
+                p50_ms=percentile(latencies, 0.5),
+                p95_ms=percentile(latencies, 0.95),
+                p50_series=[percentile(slot, 0.5) or 0.0 for slot in slots],
+                p95_series=[percentile(slot, 0.95) or 0.0 for slot in slots],
                 rate_series=[count / step for count in slot_counts],
             )
         minute = [s for s in self.seconds if end - 60 < s.at <= end]
@@ -200,7 +195,8 @@ class TrafficStats:
 class AccessLogSource:
     """Tails the access log into TrafficStats; one `poll()` per refresh, off the UI thread."""
 
-    def __init__(self, path: Path, addresses: dict[str, str], backfill: bool = True) -> None:
+    def __init__(self, path: Path, addresses: Mapping[str, Backend],
+                 backfill: bool = True) -> None:
         self.cursor = LogCursor(path, from_end=not backfill)
         self.stats = TrafficStats(addresses)
 

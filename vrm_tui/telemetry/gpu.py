@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from vrm_tui.stack.procs import parent_pid
+from vrm_tui.system.procs import parent_pid
 
 GB = 1024 ** 3
 
@@ -54,7 +55,7 @@ class GpuReport:
 class Owners:
     """Which backend a GPU process belongs to: a backend's pid, or any descendant of it."""
 
-    roots: dict[int, str] = field(default_factory=dict)
+    roots: Mapping[int, str] = field(default_factory=dict)
 
     def owner_of(self, pid: int) -> str | None:
         seen = 0

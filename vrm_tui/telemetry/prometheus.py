@@ -14,12 +14,13 @@ import httpx
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from requests.exceptions import RequestException
 
+from vrm_tui.core.errors import Failure
 from vrm_tui.telemetry.http import shared_client
 
 BACKENDS = ("rust", "typescript")
 
 
-class PrometheusUnavailable(RuntimeError):
+class PrometheusUnavailable(Failure):
     """Prometheus did not answer; the message says where it was looked for and why."""
 
 

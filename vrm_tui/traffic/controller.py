@@ -19,19 +19,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vrm_tui.core.errors import Failure
+from vrm_tui.core.split import ROLLBACK, Split
 from vrm_tui.journal import Journal, Record, Stopwatch, operator_identity
 from vrm_tui.settings import Settings
-from vrm_tui.stack.procs import worker_retired
-from vrm_tui.stack.runtime import Runtime
+from vrm_tui.system.procs import worker_retired
 from vrm_tui.traffic import nginx
+from vrm_tui.traffic.port import ProxyHost
 from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
-from vrm_tui.traffic.split import ROLLBACK, Split
 
 VERIFY_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.003
 
 
-class ApplyError(RuntimeError):
+class ApplyError(Failure):
     """An action failed; the previous config is still serving. The message says why."""
 
 
@@ -92,12 +93,13 @@ class StateLock:
 class TrafficController:
     """Changes the split nginx serves, for the CLI, the TUI and the migration engine alike."""
 
-    def __init__(self, settings: Settings, runtime: Runtime, journal: Journal | None = None):
+    def __init__(self, settings: Settings, host: ProxyHost,
+                 journal: Journal | None = None) -> None:
         self.settings = settings
-        self.runtime = runtime
-        self.store = nginx.ConfigStore(settings.state_dir / "nginx")
-        self.journal = journal or Journal(settings.state_dir / "journal.jsonl")
-        self.lock = StateLock(settings.state_dir / "lock")
+        self.host = host
+        self.store = nginx.ConfigStore(settings.paths.nginx)
+        self.journal = journal or Journal(settings.paths.journal)
+        self.lock = StateLock(settings.paths.lock)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -146,7 +148,7 @@ class TrafficController:
         before: Split | None = None
         target = split
         try:
-            if not self.runtime.proxy_running():
+            if not self.host.proxy_running():
                 raise ApplyError(
                     "vision-proxy is not running; start the stack with `vrm up` "
                     "(or `vrm deploy`, which starts it)"
@@ -178,7 +180,7 @@ class TrafficController:
         return max(known, default=0) + 1
 
     def _candidate(self, split: Split, number: int) -> nginx.Generation:
-        params = self.runtime.proxy_params()
+        params = self.host.proxy_params()
         nginx.ensure_dirs(params)
         try:
             main = nginx.render_main(params)
@@ -187,7 +189,7 @@ class TrafficController:
         upstream = nginx.render_upstream(split, number, params.rust_address, params.ts_address)
         gen = self.store.write(number, main, upstream)
         try:
-            self.runtime.test_proxy_config(gen.main)
+            self.host.test_proxy_config(gen.main)
         except nginx.NginxTestFailed as exc:
             rejected = gen.path.with_name(gen.path.name + ".rejected")  # kept to diagnose
             shutil.rmtree(rejected, ignore_errors=True)
@@ -202,19 +204,19 @@ class TrafficController:
                served: Served | None, watch: Stopwatch) -> ApplyResult:
         gen = self._candidate(target, self._next_number(served))
         previous = self.store.current()
-        old_workers = self.runtime.proxy_worker_pids()
-        log = self.runtime.proxy_error_log()
+        old_workers = self.host.proxy_worker_pids()
+        log = self.host.proxy_error_log()
         log_offset = log.stat().st_size if log.exists() else 0
         self.store.activate(gen)
         try:
-            self.runtime.signal_proxy_reload()
+            self.host.signal_proxy_reload()
             self._verify(gen.number, old_workers, log, log_offset)
         except ApplyError:
             if previous is not None:
                 self.store.activate(previous)
                 if self._served_generation() == gen.number:
                     # It loaded after all, late: bring nginx back to the previous generation.
-                    self.runtime.signal_proxy_reload()
+                    self.host.signal_proxy_reload()
             raise
         self.store.prune()
         return ApplyResult(action, before, target, gen.number, watch.ms(), verified=True)

@@ -15,7 +15,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from vrm_tui.traffic.split import Split
+from vrm_tui.core.errors import Failure
+from vrm_tui.core.split import Split
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf"
@@ -23,7 +24,7 @@ NGINX_INSTALL_HINT = "install it with: sudo apt-get install -y nginx"
 KEEP_GENERATIONS = 10
 
 
-class NginxMissing(RuntimeError):
+class NginxMissing(Failure):
     """No nginx binary; the message says how to install one."""
 
 
@@ -247,7 +248,7 @@ class ConfigStore:
                 shutil.rmtree(gen.path, ignore_errors=True)
 
 
-class NginxTestFailed(RuntimeError):
+class NginxTestFailed(Failure):
     """`nginx -t` rejected a candidate; the message is nginx's own."""
 
 

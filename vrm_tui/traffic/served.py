@@ -6,10 +6,11 @@ import http.client
 import json
 from dataclasses import dataclass
 
-from vrm_tui.traffic.split import Split
+from vrm_tui.core.errors import Failure
+from vrm_tui.core.split import Split
 
 
-class ProxyUnreachable(RuntimeError):
+class ProxyUnreachable(Failure):
     """nginx did not answer on its status endpoint; the message says how it failed."""
 
 

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual import on
 from textual.app import App, ComposeResult
@@ -25,20 +25,14 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
-from vrm_tui.journal import Journal
-from vrm_tui.migrate.plan import Plan, PlanError
-from vrm_tui.migrate.plan import load as load_plan
-from vrm_tui.migrate.runner import Runner
-from vrm_tui.migrate.state import MigrationState, StateStore
-from vrm_tui.settings import Settings
-from vrm_tui.stack import lifecycle, services
-from vrm_tui.status import StackStatus, collect
-from vrm_tui.telemetry import prometheus
-from vrm_tui.telemetry.accesslog import WINDOWS, AccessLogSource
-from vrm_tui.telemetry.backend_metrics import scrape_vram
-from vrm_tui.telemetry.gpu import Owners, read_gpus
-from vrm_tui.traffic.controller import ApplyError, TrafficController
-from vrm_tui.traffic.split import Split
+from vrm_tui.console import Console
+from vrm_tui.core.errors import VrmError
+from vrm_tui.core.split import Split
+from vrm_tui.migrate.plan import Plan
+from vrm_tui.migrate.state import MigrationState
+from vrm_tui.status import StackStatus
+from vrm_tui.telemetry.accesslog import WINDOWS
+from vrm_tui.traffic.controller import ApplyResult
 from vrm_tui.tui.messages import (
     ActionDone,
     AlertsUpdate,
@@ -70,6 +64,8 @@ PROBE_TIMEOUT_S = 1.0
 POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5, "migration": 1.0,
           "alerts": 3.0, "history": 60.0, "gpu": 2.0}
 COMPACT_BELOW = (110, 34)
+
+P = TypeVar("P", bound=Widget)
 HANGUP_GRACE_S = 2.0
 
 
@@ -102,22 +98,18 @@ class VrmApp(App[None]):
                 "running)"),
     ]
 
-    def __init__(self, settings: Settings, read_only: bool = False, step: int = 10,
-                 live: bool = True) -> None:
+    def __init__(self, console: Console, read_only: bool = False, step: int = 10,
+                 live: bool = True, demo: bool = False) -> None:
         """`live=False` starts no polls and no clock: panes show only the messages posted
-        to the app (snapshot tests with fixed data)."""
+        to the app (snapshot tests with fixed data). `demo`: quitting stops the stack."""
         super().__init__()
         self.live = live
-        self.settings = settings
+        self.vrm = console
+        self.settings = console.settings
         self.read_only = read_only
+        self.demo = demo
         self.step = step
-        self.controller = TrafficController(settings, lifecycle.runtime_for(settings))
-        runtime = self.controller.runtime
-        addresses = {settings.rust_address: "rust", settings.ts_address: "typescript"}
-        access_log = getattr(runtime, "access_log", None)
-        self.traffic = AccessLogSource(access_log(), addresses) if access_log else None
-        self.journal = Journal(settings.state_dir / "journal.jsonl")
-        self.migrations = StateStore(settings.state_dir)
+        self.traffic = console.traffic_source()
         self.migration: MigrationState | None = None
         self.migration_stop = threading.Event()
         self._launch_ppid = os.getppid()  # reparented to init later: the session is gone
@@ -126,7 +118,7 @@ class VrmApp(App[None]):
         self.window = "1m"
         self.status: StackStatus | None = None
         self.last_action: ActionDone | None = None
-        self.sub_title = f"{runtime.name} · {settings.proxy_url}"
+        self.sub_title = f"{console.runtime.name} · {self.settings.proxy_url}"
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -165,8 +157,12 @@ class VrmApp(App[None]):
     def _apply_size(self) -> None:
         compact = self.size.width < COMPACT_BELOW[0] or self.size.height < COMPACT_BELOW[1]
         self.set_class(compact, "compact")
-        for pane in self.query("LatencyPane, HealthPane, VramPane"):
-            pane.compact = compact  # type: ignore[attr-defined]
+        for latency in self.query(LatencyPane):
+            latency.compact = compact
+        for health in self.query(HealthPane):
+            health.compact = compact
+        for vram in self.query(VramPane):
+            vram.compact = compact
 
     def _check_terminal(self) -> None:
         """Leave when the SSH session is gone (no orphan spinning a core)."""
@@ -211,99 +207,103 @@ class VrmApp(App[None]):
             self.set_timer(POLL_S[source], lambda: self._poll(source))
 
     def _fetch_status(self) -> StatusUpdate:
-        return StatusUpdate(collect(self.controller, timeout=PROBE_TIMEOUT_S))
+        return StatusUpdate(self.vrm.status(timeout=PROBE_TIMEOUT_S))
 
     def _fetch_traffic(self) -> TrafficUpdate:
-        if self.traffic is None:
-            raise RuntimeError("this runtime has no access log to read")
         return TrafficUpdate(self.traffic.poll(self.window))
 
     def _fetch_vram(self) -> VramUpdate:
-        s = self.settings
-        return VramUpdate([scrape_vram(b, s.backend_url(b), s.max_vram_gb, PROBE_TIMEOUT_S)
-                           for b in ("rust", "typescript")])
+        return VramUpdate(self.vrm.vram(PROBE_TIMEOUT_S))
 
     def _fetch_journal(self) -> JournalUpdate:
-        records, self._journal_offset = self.journal.read_from(self._journal_offset)
+        records, self._journal_offset = self.vrm.journal.read_from(self._journal_offset)
         return JournalUpdate(records)
 
     def _fetch_gpu(self) -> GpuUpdate:
-        runtime = self.controller.runtime
-        pid_of = getattr(runtime, "backend_pid", lambda service: None)
-        roots = {pid: backend for service, backend in services.BACKENDS.items()
-                 if (pid := pid_of(service))}
-        return GpuUpdate(read_gpus(Owners(roots)))
+        return GpuUpdate(self.vrm.gpus())
+
+    def _fetch_alerts(self) -> AlertsUpdate:
+        return AlertsUpdate(self.vrm.alerts(PROBE_TIMEOUT_S))
+
+    def _fetch_history(self) -> HistoryUpdate:
+        return HistoryUpdate(self.vrm.latency_history())
+
+    def _fetch_migration(self) -> MigrationUpdate:
+        return MigrationUpdate(self.vrm.migration())
+
+    def _pane(self, kind: type[P]) -> P | None:
+        """The pane of a kind; None while the app shuts down (a late message finds none)."""
+        found = self.query(kind)
+        return found.first() if found else None
 
     @on(GpuUpdate)
     def _gpu(self, message: GpuUpdate) -> None:
-        self._show(VramPane, "show_gpus", message.report)
-
-    def _fetch_alerts(self) -> AlertsUpdate:
-        return AlertsUpdate(prometheus.alerts(self._prometheus_url, PROBE_TIMEOUT_S))
-
-    def _fetch_history(self) -> HistoryUpdate:
-        return HistoryUpdate(prometheus.history(self._prometheus_url))
-
-    @property
-    def _prometheus_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.prometheus_port}"
+        if pane := self._pane(VramPane):
+            pane.show_gpus(message.report)
 
     @on(AlertsUpdate)
     def _alerts(self, message: AlertsUpdate) -> None:
-        self._show(AlertsPane, "show_alerts", message.alerts)
+        if pane := self._pane(AlertsPane):
+            pane.show_alerts(message.alerts)
 
     @on(HistoryUpdate)
     def _history(self, message: HistoryUpdate) -> None:
-        self._show(LatencyPane, "show_history", message.history)
-
-    def _fetch_migration(self) -> MigrationUpdate:
-        return MigrationUpdate(self.migrations.load())
+        if pane := self._pane(LatencyPane):
+            pane.show_history(message.history)
 
     @on(MigrationUpdate)
     def _migration(self, message: MigrationUpdate) -> None:
         self.migration = message.state
-        self._show(MigrationPane, "show_state", message.state)
+        if pane := self._pane(MigrationPane):
+            pane.show_state(message.state)
 
     @on(StatusUpdate)
     def _status(self, message: StatusUpdate) -> None:
         self.status = message.status
-        self._show(SplitPane, "show_status", message.status)
-        self._show(HealthPane, "show_status", message.status)
-        self._show(LatencyPane, "show_status", message.status)
+        if split := self._pane(SplitPane):
+            split.show_status(message.status)
+        if health := self._pane(HealthPane):
+            health.show_status(message.status)
+        if latency := self._pane(LatencyPane):
+            latency.show_status(message.status)
 
     @on(TrafficUpdate)
     def _traffic(self, message: TrafficUpdate) -> None:
-        self._show(LatencyPane, "show_traffic", message.snapshot)
-        self._show(SplitPane, "show_traffic", message.snapshot)
+        if latency := self._pane(LatencyPane):
+            latency.show_traffic(message.snapshot)
+        if split := self._pane(SplitPane):
+            split.show_traffic(message.snapshot)
 
     @on(VramUpdate)
     def _vram(self, message: VramUpdate) -> None:
-        self._show(VramPane, "show_readings", message.readings)
+        if pane := self._pane(VramPane):
+            pane.show_readings(message.readings)
 
     @on(JournalUpdate)
     def _journal(self, message: JournalUpdate) -> None:
-        if message.records:
-            self._show(JournalPane, "show_journal", message.records)
-            self._show(SplitPane, "show_journal", message.records)
+        if not message.records:
+            return
+        if journal := self._pane(JournalPane):
+            journal.show_journal(message.records)
+        if split := self._pane(SplitPane):
+            split.show_journal(message.records)
 
     @on(SourceFailed)
     def _failed(self, message: SourceFailed) -> None:
         if message.source == "status":
             self.status = None
-            self._show(HealthPane, "show_error", message.error)
+            if health := self._pane(HealthPane):
+                health.show_error(message.error)
         elif message.source == "traffic":
-            self._show(LatencyPane, "show_error", message.error)
-            self._show(SplitPane, "show_traffic", None, message.error)
+            if latency := self._pane(LatencyPane):
+                latency.show_error(message.error)
+            if split := self._pane(SplitPane):
+                split.show_traffic(None, message.error)
         elif message.source == "alerts":
-            self._show(AlertsPane, "show_error", message.error.split(": ", 1)[-1])
+            if alerts := self._pane(AlertsPane):
+                alerts.show_error(message.error.split(": ", 1)[-1])
         elif message.source == "journal":
             self.notify(f"journal unreadable: {message.error}", severity="error")
-
-    def _show(self, kind: type[Widget], method: str, *data: object) -> None:
-        """Hand data to a pane. A message that arrives while the app shuts down finds no
-        pane, and nothing to show."""
-        for pane in self.query(kind):
-            getattr(pane, method)(*data)
 
     # --- read-only: the one place write actions are refused -------------------------------
 
@@ -331,7 +331,7 @@ class VrmApp(App[None]):
 
     def action_rollback(self) -> None:
         """Roll back now. A running migration notices the split changed and stops."""
-        self._write("rollback", lambda: self.controller.rollback())
+        self._write("rollback", self.vrm.rollback)
 
     def action_rust_up(self) -> None:
         current = self._served()
@@ -347,7 +347,7 @@ class VrmApp(App[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._write("set-split", lambda: self.controller.set_split(target, "set-split"))
+                self._write("set-split", lambda: self.vrm.set_split(target))
 
         self.push_screen(ConfirmScreen(f"Move rust {current.rust}% → {target.rust}%?", diff),
                          answered)
@@ -359,40 +359,40 @@ class VrmApp(App[None]):
             return
         target = current.moved(-self.step)
         if target != current:
-            self._write("set-split", lambda: self.controller.set_split(target, "set-split"))
+            self._write("set-split", lambda: self.vrm.set_split(target))
 
     def action_set_weight(self) -> None:
         current = self._served() or self.settings.split
 
         def chosen(target: Split | None) -> None:
             if target is not None and target != current:
-                self._write("set-split", lambda: self.controller.set_split(target, "set-split"))
+                self._write("set-split", lambda: self.vrm.set_split(target))
 
         self.push_screen(WeightScreen(current, self.settings.rust_address,
                                       self.settings.ts_address), chosen)
 
     def action_reload_nginx(self) -> None:
-        self._write("reload", lambda: self.controller.reload())
+        self._write("reload", self.vrm.reload)
 
     def action_benchmark(self) -> None:
-        self.push_screen(BenchScreen(self.settings, self.bench_seconds))
+        self.push_screen(BenchScreen(self.vrm, self.bench_seconds))
 
     def action_migrate(self) -> None:
         """Start a migration; on a running one, pause or resume it."""
-        state = self.migrations.load()
+        state = self.vrm.migration()
         if state is not None and state.active and state.owner_alive():
             request = "resume" if state.phase == "paused" else "pause"
-            self.migrations.request(request)
-            self.notify(f"asked migration {state.id} to {request}")
+            self._steer(request)
             return
         resuming = state is not None and state.active
         try:
-            plan = state.plan_obj if resuming and state else load_plan()
-        except PlanError as exc:
+            plan = state.plan_obj if state is not None and resuming else self.vrm.load_plan()
+        except VrmError as exc:
             self.notify(str(exc), severity="error")
             return
-        question = (f"Resume migration {state.id} at step {state.step + 1}?" if resuming
-                    and state else f"Migrate rust {' → '.join(map(str, plan.steps))}% with "
+        question = (f"Resume migration {state.id} at step {state.step + 1}?"
+                    if state is not None and resuming else
+                    f"Migrate rust {' → '.join(map(str, plan.steps))}% with "
                     f"{plan.bake_seconds:g}s bakes?")
 
         def answered(yes: bool | None) -> None:
@@ -403,12 +403,19 @@ class VrmApp(App[None]):
                                        "typescript, p95 ceiling, health, VRAM.\nA failed gate "
                                        "rolls back at once; r rolls back any time."), answered)
 
+    def _steer(self, action: str) -> None:
+        try:
+            self.notify(self.vrm.steer(action).text)
+        except VrmError as exc:
+            self.notify(str(exc), severity="error")
+
     def _run_migration(self, plan: Plan, resuming: bool) -> None:
-        runner = Runner(self.controller, stop=self.migration_stop)
+        runner = self.vrm.runner(stop=self.migration_stop)
 
         def run() -> None:
             try:
-                state = runner.resume() if resuming else runner.start(plan)
+                state = runner.resume() if resuming else self.vrm.start_migration(plan,
+                                                                                      runner)
                 state = runner.run(state)
                 self.post_message(ActionDone("migration", state.phase == "done",
                                              f"{state.phase}: {state.reason}", 0.0))
@@ -419,7 +426,7 @@ class VrmApp(App[None]):
                         exit_on_error=False)
 
     def action_logs(self) -> None:
-        self.push_screen(LogScreen(self.controller.runtime))
+        self.push_screen(LogScreen(self.vrm.runtime))
 
     def action_help(self) -> None:
         bindings = [b for b in self.BINDINGS if isinstance(b, Binding)]
@@ -430,7 +437,7 @@ class VrmApp(App[None]):
         self.window = names[(names.index(self.window) + 1) % len(names)]
         self.notify(f"latency window {self.window}")
 
-    def _write(self, action: str, call: Callable[[], object]) -> None:
+    def _write(self, action: str, call: Callable[[], ApplyResult]) -> None:
         """Run a traffic change in a worker; time it from now (the key press)."""
         started = time.perf_counter()
         action_line = self.query_one("#action-line", Static)
@@ -441,7 +448,7 @@ class VrmApp(App[None]):
             try:
                 result = call()
                 ok, text = True, _describe(result)
-            except ApplyError as exc:
+            except VrmError as exc:
                 ok, text = False, str(exc)
             except Exception as exc:
                 ok, text = False, f"{type(exc).__name__}: {exc}"
@@ -472,7 +479,5 @@ class VrmApp(App[None]):
         self.migration_stop.set()
 
 
-def _describe(result: object) -> str:
-    after = getattr(result, "after", None)
-    generation = getattr(result, "generation", None)
-    return f"→ {after}, generation {generation} verified" if after else "done"
+def _describe(result: ApplyResult) -> str:
+    return f"→ {result.after}, generation {result.generation} verified"

@@ -20,7 +20,7 @@ from textual.widgets import Label, ProgressBar, Static
 
 from vrm_tui.bench import modes, report
 from vrm_tui.bench.engine import Result
-from vrm_tui.settings import Settings
+from vrm_tui.console import Console
 
 
 @dataclass
@@ -54,9 +54,9 @@ class BenchScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,b", "close", "Close", id="bench.close",
                         tooltip="Stop the run (if any) and go back")]
 
-    def __init__(self, settings: Settings, seconds: float = 5.0) -> None:
+    def __init__(self, console: Console, seconds: float = 5.0) -> None:
         super().__init__()
-        self.settings = settings
+        self.vrm = console
         self.seconds = seconds
         self.stop = threading.Event()
 
@@ -82,11 +82,11 @@ class BenchScreen(ModalScreen[None]):
                 result.latency.buckets_ms(12), result.latency.percentile_ms(50), fraction))
 
         try:
-            found = asyncio.run(modes.compare(self.settings, modes.Options(
-                concurrency=8, duration=self.seconds), progress, stop_async))
-            folder = report.write([found], self.settings.deploy_dir / "results",
-                                  self.settings.state_dir / "performance-comparison.json")
-            self.post_message(BenchDone(f"{report.table(found)}\nreports in {folder}"))
+            run = self.vrm.run_benchmark(
+                "compare", modes.Options(concurrency=8, duration=self.seconds), progress,
+                stop_async)
+            self.post_message(BenchDone(f"{report.table(run.reports[0])}\n"
+                                        f"reports in {run.folder}"))
         except Exception as exc:  # shown, never raised into the UI
             self.post_message(BenchDone("", f"{type(exc).__name__}: {exc}"))
 

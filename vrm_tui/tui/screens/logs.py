@@ -9,8 +9,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, RichLog
 from textual.worker import get_current_worker
 
-from vrm_tui.stack import services
-from vrm_tui.stack.runtime import Runtime, StackError
+from vrm_tui.core import services
+from vrm_tui.core.errors import StackError
+from vrm_tui.stack.runtime import Runtime
 
 
 class LogScreen(ModalScreen[None]):

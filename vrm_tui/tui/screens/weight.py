@@ -11,8 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from vrm_tui.core.split import Split, SplitError, parse_weight
 from vrm_tui.traffic.nginx import render_upstream
-from vrm_tui.traffic.split import Split, SplitError, parse_weight
 
 
 def upstream_diff(current: Split, target: Split, rust_address: str, ts_address: str) -> str:

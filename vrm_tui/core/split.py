@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from vrm_tui.core.errors import BadInput
 
-class SplitError(ValueError):
+
+class SplitError(BadInput):
     """A weight that is not a whole number from 0 to 100."""
 
 

@@ -1,5 +1,7 @@
 """The seed's service names, the same in every runtime (`vrm logs vision-proxy`)."""
 
+from vrm_tui.core.backend import Backend
+
 PROXY = "vision-proxy"
 RUST = "vision-manager-rust"
 TYPESCRIPT = "vision-manager-typescript"
@@ -7,7 +9,8 @@ PROMETHEUS = "prometheus"
 GRAFANA = "grafana"
 NGINX_EXPORTER = "nginx-exporter"
 
-BACKENDS = {RUST: "rust", TYPESCRIPT: "typescript"}
+BACKENDS = {RUST: Backend.RUST, TYPESCRIPT: Backend.TYPESCRIPT}
+SERVICE_OF = {backend: service for service, backend in BACKENDS.items()}
 CORE = (PROXY, RUST, TYPESCRIPT)
 MONITORING = (NGINX_EXPORTER, PROMETHEUS)
 MANAGED = CORE + MONITORING  # what the local runtime can start, in start order

@@ -1,6 +1,8 @@
-"""Statistics for verdicts: a bootstrap interval for the speedup, and Mann-Whitney U.
+"""vrm's statistics, one function per meaning: the percentile every pane, gate and report
+uses, a bootstrap interval for the speedup, and the one-sided Mann-Whitney U test.
 
-Plain Python (no SciPy): sample sizes here are hundreds to a few thousand.
+One percentile definition matters: an operator must never see a p95 that the gate did not
+judge. Plain Python (no SciPy): sample sizes here are hundreds to a few thousand.
 """
 
 from __future__ import annotations
@@ -8,7 +10,24 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+def nearest_rank(count: int, q: float) -> int:
+    """The 1-based rank of the q-quantile (0 < q <= 1) among `count` ordered values.
+
+    Nearest-rank definition: the smallest value with at least q of the values at or below
+    it, so p95 of 1..20 is 19 and p100 is the maximum. Histograms use the same rank."""
+    return min(count, max(1, math.ceil(q * count - 1e-9)))
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-quantile (0 < q <= 1) of `values` by nearest rank; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[nearest_rank(len(ordered), q) - 1]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The bottom layer: value types and one function per meaning. Imports nothing of vrm."""

@@ -1,0 +1,93 @@
+"""Every file in the state dir, named once.
+
+The state dir holds what a deployment's vrm processes share: the journal, the write lock,
+nginx config generations, process records, logs, migration state, reports. Modules ask
+`StateDir` for a path; none of them spell a file name of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["StateDir"]
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """The paths under one deployment's state dir (`VRM_STATE_DIR`, default `.vrm`)."""
+
+    root: Path
+
+    @property
+    def journal(self) -> Path:
+        """Append-only JSONL of every action (who did what)."""
+        return self.root / "journal.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        """The write lock: one traffic change, bring-up or tear-down at a time."""
+        return self.root / "lock"
+
+    @property
+    def runtime_marker(self) -> Path:
+        """Which runtime (local, compose) last brought this state dir up."""
+        return self.root / "runtime"
+
+    @property
+    def nginx(self) -> Path:
+        """Config generations (`gen-N/`) and the `current` link nginx runs from."""
+        return self.root / "nginx"
+
+    @property
+    def nginx_temp(self) -> Path:
+        return self.nginx / "tmp"
+
+    @property
+    def run(self) -> Path:
+        """Process records (`<service>.json`) and nginx's pid file."""
+        return self.root / "run"
+
+    def run_record(self, service: str) -> Path:
+        return self.run / f"{service}.json"
+
+    @property
+    def nginx_pid(self) -> Path:
+        return self.run / "nginx.pid"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def service_log(self, service: str) -> Path:
+        """The stdout/stderr log of a process vrm started."""
+        return self.logs / f"{service}.log"
+
+    @property
+    def proxy_access_log(self) -> Path:
+        """nginx's JSON access log: the source of every traffic statistic."""
+        return self.logs / "proxy-access.log"
+
+    @property
+    def proxy_error_log(self) -> Path:
+        return self.logs / "proxy-error.log"
+
+    @property
+    def migration(self) -> Path:
+        """The migration's persisted state (survives the terminal that started it)."""
+        return self.root / "migration.json"
+
+    @property
+    def migration_control(self) -> Path:
+        """A steering request (pause, resume, promote, abort) for the running migration."""
+        return self.root / "migration-control"
+
+    @property
+    def prometheus(self) -> Path:
+        """The local runtime's rendered Prometheus config, rules and data."""
+        return self.root / "prometheus"
+
+    @property
+    def comparison(self) -> Path:
+        """The latest benchmark comparison, served at /performance-comparison."""
+        return self.root / "performance-comparison.json"

@@ -1,0 +1,1 @@
+"""Operating-system helpers: /proc readers, process records, free ports, file tailing."""

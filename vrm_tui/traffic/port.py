@@ -1,0 +1,55 @@
+"""The port traffic declares: what the controller needs from whatever runs nginx.
+
+traffic sits below stack: it names the operations it relies on here, and the local and
+compose runtimes implement them. Tests of the controller can use `FakeProxyHost` from
+`vrm_tui.traffic.fake` instead of a real nginx.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from vrm_tui.traffic.nginx import ProxyParams
+
+__all__ = ["ProxyHost"]
+
+
+class ProxyHost(Protocol):
+    """Where nginx runs (local processes, a compose container)."""
+
+    name: str
+
+    def proxy_params(self) -> ProxyParams:
+        """Paths, addresses and limits the nginx main config is rendered with, as nginx sees
+        them where it runs."""
+        ...
+
+    def proxy_running(self) -> bool:
+        """True while the nginx master this host started is alive (never raises)."""
+        ...
+
+    def test_proxy_config(self, config: Path) -> None:
+        """`nginx -t` on a complete config where nginx runs (where the backends' names
+        resolve). Raises `NginxTestFailed` with nginx's message, `NginxMissing` without a
+        binary, `StackError` when the place to run it is gone."""
+        ...
+
+    def signal_proxy_reload(self) -> None:
+        """Ask the running nginx master to reload its config; returns at once, before nginx
+        has done anything. Raises `StackError` when no master runs."""
+        ...
+
+    def proxy_worker_pids(self) -> set[int]:
+        """PIDs, as this host's /proc sees them, of the master's current workers (empty when
+        no master runs). Verification waits for these to retire after a reload."""
+        ...
+
+    def proxy_error_log(self) -> Path:
+        """nginx's error log, as this host reads it."""
+        ...
+
+    def access_log(self) -> Path:
+        """nginx's JSON access log, as this host reads it: the source of every traffic
+        statistic (panes, gates, verification of an observed split)."""
+        ...
