@@ -17,6 +17,7 @@ from typing import Any
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, Failure
+from vrm_tui.core.names import Control
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Journal, Record
 from vrm_tui.migrate import plan as plan_mod
@@ -156,7 +157,7 @@ class Console:
         self.up()
         return runner.start(plan)
 
-    def steer(self, action: str) -> Steered:
+    def steer(self, action: Control) -> Steered:
         """pause | resume | promote | abort, from whichever face asked.
 
         A migration whose runner is alive gets a request it acts on at its next tick; one

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vrm_tui.core.names import Action, Result
+
 
 def operator_identity(environ: dict[str, str] | None = None) -> str:
     """Who is acting: `$USER` (or sudo's caller) plus the SSH client address when there is one."""
@@ -36,8 +38,8 @@ def operator_identity(environ: dict[str, str] | None = None) -> str:
 class Record:
     """One journal line."""
 
-    action: str
-    result: str
+    action: Action
+    result: Result
     operator: str = field(default_factory=operator_identity)
     host: str = field(default_factory=socket.gethostname)
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))

@@ -100,7 +100,6 @@ class Settings:
 
     split: Split = field(default_factory=lambda: Split(10))
     max_vram_gb: float = 20.0
-    backend_preference: str = "rust"
     proxy_port: int = 3000
     proxy_bind: str = "0.0.0.0"
     proxy_status_port: int = 3010
@@ -122,6 +121,7 @@ class Settings:
     deploy_dir: Path = field(default_factory=Path.cwd)
     state_dir: Path = field(default_factory=lambda: Path.cwd() / ".vrm")
     rehearsal_faults: bool = True
+    nginx_bin: str | None = None  # VRM_NGINX_BIN; None: PATH, then /usr/sbin
 
     @property
     def paths(self) -> StateDir:
@@ -149,8 +149,8 @@ class Settings:
 
     def backend_url(self, backend: Backend | str) -> str:
         """Base URL of a backend as vrm reaches it directly (health probes, metrics)."""
-        url = self.rust_url if backend == "rust" else self.ts_url
-        port = self.rust_port if backend == "rust" else self.ts_port
+        url = self.rust_url if backend == Backend.RUST else self.ts_url
+        port = self.rust_port if backend == Backend.RUST else self.ts_port
         return url or f"http://127.0.0.1:{port}"
 
 
@@ -192,8 +192,15 @@ def load(
         raise SettingsError(f"VRM_COMPOSE_PROFILE={profile!r}: expected one of "
                             f"{', '.join(COMPOSE_PROFILES)}")
     preference = layered.get("BACKEND_PREFERENCE", "rust").strip() or "rust"
-    if preference not in ("rust", "typescript"):
-        raise SettingsError(f"BACKEND_PREFERENCE={preference!r}: expected rust or typescript")
+    if preference == "typescript":
+        # The seed's meaning ("primary backend") is the migration's direction: rust is the
+        # primary, typescript the fallback that takes retries and the backup role. A deployment
+        # that prefers typescript is not migrating; saying so beats silently ignoring it.
+        raise SettingsError("BACKEND_PREFERENCE=typescript has no effect in vrm: rust is the "
+                            "primary and typescript the fallback; set the split with "
+                            "RUST_BACKEND_WEIGHT (0 sends rust nothing) or remove the line")
+    if preference != "rust":
+        raise SettingsError(f"BACKEND_PREFERENCE={preference!r}: expected rust")
 
     state_raw = layered.get("VRM_STATE_DIR", "").strip()
     state_dir = Path(state_raw) if state_raw else base / ".vrm"
@@ -207,7 +214,6 @@ def load(
     settings = Settings(
         split=split,
         max_vram_gb=_float("MAX_VRAM_GB", layered.get("MAX_VRAM_GB", "20.0")),
-        backend_preference=preference,
         proxy_port=_int("PROXY_PORT", layered.get("PROXY_PORT", "3000")),
         proxy_bind=_bind("PROXY_BIND", layered.get("PROXY_BIND", "0.0.0.0")),
         proxy_status_port=_int("PROXY_STATUS_PORT", layered.get("PROXY_STATUS_PORT", "3010")),
@@ -234,6 +240,7 @@ def load(
         deploy_dir=base,
         state_dir=state_dir.resolve(),
         rehearsal_faults=_flag("VRM_REHEARSAL_FAULTS", layered.get("VRM_REHEARSAL_FAULTS", "1")),
+        nginx_bin=layered.get("VRM_NGINX_BIN", "").strip() or None,
     )
     _check_ports(settings)
     return settings
@@ -299,4 +306,5 @@ _KNOWN = {
     "VRM_COMPOSE_PROFILE",
     "VRM_BASE_IMAGE",
     "VRM_BUILD_NETWORK",
+    "VRM_NGINX_BIN",
 }

@@ -17,6 +17,7 @@ import aiohttp
 import httpx
 
 from vrm_tui.bench.engine import Target, closed_loop
+from vrm_tui.core.backend import Backend
 from vrm_tui.core.stats import median_ratio
 from vrm_tui.settings import Settings
 from vrm_tui.telemetry.health import probe
@@ -56,7 +57,7 @@ def _availability(settings: Settings, proxy: str) -> list[Check]:
 async def _performance(settings: Settings, factor: float) -> Check:
     task = {"model": "resnet50", "image_size": [224, 224]}
     samples = {}
-    for backend in ("rust", "typescript"):
+    for backend in Backend:
         target = Target(backend, f"{settings.backend_url(backend)}/api/v1/vision/process", "POST",
                         task)
         result = await closed_loop(target, 4, duration=2.0)
@@ -64,7 +65,7 @@ async def _performance(settings: Settings, factor: float) -> Check:
             return Check("performance", "rust faster than typescript", "FAIL",
                          f"{backend}: {result.failed} of {result.requests} requests failed")
         samples[backend] = [v for s in result.samples_ms.values() for v in s]
-    found = median_ratio(samples["typescript"], samples["rust"])
+    found = median_ratio(samples[Backend.TYPESCRIPT], samples[Backend.RUST])
     if found is None:
         return Check("performance", "rust faster than typescript", "WARN", "too few samples")
     detail = (f"{found.ratio:.2f}x at p50 (95% CI {found.low:.2f}-{found.high:.2f}), "

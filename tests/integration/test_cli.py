@@ -112,3 +112,12 @@ async def test_external_backends_run_only_nginx(tmp_path: Path, external_backend
         assert abs(seen["rust"] - 100) <= 4 and sum(seen.values()) == 200
     finally:
         stack.down()
+
+
+def test_benchmark_refuses_a_stopped_stack_whatever_the_runtime_setting(tmp_path: Path) -> None:
+    """The guard once compared `settings.runtime == "local"`, empty when detected."""
+    stack = new_stack(tmp_path)
+    result = stack.vrm("benchmark", "compare", "--duration", "1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the stack is not running" in result.stderr
+    assert not (tmp_path / "results").exists()

@@ -13,7 +13,7 @@ def test_defaults_are_the_seeds(tmp_path: Path) -> None:
     assert s.split == Split(10)
     assert (s.proxy_port, s.rust_port, s.ts_port) == (3000, 3001, 3002)
     assert (s.prometheus_port, s.grafana_port) == (9090, 3003)
-    assert s.max_vram_gb == 20.0 and s.backend_preference == "rust"
+    assert s.max_vram_gb == 20.0
     assert s.state_dir == tmp_path / ".vrm" and s.runtime == ""  # "": detect it
 
 
@@ -50,6 +50,7 @@ def test_ts_weight_alone_sets_the_split(tmp_path: Path) -> None:
         ({"MAX_VRAM_GB": "0"}, "MAX_VRAM_GB='0'"),
         ({"VRM_RUNTIME": "k8s"}, "VRM_RUNTIME='k8s'"),
         ({"BACKEND_PREFERENCE": "go"}, "BACKEND_PREFERENCE='go'"),
+        ({"BACKEND_PREFERENCE": "typescript"}, "BACKEND_PREFERENCE=typescript has no effect"),
         ({"PROXY_RATE_LIMIT": "lots"}, "PROXY_RATE_LIMIT='lots'"),
         ({"PROXY_BIND": "everywhere"}, "PROXY_BIND='everywhere'"),
         ({"RUST_BACKEND_URL": "10.0.0.5:3001"}, "RUST_BACKEND_URL='10.0.0.5:3001'"),
@@ -77,3 +78,10 @@ def test_external_backend_urls_become_upstream_addresses(tmp_path: Path) -> None
 def test_relative_state_dir_is_under_the_deploy_dir(tmp_path: Path) -> None:
     s = load(environ={"VRM_STATE_DIR": "run/state"}, deploy_dir=tmp_path)
     assert s.state_dir == tmp_path / "run" / "state"
+
+
+def test_nginx_binary_comes_from_settings_including_the_env_file(tmp_path: Path) -> None:
+    """VRM_NGINX_BIN goes through Settings like every variable: a `.env` entry counts."""
+    (tmp_path / ".env").write_text("VRM_NGINX_BIN=/opt/nginx/sbin/nginx\n")
+    assert load(environ={}, deploy_dir=tmp_path).nginx_bin == "/opt/nginx/sbin/nginx"
+    assert load(environ={}, deploy_dir=tmp_path / "elsewhere").nginx_bin is None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vrm_tui.bench.engine import Result, Target, closed_loop, open_loop
+from vrm_tui.core.backend import Backend
 from vrm_tui.core.stats import median_ratio
 from vrm_tui.settings import Settings
 from vrm_tui.system.procs import children, start_ticks
@@ -90,19 +91,19 @@ async def compare(settings: Settings, options: Options, progress: Progress | Non
                   stop: asyncio.Event | None = None) -> dict[str, Any]:
     """The quick one (~10 s): each backend directly for 5 s."""
     found = {}
-    for name in ("rust", "typescript"):
+    for name in Backend:
         found[name] = await _run(f"compare {name}", targets(settings)[name],
                                  max(1, min(options.concurrency, 8)), None,
                                  options.duration or 5.0, progress, stop)
     return {"mode": "compare", "results": {k: r.to_dict() for k, r in found.items()},
-            "speedup": _speedup(found["rust"], found["typescript"]), "_results": found}
+            "speedup": _speedup(found[Backend.RUST], found[Backend.TYPESCRIPT]), "_results": found}
 
 
 async def stress(settings: Settings, options: Options, progress: Progress | None = None,
                  stop: asyncio.Event | None = None) -> dict[str, Any]:
     """Double concurrency per backend until errors > 1% or p99 over the threshold."""
     summary: dict[str, Any] = {}
-    for name in ("rust", "typescript"):
+    for name in Backend:
         steps = []
         best = 0.0
         concurrency = 1

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from vrm_tui.core.errors import Failure
+from vrm_tui.core.names import Phase, Result
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Record
 from vrm_tui.migrate.gates import Verdict, evaluate
@@ -210,7 +211,7 @@ class Runner:
             self._save(state, None)
             self._journal(state, "rollback", "failed", f"{why}: {exc}")
 
-    def _finish(self, state: MigrationState, phase: str, reason: str,
+    def _finish(self, state: MigrationState, phase: Phase, reason: str,
                 verdict: Verdict | None = None) -> None:
         state.phase, state.reason = phase, reason
         self._save(state, verdict)
@@ -220,7 +221,7 @@ class Runner:
         self.store.save(state)
         self.on_update(state, verdict)
 
-    def _journal(self, state: MigrationState, what: str, result: str, detail: str) -> None:
+    def _journal(self, state: MigrationState, what: str, result: Result, detail: str) -> None:
         self.controller.journal.append(Record(
             action="migration", result=result, to={"rust": state.target,
                                                  "typescript": 100 - state.target},

@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vrm_tui.core.names import ACTIVE_PHASES, CONTROLS, Control, Phase
 from vrm_tui.core.paths import StateDir
 from vrm_tui.migrate.plan import Plan
 from vrm_tui.system.procs import start_ticks
 
-ACTIVE = ("applying", "baking", "paused")
-CONTROLS = ("pause", "resume", "promote", "abort")
+ACTIVE = ACTIVE_PHASES
 
 
 @dataclass
@@ -28,7 +28,7 @@ class MigrationState:
     plan: dict[str, Any]
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     step: int = 0
-    phase: str = "applying"  # applying | baking | paused | done | rolled-back | aborted
+    phase: Phase = "applying"
     step_started: float | None = None
     reason: str = ""
     verdict: dict[str, Any] | None = None
@@ -84,14 +84,14 @@ class StateStore:
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
 
-    def request(self, control: str) -> None:
+    def request(self, control: Control) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown migration control {control!r}")
         tmp = self.control_path.with_suffix(".tmp")
         tmp.write_text(control)
         os.replace(tmp, self.control_path)
 
-    def take_request(self) -> str | None:
+    def take_request(self) -> Control | None:
         try:
             control = self.control_path.read_text().strip()
             self.control_path.unlink()

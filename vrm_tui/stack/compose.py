@@ -25,6 +25,7 @@ from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles
 from vrm_tui.system.procs import children, port_in_use
 from vrm_tui.traffic import nginx
+from vrm_tui.traffic.served import Served, read_served
 
 COMPOSE_DIR = nginx.REPO_ROOT / "docker"
 PROJECT = "vrm"
@@ -266,6 +267,9 @@ class ComposeRuntime:
     def proxy_running(self) -> bool:
         container = self._container(services.PROXY)
         return container is not None and container.status == "running"
+
+    def served(self, timeout: float = 1.0) -> Served:
+        return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)
 
     def signal_proxy_reload(self) -> None:
         container = self._container(services.PROXY)

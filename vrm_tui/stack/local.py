@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vrm_tui.core import services
+from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import StackError
 from vrm_tui.settings import Settings
 from vrm_tui.stack import monitoring
@@ -24,7 +25,7 @@ from vrm_tui.system import logfiles
 from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
 from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic import nginx
-from vrm_tui.traffic.served import ProxyUnreachable, read_served
+from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
 
 PROFILE_DIR = nginx.REPO_ROOT / "configs" / "rehearsal"
 START_TIMEOUT_S = 20.0
@@ -74,9 +75,9 @@ class LocalRuntime:
 
     def _external(self, service: str) -> str | None:
         backend = services.BACKENDS.get(service)
-        if backend == "rust":
+        if backend == Backend.RUST:
             return self.settings.rust_url
-        if backend == "typescript":
+        if backend == Backend.TYPESCRIPT:
             return self.settings.ts_url
         return None
 
@@ -160,8 +161,8 @@ class LocalRuntime:
             )
 
     def _start_backend(self, service: str, backend: str, admin: int) -> ProcRecord:
-        port = self.settings.rust_port if backend == "rust" else self.settings.ts_port
-        setting = "VISION_MANAGER_PORT" if backend == "rust" else "TS_VISION_MANAGER_PORT"
+        port = self.settings.rust_port if backend == Backend.RUST else self.settings.ts_port
+        setting = "VISION_MANAGER_PORT" if backend == Backend.RUST else "TS_VISION_MANAGER_PORT"
         self._check_port(setting, "127.0.0.1", port)
         command = [
             sys.executable, "-m", "vrm_tui.rehearsal",
@@ -207,7 +208,7 @@ class LocalRuntime:
         self._check_port("PROXY_STATUS_PORT", "127.0.0.1", s.proxy_status_port)
         params = self.proxy_params()
         params.pid_file.unlink(missing_ok=True)
-        command = [nginx.nginx_binary(), "-e", str(params.error_log),
+        command = [nginx.nginx_binary(s.nginx_bin), "-e", str(params.error_log),
                    "-c", str(self.store.main_config)]
         proc = subprocess.run(command, capture_output=True, text=True, timeout=15,
                               stdin=subprocess.DEVNULL, check=False, start_new_session=True)
@@ -288,10 +289,14 @@ class LocalRuntime:
     # --- proxy control -------------------------------------------------------------------
 
     def test_proxy_config(self, config: Path) -> None:
-        nginx.test_config(config, error_log=self.proxy_error_log())
+        nginx.test_config(config, error_log=self.proxy_error_log(),
+                          binary=self.settings.nginx_bin)
 
     def proxy_running(self) -> bool:
         return self._record(services.PROXY) is not None
+
+    def served(self, timeout: float = 1.0) -> Served:
+        return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)
 
     def signal_proxy_reload(self) -> None:
         record = self._record(services.PROXY)

@@ -103,7 +103,7 @@ class TrafficStats:
                 msec = float(entry["msec"])
             except (ValueError, KeyError, TypeError):
                 continue
-            if entry.get("route") not in ("balanced", "rust", "typescript"):
+            if entry.get("route") not in ("balanced", *BACKENDS):
                 continue
             self.total += 1
             sec = self._second(int(msec))
@@ -180,8 +180,8 @@ class TrafficStats:
                 rate_series=[count / step for count in slot_counts],
             )
         minute = [s for s in self.seconds if end - 60 < s.at <= end]
-        rust = sum(s.served["rust"] for s in minute)
-        observed = rust + sum(s.served["typescript"] for s in minute)
+        rust = sum(s.served[Backend.RUST] for s in minute)
+        observed = rust + sum(s.served[Backend.TYPESCRIPT] for s in minute)
         return TrafficSnapshot(
             window=window,
             backends=backends,

@@ -14,10 +14,11 @@ import httpx
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from requests.exceptions import RequestException
 
+from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import Failure
 from vrm_tui.telemetry.http import shared_client
 
-BACKENDS = ("rust", "typescript")
+BACKENDS = tuple(Backend)
 
 
 class PrometheusUnavailable(Failure):

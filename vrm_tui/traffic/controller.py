@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vrm_tui.core.errors import Failure
+from vrm_tui.core.names import Action
 from vrm_tui.core.split import ROLLBACK, Split
 from vrm_tui.journal import Journal, Record, Stopwatch, operator_identity
 from vrm_tui.settings import Settings
 from vrm_tui.system.procs import worker_retired
 from vrm_tui.traffic import nginx
 from vrm_tui.traffic.port import ProxyHost
-from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
+from vrm_tui.traffic.served import ProxyUnreachable, Served
 
 VERIFY_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.003
@@ -44,7 +45,7 @@ class LockBusy(ApplyError):
 class ApplyResult:
     """What an action did, as journaled."""
 
-    action: str
+    action: Action
     before: Split | None
     after: Split
     generation: int
@@ -105,7 +106,7 @@ class TrafficController:
 
     def served(self, timeout: float = 1.0) -> Served:
         """What the running nginx serves, asked of nginx itself."""
-        return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)
+        return self.host.served(timeout=timeout)
 
     def configured(self) -> Split | None:
         """The split of the generation `current` points at (what a restart would load)."""
@@ -114,7 +115,7 @@ class TrafficController:
 
     # --- actions -------------------------------------------------------------------------
 
-    def set_split(self, split: Split, action: str = "deploy", wait: float = 30.0) -> ApplyResult:
+    def set_split(self, split: Split, action: Action = "deploy", wait: float = 30.0) -> ApplyResult:
         """Make nginx serve `split`, verified, or raise ApplyError with the old config serving."""
         return self._act(action, split, wait)
 
@@ -133,7 +134,7 @@ class TrafficController:
             self.store.activate(gen)
             return gen
 
-    def _act(self, action: str, split: Split | None, wait: float) -> ApplyResult:
+    def _act(self, action: Action, split: Split | None, wait: float) -> ApplyResult:
         watch = Stopwatch()
         try:
             with self.lock.hold(action, timeout=wait):
@@ -143,7 +144,7 @@ class TrafficController:
                                        duration_ms=watch.ms(), detail=str(exc)))
             raise
 
-    def _act_locked(self, action: str, split: Split | None, watch: Stopwatch) -> ApplyResult:
+    def _act_locked(self, action: Action, split: Split | None, watch: Stopwatch) -> ApplyResult:
         """Apply and journal under the lock, so journal order is apply order."""
         before: Split | None = None
         target = split
@@ -200,7 +201,7 @@ class TrafficController:
             raise ApplyError(str(exc)) from None
         return gen
 
-    def _apply(self, action: str, before: Split | None, target: Split,
+    def _apply(self, action: Action, before: Split | None, target: Split,
                served: Served | None, watch: Stopwatch) -> ApplyResult:
         gen = self._candidate(target, self._next_number(served))
         previous = self.store.current()

@@ -28,10 +28,9 @@ class NginxMissing(Failure):
     """No nginx binary; the message says how to install one."""
 
 
-def nginx_binary() -> str:
-    """Path of the nginx binary: `VRM_NGINX_BIN`, else PATH, else /usr/sbin (Debian's place,
-    often not on a user's PATH)."""
-    chosen = os.environ.get("VRM_NGINX_BIN")
+def nginx_binary(chosen: str | None = None) -> str:
+    """Path of the nginx binary: `chosen` (the `VRM_NGINX_BIN` setting), else PATH, else
+    /usr/sbin (Debian's place, often not on a user's PATH)."""
     if chosen:
         if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
             raise NginxMissing(f"VRM_NGINX_BIN={chosen} is not an executable nginx; "
@@ -252,11 +251,12 @@ class NginxTestFailed(Failure):
     """`nginx -t` rejected a candidate; the message is nginx's own."""
 
 
-def test_config(config: Path, error_log: Path | None = None, timeout: float = 10.0) -> None:
+def test_config(config: Path, error_log: Path | None = None, timeout: float = 10.0,
+                binary: str | None = None) -> None:
     """Run `nginx -t` on a complete config; raise NginxTestFailed with nginx's error."""
     early_log = ["-e", str(error_log)] if error_log else []
     proc = subprocess.run(
-        [nginx_binary(), "-t", "-q", *early_log, "-c", str(config)],
+        [nginx_binary(binary), "-t", "-q", *early_log, "-c", str(config)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vrm_tui.traffic.nginx import ProxyParams
+from vrm_tui.traffic.served import Served
 
 __all__ = ["ProxyHost"]
 
@@ -33,6 +34,12 @@ class ProxyHost(Protocol):
         """`nginx -t` on a complete config where nginx runs (where the backends' names
         resolve). Raises `NginxTestFailed` with nginx's message, `NginxMissing` without a
         binary, `StackError` when the place to run it is gone."""
+        ...
+
+    def served(self, timeout: float = 1.0) -> Served:
+        """What nginx serves now, asked of nginx itself on a fresh connection (so a worker
+        that accepts new connections answers). Raises `ProxyUnreachable` with how it
+        failed."""
         ...
 
     def signal_proxy_reload(self) -> None:

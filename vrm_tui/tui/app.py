@@ -27,6 +27,7 @@ from textual.widgets import Footer, Header, Static
 
 from vrm_tui.console import Console
 from vrm_tui.core.errors import VrmError
+from vrm_tui.core.names import Control
 from vrm_tui.core.split import Split
 from vrm_tui.migrate.plan import Plan
 from vrm_tui.migrate.state import MigrationState
@@ -381,7 +382,7 @@ class VrmApp(App[None]):
         """Start a migration; on a running one, pause or resume it."""
         state = self.vrm.migration()
         if state is not None and state.active and state.owner_alive():
-            request = "resume" if state.phase == "paused" else "pause"
+            request: Control = "resume" if state.phase == "paused" else "pause"
             self._steer(request)
             return
         resuming = state is not None and state.active
@@ -403,7 +404,7 @@ class VrmApp(App[None]):
                                        "typescript, p95 ceiling, health, VRAM.\nA failed gate "
                                        "rolls back at once; r rolls back any time."), answered)
 
-    def _steer(self, action: str) -> None:
+    def _steer(self, action: Control) -> None:
         try:
             self.notify(self.vrm.steer(action).text)
         except VrmError as exc:

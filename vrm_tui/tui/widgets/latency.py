@@ -9,11 +9,11 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
+from vrm_tui.core import services
+from vrm_tui.core.backend import Backend
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.tui.widgets.common import ms, sparkline
-
-SERVICE = {"rust": "vision-manager-rust", "typescript": "vision-manager-typescript"}
 
 
 class LatencyPane(Static):
@@ -42,7 +42,7 @@ class LatencyPane(Static):
 
     def show_status(self, status: StackStatus) -> None:
         for service in status.services:
-            for backend, name in SERVICE.items():
+            for name, backend in services.BACKENDS.items():
                 if service.state.name == name:
                     self._probe_ms[backend] = service.probe.latency_ms if service.probe else None
 
@@ -68,7 +68,7 @@ class LatencyPane(Static):
             head.append(f"err {error_pct:4.1f}%", style="red" if stats.errors else "")
             lines.append(head)
             if stats.retried:
-                other = "typescript" if backend == "rust" else "rust"
+                other = Backend(backend).other
                 lines.append(Text(f"  ⚠ {stats.retried} {backend} failures hidden: nginx "
                                   f"retried them on {other}", style="red"))
             lines.append(Text(f"  p95 {sparkline(stats.p95_series, width)}"))

@@ -8,12 +8,11 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
+from vrm_tui.core.names import SPLIT_ACTIONS
 from vrm_tui.journal import Record
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.tui.widgets.common import meter
-
-SPLIT_ACTIONS = ("deploy", "rollback", "set-split", "reload", "migrate")
 
 
 class SplitPane(Static):
