@@ -156,3 +156,19 @@ def test_paths_normalize() -> None:
     assert normalize_path(' $.a["b"][*].c ') == "$.a.b[*].c"
     assert normalize_path("header:Content-Type") == "header:content-type"
     assert normalize_path("$..token") == "$..token" and normalize_path("status") == "status"
+
+
+def test_float_leaves_take_the_same_rules_as_any_other() -> None:
+    # floats have a fast path of their own; it must classify exactly like the general one
+    rules = make_rules(tolerances={"$.x": Tolerance(abs=0.1)})
+    cases = [((1.0, 1.0, 1.0), Outcome.EQUAL), ((1.0, 2.0, 3.0), Outcome.NOISE),
+             ((1.0, 1.0, 1.05), Outcome.WITHIN_TOLERANCE), ((1.0, 1.0, 1.5), Outcome.MISMATCH),
+             ((-1.0, -1.0, -1.05), Outcome.WITHIN_TOLERANCE)]
+    for (p, s, c), expected in cases:
+        got = compare(r({"x": p, "y": p}), r({"x": s, "y": s}), r({"x": c, "y": c}), rules)
+        assert got.outcomes["$.x"] is expected, (p, s, c)
+        untolerated = Outcome.MISMATCH if expected is Outcome.WITHIN_TOLERANCE else expected
+        assert got.outcomes["$.y"] is untolerated, (p, s, c)
+    rel = make_rules(tolerances={"$.x": Tolerance(rel=0.1)})
+    assert compare(r({"x": -10.0}), r({"x": -10.0}), r({"x": -10.5}),
+                   rel).outcomes["$.x"] is Outcome.WITHIN_TOLERANCE
