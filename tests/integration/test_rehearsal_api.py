@@ -135,6 +135,43 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
+def test_answers_follow_the_request_and_divergence_switches_at_run_time(rust: Running) -> None:
+    body = {"model": "yolov8", "image_size": [640, 480], "frame": 7}
+    with httpx.Client(base_url=rust.url) as client, httpx.Client(base_url=rust.admin) as admin:
+        first, again = (client.post("/api/v1/vision/process", json=body).json() for _ in "ab")
+        labels = [d["label"] for d in first["result"]["detections"]]
+        assert labels == [d["label"] for d in again["result"]["detections"]]
+        assert first["request_id"] != again["request_id"]
+        try:
+            assert admin.post("/faults", json={"divergence_rate": 1.0,
+                                               "divergence_path": "status"}).is_success
+            assert client.post("/api/v1/vision/process", json=body).status_code == 422
+            assert admin.get("/faults").json()["divergence_path"] == "status"
+            assert admin.post("/faults", json={"divergence_path": "colour"}).status_code == 400
+        finally:
+            admin.delete("/faults")
+        assert client.post("/api/v1/vision/process", json=body).status_code == 200
+        summary = client.get("/api/v1/vision/metrics").json()
+        assert summary["api_version"] == "v1" and {"name": "yolov8", "task": "detect"} in \
+            summary["models"]
+
+
+def test_faults_answer_during_a_hang_and_crash_still_works() -> None:
+    doomed = _start("rust")
+    try:
+        assert httpx.post(doomed.admin + "/faults", json={"hang": True}).is_success
+        with pytest.raises(httpx.ReadTimeout):  # a request now waits on the hang
+            httpx.get(doomed.url + "/health", timeout=0.5)
+        state = httpx.get(doomed.admin + "/faults")
+        assert state.status_code == 200 and state.json()["hang"] is True
+        assert httpx.post(doomed.admin + "/faults", json={"crash": True}).status_code == 200
+        assert doomed.proc.wait(10) != 0
+    finally:
+        if doomed.proc.poll() is None:
+            doomed.proc.kill()
+            doomed.proc.wait(10)
+
+
 def test_crash_fault_ends_the_process() -> None:
     doomed = _start("rust")
     httpx.post(doomed.admin + "/faults", json={"crash": True})

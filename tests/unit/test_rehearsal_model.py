@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import random
+import re
 import statistics
 from pathlib import Path
 
@@ -56,8 +58,34 @@ def test_faults_update_is_all_or_nothing() -> None:
     with pytest.raises(FaultError, match="error_rate=2"):
         faults.update({"latency_ms": 10, "error_rate": 2})
     assert faults.as_dict() == {"latency_ms": 50, "error_rate": 0.2, "hang": False,
-                                "unhealthy": False}
+                                "unhealthy": False, "divergence_rate": 0.0,
+                                "divergence_path": "any", "jitter": 0.0}
     with pytest.raises(FaultError, match="unknown"):
         faults.update({"explode": True})
     faults.clear()
     assert faults.error_rate == 0
+
+
+async def test_faults_serialize_while_requests_hang() -> None:
+    faults = Faults()
+    faults.update({"hang": True})
+    held = asyncio.create_task(faults.wait_unhung())
+    await asyncio.sleep(0)  # let the task start waiting on the event
+    assert faults.as_dict()["hang"] is True  # asdict() deep-copied the waiter's future and raised
+    faults.clear()
+    await held
+
+
+def test_profile_checks_the_parity_knobs(tmp_path: Path) -> None:
+    base = "backend: rust\nlatency_ms:\n  metrics: {median: 1}\n"
+    bad = tmp_path / "p.yaml"
+    for line, message in (("divergence_path: colour", "divergence_path='colour'"),
+                          ("divergence_rate: 1.5", "divergence_rate=1.5"),
+                          ("jitter: -1", "jitter=-1"),
+                          ("volatile_fields: [uptime]", "volatile_fields")):
+        bad.write_text(base + line + "\n")
+        with pytest.raises(ProfileError, match=rf"p\.yaml: {re.escape(message)}"):
+            load_profile(bad)
+    rust = load_profile(PROFILES / "rust.yaml")
+    assert rust.volatile_fields == ("request_id", "timestamp", "processing_time_ms")
+    assert rust.divergence_rate == 0 and 0 < rust.jitter <= 0.005

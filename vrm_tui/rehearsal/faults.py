@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from vrm_tui.rehearsal.answers import DIVERGENCE
 
 
 class FaultError(ValueError):
@@ -14,18 +16,24 @@ class FaultError(ValueError):
 
 @dataclass
 class Faults:
-    """Current faults. `hang` holds every request until cleared; `unhealthy` fails /health."""
+    """Current faults. `hang` holds every request until cleared; `unhealthy` fails /health.
+
+    `divergence_rate` and `divergence_path` (label, missing, order, status or any) make answers
+    differ on a share of requests, chosen by request hash; `jitter` scales floats by 1 +- jitter.
+    """
 
     latency_ms: float = 0.0
     error_rate: float = 0.0
     hang: bool = False
     unhealthy: bool = False
+    divergence_rate: float = 0.0
+    divergence_path: str = "any"
+    jitter: float = 0.0
     _released: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("_released")
-        return data
+        # Not dataclasses.asdict: it deep-copies the Event, which fails once requests wait on it.
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a partial update, all or nothing."""
@@ -34,14 +42,21 @@ class Faults:
         if unknown:
             raise FaultError(f"unknown fault(s) {sorted(unknown)}; known: {sorted(names)}")
         checked: dict[str, Any] = {}
-        for key in ("latency_ms", "error_rate"):
+        for key, high in (("latency_ms", math.inf), ("error_rate", 1.0),
+                          ("divergence_rate", 1.0), ("jitter", 0.5)):
             if key in changes:
                 value = changes[key]
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise FaultError(f"{key}={value!r}: expected a number")
-                if not math.isfinite(value) or value < 0 or (key == "error_rate" and value > 1):
-                    raise FaultError(f"{key}={value!r}: out of range")
+                if not math.isfinite(value) or not 0 <= value <= high:
+                    bound = f"0 to {high:g}" if math.isfinite(high) else ">= 0"
+                    raise FaultError(f"{key}={value!r}: out of range, expected {bound}")
                 checked[key] = float(value)
+        if "divergence_path" in changes:
+            if changes["divergence_path"] not in DIVERGENCE:
+                raise FaultError(f"divergence_path={changes['divergence_path']!r}: expected one "
+                                 f"of {', '.join(DIVERGENCE)}")
+            checked["divergence_path"] = changes["divergence_path"]
         for key in ("hang", "unhealthy"):
             if key in changes:
                 if not isinstance(changes[key], bool):
@@ -55,7 +70,8 @@ class Faults:
             self._released.set()
 
     def clear(self) -> None:
-        self.update({"latency_ms": 0, "error_rate": 0, "hang": False, "unhealthy": False})
+        self.update({"latency_ms": 0, "error_rate": 0, "hang": False, "unhealthy": False,
+                     "divergence_rate": 0, "divergence_path": "any", "jitter": 0})
 
     async def wait_unhung(self) -> None:
         if self.hang:

@@ -1,4 +1,6 @@
-"""Rehearsal profiles (`configs/rehearsal/*.yaml`): latency, errors and model sizes."""
+"""Rehearsal profiles (`configs/rehearsal/*.yaml`): latency, errors, model sizes, and how far
+the answers stray from a deterministic function of the request (volatile fields, jitter,
+divergence)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from vrm_tui.rehearsal.answers import DIVERGENCE, VOLATILE
 
 
 class ProfileError(ValueError):
@@ -44,6 +48,10 @@ class Profile:
     model_load_ms_per_gb: float = 0.0
     vram_overhead_gb: float = 0.0
     memory_limit_gb: float = 4.0
+    volatile_fields: tuple[str, ...] = VOLATILE
+    jitter: float = 0.0
+    divergence_rate: float = 0.0
+    divergence_path: str = "any"
     source: str = field(default="", compare=False)
 
     def task_latency_ms(self, task: str, megapixels: float, rng: random.Random) -> float:
@@ -82,6 +90,14 @@ def load_profile(path: Path) -> Profile:
             raise ProfileError(f"{path}: models.{name}: expected {{size_gb, task}}")
         models[name] = Model(name, number(f"models.{name}.size_gb", spec.get("size_gb"), 0.01),
                              str(spec["task"]))
+    volatile = data.get("volatile_fields", list(VOLATILE))
+    if not isinstance(volatile, list) or not set(volatile) <= set(VOLATILE):
+        raise ProfileError(f"{path}: volatile_fields={volatile!r}: expected a list of "
+                           f"{', '.join(VOLATILE)}")
+    divergence_path = data.get("divergence_path", "any")
+    if divergence_path not in DIVERGENCE:
+        raise ProfileError(f"{path}: divergence_path={divergence_path!r}: expected one of "
+                           f"{', '.join(DIVERGENCE)}")
     backend = data.get("backend")
     if backend not in ("rust", "typescript"):
         raise ProfileError(f"{path}: backend={backend!r}: expected rust or typescript")
@@ -94,5 +110,9 @@ def load_profile(path: Path) -> Profile:
         model_load_ms_per_gb=number("model_load_ms_per_gb", data.get("model_load_ms_per_gb", 0)),
         vram_overhead_gb=number("vram_overhead_gb", data.get("vram_overhead_gb", 0.0)),
         memory_limit_gb=number("memory_limit_gb", data.get("memory_limit_gb", 4.0), 0.01),
+        volatile_fields=tuple(volatile),
+        jitter=number("jitter", data.get("jitter", 0.0), 0.0, 0.5),
+        divergence_rate=number("divergence_rate", data.get("divergence_rate", 0.0), 0.0, 1.0),
+        divergence_path=divergence_path,
         source=str(path),
     )

@@ -15,6 +15,8 @@ import re
 import signal
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -29,14 +31,23 @@ from prometheus_client import (
 from prometheus_client.exposition import generate_latest
 
 from vrm_tui.core.stats import percentile
+from vrm_tui.rehearsal.answers import (
+    DIVERGED_STATUS,
+    diverge,
+    divergence_for,
+    jitter,
+    request_digest,
+    result_for,
+)
 from vrm_tui.rehearsal.faults import FaultError, Faults
-from vrm_tui.rehearsal.profile import Profile
+from vrm_tui.rehearsal.profile import Model, Profile
 from vrm_tui.rehearsal.vram import ModelTooLarge, VramPool
 
 log = logging.getLogger("vrm.rehearsal")
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MAX_SIDE = 16384
+
 
 class Metrics:
     """The seed's metric names, each labelled `backend`, in a registry of their own."""
@@ -100,6 +111,42 @@ class Backend:
             self.durations.append(seconds)
             del self.durations[:-1000]
 
+    def divergence(self) -> tuple[float, str]:
+        """The divergence rate and kind: a fault's while one is set, else the profile's."""
+        if self.faults.divergence_rate > 0:
+            return (min(1.0, self.profile.divergence_rate + self.faults.divergence_rate),
+                    self.faults.divergence_path)
+        return self.profile.divergence_rate, self.profile.divergence_path
+
+    def volatile(self, processing_ms: float) -> dict[str, Any]:
+        """The fields that differ on every call, as the profile lists them."""
+        values: dict[str, Callable[[], Any]] = {
+            "request_id": lambda: uuid.uuid4().hex,
+            "timestamp": lambda: datetime.now(UTC).isoformat(timespec="microseconds"),
+            "processing_time_ms": lambda: round(processing_ms, 3)}
+        return {name: values[name]() for name in self.profile.volatile_fields}
+
+    def answer(self, body: dict[str, Any], model: Model, width: int, height: int,
+               processing_ms: float) -> tuple[int, dict[str, Any]]:
+        """Status and result fields for a valid process request; no I/O, so tests call it.
+
+        The result depends only on the request body; then divergence (by request hash), jitter
+        (per call) and the volatile fields make this backend a realistic rewrite.
+        """
+        digest = request_digest(body)
+        result = result_for(model.task, width, height, digest)
+        rate, kind = self.divergence()
+        diverged = divergence_for(digest, rate, kind)
+        if diverged == "status":
+            return DIVERGED_STATUS, {"error": "request rejected (injected divergence)",
+                                     **self.volatile(processing_ms)}
+        if diverged is not None:
+            diverge(model.task, result, diverged, digest)
+        amplitude = min(0.5, self.profile.jitter + self.faults.jitter)
+        return 200, {"model": model.name, "task": model.task, "image_size": [width, height],
+                     "result": jitter(result, amplitude, self.rng),
+                     **self.volatile(processing_ms)}
+
     def summary(self) -> dict[str, Any]:
         def pct(q: float) -> float | None:
             found = percentile(self.durations, q)
@@ -116,6 +163,9 @@ class Backend:
             "max_vram_gb": self.pool.limit_gb,
             "models_loaded": self.pool.loaded,
             "available_models": sorted(self.profile.models),
+            "api_version": "v1",
+            "models": [{"name": m.name, "task": m.task}
+                       for m in sorted(self.profile.models.values(), key=lambda m: m.name)],
         }
 
 
@@ -161,7 +211,7 @@ async def vision_metrics(request: web.Request) -> web.Response:
     await _pause(backend, backend.profile.task_latency_ms("metrics", 0, backend.rng))
     if backend.failing():
         return _error(500, "injected failure")
-    return web.json_response(backend.summary())
+    return web.json_response({**backend.summary(), **backend.volatile(0.0)})
 
 
 def _image_size(body: dict[str, Any]) -> tuple[int, int]:
@@ -210,30 +260,18 @@ async def process(request: web.Request) -> web.Response:
     if backend.failing():
         backend.record(model.task, seconds, ok=False)
         return _error(500, "injected failure")
-    backend.record(model.task, seconds, ok=True)
+    status, answer = backend.answer(body, model, width, height, task_ms)
+    backend.record(model.task, seconds, ok=status == 200)
+    if status != 200:
+        return web.json_response(answer, status=status)
     return web.json_response({
         "task_id": str(uuid.uuid4()),
         "backend": backend.name,
-        "model": model.name,
-        "task": model.task,
-        "image_size": [width, height],
         "duration_ms": round(seconds * 1000, 2),
         "model_cache": "hit" if placement.hit else "loaded",
         "evicted": list(placement.evicted),
-        "result": _fake_result(model.task, backend.rng),
+        **answer,
     })
-
-
-def _fake_result(task: str, rng: random.Random) -> dict[str, Any]:
-    labels = ["person", "car", "bicycle", "dog", "cat", "truck", "bus"]
-    if task == "detect":
-        return {"detections": [{"label": rng.choice(labels), "score": round(rng.uniform(.5, 1), 3)}
-                               for _ in range(rng.randint(0, 5))]}
-    if task == "segment":
-        return {"masks": rng.randint(1, 12)}
-    if task == "embed":
-        return {"dimensions": 768}
-    return {"label": rng.choice(labels), "score": round(rng.uniform(0.5, 1.0), 3)}
 
 
 async def _tag_backend(request: web.Request, response: web.StreamResponse) -> None:

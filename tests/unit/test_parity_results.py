@@ -1,0 +1,113 @@
+"""Parity results: counters, Wilson intervals, and the redacted, bounded example store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vrm_tui.parity.diff import Outcome, Response, compare, make_rules
+from vrm_tui.parity.results import (
+    REDACTED,
+    Counts,
+    ExampleStore,
+    ParityResults,
+    wilson_interval,
+)
+
+ENDPOINT = "POST /api/v1/vision/process"
+
+
+def resp(body: object, status: int = 200, **headers: str) -> Response:
+    return Response(status, {"content-type": "application/json", **headers},
+                    json.dumps(body).encode())
+
+
+def test_wilson_interval_known_values() -> None:
+    low, high = wilson_interval(50, 1000)
+    assert low == pytest.approx(0.0381, abs=1e-4) and high == pytest.approx(0.0653, abs=1e-4)
+    low, high = wilson_interval(0, 100)
+    assert low == 0 and high == pytest.approx(0.0370, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0) and wilson_interval(10, 10)[1] == 1.0
+
+
+def test_counts_per_endpoint_and_path() -> None:
+    results = ParityResults()
+    rules = make_rules()
+    same, other = {"label": "cat", "id": 1}, {"label": "dog", "id": 1}
+    for n in range(10):
+        candidate = other if n < 3 else same
+        results.record(ENDPOINT, compare(resp(same), resp({**same, "id": 2}), resp(candidate),
+                                         rules))
+    label = results.paths[ENDPOINT]["$.label"]
+    assert (label.compared, label.equal, label.mismatched) == (10, 7, 3)
+    assert label.mismatch_rate == pytest.approx(0.3)
+    assert results.paths[ENDPOINT]["$.id"].equal == 10  # equal to primary: no noise to count
+    request = results.endpoints[ENDPOINT]
+    assert (request.compared, request.mismatched, request.equal) == (10, 3, 7)
+    assert results.top_paths() == [(ENDPOINT, "$.label", label)]
+    assert results.total().mismatched == 3
+
+
+def test_counts_track_each_outcome() -> None:
+    counts = Counts()
+    for outcome in (Outcome.EQUAL, Outcome.NOISE, Outcome.WITHIN_TOLERANCE, Outcome.MISMATCH):
+        counts.add(outcome)
+    assert (counts.compared, counts.equal, counts.noise, counts.within_tolerance,
+            counts.mismatched) == (4, 1, 1, 1, 1)
+    assert counts.raw_difference_rate == 0.75 and counts.interval[0] < 0.25 < counts.interval[1]
+
+
+def test_results_round_trip_through_an_atomic_file(tmp_path: Path) -> None:
+    results = ParityResults(dropped=4)
+    results.record(ENDPOINT, compare(resp({"a": 1}), resp({"a": 1}), resp({"a": 2}),
+                                     make_rules()))
+    path = tmp_path / "state" / "parity.json"
+    results.save(path)
+    assert ParityResults.load(path) == results
+    assert [p.name for p in path.parent.iterdir()] == ["parity.json"]  # no temp file left
+    assert ParityResults.load(tmp_path / "absent.json") == ParityResults()
+    path.write_text('{"endpoints": {"x": {"bogus": 1}}}')
+    with pytest.raises(ValueError, match="not a parity results file"):
+        ParityResults.load(path)
+
+
+def test_examples_are_redacted_bounded_and_persisted(tmp_path: Path) -> None:
+    store = ExampleStore(capacity=3, redact=["header:authorization", "$..token", "$.secret"])
+    rules = make_rules()
+    for n in range(5):
+        primary = resp({"label": "cat", "token": "t0", "secret": {"k": 1}, "n": n})
+        candidate = resp({"label": "dog", "token": "t1", "secret": {"k": 2}, "n": n})
+        comparison = compare(primary, primary, candidate, rules)
+        store.add(ENDPOINT, "POST", "/api/v1/vision/process",
+                  {"Authorization": "Bearer x", "Accept": "*/*"},
+                  json.dumps({"image": "x", "api": {"token": "abc"}}).encode(),
+                  primary, primary, candidate, comparison, now=float(n))
+    assert len(store) == 3 and [e.time for e in store] == [2.0, 3.0, 4.0]
+    example = list(store)[-1]
+    assert example.request["headers"] == {"Authorization": REDACTED, "Accept": "*/*"}
+    assert example.request["body"]["json"]["api"]["token"] == REDACTED
+    assert example.candidate["body"]["json"]["secret"] == REDACTED
+    assert example.mismatched == ["$.label", "$.secret.k", "$.token"]
+    shown = {d["report_path"]: d for d in example.differences}
+    assert (shown["$.label"]["primary"], shown["$.label"]["candidate"]) == ("cat", "dog")
+    assert shown["$.token"]["candidate"] == REDACTED == shown["$.secret.k"]["primary"]
+    assert "t1" not in json.dumps(store.to_list())
+
+    path = tmp_path / "examples.json"
+    store.save(path)
+    again = ExampleStore.load(path, redact=["header:authorization"])
+    assert again.capacity == 3 and again.to_list() == store.to_list()
+    assert len(ExampleStore.load(path, capacity=1)) == 1
+
+
+def test_non_json_bodies_are_kept_as_text_or_base64() -> None:
+    store = ExampleStore(capacity=2)
+    text, binary = Response(200, {}, b"<html>"), Response(200, {}, b"\xff\x00")
+    example = store.add(ENDPOINT, "GET", "/x", {}, b"", text, text, binary,
+                        compare(text, text, binary, make_rules()))
+    assert example.primary["body"] == {"text": "<html>"}
+    assert example.candidate["body"] == {"base64": "/wA="}
+    assert example.request["body"] == {"text": ""}
+    json.dumps(example.differences)  # bytes values were made JSON-safe

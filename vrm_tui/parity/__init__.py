@@ -1,0 +1,1 @@
+"""Parity: compare rust's answers with typescript's on mirrored traffic (DESIGN "Parity")."""

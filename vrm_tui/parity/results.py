@@ -1,0 +1,317 @@
+"""Parity results: counts per endpoint and path, mismatch rates with intervals, and examples.
+
+Counts say how often rust disagrees; examples say how (a request with its three answers). Both
+are written to the state dir as JSON, atomically, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vrm_tui.parity.diff import (
+    EMPTY_ARRAY,
+    EMPTY_OBJECT,
+    MISSING,
+    Comparison,
+    Outcome,
+    Response,
+    child_path,
+)
+
+__all__ = [
+    "REDACTED",
+    "Counts",
+    "Example",
+    "ExampleStore",
+    "ParityResults",
+    "Redactor",
+    "wilson_interval",
+    "write_json_atomic",
+]
+
+REDACTED = "<redacted>"
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion: honest at 0 and at small counts, unlike p +- z*se."""
+    if trials <= 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    z2n = z * z / trials
+    centre = (p + z2n / 2) / (1 + z2n)
+    half = z * math.sqrt(p * (1 - p) / trials + z2n / (4 * trials)) / (1 + z2n)
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    high = 1.0 if successes >= trials else min(1.0, centre + half)
+    return (low, high)
+
+
+@dataclass
+class Counts:
+    """Outcomes at one path (or, per endpoint, whole requests by their worst path)."""
+
+    compared: int = 0
+    equal: int = 0
+    noise: int = 0
+    within_tolerance: int = 0
+    mismatched: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        self.compared += 1
+        if outcome is Outcome.EQUAL:
+            self.equal += 1
+        elif outcome is Outcome.NOISE:
+            self.noise += 1
+        elif outcome is Outcome.WITHIN_TOLERANCE:
+            self.within_tolerance += 1
+        else:
+            self.mismatched += 1
+
+    @property
+    def mismatch_rate(self) -> float:
+        return self.mismatched / self.compared if self.compared else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The mismatch rate's Wilson 95% interval."""
+        return wilson_interval(self.mismatched, self.compared)
+
+    @property
+    def raw_difference_rate(self) -> float:
+        """Any difference at all, noise included (what a naive diff would report)."""
+        return (self.compared - self.equal) / self.compared if self.compared else 0.0
+
+
+@dataclass
+class ParityResults:
+    """Counters for everything compared since parity was switched on."""
+
+    endpoints: dict[str, Counts] = field(default_factory=dict)
+    paths: dict[str, dict[str, Counts]] = field(default_factory=dict)
+    dropped: int = 0
+
+    def record(self, endpoint: str, comparison: Comparison) -> None:
+        worst = max(comparison.outcomes.values(), default=Outcome.EQUAL)
+        self.endpoints.setdefault(endpoint, Counts()).add(worst)
+        per_path = self.paths.setdefault(endpoint, {})
+        for path, outcome in comparison.outcomes.items():
+            counts = per_path.get(path)
+            if counts is None:
+                counts = per_path[path] = Counts()
+            counts.add(outcome)
+
+    def total(self) -> Counts:
+        out = Counts()
+        for counts in self.endpoints.values():
+            for name in ("compared", "equal", "noise", "within_tolerance", "mismatched"):
+                setattr(out, name, getattr(out, name) + getattr(counts, name))
+        return out
+
+    def top_paths(self, limit: int = 10) -> list[tuple[str, str, Counts]]:
+        """(endpoint, path, counts) with mismatches, the highest mismatch rate first."""
+        rows = [(e, p, c) for e, paths in self.paths.items() for p, c in paths.items()
+                if c.mismatched]
+        rows.sort(key=lambda row: (-row[2].mismatch_rate, -row[2].mismatched, row[0], row[1]))
+        return rows[:limit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"endpoints": {e: asdict(c) for e, c in self.endpoints.items()},
+                "paths": {e: {p: asdict(c) for p, c in paths.items()}
+                          for e, paths in self.paths.items()},
+                "dropped": self.dropped}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ParityResults:
+        return cls(endpoints={e: Counts(**c) for e, c in data.get("endpoints", {}).items()},
+                   paths={e: {p: Counts(**c) for p, c in paths.items()}
+                          for e, paths in data.get("paths", {}).items()},
+                   dropped=int(data.get("dropped", 0)))
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> ParityResults:
+        """Read saved results; a missing file is no results yet. Bad files raise ValueError."""
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        try:
+            return cls.from_dict(data)
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a parity results file ({exc})") from None
+
+
+class Redactor:
+    """Replaces configured headers and body paths (`header:NAME`, `$.a.b`, `$..key`)."""
+
+    def __init__(self, redact: Iterable[str]) -> None:
+        items = set(redact)
+        self.headers = {p[len("header:"):] for p in items if p.startswith("header:")}
+        self.keys = {p[3:] for p in items if p.startswith("$..")}
+        self.paths = {p for p in items if p.startswith("$") and not p.startswith("$..")}
+
+    def covers(self, report_path: str) -> bool:
+        """Whether a reporting path lies in a redacted subtree."""
+        for path in self.paths:
+            if report_path == path or report_path.startswith((path + ".", path + "[")):
+                return True
+        return any(f".{key}" in report_path and _has_segment(report_path, key)
+                   for key in self.keys)
+
+    def header_map(self, headers: Mapping[str, str]) -> dict[str, str]:
+        return {k: REDACTED if k.lower() in self.headers else v for k, v in headers.items()}
+
+    def body(self, value: Any, report: str = "$") -> Any:
+        if report in self.paths:
+            return REDACTED
+        if isinstance(value, dict):
+            return {k: REDACTED if k in self.keys else self.body(v, child_path(report, k))
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.body(v, report + "[*]") for v in value]
+        return value
+
+
+def _has_segment(path: str, key: str) -> bool:
+    needle = "." + key
+    start = path.find(needle)
+    while start != -1:
+        end = start + len(needle)
+        if end == len(path) or path[end] in ".[":
+            return True
+        start = path.find(needle, end)
+    return False
+
+
+def _encode_body(body: bytes, redactor: Redactor) -> dict[str, Any]:
+    """A body as JSON (redacted), text, or base64, whichever it can be."""
+    if body:
+        try:
+            return {"json": redactor.body(json.loads(body))}
+        except ValueError:
+            pass
+    try:
+        return {"text": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(body).decode("ascii")}
+
+
+def _encode_value(value: Any) -> Any:
+    if value is EMPTY_OBJECT:
+        return {}
+    if value is EMPTY_ARRAY:
+        return []
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+@dataclass(frozen=True)
+class Example:
+    """A compared request, its three answers and where they differed, redacted; JSON-ready."""
+
+    endpoint: str
+    time: float
+    request: dict[str, Any]
+    primary: dict[str, Any]
+    secondary: dict[str, Any]
+    candidate: dict[str, Any]
+    mismatched: list[str]
+    differences: list[dict[str, Any]]
+
+
+class ExampleStore:
+    """The newest `capacity` mismatch examples (a ring); everything stored is redacted first."""
+
+    MAX_DIFFERENCES = 20
+
+    def __init__(self, capacity: int = 50, redact: Iterable[str] = ()) -> None:
+        self.capacity = capacity
+        self.redactor = Redactor(redact)
+        self._ring: deque[Example] = deque(maxlen=max(0, capacity))
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter(self._ring)
+
+    def add(self, endpoint: str, method: str, path: str, headers: Mapping[str, str],
+            body: bytes, primary: Response, secondary: Response, candidate: Response,
+            comparison: Comparison, now: float | None = None) -> Example:
+        r = self.redactor
+
+        def answer(response: Response) -> dict[str, Any]:
+            return {"status": response.status, "headers": r.header_map(response.headers),
+                    "body": _encode_body(response.body, r)}
+
+        differences = []
+        for diff in comparison.differences[:self.MAX_DIFFERENCES]:
+            entry: dict[str, Any] = {"path": diff.path, "report_path": diff.report_path,
+                                     "outcome": diff.outcome.name.lower()}
+            hidden = r.covers(diff.report_path) or (
+                diff.report_path.startswith("header:")
+                and diff.report_path[len("header:"):] in r.headers)
+            for side in ("primary", "secondary", "candidate"):
+                value = getattr(diff, side)
+                if value is not MISSING:  # absent key: the side had no such path
+                    entry[side] = REDACTED if hidden else _encode_value(value)
+            differences.append(entry)
+        example = Example(
+            endpoint=endpoint, time=time.time() if now is None else now,
+            request={"method": method, "path": path, "headers": r.header_map(headers),
+                     "body": _encode_body(body, r)},
+            primary=answer(primary), secondary=answer(secondary), candidate=answer(candidate),
+            mismatched=comparison.paths(Outcome.MISMATCH), differences=differences)
+        if self.capacity > 0:
+            self._ring.append(example)
+        return example
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [asdict(e) for e in self._ring]
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, {"capacity": self.capacity, "examples": self.to_list()})
+
+    @classmethod
+    def load(cls, path: Path, capacity: int | None = None,
+             redact: Iterable[str] = ()) -> ExampleStore:
+        """Read a saved store; a missing file is an empty store. Bad files raise ValueError."""
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls(capacity if capacity is not None else 50, redact)
+        try:
+            store = cls(capacity if capacity is not None else int(data["capacity"]), redact)
+            for item in data["examples"]:
+                store._ring.append(Example(**item))
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not a parity examples file ({exc})") from None
+        return store
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON next to `path`, fsync it, then rename over `path`: readers see old or new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
