@@ -83,6 +83,16 @@ class StateDir:
         return self.root / "migration-control"
 
     @property
+    def migration_heartbeat(self) -> Path:
+        """Written by the migration guard at least once a second."""
+        return self.root / "migration-heartbeat"
+
+    @property
+    def migration_guard_lock(self) -> Path:
+        """Held by the one guard running the migration: two guards never run one."""
+        return self.root / "migration-guard.lock"
+
+    @property
     def prometheus(self) -> Path:
         """The local runtime's rendered Prometheus config, rules and data."""
         return self.root / "prometheus"

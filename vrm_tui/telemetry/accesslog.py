@@ -72,6 +72,68 @@ class TrafficSnapshot:
     skipped_bytes: int
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One upstream attempt of a request: which backend, how it ended, how long it took."""
+
+    backend: Backend
+    status: str  # nginx's upstream status: "200", "502", "504", or "-" (no response)
+    latency_ms: float | None
+    retried: bool  # nginx passed the request on to the other backend after this attempt
+
+    @property
+    def failed(self) -> bool:
+        """5xx, or no response at all (a refused connection, an upstream timeout)."""
+        return not self.status.isdigit() or int(self.status) >= 500
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One access-log line of a proxied request, with every upstream attempt."""
+
+    at: float  # epoch seconds when nginx finished it
+    method: str
+    path: str  # without the query string
+    route: str  # balanced | rust | typescript
+    status: int | None
+    attempts: tuple[Attempt, ...]
+
+
+def parse_request(line: str, addresses: Mapping[str, Backend]) -> LoggedRequest | None:
+    """One JSON access-log line as a request to a backend route; None for anything else.
+
+    `$upstream_addr`, `$upstream_status` and `$upstream_response_time` list every attempt
+    ("a, b"): a rust failure nginx retried onto typescript stays a rust failure here."""
+    try:
+        entry = json.loads(line)
+        at = float(entry["msec"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    route = entry.get("route")
+    if route not in ("balanced", *BACKENDS):
+        return None
+    addrs = str(entry.get("upstream_addr", "")).split(", ")
+    statuses = str(entry.get("upstream_status", "")).split(", ")
+    times = str(entry.get("upstream_response_time", "")).split(", ")
+    attempts = []
+    for i, addr in enumerate(addrs):
+        backend = addresses.get(addr.strip())
+        if backend is None:
+            continue
+        status = statuses[i].strip() if i < len(statuses) else "-"
+        latency: float | None = None
+        with contextlib.suppress(IndexError, ValueError):
+            latency = float(times[i]) * 1000
+        attempts.append(Attempt(backend, status, latency, retried=i < len(addrs) - 1))
+    try:
+        status_code: int | None = int(entry.get("status"))
+    except (TypeError, ValueError):
+        status_code = None
+    return LoggedRequest(at, str(entry.get("method", "")),
+                         str(entry.get("uri", "")).split("?", 1)[0], str(route), status_code,
+                         tuple(attempts))
+
+
 class TrafficStats:
     """Feeds on access-log lines; answers rolling per-backend statistics."""
 
@@ -98,37 +160,22 @@ class TrafficStats:
 
     def feed(self, lines: list[str]) -> None:
         for line in lines:
-            try:
-                entry = json.loads(line)
-                msec = float(entry["msec"])
-            except (ValueError, KeyError, TypeError):
-                continue
-            if entry.get("route") not in ("balanced", *BACKENDS):
+            request = parse_request(line, self.addresses)
+            if request is None:
                 continue
             self.total += 1
-            sec = self._second(int(msec))
-            addrs = str(entry.get("upstream_addr", "")).split(", ")
-            statuses = str(entry.get("upstream_status", "")).split(", ")
-            times = str(entry.get("upstream_response_time", "")).split(", ")
-            final = None
-            for i, addr in enumerate(addrs):
-                backend = self.addresses.get(addr.strip())
-                if backend is None:
-                    continue
-                bucket = sec.backends[backend]
+            sec = self._second(int(request.at))
+            for attempt in request.attempts:
+                bucket = sec.backends[attempt.backend]
                 bucket.attempts += 1
-                status = statuses[i].strip() if i < len(statuses) else "-"
-                failed = not status.isdigit() or int(status) >= 500
-                if failed:
+                if attempt.failed:
                     bucket.errors += 1
-                    if i < len(addrs) - 1:
-                        bucket.retried += 1
-                elif len(bucket.latencies) < MAX_SAMPLES_PER_BUCKET:
-                    with contextlib.suppress(IndexError, ValueError):
-                        bucket.latencies.append(float(times[i]) * 1000)
-                final = backend
-            if entry.get("route") == "balanced" and final is not None:
-                sec.served[final] += 1
+                    bucket.retried += int(attempt.retried)
+                elif attempt.latency_ms is not None \
+                        and len(bucket.latencies) < MAX_SAMPLES_PER_BUCKET:
+                    bucket.latencies.append(attempt.latency_ms)
+            if request.route == "balanced" and request.attempts:
+                sec.served[request.attempts[-1].backend] += 1
 
     def since(self, backend: str, start: float, end: float | None = None) -> Bucket:
         """Every attempt of `backend` in [start, end], merged (the migration gates' input)."""
