@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -79,7 +80,7 @@ class VrmApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "vrm"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "rollback", "Rollback", id="vrm.rollback",
+        Binding("r,ctrl+r", "rollback", "Rollback", id="vrm.rollback",
                 tooltip="All traffic to typescript now: no confirmation, verified, timed"),
         Binding("plus,equals_sign", "rust_up", "+Rust", key_display="+", id="vrm.rust-up",
                 tooltip="Move rust up by the step (asks to confirm)"),
@@ -103,10 +104,12 @@ class VrmApp(App[None]):
     ]
 
     def __init__(self, settings: Settings, read_only: bool = False, step: int = 10,
-                 live: bool = True) -> None:
+                 live: bool = True, quit_stops_stack: bool = False) -> None:
         """`live=False` starts no polls and no clock: panes show only the messages posted
-        to the app (snapshot tests with fixed data)."""
+        to the app (snapshot tests with fixed data). `quit_stops_stack`: the demo stops
+        the stack it started on quit, and help must say so."""
         super().__init__()
+        self.quit_stops_stack = quit_stops_stack
         self.live = live
         self.settings = settings
         self.read_only = read_only
@@ -297,7 +300,8 @@ class VrmApp(App[None]):
         elif message.source == "alerts":
             self._show(AlertsPane, "show_error", message.error.split(": ", 1)[-1])
         elif message.source == "journal":
-            self.notify(f"journal unreadable: {message.error}", severity="error")
+            self.notify(f"journal unreadable: {message.error}", severity="error",
+                        markup=False)
 
     def _show(self, kind: type[Widget], method: str, *data: object) -> None:
         """Hand data to a pane. A message that arrives while the app shuts down finds no
@@ -389,7 +393,7 @@ class VrmApp(App[None]):
         try:
             plan = state.plan_obj if resuming and state else load_plan()
         except PlanError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         question = (f"Resume migration {state.id} at step {state.step + 1}?" if resuming
                     and state else f"Migrate rust {' → '.join(map(str, plan.steps))}% with "
@@ -423,7 +427,8 @@ class VrmApp(App[None]):
 
     def action_help(self) -> None:
         bindings = [b for b in self.BINDINGS if isinstance(b, Binding)]
-        self.push_screen(HelpScreen(bindings, self.refusal("rollback") or ""))
+        self.push_screen(HelpScreen(bindings, self.refusal("rollback") or "",
+                                    quit_stops_stack=self.quit_stops_stack))
 
     def action_window(self) -> None:
         names = list(WINDOWS)
@@ -458,10 +463,10 @@ class VrmApp(App[None]):
         line = f"{mark} {message.action} {message.text}{timing}"
         action_line = self.query_one("#action-line", Static)
         action_line.remove_class("idle")
-        action_line.update(line)
+        action_line.update(Text(line))  # nginx's "[emerg]" is text, not markup
         action_line.set_class(not message.ok, "failed")
         self.notify(line, severity="information" if message.ok else "error",
-                    timeout=6 if message.ok else 15)
+                    timeout=6 if message.ok else 15, markup=False)
         self._poll("status", repeat=False)
 
     async def action_quit(self) -> None:
