@@ -30,8 +30,7 @@ class ConfirmScreen(VrmModal[bool]):
             yield Label(Text(self.question), id="confirm-question")
             if self.detail:
                 yield Static(Text(self.detail), id="confirm-detail")
-            yield Label("y / enter: apply    n / esc: cancel    r: roll back instead",
-                        classes="hint")
+            yield Label("y/enter: apply   n/esc: cancel   r: roll back", classes="hint")
         yield Footer()
 
     def action_answer(self, value: bool) -> None:

@@ -9,6 +9,7 @@ fallback, like `-` and `r`.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import ClassVar
 
 from rich.text import Text
@@ -22,6 +23,8 @@ from vrm_tui.traffic.nginx import render_upstream
 from vrm_tui.traffic.split import Split, SplitError, parse_weight
 from vrm_tui.tui.screens.modal import VrmModal
 
+STEADY = re.compile(r" max_fails=\d+ fail_timeout=\w+(?=;)")
+
 
 def upstream_diff(current: Split, target: Split, rust_address: str, ts_address: str) -> str:
     """The change to the generated upstream block, as a unified diff of its server lines,
@@ -31,7 +34,9 @@ def upstream_diff(current: Split, target: Split, rust_address: str, ts_address: 
     def lines(split: Split) -> list[str]:
         text = render_upstream(split, 0, rust_address, ts_address)
         servers = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("server")]
-        return [f"{names.get(ln.split()[1], '?'):10} {ln}" for ln in servers[:2]]
+        # The retry options never change with the split: leave them out, keep the weights.
+        return [f"{names.get(ln.split()[1], '?'):10} {STEADY.sub('', ln)}"
+                for ln in servers[:2]]
 
     diff = difflib.unified_diff(lines(current), lines(target), "serving", "candidate",
                                 lineterm="", n=0)
@@ -67,9 +72,9 @@ class WeightScreen(VrmModal[Split]):
             yield Label(Text(f"Rust weight 0-100 (serving rust {self.current.rust}%, "
                              f"typescript {self.current.typescript}%):"))
             yield WeightInput(value="", placeholder=str(self.current.rust), id="weight-input")
-            yield Label("", id="weight-error")
+            yield Static("", id="weight-error")
             yield Static("", id="weight-diff")
-            yield Label("", id="weight-step", classes="hint")
+            yield Static("", id="weight-step", classes="hint")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -78,9 +83,9 @@ class WeightScreen(VrmModal[Split]):
 
     def _check(self, text: str) -> Split | None:
         """Validate as the operator types; show the diff of a valid weight."""
-        error = self.query_one("#weight-error", Label)
+        error = self.query_one("#weight-error", Static)
         diff = self.query_one("#weight-diff", Static)
-        step = self.query_one("#weight-step", Label)
+        step = self.query_one("#weight-step", Static)
         self.armed = None
         if not text.strip():
             error.update("")
@@ -118,7 +123,7 @@ class WeightScreen(VrmModal[Split]):
             self.dismiss(target)
             return
         self.armed = target
-        self.query_one("#weight-step", Label).update(Text(
+        self.query_one("#weight-step", Static).update(Text(
             f"⚠ more traffic to rust ({self.current.rust}% → {target.rust}%): press enter "
             "again to apply, esc to cancel", style="bold"))
 

@@ -85,19 +85,22 @@ class LatencyPane(Static):
                 lines.append(head)
                 continue
             failing = failing_for_s(stats)
-            if stats.p50_ms is None:
-                head.append(f"✗ no successful requests in {snap.window} ", style="red bold")
-            elif failing:
-                head.append(f"✗ no successful requests in last {failing:.0f} s ",
-                            style="red bold")
-                head.append(f"(window p50 {ms(stats.p50_ms)} p95 {ms(stats.p95_ms)}) ",
-                            style="dim")
+            if failing or stats.p50_ms is None:  # old successes' latency is not "now"
+                head.append(f"p50 {'-':>7} p95 {'-':>7} ")
             else:
                 head.append(f"p50 {ms(stats.p50_ms):>7} p95 {ms(stats.p95_ms):>7} ")
             head.append(f"{stats.rate:6.1f} req/s ")
             error_pct = 100 * (stats.error_rate or 0)
             head.append(f"err {error_pct:4.1f}%", style="red" if stats.errors else "")
             lines.append(head)
+            if stats.p50_ms is None:
+                lines.append(Text(f"  ✗ no successful requests in {snap.window}",
+                                  style="red bold"))
+            elif failing:
+                notice = Text(f"  ✗ no successful requests in last {failing:.0f} s",
+                              style="red bold")
+                notice.append(f" (before: p95 {ms(stats.p95_ms)})", style="dim")
+                lines.append(notice)
             if stats.retried:
                 other = "typescript" if backend == "rust" else "rust"
                 lines.append(Text(f"  ⚠ {stats.retried} {backend} failures hidden: nginx "
