@@ -11,7 +11,7 @@ from textual.widgets import RichLog
 from tests.support import Stack, rendered, sample_backends
 from tests.tui.test_app import dashboard, until
 from vrm_tui.traffic.split import Split
-from vrm_tui.tui.messages import ActionDone, SourceFailed
+from vrm_tui.tui.messages import ActionDone
 from vrm_tui.tui.screens.bench import BenchScreen
 from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
@@ -107,11 +107,12 @@ async def test_markup_like_text_is_shown_as_text_on_every_path(stack: Stack) -> 
             assert f"'{text}'" in rendered(app.screen.query_one("#weight-error")), text
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, WeightScreen))
-        # An error in a pane and in the action line.
-        app.post_message(SourceFailed("status", "nginx: [emerg] [/ [bold] bad"))
-        app.post_message(ActionDone("reload", False, "nginx -t: [emerg] [/ [bold] bad", 5.0))
+        # An error in a pane (shown directly: the next poll would replace it) and in the
+        # action line and its toast.
         health = app.query_one(HealthPane)
-        await until(pilot, lambda: "[emerg] [/ [bold]" in rendered(health))
+        health.show_error("nginx: [emerg] [/ [bold] bad")
+        assert "[emerg] [/ [bold]" in rendered(health)
+        app.post_message(ActionDone("reload", False, "nginx -t: [emerg] [/ [bold] bad", 5.0))
         await until(pilot, lambda: "[emerg] [/ [bold]" in rendered(app.query_one("#action-line")))
         # A log line.
         await pilot.press("l")
