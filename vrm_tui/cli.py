@@ -402,7 +402,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         if sys.stdout.isatty():
             from vrm_tui.tui.app import VrmApp
 
-            VrmApp(console, read_only=args.read_only, demo=True).run()
+            VrmApp(console, read_only=args.read_only, quit_stops_stack=True).run()
         else:
             _print_status(console.status())
             print("(no terminal: the TUI needs one; the stack stays up, `vrm down` stops it)")

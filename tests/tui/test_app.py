@@ -142,10 +142,14 @@ async def test_b_runs_a_benchmark_with_live_progress(stack: Stack) -> None:
         app.bench_seconds = 1.0
         await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, BenchScreen))
+        await pilot.pause(0.3)
+        assert not app.screen.started, "the live backends are loaded only once asked"
+        await pilot.press("y")
         live = app.screen.query_one("#bench-live")
         await until(pilot, lambda: "req/s" in rendered(live), timeout=10)
         result = app.screen.query_one("#bench-result")
         await until(pilot, lambda: "faster than typescript" in rendered(result), timeout=20)
+        assert "█ compare rust" in rendered(live) and "▒ compare typescript" in rendered(live)
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, BenchScreen))
 

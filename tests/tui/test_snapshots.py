@@ -46,16 +46,22 @@ def _status() -> StackStatus:
     ])
 
 
-def _window(backend: str, p50: float, p95: float, retried: int) -> BackendWindow:
+def _window(backend: str, p50: float, p95: float, retried: int,
+            failing_slots: int = 0) -> BackendWindow:
+    """Steady traffic; the last `failing_slots` slots (2 s each) had no success at all."""
     series = [p95 * (0.5 + (i % 7) / 10) for i in range(30)]
-    return BackendWindow(backend, 1800, 30.0, retried + 2, retried, (retried + 2) / 1800,
-                         p50, p95, [v / 2 for v in series], series, [30.0] * 30)
+    ok = [60] * (30 - failing_slots) + [0] * failing_slots
+    p50s = [v / 2 if n else 0.0 for v, n in zip(series, ok, strict=True)]
+    p95s = [v if n else 0.0 for v, n in zip(series, ok, strict=True)]
+    errors = retried + 2 + 60 * failing_slots
+    return BackendWindow(backend, 1800, 30.0, errors, retried, errors / 1800,
+                         p50, p95, p50s, p95s, [30.0] * 30, ok, 2.0)
 
 
 def _feed(app: VrmApp) -> None:
     app.post_message(StatusUpdate(_status()))
     app.post_message(TrafficUpdate(TrafficSnapshot(
-        "1m", {"rust": _window("rust", 8.0, 21.0, 5),
+        "1m", {"rust": _window("rust", 8.0, 21.0, 5, failing_slots=6),
                "typescript": _window("typescript", 31.0, 88.0, 0)}, 29.6, 3600, 3600, 0)))
     app.post_message(AlertsUpdate([
         Alert("HighErrorRate", "firing", "warning", "rust error rate is 6.2% (> 5%)",
@@ -102,3 +108,35 @@ def test_dashboard(snap_compare, fixed_clock: None, tmp_path: Path,
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def _app(tmp_path: Path, read_only: bool = False) -> VrmApp:
+    return VrmApp(Console(settings_mod.load(environ={}, deploy_dir=tmp_path)), read_only=read_only,
+                  live=False)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("read_only", [False, True], ids=["operator", "observer"])
+def test_help(snap_compare, fixed_clock: None, tmp_path: Path, size: tuple[int, int],
+              read_only: bool) -> None:
+    assert snap_compare(_app(tmp_path, read_only), terminal_size=size,
+                        press=["question_mark"])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_weight_increase_asks_again(snap_compare, fixed_clock: None, tmp_path: Path,
+                                    size: tuple[int, int]) -> None:
+    assert snap_compare(_app(tmp_path), terminal_size=size, press=["w", "4", "5", "enter"])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("key", ["plus", "b", "l"], ids=["confirm", "bench-asks", "logs"])
+def test_modal(snap_compare, fixed_clock: None, tmp_path: Path, size: tuple[int, int],
+               key: str) -> None:
+    async def run_before(pilot) -> None:
+        pilot.app.post_message(StatusUpdate(_status()))
+        await pilot.pause()
+        await pilot.press(key)
+        await pilot.pause()
+
+    assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)

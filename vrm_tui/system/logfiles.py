@@ -8,14 +8,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
-def last_lines(path: Path, count: int, chunk: int = 65536) -> list[str]:
-    """The last `count` lines of a file without reading all of it."""
+def last_lines(path: Path, count: int, chunk: int = 65536, end: int | None = None) -> list[str]:
+    """The last `count` lines of a file (of its first `end` bytes, if given) without
+    reading all of it."""
     if count <= 0:
         return []
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
-            end = handle.tell()
+            end = handle.tell() if end is None else min(end, handle.tell())
             data = b""
             while end > 0 and data.count(b"\n") <= count:
                 start = max(0, end - chunk)
@@ -43,6 +44,11 @@ class LogCursor:
         except FileNotFoundError:
             self._inode, self._offset = 0, 0
         self._pending = b""
+
+    @property
+    def offset(self) -> int:
+        """Where the next read starts (bytes already consumed)."""
+        return self._offset
 
     def read(self) -> list[str]:
         """New complete lines; raises OSError (not FileNotFoundError) if unreadable."""
@@ -74,11 +80,14 @@ def follow(
 ) -> Iterator[str]:
     """Yield the last `tail` lines of each file, then lines appended to any of them.
 
-    With several files each line is prefixed with the file's name.
+    With several files each line is prefixed with the file's name. The tail ends where
+    each cursor starts, so a line written meanwhile is shown once, not twice.
     """
     label = len(paths) > 1
     cursors = [LogCursor(path) for path in paths]
-    yield from tail_once(paths, tail)
+    for cursor in cursors:
+        for line in last_lines(cursor.path, tail, end=cursor.offset):
+            yield f"{cursor.path.name}: {line}" if label else line
     while keep_going():
         quiet = True
         for cursor in cursors:

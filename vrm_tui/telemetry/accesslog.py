@@ -58,6 +58,10 @@ class BackendWindow:
     p50_series: list[float]
     p95_series: list[float]
     rate_series: list[float]
+    # Successful attempts per slot (sampled): a slot with none has no latency to draw,
+    # and its p50/p95 of 0.0 must not read as "fast". Empty when the producer is older.
+    ok_series: list[int] = field(default_factory=list)
+    slot_s: float = 0.0  # seconds per series slot
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,8 @@ class TrafficStats:
                 p50_series=[percentile(slot, 0.5) or 0.0 for slot in slots],
                 p95_series=[percentile(slot, 0.95) or 0.0 for slot in slots],
                 rate_series=[count / step for count in slot_counts],
+                ok_series=[len(slot) for slot in slots],
+                slot_s=step,
             )
         minute = [s for s in self.seconds if end - 60 < s.at <= end]
         rust = sum(s.served[Backend.RUST] for s in minute)

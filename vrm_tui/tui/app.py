@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import ClassVar, TypeVar
 
+from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -76,7 +77,7 @@ class VrmApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "vrm"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "rollback", "Rollback", id="vrm.rollback",
+        Binding("r,ctrl+r", "rollback", "Rollback", id="vrm.rollback",
                 tooltip="All traffic to typescript now: no confirmation, verified, timed"),
         Binding("plus,equals_sign", "rust_up", "+Rust", key_display="+", id="vrm.rust-up",
                 tooltip="Move rust up by the step (asks to confirm)"),
@@ -100,15 +101,16 @@ class VrmApp(App[None]):
     ]
 
     def __init__(self, console: Console, read_only: bool = False, step: int = 10,
-                 live: bool = True, demo: bool = False) -> None:
+                 live: bool = True, quit_stops_stack: bool = False) -> None:
         """`live=False` starts no polls and no clock: panes show only the messages posted
-        to the app (snapshot tests with fixed data). `demo`: quitting stops the stack."""
+        to the app (snapshot tests with fixed data). `quit_stops_stack`: the demo stops
+        the stack it started on quit, and help must say so."""
         super().__init__()
+        self.quit_stops_stack = quit_stops_stack
         self.live = live
         self.vrm = console
         self.settings = console.settings
         self.read_only = read_only
-        self.demo = demo
         self.step = step
         self.traffic = console.traffic_source()
         self.migration: MigrationState | None = None
@@ -304,7 +306,8 @@ class VrmApp(App[None]):
             if alerts := self._pane(AlertsPane):
                 alerts.show_error(message.error.split(": ", 1)[-1])
         elif message.source == "journal":
-            self.notify(f"journal unreadable: {message.error}", severity="error")
+            self.notify(f"journal unreadable: {message.error}", severity="error",
+                        markup=False)
 
     # --- read-only: the one place write actions are refused -------------------------------
 
@@ -389,7 +392,7 @@ class VrmApp(App[None]):
         try:
             plan = state.plan_obj if state is not None and resuming else self.vrm.load_plan()
         except VrmError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         question = (f"Resume migration {state.id} at step {state.step + 1}?"
                     if state is not None and resuming else
@@ -431,7 +434,8 @@ class VrmApp(App[None]):
 
     def action_help(self) -> None:
         bindings = [b for b in self.BINDINGS if isinstance(b, Binding)]
-        self.push_screen(HelpScreen(bindings, self.refusal("rollback") or ""))
+        self.push_screen(HelpScreen(bindings, self.refusal("rollback") or "",
+                                    quit_stops_stack=self.quit_stops_stack))
 
     def action_window(self) -> None:
         names = list(WINDOWS)
@@ -466,10 +470,10 @@ class VrmApp(App[None]):
         line = f"{mark} {message.action} {message.text}{timing}"
         action_line = self.query_one("#action-line", Static)
         action_line.remove_class("idle")
-        action_line.update(line)
+        action_line.update(Text(line))  # nginx's "[emerg]" is text, not markup
         action_line.set_class(not message.ok, "failed")
         self.notify(line, severity="information" if message.ok else "error",
-                    timeout=6 if message.ok else 15)
+                    timeout=6 if message.ok else 15, markup=False)
         self._poll("status", repeat=False)
 
     async def action_quit(self) -> None:

@@ -1,6 +1,8 @@
 """The benchmark view: a quick rust-vs-typescript comparison with live progress.
 
-The run happens in a thread worker with its own event loop; progress arrives as messages.
+It asks first: the run loads the live backends directly. The run happens in a thread worker
+with its own event loop; progress arrives as messages. Each backend's histogram has its own
+marker, so the two series stay apart without colour (NO_COLOR).
 """
 
 from __future__ import annotations
@@ -8,19 +10,23 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
-from textual.screen import ModalScreen
-from textual.widgets import Label, ProgressBar, Static
+from textual.widgets import Footer, Label, ProgressBar, Static
 
 from vrm_tui.bench import modes, report
 from vrm_tui.bench.engine import Result
 from vrm_tui.console import Console
+from vrm_tui.tui.screens.modal import VrmModal
+
+MARKERS = {"rust": "█", "typescript": "▒"}
+CONCURRENCY = 8
 
 
 @dataclass
@@ -40,34 +46,63 @@ class BenchDone(Message):
     error: str = ""
 
 
-def histogram_text(buckets: list[tuple[float, int]], width: int = 40) -> Text:
+def series_of(phase: str) -> str:
+    """"compare rust" -> "rust": which backend a progress phase measures."""
+    return phase.rsplit(" ", 1)[-1]
+
+
+def histogram_text(buckets: list[tuple[float, int]], width: int = 40,
+                   marker: str = "█") -> Text:
     top = max((count for _, count in buckets), default=0)
     text = Text()
     for upper, count in buckets:
         if count:
-            bar = "█" * max(1, round(count / top * width)) if top else ""
+            bar = marker * max(1, round(count / top * width)) if top else ""
             text.append(f"{upper:9.1f} ms {bar} {count}\n")
     return text
 
 
-class BenchScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,b", "close", "Close", id="bench.close",
-                        tooltip="Stop the run (if any) and go back")]
+class BenchScreen(VrmModal[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y,enter", "start", "Start", id="bench.start",
+                tooltip="Load both backends now (asked first: they are live)"),
+        Binding("escape,q,b,n", "close", "Close", id="bench.close",
+                tooltip="Stop the run (if any) and go back"),
+    ]
 
     def __init__(self, console: Console, seconds: float = 5.0) -> None:
         super().__init__()
         self.vrm = console
         self.seconds = seconds
         self.stop = threading.Event()
+        self.started = False
+        self.series: dict[str, BenchProgress] = {}
 
     def compose(self) -> ComposeResult:
         yield Label("benchmark: rust vs typescript, each directly (compare mode)",
                     id="bench-title")
+        yield Static(Text(
+            f"This loads the LIVE backends: {CONCURRENCY} connections to rust, then to "
+            f"typescript, {self.seconds:g} s each, bypassing the split; users may see slower "
+            "answers meanwhile.\ny / enter: start    n / esc: cancel    r: roll back",
+            style="bold"), id="bench-ask")
         yield ProgressBar(total=1.0, show_eta=False, id="bench-progress")
         yield Static("", id="bench-live")
         yield Static("", id="bench-result")
+        yield Footer()
 
-    def on_mount(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start" and self.started:
+            return False  # one run per opening; the footer stops offering it
+        return super().check_action(action, parameters)
+
+    def action_start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self.query_one("#bench-ask", Static).update(Text(
+            "running: esc stops it    r: roll back", style="bold"))
+        self.refresh_bindings()
         self._run()
 
     @work(thread=True, exclusive=True, group="bench")
@@ -83,7 +118,7 @@ class BenchScreen(ModalScreen[None]):
 
         try:
             run = self.vrm.run_benchmark(
-                "compare", modes.Options(concurrency=8, duration=self.seconds), progress,
+                "compare", modes.Options(concurrency=CONCURRENCY, duration=self.seconds), progress,
                 stop_async)
             self.post_message(BenchDone(f"{report.table(run.reports[0])}\n"
                                         f"reports in {run.folder}"))
@@ -93,11 +128,16 @@ class BenchScreen(ModalScreen[None]):
     @on(BenchProgress)
     def _progress(self, message: BenchProgress) -> None:
         self.query_one(ProgressBar).update(progress=message.fraction)
-        p50 = f"{message.p50:.1f} ms" if message.p50 is not None else "-"
-        head = Text(f"{message.phase}: {message.requests} requests, {message.rps:.0f} req/s, "
-                    f"p50 {p50}, status {message.statuses}\n", style="bold")
-        self.query_one("#bench-live", Static).update(
-            Group(head, histogram_text(message.buckets)))
+        self.series[series_of(message.phase)] = message
+        parts: list[Text] = []
+        for name, seen in self.series.items():
+            marker = MARKERS.get(name, "#")
+            p50 = f"{seen.p50:.1f} ms" if seen.p50 is not None else "-"
+            parts.append(Text(f"{marker} {seen.phase}: {seen.requests} requests, "
+                              f"{seen.rps:.0f} req/s, p50 {p50}, status {seen.statuses}",
+                              style="bold"))
+            parts.append(histogram_text(seen.buckets, marker=marker))
+        self.query_one("#bench-live", Static).update(Group(*parts))
 
     @on(BenchDone)
     def _done(self, message: BenchDone) -> None:

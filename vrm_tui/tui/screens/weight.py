@@ -1,63 +1,112 @@
-"""Set an exact rust weight: inline validation and the upstream diff before applying."""
+"""Set an exact rust weight: inline validation and the upstream diff before applying.
+
+Confirmation policy (the same as `+` and `-`): any increase of rust traffic, of any size,
+is confirmed inside this modal: the first Enter shows the diff as the question, a second
+Enter applies it. A decrease applies on the first Enter: it only moves traffic toward the
+fallback, like `-` and `r`.
+"""
 
 from __future__ import annotations
 
 import difflib
+import re
+from typing import ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Footer, Input, Label, Static
 
 from vrm_tui.core.split import Split, SplitError, parse_weight
 from vrm_tui.traffic.nginx import render_upstream
+from vrm_tui.tui.screens.modal import VrmModal
+
+STEADY = re.compile(r" max_fails=\d+ fail_timeout=\w+(?=;)")
 
 
 def upstream_diff(current: Split, target: Split, rust_address: str, ts_address: str) -> str:
-    """The change to the generated upstream block, as a unified diff of its server lines."""
+    """The change to the generated upstream block, as a unified diff of its server lines,
+    each named by its backend (an address alone says nothing to the operator)."""
+    names = {rust_address: "rust", ts_address: "typescript"}
+
     def lines(split: Split) -> list[str]:
         text = render_upstream(split, 0, rust_address, ts_address)
-        return [ln for ln in text.splitlines() if ln.strip().startswith("server")][:2]
+        servers = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("server")]
+        # The retry options never change with the split: leave them out, keep the weights.
+        return [f"{names.get(ln.split()[1], '?'):10} {STEADY.sub('', ln)}"
+                for ln in servers[:2]]
 
     diff = difflib.unified_diff(lines(current), lines(target), "serving", "candidate",
                                 lineterm="", n=0)
-    return "\n".join(list(diff)[2:]) or "(no change)"
+    body = [ln for ln in list(diff)[2:] if not ln.startswith("@@")]
+    if not body:
+        return "(no change)"
+    head = (f"rust {current.rust}% → {target.rust}%, "
+            f"typescript {current.typescript}% → {target.typescript}%")
+    return "\n".join([head, *body])
 
 
-class WeightScreen(ModalScreen[Split | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="weight.cancel",
-                        tooltip="Close without changing anything")]
+class WeightInput(Input):
+    """The weight field. It never takes `r`: no weight has one, and `r` must roll back."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return key != "r" and super().check_consume_key(key, character)
+
+
+class WeightScreen(VrmModal[Split]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="weight.cancel",
+                tooltip="Close without changing anything")]
+    CANCEL_ON_ROLLBACK = True  # the diff was against the split before the rollback
 
     def __init__(self, current: Split, rust_address: str, ts_address: str) -> None:
         super().__init__()
         self.current = current
         self.addresses = (rust_address, ts_address)
+        self.armed: Split | None = None  # an increase shown once, applied on the next Enter
 
     def compose(self) -> ComposeResult:
         with Vertical(id="weight-dialog", classes="dialog"):
-            yield Label(f"Rust weight (now {self.current.rust}%), 0-100:")
-            yield Input(value=str(self.current.rust), id="weight-input")
-            yield Label("", id="weight-error")
-            yield Static("", id="weight-diff", markup=False)
-            yield Label("enter: apply    esc: cancel", classes="hint")
+            yield Label(Text(f"Rust weight 0-100 (serving rust {self.current.rust}%, "
+                             f"typescript {self.current.typescript}%):"))
+            yield WeightInput(value="", placeholder=str(self.current.rust), id="weight-input")
+            yield Static("", id="weight-error")
+            yield Static("", id="weight-diff")
+            yield Static("", id="weight-step", classes="hint")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
-        self._check(self.query_one(Input).value)
+        self._check("")
 
     def _check(self, text: str) -> Split | None:
-        error = self.query_one("#weight-error", Label)
+        """Validate as the operator types; show the diff of a valid weight."""
+        error = self.query_one("#weight-error", Static)
         diff = self.query_one("#weight-diff", Static)
+        step = self.query_one("#weight-step", Static)
+        self.armed = None
+        if not text.strip():
+            error.update("")
+            diff.update("")
+            step.update("type a weight; enter: review    esc: cancel    r / ctrl+r: roll back")
+            return None
         try:
             target = Split(parse_weight(text, "weight"))
         except SplitError as exc:
-            error.update(f"✗ {exc}")
+            error.update(Text(f"✗ {exc}"))
             diff.update("")
+            step.update("esc: cancel")
             return None
         error.update("")
-        diff.update(upstream_diff(self.current, target, *self.addresses))
+        diff.update(Text(upstream_diff(self.current, target, *self.addresses)))
+        if target == self.current:
+            step.update(Text(f"rust is already at {target.rust}%; esc: cancel"))
+        elif target.rust > self.current.rust:
+            step.update(Text("an increase: enter shows it for confirmation    esc: cancel"))
+        else:
+            step.update(Text("a decrease: enter applies it    esc: cancel"))
         return target
 
     @on(Input.Changed)
@@ -66,9 +115,17 @@ class WeightScreen(ModalScreen[Split | None]):
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
+        armed = self.armed
         target = self._check(event.value)
-        if target is not None:
+        if target is None or target == self.current:
+            return
+        if target.rust < self.current.rust or armed == target:
             self.dismiss(target)
+            return
+        self.armed = target
+        self.query_one("#weight-step", Static).update(Text(
+            f"⚠ more traffic to rust ({self.current.rust}% → {target.rust}%): press enter "
+            "again to apply, esc to cancel", style="bold"))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

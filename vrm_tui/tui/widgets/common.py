@@ -18,14 +18,32 @@ def state_text(state: str) -> Text:
     return Text(f"{symbol} {state}", style=style)
 
 
-def sparkline(values: list[float], width: int | None = None) -> str:
-    """Values as block characters scaled to their own maximum (zeros stay at the floor)."""
+GAP = " "
+
+
+def sparkline(values: list[float | None], width: int | None = None) -> str:
+    """Values as block characters from their minimum (▁) to their maximum (█).
+
+    `None` is a slot with nothing to measure (no successful request): a gap, never `▁`,
+    which would read as "fastest" during an outage."""
     if width is not None and len(values) > width:
         values = values[-width:]
-    top = max(values, default=0.0)
-    if top <= 0:
-        return BARS[0] * len(values)
-    return "".join(BARS[min(len(BARS) - 1, int(v / top * (len(BARS) - 1)))] for v in values)
+    present = [v for v in values if v is not None]
+    low, high = min(present, default=0.0), max(present, default=0.0)
+    span = high - low
+    top = len(BARS) - 1
+    return "".join(GAP if v is None else BARS[0] if span <= 0 else
+                   BARS[min(top, int((v - low) / span * top + 0.5))] for v in values)
+
+
+def scale(values: list[float | None], width: int | None = None) -> str:
+    """What ▁ and █ stand for in `sparkline(values, width)`: `3.1ms…26ms`."""
+    if width is not None and len(values) > width:
+        values = values[-width:]
+    present = [v for v in values if v is not None]
+    if not present:
+        return "no data"
+    return f"{ms(min(present))}…{ms(max(present))}"
 
 
 def meter(fraction: float, width: int = 20) -> str:

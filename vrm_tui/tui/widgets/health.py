@@ -69,7 +69,7 @@ class HealthPane(Static):
             probe = service.probe
             short = service.state.name.replace("vision-manager-", "")
             table.add_row(
-                short,
+                Text(short),
                 state_text(state),
                 ms(probe.latency_ms if probe else None),
                 "now" if state in ("up", "degraded") else ago(self._last_ok.get(

@@ -39,8 +39,8 @@ class JournalPane(Static):
                 change = f" {was}→{record.to['rust']}"
             ok = record.result == "ok"
             took = f" {record.duration_ms:.0f}ms" if record.duration_ms is not None else ""
-            table.add_row(when, record.operator, f"{record.action}{change}",
+            table.add_row(when, Text(record.operator), Text(f"{record.action}{change}"),
                           Text(("✓ ok" if ok else "✗ failed") + took,
                                style="green" if ok else "red"),
-                          record.detail)
+                          Text(record.detail))  # Text: "[emerg]" in a detail is not markup
         self.update(table)

@@ -55,8 +55,9 @@ class MigrationPane(Static):
                 table.add_column(column, no_wrap=True, overflow="ellipsis")
             for gate in gates:
                 symbol, style = GATE_STYLE.get(gate["status"], ("?", ""))
-                table.add_row(gate["name"], Text(f"{symbol} {gate['status']}", style=style),
-                              gate["value"], gate["threshold"])
+                table.add_row(Text(str(gate["name"])),
+                              Text(f"{symbol} {gate['status']}", style=style),
+                              Text(str(gate["value"])), Text(str(gate["threshold"])))
             parts.append(table)
         if state.active:
             parts.append(Text("m: pause/resume   r: roll back (stops the migration)",

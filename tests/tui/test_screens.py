@@ -1,0 +1,178 @@
+"""Every screen over the dashboard: `r` rolls back from it, text stays text, and each
+screen's own keys (weight, logs, benchmark, help) do what their footer says."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+from textual.screen import Screen
+from textual.widgets import RichLog
+
+from tests.support import Stack, rendered, sample_backends
+from tests.tui.test_app import dashboard, until
+from vrm_tui.core.split import Split
+from vrm_tui.tui.messages import ActionDone
+from vrm_tui.tui.screens.bench import BenchScreen
+from vrm_tui.tui.screens.confirm import ConfirmScreen
+from vrm_tui.tui.screens.help import HelpScreen
+from vrm_tui.tui.screens.logs import LogScreen
+from vrm_tui.tui.screens.weight import WeightScreen
+from vrm_tui.tui.widgets.health import HealthPane
+
+NASTY = ("[/", "[emerg]", "[bold]")
+SCREENS = {"help": ("question_mark", HelpScreen), "logs": ("l", LogScreen),
+           "benchmark": ("b", BenchScreen), "confirm": ("plus", ConfirmScreen),
+           "weight": ("w", WeightScreen)}
+
+
+def footer_keys(screen: Screen) -> dict[str, str]:
+    """What the screen's own footer offers: key -> description."""
+    return {key: active.binding.description for key, active in screen.active_bindings.items()}
+
+
+def view_text(view: RichLog) -> str:
+    return "\n".join(strip.text for strip in view.lines)
+
+
+@pytest.mark.parametrize("name", list(SCREENS))
+async def test_r_rolls_back_from_every_screen(stack: Stack, name: str) -> None:
+    key, kind = SCREENS[name]
+    async with dashboard(stack, 50) as (app, pilot):
+        await pilot.press(key)
+        await until(pilot, lambda: isinstance(app.screen, kind))
+        assert footer_keys(app.screen).get("r") == "Rollback", "the footer offers r"
+        await pilot.press("r")
+        await until(pilot, lambda: app.last_action is not None)
+        assert app.last_action.ok and app.last_action.action == "rollback"
+        assert stack.controller.served().split == Split(0)
+        if name in ("confirm", "weight"):  # a question about the old split must not stay
+            await until(pilot, lambda: not isinstance(app.screen, kind))
+        if name == "benchmark":
+            assert not app.screen.started, "r is not the benchmark's start key"
+
+
+async def test_ctrl_r_rolls_back_from_a_text_field_that_types_r(stack: Stack) -> None:
+    async with dashboard(stack, 50) as (app, pilot):
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LogScreen))
+        await pilot.press("slash", "r")
+        field = app.screen.query_one("#logs-filter")
+        assert field.value == "r" and app.last_action is None, "r is typed in the filter"
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: app.last_action is not None)
+        assert app.last_action.action == "rollback" and app.last_action.ok
+
+
+async def test_read_only_screens_do_not_offer_r_and_help_marks_write_keys(stack: Stack) -> None:
+    async with dashboard(stack, 40, read_only=True) as (app, pilot):
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert "r" not in footer_keys(app.screen)
+        keys = Console(width=200, record=True, no_color=True)
+        keys.print(app.screen.table())
+        text = keys.export_text()
+        for word in ("Rollback", "+Rust", "Weight", "Bench", "Migrate"):
+            assert f"✗ read-only {word}" in text, word
+        assert "✗ read-only Logs" not in text and "the stack keeps running" in text
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert app.last_action is None and stack.controller.served().split == Split(40)
+
+
+async def test_help_in_the_demo_says_quit_stops_the_stack(stack: Stack) -> None:
+    async with dashboard(stack, quit_stops_stack=True) as (app, pilot):
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        console = Console(width=200, record=True, no_color=True)
+        console.print(app.screen.table())
+        assert "stop the demo stack" in console.export_text()
+
+
+async def test_markup_like_text_is_shown_as_text_on_every_path(stack: Stack) -> None:
+    error_log = stack.runtime.proxy_error_log()
+    with error_log.open("a") as handle:
+        handle.write("2026/11/26 09:01:30 [emerg] 1#1: [/ and [bold] in a log line\n")
+    async with dashboard(stack, 30) as (app, pilot):
+        # The weight input: each typed (or pasted) as the operator might; no MarkupError.
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(app.screen, WeightScreen))
+        field = app.screen.query_one("#weight-input")
+        for text in NASTY:
+            field.value = ""
+            if "r" in text:
+                field.value = text  # as pasted: a typed r rolls back
+            else:
+                await pilot.press(*text)
+            await pilot.pause()
+            assert f"'{text}'" in rendered(app.screen.query_one("#weight-error")), text
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, WeightScreen))
+        # An error in a pane (shown directly: the next poll would replace it) and in the
+        # action line and its toast.
+        health = app.query_one(HealthPane)
+        health.show_error("nginx: [emerg] [/ [bold] bad")
+        assert "[emerg] [/ [bold]" in rendered(health)
+        app.post_message(ActionDone("reload", False, "nginx -t: [emerg] [/ [bold] bad", 5.0))
+        await until(pilot, lambda: "[emerg] [/ [bold]" in rendered(app.query_one("#action-line")))
+        # A log line.
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LogScreen))
+        view = app.screen.query_one(RichLog)
+        await until(pilot, lambda: "[emerg] 1#1: [/ and [bold] in a log line" in view_text(view))
+
+
+async def test_w_starts_empty_names_backends_and_confirms_only_increases(stack: Stack) -> None:
+    async with dashboard(stack, 30) as (app, pilot):
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(app.screen, WeightScreen))
+        field = app.screen.query_one("#weight-input")
+        assert field.value == "", "typing must not append to the current weight"
+        await pilot.press("4", "5")
+        diff = rendered(app.screen.query_one("#weight-diff"))
+        assert "rust 30% → 45%" in diff and "+rust" in diff.replace(" ", "")
+        assert "typescript" in diff and "weight=45" in diff
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, WeightScreen), "an increase asks first"
+        assert "press enter again" in rendered(app.screen.query_one("#weight-step"))
+        assert stack.controller.served().split == Split(30)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.last_action is not None)
+        assert stack.controller.served().split == Split(45)
+        app.last_action = None
+        await until(pilot, lambda: app.status.served.split == Split(45))
+        await pilot.press("w", "2", "0", "enter")  # a decrease: one enter
+        await until(pilot, lambda: app.last_action is not None)
+        assert stack.controller.served().split == Split(20)
+
+
+async def test_logs_show_each_line_once_formatted_with_wrap_filter_and_pause(
+        stack: Stack) -> None:
+    url = f"{stack.proxy}/api/v1/vision/metrics"
+    await sample_backends(url, 20)
+    async with dashboard(stack) as (app, pilot):
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LogScreen))
+        logs = app.screen
+        assert isinstance(logs, LogScreen)
+
+        def sent() -> list[str]:
+            return [ln for ln in logs.shown() if " GET /api/v1/vision/metrics 200 " in ln]
+
+        await until(pilot, lambda: len(sent()) >= 20)
+        await pilot.pause(0.5)
+        assert len(sent()) == 20, "each request once: the tail and the follow do not overlap"
+        assert all(ln.split(" 200 ")[1].split()[0] in ("rust", "typescript") for ln in sent())
+        await pilot.press("w")
+        assert logs.query_one(RichLog).wrap and "wrap on" in rendered(logs.query_one("#logs-title"))
+        await pilot.press("slash", *"typescript", "enter")
+        assert logs.shown() and all("typescript" in ln.lower() for ln in logs.shown())
+        assert len(logs.shown()) < len(logs.lines)
+        await pilot.press("p")
+        assert logs.paused
+        before = len(logs.query_one(RichLog).lines)
+        await sample_backends(f"{stack.proxy}/api/v1/vision/typescript/metrics", 5)
+        await until(pilot, lambda: logs.held >= 5)
+        assert len(logs.query_one(RichLog).lines) == before, "paused: the view holds still"
+        await pilot.press("p")
+        await until(pilot, lambda: len(logs.query_one(RichLog).lines) > before)
