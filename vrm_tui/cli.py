@@ -14,15 +14,15 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from vrm_tui import settings as settings_mod
-from vrm_tui.console import Console
+from vrm_tui.console import Console, MigrationView
 from vrm_tui.core import services
 from vrm_tui.core.errors import BadInput, StackError, VrmError
 from vrm_tui.core.split import SplitError, parse_weight
-from vrm_tui.migrate.gates import Verdict
-from vrm_tui.migrate.state import MigrationState
+from vrm_tui.migrate import timeline
 from vrm_tui.settings import Settings
 from vrm_tui.status import StackStatus
 from vrm_tui.traffic import nginx
@@ -73,10 +73,17 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("action", nargs="?", default="start",
                          choices=["start", "status", "resume", "pause", "promote", "abort"])
     migrate.add_argument("--steps", help="rust weights, e.g. 10,50,100")
-    migrate.add_argument("--bake", type=float, help="seconds each step must pass its gates")
-    migrate.add_argument("--gate-interval", type=float, help="seconds between gate checks")
+    migrate.add_argument("--bake", help="how long each step must pass its gates: 300, 30s, 5m")
+    migrate.add_argument("--gate-interval", help="time between full gate checks: 10, 10s")
     migrate.add_argument("--plan", type=Path, help="plan file (default configs/migration.yaml)")
     migrate.add_argument("--yes", action="store_true", help="start without asking")
+    migrate.add_argument("--detach", action="store_true",
+                         help="start: return once the guard runs it (default: follow it)")
+    migrate.add_argument("--wait", action="store_true",
+                         help="status: follow until it ends; exit 0 done, 1 rolled back/aborted")
+    migrate.add_argument("--json", action="store_true", help="status: JSON for scripts")
+    migrate.add_argument("--restart-step", action="store_true",
+                         help="resume: start the current step's bake and evidence afresh")
     bench = sub.add_parser("benchmark", parents=[common], help="load tests and reports")
     bench.add_argument("mode", nargs="?", default="benchmark",
                        choices=["benchmark", "stress", "compare", "all", "monitor"])
@@ -328,38 +335,62 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Start, follow and steer a migration; a detached guard runs it, whatever happens to
+    this terminal."""
     console = Console(settings)
     if args.action == "status":
-        state = console.migration()
-        shown = {k: v for k, v in state.__dict__.items() if k != "baseline_ms"} if state else None
-        print(json.dumps(shown, indent=2) if shown else "no migration yet")
-        return 0
-    state = console.migration()
-    if args.action in ("pause", "promote", "abort") or (
-            args.action == "resume" and state is not None and state.owner_alive()):
+        view = console.migration()
+        if view is None:
+            print("{}" if args.json else "no migration yet")
+            return 0
+        if args.wait:
+            view = console.wait_migration(on_change=_print_change)
+        if args.json:
+            data = {k: v for k, v in asdict(view.state).items() if k != "evidence"}
+            print(json.dumps({**data, "label": view.label, "guarded": view.guarded}, indent=2))
+        else:
+            print("\n".join(timeline.lines(view.state, view.guarded)))
+        return _outcome(view) if args.wait else 0
+    if args.action in ("pause", "promote", "abort"):
         print(console.steer(args.action).text)
         return 0
-    runner = console.runner(on_update=_print_migration)
     if args.action == "resume":
-        state = runner.resume()
+        state = console.resume_migration(restart_step=args.restart_step)
+        print(f"migration {state.id} runs under guard pid {state.owner_pid}")
     else:
         plan = console.load_plan(args.plan, args.steps, args.bake, args.gate_interval)
         if not args.yes and not _confirm(f"Migrate rust {' -> '.join(map(str, plan.steps))}"
                                          f"% with {plan.bake_seconds:g}s bakes?"):
             print("not started")
             return 1
-        state = console.start_migration(plan, runner)
-    plan = state.plan_obj
-    print(f"migration {state.id}: steps {list(plan.steps)}, bake {plan.bake_seconds:g}s "
-          "(Ctrl+C leaves it resumable; `vrm rollback` stops it)")
+        state = console.start_migration(plan)
+        print(f"migration {state.id}: steps {list(plan.steps)}, bake {plan.bake_seconds:g}s, "
+              f"guard pid {state.owner_pid} (it keeps going if this terminal goes away; "
+              "`vrm migrate status` follows it, `vrm rollback` stops it)")
+    if args.detach:
+        return 0
     try:
-        state = runner.run(state)
+        view = console.wait_migration(on_change=_print_change)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; resume with `vrm migrate resume` (state in "
-              f"{console.paths.migration})")
+        print("\nstopped following; the guard keeps going (`vrm migrate status --wait`)")
         return 130
-    print(f"migration {state.id} {state.phase}: {state.reason}")
-    return 0 if state.phase == "done" else 1
+    print(f"migration {view.state.id} {view.label}: {view.state.reason}")
+    return _outcome(view)
+
+
+def _outcome(view: MigrationView) -> int:
+    return 0 if view.state.phase == "done" else 1
+
+
+def _print_change(view: MigrationView) -> None:
+    state = view.state
+    line = f"{time.strftime('%H:%M:%S')} step {state.step + 1} rust {state.target}% {view.label}"
+    gates = (state.verdict or {}).get("gates", [])
+    if gates:
+        line += "  " + "  ".join(f"{g['name']}: {g['value']} [{g['status']}]" for g in gates)
+    elif state.reason:
+        line += f"  {state.reason}"
+    print(line, flush=True)
 
 
 def _confirm(question: str) -> bool:
@@ -367,16 +398,6 @@ def _confirm(question: str) -> bool:
         raise UsageError("vrm migrate asks before it starts; pass --yes to run without a "
                          "terminal")
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-
-
-def _print_migration(state: MigrationState, verdict: Verdict | None) -> None:
-    stamp = time.strftime("%H:%M:%S")
-    line = f"{stamp} step {state.step + 1} rust {state.target}% {state.phase}"
-    if verdict is not None:
-        line += "  " + "  ".join(f"{g.name}: {g.value} [{g.status}]" for g in verdict.gates)
-    elif state.reason:
-        line += f"  {state.reason}"
-    print(line, flush=True)
 
 
 def cmd_tui(settings: Settings, args: argparse.Namespace) -> int:

@@ -8,10 +8,10 @@ once, so the two faces can never disagree.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from threading import Event
 from typing import Any
 
 from vrm_tui.core import services
@@ -19,9 +19,10 @@ from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, Failure
 from vrm_tui.core.names import Control
 from vrm_tui.core.split import Split
-from vrm_tui.journal import Journal, Record
+from vrm_tui.journal import Journal, Record, operator_identity
+from vrm_tui.migrate import guard
 from vrm_tui.migrate import plan as plan_mod
-from vrm_tui.migrate.runner import MigrationBusy, Runner, Update
+from vrm_tui.migrate.runner import MigrationBusy, Runner
 from vrm_tui.migrate.state import MigrationState, StateStore
 from vrm_tui.settings import Settings
 from vrm_tui.stack import lifecycle
@@ -34,7 +35,7 @@ from vrm_tui.telemetry.gpu import GpuReport, Owners, read_gpus
 from vrm_tui.traffic.controller import ApplyResult, TrafficController
 from vrm_tui.traffic.served import Served
 
-__all__ = ["BenchRun", "Console", "MigrationBusy", "Steered"]
+__all__ = ["BenchRun", "Console", "MigrationBusy", "MigrationView", "Steered"]
 
 BENCH_MODES = ("benchmark", "stress", "compare", "monitor")
 """The seed's modes in the order `all` runs them."""
@@ -52,6 +53,21 @@ class BenchRun:
         """True when any request failed in a mode other than stress (which looks for limits)."""
         return any(r.get("results") and any(v["failed"] for v in r["results"].values())
                    for r in self.reports if r["mode"] != "stress")
+
+
+@dataclass(frozen=True)
+class MigrationView:
+    """A migration and whether a live guard runs it (UNGUARDED when not)."""
+
+    state: MigrationState
+    guarded: bool
+
+    @property
+    def label(self) -> str:
+        """The phase as shown: an active migration without a guard is UNGUARDED."""
+        if self.state.active and not self.guarded:
+            return "UNGUARDED"
+        return self.state.phase
 
 
 @dataclass(frozen=True)
@@ -142,41 +158,97 @@ class Console:
 
     # --- migration -------------------------------------------------------------------------
 
-    def migration(self) -> MigrationState | None:
-        return self.migrations.load()
+    def migration(self) -> MigrationView | None:
+        """The migration as every face shows it: its state and whether a guard runs it.
+
+        A migration whose guard went silent is UNGUARDED; the first vrm to notice journals it
+        (once per lost guard)."""
+        state = self.migrations.load()
+        if state is None:
+            return None
+        guarded = self.migrations.guarded(state)
+        if state.active and not guarded and self.migrations.note_unguarded(state):
+            beat = self.migrations.last_beat()
+            silent = f"silent since {time.strftime('%H:%M:%S', time.localtime(beat))}" \
+                if beat else "never beat"
+            self.journal.append(Record(
+                action="migration", result="failed",
+                to={"rust": state.target, "typescript": 100 - state.target},
+                detail=f"{state.id} UNGUARDED: its guard (pid {state.owner_pid}) is gone "
+                       f"({silent}); rust stays at {state.target}% unchecked until "
+                       "`vrm migrate resume` or `vrm migrate abort`"))
+        return MigrationView(state, guarded)
 
     def load_plan(self, path: Path | None = None, steps: str | None = None,
-                  bake: float | None = None, gate_interval: float | None = None) -> plan_mod.Plan:
+                  bake: str | float | None = None,
+                  gate_interval: str | float | None = None) -> plan_mod.Plan:
         return plan_mod.load(path or plan_mod.DEFAULT_PLAN, steps, bake, gate_interval)
 
-    def runner(self, on_update: Update | None = None, stop: Event | None = None) -> Runner:
-        return Runner(self.controller, on_update=on_update, stop=stop)
-
-    def start_migration(self, plan: plan_mod.Plan, runner: Runner) -> MigrationState:
-        """Bring the stack up and record a new migration (it runs in `runner.run`)."""
+    def start_migration(self, plan: plan_mod.Plan) -> MigrationState:
+        """Bring the stack up, record a new migration and hand it to a detached guard."""
+        runner = Runner(self.controller)
+        existing = self.migrations.load()
+        if existing is not None and existing.active:
+            runner.start(plan)  # raises MigrationBusy with what to do
         self.up()
-        return runner.start(plan)
+        state = runner.start(plan)
+        guard.spawn(self.settings)
+        return self.migrations.load() or state
+
+    def resume_migration(self, restart_step: bool = False) -> MigrationState:
+        """Adopt an unguarded migration with a new guard."""
+        state = self.migrations.load()
+        if state is None or not state.active:
+            raise Failure("no unfinished migration to resume")
+        if self.migrations.guarded(state):
+            if restart_step:
+                raise BadInput("--restart-step adopts an unguarded migration; this one runs "
+                               f"(guard pid {state.owner_pid}): pause it, abort it, or wait")
+            self.migrations.request("resume", operator_identity())
+            return state
+        guard.spawn(self.settings, restart_step=restart_step)
+        return self.migrations.load() or state
 
     def steer(self, action: Control) -> Steered:
-        """pause | resume | promote | abort, from whichever face asked.
+        """pause | resume | promote | abort, from whichever face asked; the guard journals
+        it with the name of the person who asked.
 
-        A migration whose runner is alive gets a request it acts on at its next tick; one
-        whose runner is gone can only be aborted here (resume adopts it with `resume()`)."""
+        An unguarded migration can only be aborted here (resume adopts it with a new guard)."""
         state = self.migrations.load()
         if state is None or not state.active:
             raise Failure("no migration is running")
-        if state.owner_alive():
-            self.migrations.request(action)
-            return Steered(state, f"asked migration {state.id} (pid {state.owner_pid}) "
+        who = operator_identity()
+        if self.migrations.guarded(state):
+            self.migrations.request(action, who)
+            return Steered(state, f"asked migration {state.id} (guard pid {state.owner_pid}) "
                                   f"to {action}")
         if action == "abort":
-            self.runner().abort(state)
+            Runner(self.controller).abort(state, who)
             return Steered(state, f"migration {state.id} aborted; rolled back")
         if action == "resume":
-            raise BadInput("the migration has no runner: `vrm migrate resume` adopts it")
-        raise Failure(f"migration {state.id} has no runner (cut off at step "
-                      f"{state.step + 1}); `vrm migrate resume` continues it, "
+            return Steered(self.resume_migration(), f"migration {state.id} adopted by a new "
+                                                    "guard")
+        raise Failure(f"migration {state.id} is UNGUARDED (its guard is gone, cut off at step "
+                      f"{state.step + 1}); `vrm migrate resume` adopts it, "
                       "`vrm migrate abort` stops it")
+
+    def wait_migration(self, poll: float = 0.5,
+                       on_change: Callable[[MigrationView], None] | None = None,
+                       ) -> MigrationView:
+        """Follow the migration until it ends or loses its guard; returns its last view."""
+        last: tuple[object, ...] | None = None
+        while True:
+            view = self.migration()
+            if view is None:
+                raise Failure("no migration yet")
+            key = (view.state.phase, view.state.step, view.guarded, view.state.reason,
+                   (view.state.verdict or {}).get("status"))
+            if on_change and key != last:
+                on_change(view)
+            last = key
+            if not view.state.active or not view.guarded:
+                return view
+            time.sleep(poll)
 
     # --- benchmark -------------------------------------------------------------------------
 

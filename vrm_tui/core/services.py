@@ -8,6 +8,7 @@ TYPESCRIPT = "vision-manager-typescript"
 PROMETHEUS = "prometheus"
 GRAFANA = "grafana"
 NGINX_EXPORTER = "nginx-exporter"
+MIGRATION_GUARD = "migration-guard"  # vrm's own: runs a migration no terminal owns
 
 BACKENDS = {RUST: Backend.RUST, TYPESCRIPT: Backend.TYPESCRIPT}
 SERVICE_OF = {backend: service for service, backend in BACKENDS.items()}

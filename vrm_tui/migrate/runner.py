@@ -1,39 +1,59 @@
 """The migration runner: apply a step, bake it under gates, then promote, pause or roll back.
 
-The runner holds the traffic lock only while it applies a step, so `vrm rollback` (or the
-TUI's `r`) is never kept waiting by a bake. A rollback or deploy by anyone else is noticed on
-the next tick (nginx no longer serves the step's split) and stops the migration.
+It runs inside the guard (`vrm_tui.migrate.guard`), a detached process no terminal owns; tests
+may run it in-process. It holds the traffic lock only while it applies a step, so `vrm
+rollback` (or the TUI's `r`) never waits on a bake; a change of the split by anyone else is
+noticed on the next tick and stops the migration, naming the action and who did it.
+
+Gates decide as soon as the evidence allows: every new access-log line feeds the step's
+evidence, the sequential error-rate test runs on every tick, health is probed every second
+(two failed probes in a row fail the step: a hung backend answers no probe), and the full
+verdict (latency per route, p95, VRAM) every gate interval. The evidence and the bake clock
+survive pause and resume in migration.json.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
+from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import Failure
-from vrm_tui.core.names import Phase, Result
+from vrm_tui.core.names import SPLIT_ACTIONS, Phase, Result
 from vrm_tui.core.split import Split
-from vrm_tui.journal import Record
-from vrm_tui.migrate.gates import Verdict, evaluate
+from vrm_tui.journal import Record, operator_identity
+from vrm_tui.migrate.gates import (
+    BackendEvidence,
+    StepEvidence,
+    Verdict,
+    attempt_outcome,
+    evaluate,
+    stratum,
+)
 from vrm_tui.migrate.plan import Plan
-from vrm_tui.migrate.state import MigrationState, StateStore
-from vrm_tui.telemetry.accesslog import AccessLogSource, Bucket
+from vrm_tui.migrate.sequential import error_rate_test
+from vrm_tui.migrate.state import MigrationState, Request, StateStore
+from vrm_tui.system.logfiles import LogCursor
+from vrm_tui.telemetry.accesslog import parse_request
 from vrm_tui.telemetry.backend_metrics import scrape_vram
-from vrm_tui.telemetry.health import probe
+from vrm_tui.telemetry.health import Probe, probe
 from vrm_tui.traffic.controller import ApplyError, TrafficController
 from vrm_tui.traffic.served import ProxyUnreachable
 
 TICK_S = 0.25
-BASELINE_KEEP = 2000
+HEARTBEAT_S = 1.0
+HEALTH_EVERY_S = 1.0
+HEALTH_FAILURES_TO_FAIL = 2  # one slow probe is noise; two in a row is a backend not answering
+SAVE_EVERY_S = 2.0
 
 Update = Callable[[MigrationState, Verdict | None], None]
 
 
 class MigrationBusy(Failure):
-    """Another process is running a migration, or an unfinished one waits to be resumed."""
+    """Another guard runs a migration, or an unfinished one waits to be resumed."""
 
 
 class Runner:
@@ -42,62 +62,71 @@ class Runner:
     def __init__(self, controller: TrafficController, on_update: Update | None = None,
                  stop: threading.Event | None = None) -> None:
         self.controller = controller
-        self.access_log = controller.host.access_log()
         self.store = StateStore(controller.settings.state_dir)
         self.on_update = on_update or (lambda state, verdict: None)
         self.stop = stop or threading.Event()
-        self._traffic: AccessLogSource | None = None
+        self.cursor = LogCursor(controller.host.access_log(), from_end=True)
+        self.addresses = controller.settings.backend_addresses
+        self._health_failures = 0
+        self._last_health: Probe | None = None
+        self._next_health = 0.0
+        self._next_beat = 0.0
+        self._next_save = 0.0
 
     # --- starting ------------------------------------------------------------------------
 
-    def start(self, plan: Plan) -> MigrationState:
+    def start(self, plan: Plan, operator: str | None = None) -> MigrationState:
+        """Record a new migration (a guard then runs it)."""
         existing = self.store.load()
         if existing is not None and existing.active:
-            if existing.owner_alive():
-                raise MigrationBusy(f"migration {existing.id} is running (pid "
+            if self.store.guarded(existing):
+                raise MigrationBusy(f"migration {existing.id} is running (guard pid "
                                     f"{existing.owner_pid}); steer it with vrm migrate "
                                     "pause|resume|promote|abort")
             raise MigrationBusy(f"migration {existing.id} was cut off at step "
                                 f"{existing.step + 1} ({existing.phase}); continue it with "
                                 "`vrm migrate resume` or stop it with `vrm migrate abort`")
         self.store.take_request()  # a stale request must not steer the new migration
-        state = MigrationState(plan=plan.to_dict())
+        who = operator or operator_identity()
+        state = MigrationState(plan=plan.to_dict(), started_by=who)
         self.store.save(state)
         self._journal(state, "started", "ok", f"plan {list(plan.steps)}, bake "
-                      f"{plan.bake_seconds:g}s, gates every {plan.gate_interval_seconds:g}s")
+                      f"{plan.bake_seconds:g}s, gates every {plan.gate_interval_seconds:g}s",
+                      operator=who)
         return state
 
-    def resume(self) -> MigrationState:
-        state = self.store.load()
-        if state is None or not state.active:
-            raise MigrationBusy("no unfinished migration to resume")
-        if state.owner_alive() and state.owner_pid != os.getpid():
-            raise MigrationBusy(f"migration {state.id} is running (pid {state.owner_pid})")
-        state.claim()
-        if state.phase == "baking":
-            # The step's config is applied and verified; its bake window restarts so the
-            # gates judge only traffic this process has seen whole.
-            state.step_started = time.time()
-        self.store.save(state)
-        self._journal(state, "resumed", "ok", f"at step {state.step + 1} ({state.phase})")
-        return state
-
-    def abort(self, state: MigrationState) -> MigrationState:
-        """Stop a migration whose runner is gone, and roll back."""
-        state.claim()
-        self._finish(state, "aborted", "aborted by the operator; rolling back")
+    def abort(self, state: MigrationState, operator: str) -> MigrationState:
+        """Stop a migration whose guard is gone, and roll back."""
+        self._finish(state, "aborted", f"aborted by {operator}; rolling back",
+                     operator=operator)
         self._rollback(state, "migration aborted")
         return state
 
     # --- running -------------------------------------------------------------------------
 
-    def run(self, state: MigrationState) -> MigrationState:
+    def run(self, state: MigrationState, restart_step: bool = False) -> MigrationState:
+        """Run (or adopt) `state` until it ends or `stop` is set."""
         plan = state.plan_obj
-        settings = self.controller.settings
-        self._traffic = AccessLogSource(self.access_log, settings.backend_addresses,
-                                        backfill=True)
-        next_gate = 0.0
+        adopted = state.owner_pid is not None
+        state.claim()
+        if restart_step and state.phase in ("baking", "paused"):
+            state.evidence, state.baked_s, state.bake_since = None, 0.0, None
+            if state.phase == "baking":
+                state.start_clock()
+        elif state.phase == "baking" and state.bake_since is None:
+            state.start_clock()
+        self.store.beat()
+        self._save(state, None)
+        if adopted:
+            self._journal(state, "adopted", "ok", f"a new guard (pid {state.owner_pid}) runs "
+                          f"step {state.step + 1} ({state.phase})"
+                          + (", step restarted" if restart_step else ", evidence kept"))
+        next_gate = time.monotonic() + plan.gate_interval_seconds
         while state.active and not self.stop.is_set():
+            now = time.monotonic()
+            if now >= self._next_beat:
+                self.store.beat()
+                self._next_beat = now + HEARTBEAT_S
             self._control(state, plan)
             if not state.active:
                 break
@@ -107,31 +136,52 @@ class Runner:
             elif state.phase == "baking":
                 if self._preempted(state):
                     break
+                self._bake(state, plan, judge=time.monotonic() >= next_gate)
                 if time.monotonic() >= next_gate:
                     next_gate = time.monotonic() + plan.gate_interval_seconds
-                    self._judge(state, plan)
+            else:  # paused: evidence is neither gathered nor judged
+                self._drain()
             self.stop.wait(TICK_S)
+        self._save(state, None)
         return state
 
     def _control(self, state: MigrationState, plan: Plan) -> None:
         request = self.store.take_request()
         if request is None:
             return
-        if request == "abort":
-            self._finish(state, "aborted", "aborted by the operator; rolling back")
+        who = request.operator or "someone"
+        if request.control == "abort":
+            self._finish(state, "aborted", f"aborted by {who}; rolling back", operator=who)
             self._rollback(state, "migration aborted")
-        elif request == "pause" and state.phase == "baking":
-            state.phase, state.reason = "paused", "paused by the operator"
+        elif request.control == "pause" and state.phase == "baking":
+            state.stop_clock()
+            state.phase, state.paused_at = "paused", time.time()
+            state.reason = f"paused by {who}"
             self._save(state, None)
-            self._journal(state, "paused", "ok", state.reason)
-        elif request == "resume" and state.phase == "paused":
-            state.phase, state.reason, state.step_started = "baking", "", time.time()
-            self._save(state, None)
-            self._journal(state, "resumed", "ok", f"step {state.step + 1} bakes again")
-        elif request == "promote" and state.phase in ("baking", "paused"):
-            self._journal(state, "promoted", "ok", f"step {state.step + 1} promoted by the "
-                          "operator before its bake ended")
-            self._advance(state, plan)
+            self._journal(state, "paused", "paused", state.reason, operator=who)
+        elif request.control == "resume" and state.phase == "paused":
+            self._resume(state, request, who)
+        elif request.control == "promote" and state.phase in ("baking", "paused"):
+            self._promote(state, plan, request, who)
+
+    def _resume(self, state: MigrationState, request: Request, who: str) -> None:
+        since = _clock(state.paused_at)
+        state.phase, state.reason, state.paused_at = "baking", "", None
+        state.start_clock()
+        self._drain()  # what happened while paused is not this step's evidence
+        self._save(state, None)
+        self._journal(state, "resumed", "ok", f"step {state.step + 1} bakes again (paused "
+                      f"since {since}; {state.baked():.0f}s of "
+                      f"{state.plan['bake_seconds']:g}s baked, evidence kept)", operator=who)
+
+    def _promote(self, state: MigrationState, plan: Plan, request: Request, who: str) -> None:
+        status = (state.verdict or {}).get("status", "inconclusive")
+        honest = "gates passed" if status in ("pass", "warn") else f"gates {status}"
+        detail = f"promoted by {who} ({honest})"
+        state.record_step("promoted", detail)
+        self._journal(state, "promoted", "ok", f"step {state.step + 1}: {detail}",
+                      operator=who)
+        self._advance(state, plan)
 
     def _apply(self, state: MigrationState) -> None:
         target = Split(state.target)
@@ -139,9 +189,13 @@ class Runner:
             self.controller.set_split(target, action="migrate")
         except ApplyError as exc:
             state.phase, state.reason = "paused", f"could not apply step {state.step + 1}: {exc}"
+            state.paused_at = time.time()
             self._save(state, None)
             return
         state.phase, state.step_started, state.reason = "baking", time.time(), ""
+        state.evidence, state.baked_s, state.paused_at = None, 0.0, None
+        state.start_clock()
+        self._drain()  # evidence starts with this step
         self._save(state, None)
 
     def _preempted(self, state: MigrationState) -> bool:
@@ -149,58 +203,122 @@ class Runner:
             served = self.controller.served(timeout=1.0).split
         except ProxyUnreachable as exc:
             state.reason = f"proxy unreachable: {exc}"
-            self._save(state, None)
             return False
         if served.rust != state.target:
-            self._finish(state, "aborted", f"stopped: nginx now serves {served} (changed "
-                         "outside the migration: a rollback or a deploy)")
+            self._finish(state, "aborted", f"stopped: {self._who_changed()} (nginx now "
+                         f"serves {served}; changed outside the migration)")
             return True
         return False
 
-    def _judge(self, state: MigrationState, plan: Plan) -> Verdict:
+    def _who_changed(self) -> str:
+        """The latest split change in the journal that this migration did not make."""
+        for record in reversed(self.controller.journal.read(limit=50)):
+            if record.action in SPLIT_ACTIONS and record.action != "migrate" \
+                    and record.result == "ok":
+                stamp = record.time[11:19]
+                return f"{record.action} by {record.operator} at {stamp}"
+        return "a change of the split by someone else"
+
+    # --- evidence and gates ----------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Skip what the access log holds so far."""
+        with contextlib.suppress(OSError):
+            self.cursor.read()
+
+    def _feed(self, evidence: StepEvidence) -> int:
+        """Record every upstream attempt logged since the last call; returns how many."""
+        try:
+            lines = self.cursor.read()
+        except OSError:
+            return 0
+        seen = 0
+        for line in lines:
+            request = parse_request(line, self.addresses)
+            if request is None:
+                continue
+            key = stratum(request.method, request.path)
+            for attempt in request.attempts:
+                evidence.backend(attempt.backend).record(
+                    key, attempt_outcome(attempt.status), attempt.latency_ms,
+                    retried=attempt.retried)
+                seen += 1
+        return seen
+
+    def _health(self, now: float) -> Probe:
+        """rust's health, probed every second; a failure counts only when it repeats."""
+        if self._last_health is None or now >= self._next_health:
+            self._next_health = now + HEALTH_EVERY_S
+            url = f"{self.controller.settings.backend_url(Backend.RUST)}/health"
+            self._last_health = probe(url, timeout=1.0)
+            self._health_failures = 0 if self._last_health.healthy \
+                else self._health_failures + 1
+        return self._last_health
+
+    def _bake(self, state: MigrationState, plan: Plan, judge: bool) -> None:
+        evidence = StepEvidence.from_dict(state.evidence) if state.evidence else StepEvidence()
+        self._feed(evidence)
+        state.evidence = evidence.to_dict()
+        health = self._health(time.monotonic())
+        quick_fail = self._quick_fail(plan, evidence, state, health)
+        if not (judge or quick_fail):
+            if time.monotonic() >= self._next_save:
+                self._save(state, None)
+            return
         settings = self.controller.settings
-        started = state.step_started or time.time()
-        if self._traffic is not None:
-            with contextlib.suppress(OSError):  # no access log yet: gates are inconclusive
-                self._traffic.poll()
-            rust = self._traffic.stats.since("rust", started)
-            typescript = self._traffic.stats.since("typescript", started)
-            recent = self._traffic.stats.since(
-                "rust", max(started, time.time() - plan.gate_interval_seconds))
-        else:
-            rust, typescript, recent = Bucket(), Bucket(), Bucket()
-        baseline = typescript.latencies if len(typescript.latencies) >= plan.min_samples \
-            else state.baseline_ms
-        health = probe(f"{settings.backend_url('rust')}/health", timeout=1.0)
-        vram = scrape_vram("rust", settings.backend_url("rust"), settings.max_vram_gb, 1.0)
-        verdict = evaluate(plan, rust, baseline, health, vram, recent)
+        vram = scrape_vram(Backend.RUST, settings.backend_url(Backend.RUST),
+                           settings.max_vram_gb, 1.0)
+        baseline = BackendEvidence.from_dict(state.baseline) if state.baseline else None
+        if self._health_failures < HEALTH_FAILURES_TO_FAIL and not health.healthy:
+            health = Probe(health.url, True, health.status_code, health.latency_ms)
+        verdict = evaluate(plan, evidence, health, vram, baseline)
         state.verdict = verdict.to_dict()
-        baked = time.time() - started >= plan.bake_seconds
+        baked = state.baked() >= plan.bake_seconds
         if verdict.status == "fail":
+            state.record_step("failed", verdict.summary())
             self._finish(state, "rolled-back", f"step {state.step + 1} failed its gates: "
                          f"{verdict.summary()}", verdict)
             self._rollback(state, f"gate failed at step {state.step + 1}")
         elif baked and verdict.status == "inconclusive":
-            state.phase = "paused"
-            state.reason = f"inconclusive after {plan.bake_seconds:g}s: {verdict.summary()}"
+            state.stop_clock()
+            state.phase, state.paused_at = "paused", time.time()
+            state.reason = (f"inconclusive after {plan.bake_seconds:g}s: {verdict.summary()}; "
+                            "promote to go on anyway, abort to roll back")
             self._save(state, verdict)
             self._journal(state, "paused", "paused", state.reason)
         elif baked:
-            if len(typescript.latencies) >= plan.min_samples:
-                state.baseline_ms = typescript.latencies[-BASELINE_KEEP:]
+            state.baseline = evidence.typescript.to_dict() \
+                if evidence.typescript.attempts >= plan.min_samples else state.baseline
+            state.record_step("passed", verdict.summary())
             self._journal(state, "step passed", "ok",
                           f"step {state.step + 1} ({state.target}%): {verdict.summary()}")
             self._advance(state, plan)
         else:
             self._save(state, verdict)
-        return verdict
+
+    def _quick_fail(self, plan: Plan, evidence: StepEvidence, state: MigrationState,
+                    health: Probe) -> bool:
+        """The cheap checks that run on every tick: the sequential error-rate test and two
+        failed health probes in a row. True when the full verdict should be taken now."""
+        if self._health_failures >= HEALTH_FAILURES_TO_FAIL:
+            return True
+        g = plan.gates
+        baseline = BackendEvidence.from_dict(state.baseline) if state.baseline else None
+        typescript = evidence.typescript
+        if baseline is not None and typescript.attempts < plan.min_samples:
+            typescript = baseline
+        result = error_rate_test(evidence.rust.counts, typescript.counts,
+                                 ceiling=g.error_rate_fail, confidence=g.error_confidence,
+                                 min_attempts=plan.min_samples, margin=g.error_rate_margin)
+        return result.decision == "fail"
 
     def _advance(self, state: MigrationState, plan: Plan) -> None:
         if state.step + 1 >= len(plan.steps):
             self._finish(state, "done", f"migration complete: rust {state.target}%")
             return
         state.step += 1
-        state.phase, state.reason = "applying", ""
+        state.phase, state.reason, state.verdict = "applying", "", None
+        state.evidence, state.baked_s, state.bake_since = None, 0.0, None
         self._save(state, None)
 
     def _rollback(self, state: MigrationState, why: str) -> None:
@@ -212,17 +330,31 @@ class Runner:
             self._journal(state, "rollback", "failed", f"{why}: {exc}")
 
     def _finish(self, state: MigrationState, phase: Phase, reason: str,
-                verdict: Verdict | None = None) -> None:
+                verdict: Verdict | None = None, operator: str | None = None) -> None:
+        if state.phase == "baking":
+            state.stop_clock()
+        if phase == "aborted" and state.active:
+            state.record_step("stopped", reason)
         state.phase, state.reason = phase, reason
         self._save(state, verdict)
-        self._journal(state, phase, "ok" if phase == "done" else "failed", reason)
+        self._journal(state, phase, "ok" if phase == "done" else "failed", reason,
+                      operator=operator)
 
     def _save(self, state: MigrationState, verdict: Verdict | None) -> None:
+        self._next_save = time.monotonic() + SAVE_EVERY_S
         self.store.save(state)
         self.on_update(state, verdict)
 
-    def _journal(self, state: MigrationState, what: str, result: Result, detail: str) -> None:
-        self.controller.journal.append(Record(
-            action="migration", result=result, to={"rust": state.target,
-                                                 "typescript": 100 - state.target},
-            detail=f"{state.id} {what}: {detail}"))
+    def _journal(self, state: MigrationState, what: str, result: Result, detail: str,
+                 operator: str | None = None) -> None:
+        record = Record(action="migration", result=result,
+                        to={"rust": state.target, "typescript": 100 - state.target},
+                        detail=f"{state.id} {what}: {detail}")
+        if operator:
+            record = Record(action=record.action, result=record.result, operator=operator,
+                            to=record.to, detail=record.detail)
+        self.controller.journal.append(record)
+
+
+def _clock(at: float | None) -> str:
+    return datetime.fromtimestamp(at).strftime("%H:%M:%S") if at else "?"

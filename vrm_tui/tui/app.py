@@ -26,12 +26,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
-from vrm_tui.console import Console
+from vrm_tui.console import Console, MigrationView
 from vrm_tui.core.errors import VrmError
 from vrm_tui.core.names import Control
 from vrm_tui.core.split import Split
-from vrm_tui.migrate.plan import Plan
-from vrm_tui.migrate.state import MigrationState
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import WINDOWS
 from vrm_tui.traffic.controller import ApplyResult
@@ -61,7 +59,8 @@ from vrm_tui.tui.widgets.split import SplitPane
 from vrm_tui.tui.widgets.vram import VramPane
 
 WRITE_ACTIONS = frozenset({"rollback", "rust_up", "rust_down", "set_weight", "reload_nginx",
-                           "benchmark", "migrate"})
+                           "benchmark", "migrate", "migration_pause", "migration_promote",
+                           "migration_abort"})
 PROBE_TIMEOUT_S = 1.0
 POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5, "migration": 1.0,
           "alerts": 3.0, "history": 60.0, "gpu": 2.0}
@@ -90,7 +89,13 @@ class VrmApp(App[None]):
         Binding("b", "benchmark", "Bench", id="vrm.benchmark",
                 tooltip="Quick rust vs typescript benchmark with live progress"),
         Binding("m", "migrate", "Migrate", id="vrm.migrate",
-                tooltip="Start a gated migration (the default plan); pause or resume it"),
+                tooltip="Start a gated migration (asks first), or adopt an UNGUARDED one"),
+        Binding("p", "migration_pause", "Pause", id="vrm.migration-pause", show=False,
+                tooltip="Pause or resume the running migration (the bake clock stops)"),
+        Binding("P", "migration_promote", "Promote", id="vrm.migration-promote", show=False,
+                tooltip="Promote the migration to its next step now (asks first)"),
+        Binding("X", "migration_abort", "Abort", id="vrm.migration-abort", show=False,
+                tooltip="Abort the migration and roll back (asks first)"),
         Binding("l", "logs", "Logs", id="vrm.logs", tooltip="Follow a service's logs"),
         Binding("t", "window", "Window", id="vrm.window",
                 tooltip="Latency window: 1m, 5m, 15m"),
@@ -113,8 +118,7 @@ class VrmApp(App[None]):
         self.read_only = read_only
         self.step = step
         self.traffic = console.traffic_source()
-        self.migration: MigrationState | None = None
-        self.migration_stop = threading.Event()
+        self.migration: MigrationView | None = None
         self._launch_ppid = os.getppid()  # reparented to init later: the session is gone
         self.bench_seconds = 5.0
         self._journal_offset = 0
@@ -256,9 +260,9 @@ class VrmApp(App[None]):
 
     @on(MigrationUpdate)
     def _migration(self, message: MigrationUpdate) -> None:
-        self.migration = message.state
+        self.migration = message.view
         if pane := self._pane(MigrationPane):
-            pane.show_state(message.state)
+            pane.show_view(message.view)
 
     @on(StatusUpdate)
     def _status(self, message: StatusUpdate) -> None:
@@ -353,8 +357,8 @@ class VrmApp(App[None]):
             if yes:
                 self._write("set-split", lambda: self.vrm.set_split(target))
 
-        self.push_screen(ConfirmScreen(f"Move rust {current.rust}% → {target.rust}%?", diff),
-                         answered)
+        self._unless_migrating(lambda: self.push_screen(
+            ConfirmScreen(f"Move rust {current.rust}% → {target.rust}%?", diff), answered))
 
     def action_rust_down(self) -> None:
         current = self._served()
@@ -363,7 +367,8 @@ class VrmApp(App[None]):
             return
         target = current.moved(-self.step)
         if target != current:
-            self._write("set-split", lambda: self.vrm.set_split(target))
+            self._unless_migrating(
+                lambda: self._write("set-split", lambda: self.vrm.set_split(target)))
 
     def action_set_weight(self) -> None:
         current = self._served() or self.settings.split
@@ -372,8 +377,9 @@ class VrmApp(App[None]):
             if target is not None and target != current:
                 self._write("set-split", lambda: self.vrm.set_split(target))
 
-        self.push_screen(WeightScreen(current, self.settings.rust_address,
-                                      self.settings.ts_address), chosen)
+        self._unless_migrating(lambda: self.push_screen(
+            WeightScreen(current, self.settings.rust_address, self.settings.ts_address),
+            chosen))
 
     def action_reload_nginx(self) -> None:
         self._write("reload", self.vrm.reload)
@@ -382,52 +388,94 @@ class VrmApp(App[None]):
         self.push_screen(BenchScreen(self.vrm, self.bench_seconds))
 
     def action_migrate(self) -> None:
-        """Start a migration; on a running one, pause or resume it."""
-        state = self.vrm.migration()
-        if state is not None and state.active and state.owner_alive():
-            request: Control = "resume" if state.phase == "paused" else "pause"
-            self._steer(request)
+        """Start a migration (asks first), or adopt one whose guard is gone."""
+        view = self.migration
+        if view is not None and view.state.active and view.guarded:
+            self.notify(f"migration {view.state.id} is running: p pauses or resumes it, "
+                        "P promotes, X aborts, r rolls back")
             return
-        resuming = state is not None and state.active
+        adopting = view is not None and view.state.active
         try:
-            plan = state.plan_obj if state is not None and resuming else self.vrm.load_plan()
+            plan = view.state.plan_obj if view is not None and adopting \
+                else self.vrm.load_plan()
         except VrmError as exc:
             self.notify(str(exc), severity="error", markup=False)
             return
-        question = (f"Resume migration {state.id} at step {state.step + 1}?"
-                    if state is not None and resuming else
+        question = (f"Adopt UNGUARDED migration {view.state.id} at step {view.state.step + 1} "
+                    "with a new guard?" if view is not None and adopting else
                     f"Migrate rust {' → '.join(map(str, plan.steps))}% with "
                     f"{plan.bake_seconds:g}s bakes?")
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._run_migration(plan, resuming)
+                self._migration_call("migration", self.vrm.resume_migration if adopting
+                                     else lambda: self.vrm.start_migration(plan))
 
-        self.push_screen(ConfirmScreen(question, "Gates: rust error rate, latency vs "
-                                       "typescript, p95 ceiling, health, VRAM.\nA failed gate "
-                                       "rolls back at once; r rolls back any time."), answered)
+        self.push_screen(ConfirmScreen(question, "A detached guard runs it: it keeps going "
+                                       "if this terminal goes away.\nGates: rust error rate, "
+                                       "latency per route, p95 ceiling, health, VRAM. A failed "
+                                       "gate rolls back at once; r rolls back any time."),
+                         answered)
+
+    def action_migration_pause(self) -> None:
+        view = self.migration
+        if view is None or not view.state.active:
+            self.notify("no migration is running")
+            return
+        self._steer("resume" if view.state.phase == "paused" else "pause")
+
+    def action_migration_promote(self) -> None:
+        self._confirm_steer("promote", "Promote to the next step now, whatever the gates say? "
+                            "The timeline will say who promoted it and what the gates said.")
+
+    def action_migration_abort(self) -> None:
+        self._confirm_steer("abort", "Abort the migration and roll back to rust 0%?")
+
+    def _confirm_steer(self, action: Control, question: str) -> None:
+        view = self.migration
+        if view is None or not view.state.active:
+            self.notify("no migration is running")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._steer(action)
+
+        self.push_screen(ConfirmScreen(question, f"migration {view.state.id}, step "
+                                       f"{view.state.step + 1} ({view.label})"), answered)
 
     def _steer(self, action: Control) -> None:
-        try:
-            self.notify(self.vrm.steer(action).text)
-        except VrmError as exc:
-            self.notify(str(exc), severity="error")
+        self._migration_call(action, lambda: self.vrm.steer(action).text)
 
-    def _run_migration(self, plan: Plan, resuming: bool) -> None:
-        runner = self.vrm.runner(stop=self.migration_stop)
+    def _migration_call(self, what: str, call: Callable[[], object]) -> None:
+        """Steering talks to files and may spawn a guard: a worker, never the UI thread."""
 
         def run() -> None:
             try:
-                state = runner.resume() if resuming else self.vrm.start_migration(plan,
-                                                                                      runner)
-                state = runner.run(state)
-                self.post_message(ActionDone("migration", state.phase == "done",
-                                             f"{state.phase}: {state.reason}", 0.0))
-            except Exception as exc:
-                self.post_message(ActionDone("migration", False, str(exc), 0.0))
+                result = call()
+                text = result if isinstance(result, str) else f"migration {what}: guard runs it"
+                self.post_message(ActionDone(f"migration {what}", True, text, 0.0))
+            except VrmError as exc:
+                self.post_message(ActionDone(f"migration {what}", False, str(exc), 0.0))
+            self.call_from_thread(self._poll, "migration", False)
 
-        self.run_worker(run, thread=True, group="migration", exclusive=True,
-                        exit_on_error=False)
+        self.run_worker(run, thread=True, group="migration", exit_on_error=False)
+
+    def _unless_migrating(self, change: Callable[[], object]) -> None:
+        """A weight change stops a running migration: ask first."""
+        view = self.migration
+        if view is None or not view.state.active:
+            change()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                change()
+
+        self.push_screen(ConfirmScreen(
+            f"This stops migration {view.state.id} (step {view.state.step + 1}, "
+            f"{view.label}).", "Change the split anyway? The migration's record will name "
+            "this change and you."), answered)
 
     def action_logs(self) -> None:
         self.push_screen(LogScreen(self.vrm.runtime))
@@ -478,10 +526,6 @@ class VrmApp(App[None]):
 
     async def action_quit(self) -> None:
         self.exit()
-
-    def on_unmount(self) -> None:
-        # A migration run by this TUI stops at its next tick; its state stays resumable.
-        self.migration_stop.set()
 
 
 def _describe(result: ApplyResult) -> str:

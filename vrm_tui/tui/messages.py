@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from vrm_tui.console import MigrationView
 from vrm_tui.journal import Record
-from vrm_tui.migrate.state import MigrationState
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.telemetry.backend_metrics import VramReading
@@ -55,7 +55,7 @@ class ActionDone(Message):
 
 @dataclass
 class MigrationUpdate(Message):
-    state: MigrationState | None
+    view: MigrationView | None
 
 
 @dataclass

@@ -1,65 +1,81 @@
-"""Migration pane: the step timeline and each gate's live value against its threshold.
+"""Migration pane: the step timeline, each gate's live value against its threshold, and what
+happens next and when.
 
-It shows the persisted migration state, so a migration run from the CLI, or from a pairing
-partner's TUI, appears here just the same.
+It shows the persisted migration state and whether a live guard runs it: a migration whose
+guard is gone is UNGUARDED (word and symbol), never shown as baking. A migration started from
+the CLI, or from a pairing partner's TUI, appears here just the same.
 """
 
 from __future__ import annotations
-
-import time
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from vrm_tui.migrate.state import MigrationState
+from vrm_tui.console import MigrationView
+from vrm_tui.migrate.timeline import next_line, step_outcomes
 
-STEP_MARK = {"done": "✓", "current": "●", "todo": "·", "failed": "✗"}
+STEP_MARK = {"done": "✓", "current": "●", "todo": "·", "failed": "✗", "promoted": "!"}
 GATE_STYLE = {"pass": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red"),
               "inconclusive": ("?", "dim")}
-PHASE_STYLE = {"done": "green", "rolled-back": "red", "aborted": "yellow", "paused": "yellow"}
+PHASE_STYLE = {"done": "green", "rolled-back": "red", "aborted": "yellow", "paused": "yellow",
+               "UNGUARDED": "bold red"}
+PHASE_MARK = {"UNGUARDED": "⚠ ", "paused": "‖ ", "rolled-back": "✗ ", "done": "✓ "}
+GATE_ORDER = {"fail": 0, "inconclusive": 1, "warn": 2, "pass": 3}
 
 
 class MigrationPane(Static):
     def on_mount(self) -> None:
         self.border_title = "Migration"
 
-    def show_state(self, state: MigrationState | None) -> None:
-        self.display = state is not None
-        if state is None:
+    def show_view(self, view: MigrationView | None) -> None:
+        self.display = view is not None
+        if view is None:
             return
+        state = view.state
+        label = view.label
         steps = state.plan["steps"]
+        outcomes = step_outcomes(state)
         line = Text(f"{state.id}  ")
         for index, weight in enumerate(steps):
-            if index < state.step or (index == state.step and state.phase == "done"):
-                kind = "done"
+            if index in outcomes:
+                kind = {"passed": "done", "failed": "failed", "stopped": "failed"}.get(
+                    outcomes[index], "promoted")
             elif index == state.step:
-                kind = "failed" if state.phase == "rolled-back" else "current"
+                kind = "failed" if state.phase == "rolled-back" else (
+                    "done" if state.phase == "done" else "current")
             else:
                 kind = "todo"
             line.append(f"{STEP_MARK[kind]} {weight}%", style="bold" if kind == "current" else "")
             if index < len(steps) - 1:
                 line.append(" → ")
-        line.append(f"   {state.phase}", style=PHASE_STYLE.get(state.phase, "bold"))
-        if state.phase == "baking" and state.step_started:
-            baked = time.time() - state.step_started
-            line.append(f" {baked:.0f}/{state.plan['bake_seconds']:g}s")
-        parts: list[Text | Table] = [line]
-        if state.reason:
-            parts.append(Text(state.reason[:300], style=PHASE_STYLE.get(state.phase, "")))
-        gates = (state.verdict or {}).get("gates", [])
+        line.append(f"   {PHASE_MARK.get(label, '')}{label}",
+                    style=PHASE_STYLE.get(label, "bold"))
+        if state.active:
+            line.append(f" {state.baked():.0f}/{state.plan['bake_seconds']:g}s")
+        parts: list[Text | Table] = [line, Text(next_line(state, view.guarded),
+                                                style=PHASE_STYLE.get(label, "dim"))]
+        promoted = [text for text in outcomes.values() if text.startswith("promoted")]
+        parts += [Text(f"! {text}", style="yellow") for text in promoted]
+        if state.reason and not state.active:
+            parts.append(Text(state.reason, style=PHASE_STYLE.get(state.phase, "")))
+        gates = sorted((state.verdict or {}).get("gates", []),
+                       key=lambda gate: GATE_ORDER.get(gate["status"], 9))
         if gates:
-            table = Table(box=None, pad_edge=False, expand=True, show_header=False)
+            live = view.guarded and state.phase == "baking"
+            table = Table(box=None, pad_edge=False, expand=True, show_header=False,
+                          title=None if live else "last gate values (not live)",
+                          title_justify="left", title_style="dim")
             for column in ("gate", "status", "value", "threshold"):
                 table.add_column(column, no_wrap=True, overflow="ellipsis")
             for gate in gates:
                 symbol, style = GATE_STYLE.get(gate["status"], ("?", ""))
-                table.add_row(Text(str(gate["name"])),
-                              Text(f"{symbol} {gate['status']}", style=style),
-                              Text(str(gate["value"])), Text(str(gate["threshold"])))
+                table.add_row(Text(gate["name"]), Text(f"{symbol} {gate['status']}", style=style),
+                              Text(gate["value"]), Text(gate["threshold"], style="dim"))
             parts.append(table)
         if state.active:
-            parts.append(Text("m: pause/resume   r: roll back (stops the migration)",
-                              style="dim"))
+            keys = ("m: adopt with a new guard   X: abort   r: roll back" if not view.guarded
+                    else "p: pause/resume   P: promote   X: abort   r: roll back")
+            parts.append(Text(keys, style="dim"))
         self.update(Group(*parts))

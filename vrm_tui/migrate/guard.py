@@ -1,0 +1,115 @@
+"""The migration guard: a detached process that runs one migration, outliving the terminal,
+the TUI and the SSH session that started it.
+
+`spawn()` starts it (new session, no terminal, output to `logs/migration-guard.log`) and waits
+until it has claimed the migration. The guard holds `migration-guard.lock` for its whole life,
+so two guards never run one migration; it beats a heartbeat every second, so a guard that dies
+shows everywhere as UNGUARDED within seconds. `python -m vrm_tui.migrate.guard` is its entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from vrm_tui.core import services
+from vrm_tui.core.errors import Failure
+from vrm_tui.migrate.runner import MigrationBusy, Runner
+from vrm_tui.migrate.state import StateStore
+from vrm_tui.settings import Settings
+from vrm_tui.settings import load as load_settings
+from vrm_tui.stack import lifecycle
+from vrm_tui.system.logfiles import last_lines
+from vrm_tui.system.procs import ProcRecord
+from vrm_tui.traffic.controller import TrafficController
+
+SERVICE = services.MIGRATION_GUARD
+CLAIM_TIMEOUT_S = 15.0
+
+
+def spawn(settings: Settings, restart_step: bool = False) -> ProcRecord:
+    """Start a guard for the recorded migration and wait until it runs it."""
+    paths = settings.paths
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    log = paths.service_log(SERVICE)
+    command = [sys.executable, "-m", "vrm_tui.migrate.guard",
+               "--deploy-dir", str(settings.deploy_dir), "--state-dir", str(settings.state_dir)]
+    if restart_step:
+        command.append("--restart-step")
+    env = dict(os.environ)
+    env.update({"VRM_DEPLOY_DIR": str(settings.deploy_dir),
+                "VRM_STATE_DIR": str(settings.state_dir)})
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True, env=env, cwd=settings.deploy_dir)
+    record = ProcRecord.of(SERVICE, proc.pid, command, {})
+    record.save(paths.run)
+    store = StateStore(settings.state_dir)
+    deadline = time.monotonic() + CLAIM_TIMEOUT_S
+    while time.monotonic() < deadline:
+        state = store.load()
+        if state is not None and state.owner_pid == proc.pid and store.last_beat():
+            return record
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    tail = "\n  ".join(last_lines(log, 6)) if log.exists() else ""
+    raise Failure(f"the migration guard did not take over within {CLAIM_TIMEOUT_S:.0f}s; "
+                  f"its log ({log}) ends:\n  {tail}")
+
+
+def _hold_lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise MigrationBusy("another guard already runs this migration") from None
+    return fd
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vrm_tui.migrate.guard")
+    parser.add_argument("--deploy-dir", type=Path, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--restart-step", action="store_true")
+    args = parser.parse_args(argv)
+    settings = load_settings({"VRM_STATE_DIR": str(args.state_dir)}, deploy_dir=args.deploy_dir)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose; never dies with one
+    try:
+        lock = _hold_lock(settings.paths.migration_guard_lock)
+    except MigrationBusy as exc:
+        print(f"guard {os.getpid()}: {exc}", flush=True)
+        return 1
+    try:
+        store = StateStore(settings.state_dir)
+        state = store.load()
+        if state is None or not state.active:
+            print(f"guard {os.getpid()}: no active migration to run", flush=True)
+            return 1
+        controller = TrafficController(settings, lifecycle.runtime_for(settings))
+        print(f"guard {os.getpid()}: running migration {state.id} at step {state.step + 1} "
+              f"({state.phase})", flush=True)
+        state = Runner(controller, stop=stop).run(state, restart_step=args.restart_step)
+        print(f"guard {os.getpid()}: migration {state.id} {state.phase}: {state.reason}",
+              flush=True)
+        return 0
+    finally:
+        os.close(lock)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

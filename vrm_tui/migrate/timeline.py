@@ -1,0 +1,75 @@
+"""The migration as words: its steps, what happened, and what happens next and when.
+
+Plain text for `vrm migrate status` and the lines the TUI's migration pane shows, so both
+faces say the same thing.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from vrm_tui.migrate.state import MigrationState
+
+
+def clock(at: float | None) -> str:
+    return datetime.fromtimestamp(at).strftime("%H:%M:%S") if at else "?"
+
+
+def next_line(state: MigrationState, guarded: bool, now: float | None = None) -> str:
+    """What happens next and when, in one line."""
+    now = now or time.time()
+    steps = state.plan["steps"]
+    if state.active and not guarded:
+        return ("UNGUARDED: no guard checks this migration; rust stays at "
+                f"{state.target}% until `vrm migrate resume` (adopt) or `vrm migrate abort`")
+    if state.phase == "paused":
+        return (f"paused — gates not evaluating since {clock(state.paused_at)}; resume to "
+                f"bake the remaining {max(0.0, state.plan['bake_seconds'] - state.baked()):.0f}s"
+                ", promote to go on, abort to roll back")
+    if state.phase == "applying":
+        return f"applying rust {state.target}%"
+    if state.phase == "baking":
+        step_end, plan_end = state.eta(now)
+        upcoming = (f"{steps[state.step + 1]}% at {clock(step_end)}"
+                    if state.step + 1 < len(steps) else f"done at {clock(step_end)}")
+        return f"next: {upcoming} if gates hold; done by ~{clock(plan_end)}"
+    return f"{state.phase}: {state.reason}"
+
+
+def step_outcomes(state: MigrationState) -> dict[int, str]:
+    """How each finished step ended ("passed", "promoted by X (gates inconclusive)", ...)."""
+    found: dict[int, str] = {}
+    for record in state.history:
+        outcome = str(record.get("outcome", ""))
+        detail = str(record.get("detail", ""))
+        found[int(record.get("step", -1))] = detail if outcome == "promoted" else outcome
+    return found
+
+
+def lines(state: MigrationState, guarded: bool, now: float | None = None) -> list[str]:
+    """The readable timeline `vrm migrate status` prints."""
+    now = now or time.time()
+    label = "UNGUARDED" if state.active and not guarded else state.phase
+    out = [f"migration {state.id}: {label}, started {clock(state.started)}"
+           + (f" by {state.started_by}" if state.started_by else "")
+           + (f", guard pid {state.owner_pid}" if guarded else "")]
+    outcomes = step_outcomes(state)
+    bake = float(state.plan["bake_seconds"])
+    for index, weight in enumerate(state.plan["steps"]):
+        if index in outcomes:
+            mark = "✓" if outcomes[index] == "passed" else (
+                "✗" if outcomes[index] in ("failed", "stopped") else "!")
+            text = outcomes[index]
+        elif index == state.step and state.active:
+            mark, text = "●", f"{label}, {state.baked(now):.0f}/{bake:g}s baked"
+        elif index == state.step and state.phase == "rolled-back":
+            mark, text = "✗", "failed"
+        else:
+            mark, text = "·", "to do"
+        out.append(f"  {mark} step {index + 1}: rust {weight}%  {text}")
+    for gate in (state.verdict or {}).get("gates", []):
+        out.append(f"      {gate['status']:12} {gate['name']}: {gate['value']} "
+                   f"({gate['threshold']})")
+    out.append(f"  {next_line(state, guarded, now)}")
+    return out
