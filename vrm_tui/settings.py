@@ -112,6 +112,8 @@ class Settings:
     grafana_password: str = ""
     proxy_rate_limit: int = 100
     proxy_keepalive_timeout: int = 0
+    proxy_upstream_timeout: int = 30  # PROXY_UPSTREAM_TIMEOUT: seconds before an attempt fails
+    proxy_retry_process: bool = False  # PROXY_RETRY_PROCESS: POST /process may be retried
     runtime: str = ""  # "" = detect: see stack.lifecycle.runtime_for
     compose_profile: str = "rehearsal"
     base_image: str = "debian:bookworm-slim"
@@ -207,6 +209,11 @@ def load(
     if not state_dir.is_absolute():
         state_dir = base / state_dir
 
+    # The rehearsal backends' process endpoint has no side effects: retrying it is safe.
+    rehearsal = not (layered.get("RUST_BACKEND_URL", "").strip()
+                     or layered.get("TS_BACKEND_URL", "").strip()) and (
+        runtime != "compose" or profile == "rehearsal")
+
     def opt_url(name: str) -> str | None:
         raw = layered.get(name, "").strip()
         return _url(name, raw) if raw else None
@@ -231,6 +238,11 @@ def load(
         proxy_keepalive_timeout=_int(
             "PROXY_KEEPALIVE_TIMEOUT", layered.get("PROXY_KEEPALIVE_TIMEOUT", "0"), low=0, high=3600
         ),
+        proxy_upstream_timeout=_int(
+            "PROXY_UPSTREAM_TIMEOUT", layered.get("PROXY_UPSTREAM_TIMEOUT", "30"), low=1,
+            high=3600),
+        proxy_retry_process=_flag("PROXY_RETRY_PROCESS", layered.get(
+            "PROXY_RETRY_PROCESS", "1" if rehearsal else "0")),
         runtime=runtime,
         compose_profile=profile,
         base_image=layered.get("VRM_BASE_IMAGE", "").strip() or "debian:bookworm-slim",
@@ -307,4 +319,6 @@ _KNOWN = {
     "VRM_BASE_IMAGE",
     "VRM_BUILD_NETWORK",
     "VRM_NGINX_BIN",
+    "PROXY_UPSTREAM_TIMEOUT",
+    "PROXY_RETRY_PROCESS",
 }

@@ -139,6 +139,8 @@ class ComposeRuntime:
             daemon=False,
             status_allow=("127.0.0.1", "::1", SUBNET),
             client_keepalive_timeout=s.proxy_keepalive_timeout,
+            upstream_timeout=s.proxy_upstream_timeout,
+            retry_process=s.proxy_retry_process,
             template=nginx.template_for(s.deploy_dir),
         )
 

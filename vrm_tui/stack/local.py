@@ -60,6 +60,8 @@ class LocalRuntime:
             ts_address=s.ts_address,
             template=nginx.template_for(s.deploy_dir),
             client_keepalive_timeout=s.proxy_keepalive_timeout,
+            upstream_timeout=s.proxy_upstream_timeout,
+            retry_process=s.proxy_retry_process,
         )
 
     def proxy_error_log(self) -> Path:

@@ -66,6 +66,8 @@ class ProxyParams:
     daemon: bool = True
     status_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     client_keepalive_timeout: int = 0
+    upstream_timeout: int = 30
+    retry_process: bool = False  # POST /api/v1/vision/process is safe to retry elsewhere
     template: Path = TEMPLATE
 
 
@@ -91,6 +93,8 @@ def render_main(params: ProxyParams) -> str:
         "STATUS_LISTEN": params.status_listen,
         "COMPARISON_FILE": str(params.comparison_file),
         "CLIENT_KEEPALIVE_TIMEOUT": str(params.client_keepalive_timeout),
+        "UPSTREAM_TIMEOUT": str(params.upstream_timeout),
+        "PROCESS_RETRY": " non_idempotent" if params.retry_process else "",
         "LIMIT_REQ_ZONE": (
             f"limit_req_zone $binary_remote_addr zone=vrm_api:10m rate={rate}r/s;"
             if rate > 0

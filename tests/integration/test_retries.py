@@ -1,0 +1,51 @@
+"""Users do not pay for the canary: a failing rust is retried on typescript, for GETs and
+for POST /api/v1/vision/process when the deployment declares it safe, while every rust
+failure still counts in the statistics the gates and panes read."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from tests.support import Stack, steady_stream
+from vrm_tui.core import services
+from vrm_tui.core.backend import Backend
+from vrm_tui.core.split import Split
+
+
+async def test_rust_failing_every_request_costs_clients_nothing(stack: Stack) -> None:
+    stack.controller.set_split(Split(50))
+    admin = stack.runtime.admin_url(services.RUST)
+    httpx.post(f"{admin}/faults", json={"error_rate": 1.0})
+    source = stack.console.traffic_source(backfill=False)
+    try:
+        stop = asyncio.Event()
+        body = {"model": "resnet50", "image_size": [64, 64]}
+        posts = asyncio.create_task(steady_stream(
+            f"{stack.proxy}/api/v1/vision/process", 50, stop, "POST", body))
+        gets = asyncio.create_task(steady_stream(
+            f"{stack.proxy}/api/v1/vision/metrics", 50, stop))
+        await asyncio.sleep(3)
+        stop.set()
+        sent = await posts + await gets
+    finally:
+        httpx.delete(f"{admin}/faults")
+    failed = [s for s in sent if s.status != 200]
+    assert len(sent) > 200 and not failed, failed[:3]
+    assert {s.backend for s in sent} == {"typescript"}
+    time.sleep(0.2)
+    rust = source.poll().backends[Backend.RUST]
+    # nginx's passive check (max_fails=3 per 5 s) takes a failing rust out quickly; every
+    # attempt it did make is a counted, retried failure.
+    assert rust.errors >= 3 and rust.errors == rust.retried == rust.requests, \
+        "hidden failures still count"
+
+
+def test_process_retry_is_off_for_backends_vrm_did_not_write(stack: Stack) -> None:
+    stack.reload_settings(RUST_BACKEND_URL=f"http://127.0.0.1:{stack.settings.rust_port}")
+    assert not stack.settings.proxy_retry_process
+    stack.reload_settings(RUST_BACKEND_URL=f"http://127.0.0.1:{stack.settings.rust_port}",
+                          PROXY_RETRY_PROCESS="1")
+    assert stack.settings.proxy_retry_process
