@@ -56,7 +56,7 @@ async def _trial(stack: Stack, weight: int, rate: float, fault: dict[str, object
     stop = asyncio.Event()
     stream = asyncio.create_task(_stream(stack, rate, stop, mixed))
     runner = Runner(stack.controller)
-    state = runner.start(load(steps=str(weight), bake=bake, gate_interval=10))
+    state = runner.start(load(steps=str(weight), bake=bake, gate_interval=min(10, bake)))
     done = threading.Event()
     final: list[MigrationState] = []
     worker = threading.Thread(target=lambda: (final.append(runner.run(state)), done.set()))

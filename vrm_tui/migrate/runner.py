@@ -38,7 +38,7 @@ from vrm_tui.migrate.sequential import error_rate_test
 from vrm_tui.migrate.state import MigrationState, Request, StateStore
 from vrm_tui.system.logfiles import LogCursor
 from vrm_tui.telemetry.accesslog import parse_request
-from vrm_tui.telemetry.backend_metrics import scrape_vram
+from vrm_tui.telemetry.backend_metrics import VramReading, scrape_vram
 from vrm_tui.telemetry.health import Probe, probe
 from vrm_tui.traffic.controller import ApplyError, TrafficController
 from vrm_tui.traffic.served import ProxyUnreachable
@@ -72,6 +72,7 @@ class Runner:
         self._next_health = 0.0
         self._next_beat = 0.0
         self._next_save = 0.0
+        self._vram: VramReading | None = None
 
     # --- starting ------------------------------------------------------------------------
 
@@ -266,8 +267,10 @@ class Runner:
                 self._save(state, None)
             return
         settings = self.controller.settings
-        vram = scrape_vram(Backend.RUST, settings.backend_url(Backend.RUST),
-                           settings.max_vram_gb, 1.0)
+        if judge or self._vram is None:  # a quick failure does not wait on a slow scrape
+            self._vram = scrape_vram(Backend.RUST, settings.backend_url(Backend.RUST),
+                                     settings.max_vram_gb, 1.0)
+        vram = self._vram
         baseline = BackendEvidence.from_dict(state.baseline) if state.baseline else None
         if self._health_failures < HEALTH_FAILURES_TO_FAIL and not health.healthy:
             health = Probe(health.url, True, health.status_code, health.latency_ms)
