@@ -11,8 +11,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
@@ -20,22 +21,22 @@ from vrm_tui.core.errors import BadInput, Failure
 from vrm_tui.core.names import Control
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Journal, Record, operator_identity
-from vrm_tui.migrate import guard
-from vrm_tui.migrate import plan as plan_mod
-from vrm_tui.migrate.runner import MigrationBusy, Runner
-from vrm_tui.migrate.state import MigrationState, StateStore
 from vrm_tui.settings import Settings
 from vrm_tui.stack import lifecycle
 from vrm_tui.stack.runtime import Runtime
-from vrm_tui.status import StackStatus, collect
-from vrm_tui.telemetry import prometheus
-from vrm_tui.telemetry.accesslog import AccessLogSource
-from vrm_tui.telemetry.backend_metrics import VramReading, scrape_vram
-from vrm_tui.telemetry.gpu import GpuReport, Owners, read_gpus
 from vrm_tui.traffic.controller import ApplyResult, TrafficController
-from vrm_tui.traffic.served import Served
 
-__all__ = ["BenchRun", "Console", "MigrationBusy", "MigrationView", "Steered"]
+if TYPE_CHECKING:  # imported where used: `vrm rollback` must not pay for them at start
+    from vrm_tui.migrate import plan as plan_mod
+    from vrm_tui.migrate.state import MigrationState, StateStore
+    from vrm_tui.status import StackStatus
+    from vrm_tui.telemetry.accesslog import AccessLogSource
+    from vrm_tui.telemetry.backend_metrics import VramReading
+    from vrm_tui.telemetry.gpu import GpuReport
+    from vrm_tui.telemetry.prometheus import Alert
+    from vrm_tui.traffic.served import Served
+
+__all__ = ["BenchRun", "Console", "MigrationView", "Steered"]
 
 BENCH_MODES = ("benchmark", "stress", "compare", "monitor")
 """The seed's modes in the order `all` runs them."""
@@ -87,7 +88,12 @@ class Console:
         self.runtime = runtime or lifecycle.runtime_for(settings)
         self.journal = Journal(self.paths.journal)
         self.controller = TrafficController(settings, self.runtime, self.journal)
-        self.migrations = StateStore(settings.state_dir)
+
+    @cached_property
+    def migrations(self) -> StateStore:
+        from vrm_tui.migrate.state import StateStore
+
+        return StateStore(self.settings.state_dir)
 
     # --- stack -----------------------------------------------------------------------------
 
@@ -127,21 +133,29 @@ class Console:
 
     def status(self, timeout: float = 1.0) -> StackStatus:
         """What nginx serves, what is on disk, and each service's health."""
+        from vrm_tui.status import collect
+
         return collect(self.runtime, self.controller, timeout=timeout)
 
     # --- telemetry -------------------------------------------------------------------------
 
     def traffic_source(self, backfill: bool = True) -> AccessLogSource:
         """A tail of the proxy's access log with per-backend statistics."""
+        from vrm_tui.telemetry.accesslog import AccessLogSource
+
         return AccessLogSource(self.runtime.access_log(), self.settings.backend_addresses,
                                backfill=backfill)
 
     def vram(self, timeout: float = 1.0) -> list[VramReading]:
+        from vrm_tui.telemetry.backend_metrics import scrape_vram
+
         s = self.settings
         return [scrape_vram(b, s.backend_url(b), s.max_vram_gb, timeout) for b in Backend]
 
     def gpus(self) -> GpuReport:
         """NVML's view, with each backend's processes mapped to it by pid."""
+        from vrm_tui.telemetry.gpu import Owners, read_gpus
+
         roots = {pid: backend for service, backend in services.BACKENDS.items()
                  if (pid := self.runtime.backend_pid(service))}
         return read_gpus(Owners(roots))
@@ -150,10 +164,14 @@ class Console:
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.prometheus_port}"
 
-    def alerts(self, timeout: float = 1.0) -> list[prometheus.Alert]:
+    def alerts(self, timeout: float = 1.0) -> list[Alert]:
+        from vrm_tui.telemetry import prometheus
+
         return prometheus.alerts(self.prometheus_url, timeout)
 
     def latency_history(self) -> dict[str, dict[str, list[float]]]:
+        from vrm_tui.telemetry import prometheus
+
         return prometheus.history(self.prometheus_url)
 
     # --- migration -------------------------------------------------------------------------
@@ -182,10 +200,15 @@ class Console:
     def load_plan(self, path: Path | None = None, steps: str | None = None,
                   bake: str | float | None = None,
                   gate_interval: str | float | None = None) -> plan_mod.Plan:
+        from vrm_tui.migrate import plan as plan_mod
+
         return plan_mod.load(path or plan_mod.DEFAULT_PLAN, steps, bake, gate_interval)
 
     def start_migration(self, plan: plan_mod.Plan) -> MigrationState:
         """Bring the stack up, record a new migration and hand it to a detached guard."""
+        from vrm_tui.migrate import guard
+        from vrm_tui.migrate.runner import Runner
+
         runner = Runner(self.controller)
         existing = self.migrations.load()
         if existing is not None and existing.active:
@@ -197,6 +220,8 @@ class Console:
 
     def resume_migration(self, restart_step: bool = False) -> MigrationState:
         """Adopt an unguarded migration with a new guard."""
+        from vrm_tui.migrate import guard
+
         state = self.migrations.load()
         if state is None or not state.active:
             raise Failure("no unfinished migration to resume")
@@ -223,6 +248,8 @@ class Console:
             return Steered(state, f"asked migration {state.id} (guard pid {state.owner_pid}) "
                                   f"to {action}")
         if action == "abort":
+            from vrm_tui.migrate.runner import Runner
+
             Runner(self.controller).abort(state, who)
             return Steered(state, f"migration {state.id} aborted; rolled back")
         if action == "resume":
