@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--skip-build", action="store_true", help="accepted for the seed's syntax")
     sub.add_parser("up", parents=[common], help="start the stack")
     sub.add_parser("down", parents=[common], help="stop what vrm started")
-    sub.add_parser("deploy", parents=[common], help="start if needed and apply the split")
+    deploy = sub.add_parser("deploy", parents=[common], help="start if needed and apply the split")
+    deploy.add_argument("--yes", action="store_true",
+                        help="stop a running migration without asking")
     sub.add_parser("rollback", parents=[common], help="all traffic to typescript, now")
     sub.add_parser("reload", parents=[common], help="re-render nginx config, test, reload")
     status = sub.add_parser("status", parents=[common], help="what is served and healthy")
@@ -194,7 +196,14 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
-    started, result = Console(settings).deploy()
+    console = Console(settings)
+    view = console.migration()
+    if view is not None and view.state.active and not args.yes and not _confirm(
+            f"This stops migration {view.state.id} (step {view.state.step + 1}, {view.label}). "
+            f"Deploy rust {settings.split.rust}% anyway?", "vrm deploy --yes"):
+        print("not deployed")
+        return 1
+    started, result = console.deploy()
     if started:
         print("started " + ", ".join(started))
     _say_applied(result)
@@ -393,10 +402,9 @@ def _print_change(view: MigrationView) -> None:
     print(line, flush=True)
 
 
-def _confirm(question: str) -> bool:
+def _confirm(question: str, unattended: str = "vrm migrate --yes") -> bool:
     if not sys.stdin.isatty():
-        raise UsageError("vrm migrate asks before it starts; pass --yes to run without a "
-                         "terminal")
+        raise UsageError(f"{question} (no terminal to ask: run `{unattended}`)")
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 

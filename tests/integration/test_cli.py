@@ -36,7 +36,7 @@ def test_seed_wrapper_syntax_drives_vrm(tmp_path: Path) -> None:
         assert stack.controller.served().split == Split(0)
         # The other wrappers pass the seed's options through (checked here by refusals).
         for name, args, says in (
-                ("deploy.sh", ["migrate"], "pass --yes"),
+                ("deploy.sh", ["migrate"], "vrm migrate --yes"),
                 ("benchmark.sh", ["--requests", "0", "benchmark"], "--requests=0"),
                 ("validate.sh", ["--host", "no host"], "--host='no host'")):
             result = _script(stack, name, *args)

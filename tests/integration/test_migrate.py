@@ -294,3 +294,19 @@ def test_bad_plan_files_exit_2_and_move_nothing(stack: Stack, plan: str) -> None
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert stack.controller.served().split == Split(10)
     assert StateStore(stack.settings.state_dir).load() is None
+
+
+async def test_a_deploy_during_a_migration_asks_first(stack: Stack) -> None:
+    store = StateStore(stack.settings.state_dir)
+    started = stack.vrm("migrate", "--yes", "--detach", "--steps", "10,50", "--bake", "60",
+                        "--gate-interval", "1")
+    assert started.returncode == 0, started.stderr
+    await _until(lambda: (s := store.load()) is not None and s.phase == "baking", 30,
+                 "never baked")
+    refused = stack.vrm("deploy", "--rust-weight", "30")
+    assert refused.returncode == 2 and "This stops migration" in refused.stderr
+    assert store.load().active and stack.controller.served().split == Split(10)
+    forced = stack.vrm("deploy", "--rust-weight", "30", "--yes", USER="ivan")
+    assert forced.returncode == 0, forced.stderr
+    await _until(lambda: not store.load().active, 10, "the migration did not stop")
+    assert "deploy by ivan" in store.load().reason
