@@ -108,8 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("action", nargs="?", default="start",
                          choices=["start", "status", "resume", "pause", "promote", "abort"])
     migrate.add_argument("--steps", help="rust weights, e.g. 10,50,100")
-    migrate.add_argument("--bake", type=_positive, help="seconds each step must pass its gates")
-    migrate.add_argument("--gate-interval", type=_positive, help="seconds between gate checks")
+    # Durations (`90`, `30s`, `5m`) are parsed with the plan, which names the flag.
+    migrate.add_argument("--bake", help="seconds (or 30s, 5m, 1h) each step must pass its gates")
+    migrate.add_argument("--gate-interval", help="seconds (or 30s, 5m) between gate checks")
     migrate.add_argument("--plan", type=Path, help="plan file (default configs/migration.yaml)")
     migrate.add_argument("--yes", action="store_true", help="start without asking")
     bench = sub.add_parser("benchmark", parents=[common], help="load tests and reports")
