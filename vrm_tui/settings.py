@@ -7,6 +7,7 @@ names the variable, so the CLI can print one line and exit 2.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -153,11 +154,21 @@ class Settings:
     state_dir: Path = field(default_factory=lambda: Path.cwd() / ".vrm")
     rehearsal_faults: bool = True
     nginx_bin: str | None = None  # VRM_NGINX_BIN; None: PATH, then /usr/sbin
+    compose_project_name: str = ""  # COMPOSE_PROJECT_NAME; "": derived from the state dir
 
     @property
     def paths(self) -> StateDir:
         """Every file in the state dir, named once."""
         return StateDir(self.state_dir)
+
+    @property
+    def compose_project(self) -> str:
+        """The compose project: COMPOSE_PROJECT_NAME, else `vrm-` and a hash of the state dir,
+        so two deployments (or a test run beside a real stack) on one host never share one."""
+        if self.compose_project_name:
+            return self.compose_project_name
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:10]
+        return f"vrm-{digest}"
 
     @property
     def rust_address(self) -> str:
@@ -270,9 +281,18 @@ def load(
         state_dir=state_dir,
         rehearsal_faults=_flag("VRM_REHEARSAL_FAULTS", layered.get("VRM_REHEARSAL_FAULTS", "1")),
         nginx_bin=layered.get("VRM_NGINX_BIN", "").strip() or None,
+        compose_project_name=_project(layered.get("COMPOSE_PROJECT_NAME", "").strip()),
     )
     _check_ports(settings)
     return settings
+
+
+def _project(raw: str) -> str:
+    """Compose's own grammar for project names (it lowercases nothing for us)."""
+    if raw and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", raw):
+        raise SettingsError(f"COMPOSE_PROJECT_NAME={raw!r}: expected lowercase letters, digits, "
+                            "- and _, starting with a letter or digit")
+    return raw
 
 
 def _split(layered: Mapping[str, str]) -> Split:
@@ -338,4 +358,5 @@ _KNOWN = {
     "VRM_BASE_IMAGE",
     "VRM_BUILD_NETWORK",
     "VRM_NGINX_BIN",
+    "COMPOSE_PROJECT_NAME",
 }

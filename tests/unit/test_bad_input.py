@@ -195,3 +195,9 @@ def test_bad_profiles_are_one_line_naming_the_file(tmp_path: Path, content: byte
         load_profile(path)
     message = str(caught.value)
     assert message.startswith(str(path)) and "\n" not in message, message
+
+
+def test_status_allow_takes_addresses_and_networks(tmp_path: Path) -> None:
+    params = replace(FakeProxyHost(tmp_path).proxy_params(),
+                     status_allow=("127.0.0.1", "::1", "172.30.7.0/24"))
+    assert "allow 127.0.0.1; allow ::1; allow 172.30.7.0/24;" in nginx.render_main(params)

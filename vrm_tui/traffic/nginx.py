@@ -7,6 +7,7 @@ swapped atomically.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -96,6 +97,15 @@ def _number(name: str, value: int, low: int, high: int) -> str:
     return str(value)
 
 
+def _network(value: str) -> str:
+    """An address or a network (`172.30.0.0/24`) for `allow`, rebuilt by ipaddress."""
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise BadInput(f"status allow={value!r}: expected an IP address or network") from None
+    return str(network.network_address) if network.num_addresses == 1 else str(network)
+
+
 def _listen(name: str, value: str) -> str:
     """`host:port` rebuilt from its parts, so nothing else of `value` reaches the config."""
     return str(address.parse_hostport(name, value))
@@ -126,8 +136,7 @@ def render_main(params: ProxyParams) -> str:
             else "# PROXY_RATE_LIMIT=0: rate limiting is off"
         ),
         "LIMIT_REQ": f"limit_req zone=vrm_api burst={2 * rate} nodelay;" if rate > 0 else "",
-        "STATUS_ALLOW": " ".join(f"allow {address.parse_ip('status allow', a)};"
-                                 for a in params.status_allow),
+        "STATUS_ALLOW": " ".join(f"allow {_network(a)};" for a in params.status_allow),
     }
     template = params.template
     text = template.read_text()
