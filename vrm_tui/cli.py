@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import secrets
 import shutil
@@ -16,10 +17,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn
 
 from vrm_tui import settings as settings_mod
 from vrm_tui.console import Console, MigrationView
-from vrm_tui.core import services
+from vrm_tui.core import address, services
 from vrm_tui.core.errors import BadInput, StackError, VrmError
 from vrm_tui.core.split import SplitError, parse_weight
 from vrm_tui.migrate import timeline
@@ -35,20 +37,53 @@ class UsageError(BadInput):
     """Bad input from the operator: exit 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (exit 2) through `main`, like every other
+    bad value, instead of printing its usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0 in ASCII digits (`int()` takes `٥٠` and `1_000`)."""
+    if not re.fullmatch(r"[0-9]+", text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 0 or more")
+    return int(text)
+
+
+def _positive(text: str) -> float:
+    """A finite number above 0 in ASCII digits (`float()` takes `inf`, `nan` and `1_0`)."""
+    if not re.fullmatch(r"([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number above 0")
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number above 0")
+    return value
+
+
+# Commands that change what runs or what is served; `--read-only` refuses them.
+WRITING = {"setup", "up", "down", "deploy", "rollback", "reload", "migrate", "benchmark"}
+# `migrate ACTION` that only reads.
+READING_MIGRATE = {"status"}
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--deploy-dir", type=Path, default=argparse.SUPPRESS,
                         help="directory holding .env (default: current directory)")
     common.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
                         help="runtime files: configs, pids, logs, journal (VRM_STATE_DIR)")
     common.add_argument("--rust-weight", default=argparse.SUPPRESS, metavar="N",
                         help="percent of traffic to rust, 0-100 (RUST_BACKEND_WEIGHT)")
+    common.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS,
+                        help="observer mode: the TUI hides write actions, and commands that "
+                             "change the stack or the split are refused")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vrm", parents=[common],
         description="Vision Resource Manager migration console. Without a command: the TUI.",
     )
-    parser.add_argument("--read-only", action="store_true", help="TUI: disable every write action")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     setup = sub.add_parser("setup", parents=[common], help="write .env, check requirements")
@@ -66,9 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("service", nargs="?", choices=services.ALL, metavar="SERVICE",
                       help=" | ".join(services.ALL))
     logs.add_argument("-f", "--follow", action="store_true")
-    logs.add_argument("-n", "--lines", type=int, default=100)
+    logs.add_argument("-n", "--lines", type=_count, default=100)
     journal = sub.add_parser("journal", parents=[common], help="who did what")
-    journal.add_argument("-n", "--lines", type=int, default=20)
+    journal.add_argument("-n", "--lines", type=_count, default=20)
     journal.add_argument("--json", action="store_true")
     migrate = sub.add_parser("migrate", parents=[common],
                              help="gated gradual migration (10 -> 50 -> 100 by default)")
@@ -89,20 +124,34 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("benchmark", parents=[common], help="load tests and reports")
     bench.add_argument("mode", nargs="?", default="benchmark",
                        choices=["benchmark", "stress", "compare", "all", "monitor"])
-    bench.add_argument("--requests", type=int, help="per target (default 500)")
-    bench.add_argument("--concurrency", type=int, help="requests in flight (default 10)")
-    bench.add_argument("--duration", type=float, help="seconds per target instead of a count")
-    bench.add_argument("--rate", type=float,
+    bench.add_argument("--requests", type=_count, help="per target (default 500)")
+    bench.add_argument("--concurrency", type=_count, help="requests in flight (default 10)")
+    bench.add_argument("--duration", type=_positive, help="seconds per target instead of a count")
+    bench.add_argument("--rate", type=_positive,
                        help="open loop: requests per second, latency from the intended send")
     validate = sub.add_parser("validate", parents=[common], help="production checks")
     validate.add_argument("--host", help="H:P of the proxy (default 127.0.0.1:PROXY_PORT)")
     validate.add_argument("--json", action="store_true")
-    validate.add_argument("--speedup", type=float, default=2.0,
+    validate.add_argument("--speedup", type=_positive, default=2.0,
                           help="rust must be this many times faster at p50 (default 2)")
-    demo = sub.add_parser("demo", parents=[common], help="local stack, rehearsal backends, TUI")
-    demo.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS,
-                      help="open the TUI in observer mode")
+    sub.add_parser("demo", parents=[common], help="local stack, rehearsal backends, TUI "
+                                                   "(--read-only: the TUI in observer mode)")
     return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """The flag checks argparse cannot express; each bad value is one line, exit 2."""
+    command = args.command or "tui"
+    if getattr(args, "read_only", False) and command in WRITING and not (
+            command == "migrate" and args.action in READING_MIGRATE):
+        shown = f"migrate {args.action}" if command == "migrate" else command
+        raise UsageError(f"--read-only: `vrm {shown}` changes the stack or the split; "
+                         "run it without --read-only")
+    deploy_dir = getattr(args, "deploy_dir", None)
+    if deploy_dir is not None and not deploy_dir.is_dir():
+        raise UsageError(f"--deploy-dir={str(deploy_dir)!r}: not a directory")
+    if getattr(args, "host", None) is not None:
+        args.host = str(address.parse_hostport("--host", args.host))
 
 
 def _load_settings(args: argparse.Namespace) -> Settings:
@@ -119,15 +168,27 @@ def _load_settings(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    command = args.command or "tui"
+    command = "tui"
     try:
-        settings = _load_settings(args)
-        return COMMANDS[command](settings, args)
-    except VrmError as exc:
-        prefix = "vrm" if exc.exit_code == 2 else f"vrm {command}"
-        print(f"{prefix}: {exc}", file=sys.stderr)
-        return exc.exit_code
+        try:
+            args = _parser().parse_args(argv)
+            command = args.command or "tui"
+            _check_args(args)
+            settings = _load_settings(args)
+            code = COMMANDS[command](settings, args)
+        except VrmError as exc:
+            prefix = "vrm" if exc.exit_code == 2 else f"vrm {command}"
+            print(f"{prefix}: {exc}", file=sys.stderr)
+            code = exc.exit_code
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`vrm status | head`): stop quietly, as a tool killed by
+        # SIGPIPE would. stdout goes to /dev/null so the interpreter's final flush is silent.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
     except KeyboardInterrupt:
         return 130
 
@@ -327,11 +388,7 @@ def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
     from vrm_tui import validate
 
-    host = args.host or f"127.0.0.1:{settings.proxy_port}"
-    if not re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", host):
-        raise UsageError(f"--host={host!r}: expected HOST:PORT such as localhost:3000")
-    if not args.speedup > 0:
-        raise UsageError(f"--speedup={args.speedup}: expected a number above 0")
+    host = args.host if args.host is not None else f"127.0.0.1:{settings.proxy_port}"
     checks = Console(settings).validate(host, args.speedup)
     if args.json:
         print(json.dumps(validate.as_dicts(checks), indent=2))
@@ -413,7 +470,7 @@ def cmd_tui(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError("the TUI needs a terminal; for scripts use `vrm status --json`")
     from vrm_tui.tui.app import VrmApp
 
-    VrmApp(Console(settings), read_only=args.read_only).run()
+    VrmApp(Console(settings), read_only=getattr(args, "read_only", False)).run()
     return 0
 
 
@@ -431,7 +488,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         if sys.stdout.isatty():
             from vrm_tui.tui.app import VrmApp
 
-            VrmApp(console, read_only=args.read_only, quit_stops_stack=True).run()
+            VrmApp(console, read_only=getattr(args, "read_only", False),
+                   quit_stops_stack=True).run()
         else:
             _print_status(console.status())
             print("(no terminal: the TUI needs one; the stack stays up, `vrm down` stops it)")

@@ -7,7 +7,8 @@ names the variable, so the CLI can print one line and exit 2.
 
 from __future__ import annotations
 
-import ipaddress
+import hashlib
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vrm_tui.core import address
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput
 from vrm_tui.core.paths import StateDir
@@ -29,14 +31,26 @@ class SettingsError(BadInput):
 
 
 def _parse_env_file(path: Path) -> dict[str, str]:
-    """Read KEY=VALUE lines (comments, blank lines, `export` and quotes allowed)."""
+    """Read KEY=VALUE lines (comments, blank lines, `export` and quotes allowed).
+
+    Read as bytes so that a line that is not UTF-8 is reported with its number."""
     values: dict[str, str] = {}
     if not path.is_file():
         return values
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read it: {exc.strerror}") from None
+    for number, raw_bytes in enumerate(data.splitlines(), start=1):
+        try:
+            raw = raw_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SettingsError(f"{path}:{number}: not valid UTF-8") from None
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if _CONTROL.search(line):
+            raise SettingsError(f"{path}:{number}: contains a control character")
         line = line.removeprefix("export ").strip()
         key, sep, value = line.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
@@ -50,22 +64,25 @@ def _parse_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# Characters a path may not hold: it is written into nginx's config unquoted.
+_PATH_UNSAFE = re.compile(r"[\s;{}'\"$#\\`\x00-\x1f\x7f]")
+
+
 def _int(name: str, raw: str, low: int = 1, high: int = 65535) -> int:
     try:
-        value = int(raw.strip())
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={raw!r}: expected a number from {low} to {high}")
-    return value
+        return address.parse_int(name, raw, low, high)
+    except BadInput as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _float(name: str, raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a number such as 20.0") from None
-    if not value > 0 or value != value or value == float("inf"):
+    text = raw.strip()
+    if not _FLOAT.fullmatch(text):
+        raise SettingsError(f"{name}={raw!r}: expected a number such as 20.0")
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
         raise SettingsError(f"{name}={raw!r}: expected a positive number")
     return value
 
@@ -80,18 +97,33 @@ def _flag(name: str, raw: str) -> bool:
 
 
 def _bind(name: str, raw: str) -> str:
-    value = raw.strip()
     try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected an IP address such as 127.0.0.1") from None
-    return value
+        return address.parse_ip(name, raw)
+    except BadInput as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _url(name: str, raw: str) -> str:
-    if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", raw.strip()):
-        raise SettingsError(f"{name}={raw!r}: expected a base URL such as http://10.0.0.5:3001")
-    return raw.strip().rstrip("/")
+    """The base URL rebuilt from its parsed parts: nothing else of `raw` is kept."""
+    try:
+        return str(address.parse_backend_url(name, raw))
+    except BadInput as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _state_dir(name: str, path: Path) -> Path:
+    """A state dir nginx's config can name (unquoted) and that is, or can become, a folder."""
+    text = str(path)
+    if _PATH_UNSAFE.search(text) or not text.isprintable():
+        raise SettingsError(f"{name}={text!r}: a state dir path may not contain whitespace, "
+                            "quotes or any of ; {{ }} $ # \\ `")
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                what = "is" if folder == path else f"is under {folder}, which is"
+                raise SettingsError(f"{name}={text!r}: {what} not a directory")
+            break
+    return path
 
 
 @dataclass(frozen=True)
@@ -124,11 +156,21 @@ class Settings:
     state_dir: Path = field(default_factory=lambda: Path.cwd() / ".vrm")
     rehearsal_faults: bool = True
     nginx_bin: str | None = None  # VRM_NGINX_BIN; None: PATH, then /usr/sbin
+    compose_project_name: str = ""  # COMPOSE_PROJECT_NAME; "": derived from the state dir
 
     @property
     def paths(self) -> StateDir:
         """Every file in the state dir, named once."""
         return StateDir(self.state_dir)
+
+    @property
+    def compose_project(self) -> str:
+        """The compose project: COMPOSE_PROJECT_NAME, else `vrm-` and a hash of the state dir,
+        so two deployments (or a test run beside a real stack) on one host never share one."""
+        if self.compose_project_name:
+            return self.compose_project_name
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:10]
+        return f"vrm-{digest}"
 
     @property
     def rust_address(self) -> str:
@@ -159,10 +201,7 @@ class Settings:
 def _address(url: str | None, port: int) -> str:
     if url is None:
         return f"127.0.0.1:{port}"
-    hostport = url.split("://", 1)[1]
-    if ":" not in hostport:
-        hostport += ":443" if url.startswith("https") else ":80"
-    return hostport
+    return str(address.parse_backend_url("backend URL", url).address)
 
 
 def load(
@@ -208,6 +247,7 @@ def load(
     state_dir = Path(state_raw) if state_raw else base / ".vrm"
     if not state_dir.is_absolute():
         state_dir = base / state_dir
+    state_dir = _state_dir("VRM_STATE_DIR", state_dir.resolve())
 
     # The rehearsal backends' process endpoint has no side effects: retrying it is safe.
     rehearsal = not (layered.get("RUST_BACKEND_URL", "").strip()
@@ -250,12 +290,21 @@ def load(
         rust_url=opt_url("RUST_BACKEND_URL"),
         ts_url=opt_url("TS_BACKEND_URL"),
         deploy_dir=base,
-        state_dir=state_dir.resolve(),
+        state_dir=state_dir,
         rehearsal_faults=_flag("VRM_REHEARSAL_FAULTS", layered.get("VRM_REHEARSAL_FAULTS", "1")),
         nginx_bin=layered.get("VRM_NGINX_BIN", "").strip() or None,
+        compose_project_name=_project(layered.get("COMPOSE_PROJECT_NAME", "").strip()),
     )
     _check_ports(settings)
     return settings
+
+
+def _project(raw: str) -> str:
+    """Compose's own grammar for project names (it lowercases nothing for us)."""
+    if raw and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", raw):
+        raise SettingsError(f"COMPOSE_PROJECT_NAME={raw!r}: expected lowercase letters, digits, "
+                            "- and _, starting with a letter or digit")
+    return raw
 
 
 def _split(layered: Mapping[str, str]) -> Split:
@@ -284,8 +333,10 @@ def _check_ports(settings: Settings) -> None:
         "TS_VISION_MANAGER_PORT": settings.ts_port,
     }
     if settings.monitoring:
+        # Grafana runs beside Prometheus (compose publishes it on loopback).
         ports["PROMETHEUS_PORT"] = settings.prometheus_port
         ports["NGINX_EXPORTER_PORT"] = settings.nginx_exporter_port
+        ports["GRAFANA_PORT"] = settings.grafana_port
     seen: dict[int, str] = {}
     for name, port in ports.items():
         if port in seen:
@@ -321,4 +372,5 @@ _KNOWN = {
     "VRM_NGINX_BIN",
     "PROXY_UPSTREAM_TIMEOUT",
     "PROXY_RETRY_PROCESS",
+    "COMPOSE_PROJECT_NAME",
 }

@@ -70,3 +70,17 @@ def test_prometheus_in_compose_scrapes_everything(compose_stack: Stack) -> None:
             break
         assert time.monotonic() < deadline, health
         time.sleep(1)
+
+
+def test_the_stack_lives_in_its_own_compose_project(compose_stack: Stack) -> None:
+    """Project and container names come from the state dir, so this stack and any other on
+    the engine (a real one, another test run) never share a name."""
+    project = compose_stack.settings.compose_project
+    assert project.startswith("vrm-")
+    listed = subprocess.run(["docker", "ps", "--filter", f"label=com.docker.compose.project="
+                             f"{project}", "--format",
+                             '{{.Label "com.docker.compose.service"}} {{.Names}}'],
+                            capture_output=True, text=True, check=True).stdout.split("\n")
+    pairs = dict(line.split(" ", 1) for line in listed if line.strip())
+    assert {services.PROXY, services.RUST, services.TYPESCRIPT} <= set(pairs), pairs
+    assert all(name.startswith(project) for name in pairs.values()), pairs

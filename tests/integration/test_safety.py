@@ -4,6 +4,7 @@ concurrent writers, missing nginx, a busy port. Real nginx and backends througho
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -14,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import Stack, clean_env, new_stack, sample_backends
+from vrm_tui.core.errors import StackError
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Journal
-from vrm_tui.system.procs import start_ticks
+from vrm_tui.stack.local import LocalRuntime
+from vrm_tui.system.procs import port_in_use, start_ticks
 from vrm_tui.traffic import nginx
 
 
@@ -193,3 +196,106 @@ def test_down_stops_exactly_what_up_started(tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "a service outlived vrm down"
         time.sleep(0.05)
 
+
+
+# --- hostile input (issue 12, reproductions 3 and 7) ----------------------------------------
+
+
+def _serving(stack: Stack) -> tuple[int, Split]:
+    served = stack.controller.served()
+    return served.generation, served.split
+
+
+def _one_line_exit_2(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:25001;#", "http://x}{:1", "a'b", "h$host:1",
+                                 "http://127.0.0.1:1 weight=99"])
+def test_backend_url_injection_is_refused_before_nginx(stack: Stack, url: str) -> None:
+    stack.controller.set_split(Split(20))
+    before = _serving(stack)
+    for command in (("deploy", "--rust-weight", "60"), ("rollback",), ("reload",)):
+        result = stack.vrm(*command, RUST_BACKEND_URL=url)
+        _one_line_exit_2(result)
+        assert "RUST_BACKEND_URL=" in result.stderr
+    assert _serving(stack) == before
+    assert url not in stack.controller.store.main_config.read_text()
+
+
+async def test_read_only_refuses_a_deploy_and_traffic_stays(stack: Stack) -> None:
+    stack.controller.set_split(Split(30))
+    before = _serving(stack)
+    for argv in (("--read-only", "deploy", "--rust-weight", "90"),
+                 ("deploy", "--rust-weight", "90", "--read-only"), ("rollback", "--read-only")):
+        result = stack.vrm(*argv)
+        _one_line_exit_2(result)
+        assert "--read-only" in result.stderr
+    assert _serving(stack) == before
+    seen = await sample_backends(f"{stack.proxy}/api/v1/vision/metrics", 200)
+    assert sum(seen.values()) == 200 and abs(seen["rust"] - 60) <= 4
+    assert stack.vrm("status", "--read-only").returncode == 0
+
+
+def test_status_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    """`vrm status | head`: the reader is gone before vrm writes (closed here first, so the
+    write fails every time): no BrokenPipe traceback, the exit status of a SIGPIPE."""
+    stack = new_stack(tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vrm_tui.cli", "status"],
+                              cwd=stack.deploy_dir, env=clean_env(), stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert proc.stderr == "" and proc.returncode == 141
+
+
+def _live(stack: Stack) -> list[str]:
+    run = stack.settings.state_dir / "run"
+    return [s.name for s in stack.runtime.services() if s.state == "running"] if run.is_dir() \
+        else []
+
+
+def test_a_bad_rehearsal_profile_exits_2_with_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    stack = new_stack(tmp_path)
+    own = stack.deploy_dir / "configs" / "rehearsal" / "typescript.yaml"
+    own.parent.mkdir(parents=True)
+    own.write_text("backend: typescript\nlatency_ms: {metrics: {median: -1}}\n")
+    logs = stack.settings.state_dir / "logs"
+    logs.mkdir(parents=True)
+    (logs / "vision-manager-typescript.log").write_text("stale error of an earlier run\n" * 9)
+    for _ in range(2):
+        result = stack.vrm("up")
+        _one_line_exit_2(result)
+        assert str(own) in result.stderr and "latency_ms.metrics.median" in result.stderr
+        assert "stale" not in result.stderr
+        assert _live(stack) == []
+    for setting in ("VISION_MANAGER_PORT", "TS_VISION_MANAGER_PORT", "PROXY_PORT"):
+        assert not port_in_use("127.0.0.1", int(stack.env_values[setting])), setting
+
+
+def test_a_backend_that_dies_at_start_shows_its_own_lines_and_stops_the_other(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend that exits at start (here: a profile the pre-check is told to skip) is
+    reported with the lines of this start only, and the backend started beside it stops."""
+    stack = new_stack(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backend: typescript\n")
+    real = LocalRuntime._profile
+    monkeypatch.setattr(LocalRuntime, "_profile", lambda self, backend: bad
+                        if backend == "typescript" else real(self, backend))
+    logs = stack.settings.state_dir / "logs"
+    logs.mkdir(parents=True)
+    (logs / "vision-manager-typescript.log").write_text("stale error of an earlier run\n" * 9)
+    with pytest.raises(StackError) as caught:
+        stack.runtime.start_dependencies()
+    message = str(caught.value)
+    assert "\n" not in message and "stale" not in message, message
+    assert "vision-manager-typescript exited at start" in message
+    assert "latency_ms.metrics is required" in message
+    assert _live(stack) == [], "the rust backend of the failed bring-up is still running"
+    assert not port_in_use("127.0.0.1", int(stack.env_values["VISION_MANAGER_PORT"]))

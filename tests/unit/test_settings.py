@@ -85,3 +85,21 @@ def test_nginx_binary_comes_from_settings_including_the_env_file(tmp_path: Path)
     (tmp_path / ".env").write_text("VRM_NGINX_BIN=/opt/nginx/sbin/nginx\n")
     assert load(environ={}, deploy_dir=tmp_path).nginx_bin == "/opt/nginx/sbin/nginx"
     assert load(environ={}, deploy_dir=tmp_path / "elsewhere").nginx_bin is None
+
+
+def test_compose_project_is_the_deployments_own(tmp_path: Path) -> None:
+    """Two state dirs on one host get two compose projects (and two subnets); an explicit
+    COMPOSE_PROJECT_NAME wins and must be one compose accepts."""
+    from vrm_tui.stack.compose import subnet
+
+    one = load(environ={"VRM_STATE_DIR": str(tmp_path / "a")}, deploy_dir=tmp_path)
+    two = load(environ={"VRM_STATE_DIR": str(tmp_path / "b")}, deploy_dir=tmp_path)
+    assert one.compose_project.startswith("vrm-") and one.compose_project != two.compose_project
+    assert one.compose_project == load(environ={"VRM_STATE_DIR": str(tmp_path / "a")},
+                                       deploy_dir=tmp_path).compose_project
+    assert subnet(one.compose_project).subnet_of(subnet("x").supernet(new_prefix=16))
+    named = load(environ={"COMPOSE_PROJECT_NAME": "vision-prod"}, deploy_dir=tmp_path)
+    assert named.compose_project == "vision-prod"
+    for bad in ("Vision", "-x", "a b", "a;b"):
+        with pytest.raises(SettingsError, match="COMPOSE_PROJECT_NAME="):
+            load(environ={"COMPOSE_PROJECT_NAME": bad}, deploy_dir=tmp_path)

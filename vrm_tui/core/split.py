@@ -15,7 +15,8 @@ class SplitError(BadInput):
 def parse_weight(text: str, name: str = "rust weight") -> int:
     """Parse one weight as an operator typed it; the error names `name` and the value."""
     raw = str(text).strip()
-    if not re.fullmatch(r"[+-]?\d+", raw):
+    # ASCII digits only: `\d` and `int()` also take `٥٠`, and `int()` takes `1_0`.
+    if not re.fullmatch(r"[+-]?[0-9]+", raw):
         raise SplitError(f"{name}={text!r}: expected a whole number from 0 to 100")
     value = int(raw)
     if not 0 <= value <= 100:

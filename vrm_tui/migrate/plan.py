@@ -22,7 +22,7 @@ from vrm_tui.core.errors import BadInput
 
 DEFAULT_PLAN = Path(__file__).resolve().parents[2] / "configs" / "migration.yaml"
 MAX_DURATION_S = 7 * 24 * 3600.0  # a bake longer than a week is a typo, not a plan
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)", re.ASCII)  # not `٥٠`
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -92,7 +92,7 @@ def parse_steps(value: object, name: str) -> tuple[int, ...]:
     items: list[object]
     if isinstance(value, str):
         parts = [part.strip() for part in value.split(",")]
-        if not all(re.fullmatch(r"\d+", part) for part in parts):
+        if not all(re.fullmatch(r"[0-9]+", part) for part in parts):
             raise PlanError(f"{name}={_show(value)}: expected whole numbers like 10,50,100")
         items = [int(part) for part in parts]
     elif isinstance(value, list | tuple):
@@ -222,9 +222,11 @@ def load(path: Path = DEFAULT_PLAN, steps: str | None = None,
     """The plan file with command-line overrides (`--steps 10,50 --bake 5m --gate-interval
     10s`); every problem is a one-line PlanError naming the file or the flag."""
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)
     except OSError as exc:
         raise PlanError(f"{path}: cannot read the plan ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""

@@ -59,48 +59,75 @@ class Profile:
         return base.sample(rng) + self.per_megapixel_ms * megapixels
 
 
+def _one_line(text: object, limit: int = 200) -> str:
+    """Messages are shown as one line: YAML errors span several."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def load_profile(path: Path) -> Profile:
-    """Read and check a profile; every problem names the file and the key."""
+    """Read and check a profile; every problem is one line that names the file and the key."""
     try:
-        data: Any = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ProfileError(f"{path}: {exc}") from None
+        data: Any = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise ProfileError(f"{path}: not valid YAML{where}: {_one_line(problem)}") from None
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping at the top level")
 
-    def number(key: str, value: Any, low: float = 0.0, high: float = math.inf) -> float:
+    def show(value: Any) -> str:
+        return _one_line(repr(value), 60)
+
+    def number(key: str, value: Any, low: float = 0.0, high: float = 1e9) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProfileError(f"{path}: {key}={value!r}: expected a number")
-        if not low <= value <= high:
-            raise ProfileError(f"{path}: {key}={value!r}: expected {low} to {high}")
+            raise ProfileError(f"{path}: {key}={show(value)}: expected a number")
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ProfileError(f"{path}: {key}={show(value)}: expected {low:g} to {high:g}")
         return float(value)
 
+    def mapping(key: str) -> dict[Any, Any]:
+        value = data.get(key) or {}
+        if not isinstance(value, dict):
+            raise ProfileError(f"{path}: {key}={show(value)}: expected a mapping")
+        return value
+
     latency = {}
-    for task, spec in (data.get("latency_ms") or {}).items():
+    for task, spec in mapping("latency_ms").items():
+        task = _one_line(task, 40)
         if not isinstance(spec, dict):
-            raise ProfileError(f"{path}: latency_ms.{task}: expected {{median, p95}}")
+            raise ProfileError(f"{path}: latency_ms.{task}: expected "
+                               "{median, p95}")
         median = number(f"latency_ms.{task}.median", spec.get("median"), 0.001)
         p95 = number(f"latency_ms.{task}.p95", spec.get("p95", median), median)
         latency[task] = Latency(median, p95)
     if "metrics" not in latency:
         raise ProfileError(f"{path}: latency_ms.metrics is required (the summary endpoint)")
     models = {}
-    for name, spec in (data.get("models") or {}).items():
+    for name, spec in mapping("models").items():
+        name = _one_line(name, 40)
         if not isinstance(spec, dict) or "task" not in spec:
-            raise ProfileError(f"{path}: models.{name}: expected {{size_gb, task}}")
+            raise ProfileError(f"{path}: models.{name}: expected "
+                               "{size_gb, task}")
         models[name] = Model(name, number(f"models.{name}.size_gb", spec.get("size_gb"), 0.01),
                              str(spec["task"]))
     volatile = data.get("volatile_fields", list(VOLATILE))
-    if not isinstance(volatile, list) or not set(volatile) <= set(VOLATILE):
-        raise ProfileError(f"{path}: volatile_fields={volatile!r}: expected a list of "
+    if not isinstance(volatile, list) or not all(isinstance(v, str) and v in VOLATILE
+                                                 for v in volatile):
+        raise ProfileError(f"{path}: volatile_fields={show(volatile)}: expected a list of "
                            f"{', '.join(VOLATILE)}")
     divergence_path = data.get("divergence_path", "any")
-    if divergence_path not in DIVERGENCE:
-        raise ProfileError(f"{path}: divergence_path={divergence_path!r}: expected one of "
+    if not isinstance(divergence_path, str) or divergence_path not in DIVERGENCE:
+        raise ProfileError(f"{path}: divergence_path={show(divergence_path)}: expected one of "
                            f"{', '.join(DIVERGENCE)}")
     backend = data.get("backend")
-    if backend not in ("rust", "typescript"):
-        raise ProfileError(f"{path}: backend={backend!r}: expected rust or typescript")
+    if not isinstance(backend, str) or backend not in ("rust", "typescript"):
+        raise ProfileError(f"{path}: backend={show(backend)}: expected rust or typescript")
     return Profile(
         backend=backend,
         latency_ms=latency,

@@ -9,6 +9,8 @@ container, where the backends' service names resolve.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -28,11 +30,19 @@ from vrm_tui.traffic import nginx
 from vrm_tui.traffic.served import Served, read_served
 
 COMPOSE_DIR = nginx.REPO_ROOT / "docker"
-PROJECT = "vrm"
-SUBNET = "172.30.0.0/24"  # docker-compose.yml's network (the exporter scrapes from it)
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
 STATUS_PORT = 3010  # the proxy container's status listener, published on 127.0.0.1 only
 PORTS = {services.RUST: 3001, services.TYPESCRIPT: 3002}
 INSTALL_HINT = "sudo apt-get install -y docker.io docker-compose"
+
+
+def subnet(project: str) -> ipaddress.IPv4Network:
+    """The project's own /24 in 172.30.0.0/16 (docker-compose.yml's network; the exporter
+    scrapes from it): picked by a hash of the project name so that stacks beside each other
+    do not ask docker for the same subnet."""
+    third = hashlib.sha256(project.encode()).digest()[0]
+    return ipaddress.IPv4Network(f"172.30.{third}.0/24")
 
 
 def compose_command() -> list[str]:
@@ -51,13 +61,16 @@ def compose_command() -> list[str]:
 
 
 class ComposeRuntime:
-    """Runs the stack as compose services (project `vrm`, containers named as the seed's)."""
+    """Runs the stack as compose services in the deployment's own project (the seed's
+    service names; containers found by compose's project and service labels)."""
 
     name = "compose"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.log_dir = settings.state_dir / "logs"
+        self.project = settings.compose_project
+        self.subnet = subnet(self.project)
 
     # --- docker access -------------------------------------------------------------------
 
@@ -74,12 +87,10 @@ class ComposeRuntime:
         return client
 
     def _container(self, service: str) -> Any | None:
-        import docker.errors
-
-        try:
-            return self.client.containers.get(service)
-        except docker.errors.NotFound:
-            return None
+        """This project's container of `service` (the newest, should compose have left two)."""
+        found = self.client.containers.list(all=True, filters={"label": [
+            f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={service}"]})
+        return max(found, key=lambda c: c.attrs.get("Created", "")) if found else None
 
     def files(self) -> list[Path]:
         overlay = ("docker-compose.rehearsal.yml" if self.settings.compose_profile == "rehearsal"
@@ -97,13 +108,14 @@ class ComposeRuntime:
             "TS_VISION_MANAGER_PORT": str(s.ts_port), "PROMETHEUS_PORT": str(s.prometheus_port),
             "GRAFANA_PORT": str(s.grafana_port), "GRAFANA_PASSWORD": s.grafana_password,
             "MAX_VRAM_GB": str(s.max_vram_gb), "BASE_IMAGE": s.base_image,
-            "VRM_BUILD_NETWORK": s.build_network,
+            "VRM_BUILD_NETWORK": s.build_network, "VRM_SUBNET": str(self.subnet),
+            "VRM_GATEWAY": str(self.subnet.network_address + 1),
         })
         return env
 
     def run_compose(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """Run a compose command for this stack; the caller reads its exit status."""
-        command = [*compose_command(), "-p", PROJECT]
+        command = [*compose_command(), "-p", self.project]
         for path in self.files():
             command += ["-f", str(path)]
         try:
@@ -137,7 +149,7 @@ class ComposeRuntime:
             rust_address=f"{services.RUST}:{PORTS[services.RUST]}",
             ts_address=f"{services.TYPESCRIPT}:{PORTS[services.TYPESCRIPT]}",
             daemon=False,
-            status_allow=("127.0.0.1", "::1", SUBNET),
+            status_allow=("127.0.0.1", "::1", str(self.subnet)),
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
             retry_process=s.proxy_retry_process,
@@ -155,8 +167,8 @@ class ComposeRuntime:
     def _running(self) -> set[str]:
         found = set()
         for container in self.client.containers.list(
-                filters={"label": f"com.docker.compose.project={PROJECT}"}):
-            found.add(container.name)
+                filters={"label": f"{PROJECT_LABEL}={self.project}"}):
+            found.add(container.labels.get(SERVICE_LABEL, container.name))
         return found
 
     def _wanted(self) -> list[str]:

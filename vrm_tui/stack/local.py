@@ -17,7 +17,8 @@ from pathlib import Path
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.errors import StackError
+from vrm_tui.core.errors import BadInput, StackError
+from vrm_tui.rehearsal.profile import ProfileError, load_profile
 from vrm_tui.settings import Settings
 from vrm_tui.stack import monitoring
 from vrm_tui.stack.runtime import ServiceState
@@ -42,6 +43,9 @@ class LocalRuntime:
         self.run_dir = state / "run"
         self.log_dir = state / "logs"
         self.store = nginx.ConfigStore(state / "nginx")
+        # Where each log ended before this process spawned into it: a start that fails shows
+        # its own lines, never those of an earlier run.
+        self._log_start: dict[str, int] = {}
 
     # --- layout --------------------------------------------------------------------------
 
@@ -91,16 +95,36 @@ class LocalRuntime:
             folder.mkdir(parents=True, exist_ok=True)
         wanted = [(service, backend) for service, backend in services.BACKENDS.items()
                   if not (self._external(service) or self._record(service))]
+        profiles = {service: self._profile(backend) for service, backend in wanted}
         # Chosen together: a backend binds its admin port only once it has started.
         admin_ports = free_ports(len(wanted))
-        started = []
-        waiting = []
-        for (service, backend), admin in zip(wanted, admin_ports, strict=True):
-            waiting.append(self._start_backend(service, backend, admin))
-            started.append(service)
-        for record in waiting:
-            self._wait_ready(record, f"http://127.0.0.1:{record.ports['port']}/health")
-        return started
+        waiting: list[ProcRecord] = []
+        try:
+            for (service, backend), admin in zip(wanted, admin_ports, strict=True):
+                waiting.append(self._start_backend(service, backend, admin, profiles[service]))
+            for record in waiting:
+                self._wait_ready(record, f"http://127.0.0.1:{record.ports['port']}/health")
+        except BaseException:
+            # One backend failed: stop the others this bring-up started, so nothing is left
+            # running that the operator did not get.
+            for record in waiting:
+                self.stop_service(record.service)
+            raise
+        return [record.service for record in waiting]
+
+    def _profile(self, backend: str) -> Path:
+        """The deployment's own `configs/rehearsal/<backend>.yaml` when it has one, else vrm's;
+        checked here so that a bad profile is refused before anything starts."""
+        own = self.settings.deploy_dir / "configs" / "rehearsal" / f"{backend}.yaml"
+        path = own if own.is_file() else PROFILE_DIR / f"{backend}.yaml"
+        try:
+            profile = load_profile(path)
+        except ProfileError as exc:
+            raise BadInput(f"rehearsal profile {exc}") from None
+        if profile.backend != backend:
+            raise BadInput(f"rehearsal profile {path}: backend={profile.backend!r}: "
+                           f"expected {backend}")
+        return path
 
     def up(self) -> list[str]:
         started = self.start_dependencies()
@@ -162,7 +186,8 @@ class LocalRuntime:
                 f"(`ss -ltnp 'sport = :{port}'` shows it) or set {setting} in .env"
             )
 
-    def _start_backend(self, service: str, backend: str, admin: int) -> ProcRecord:
+    def _start_backend(self, service: str, backend: str, admin: int,
+                       profile: Path) -> ProcRecord:
         port = self.settings.rust_port if backend == Backend.RUST else self.settings.ts_port
         setting = "VISION_MANAGER_PORT" if backend == Backend.RUST else "TS_VISION_MANAGER_PORT"
         self._check_port(setting, "127.0.0.1", port)
@@ -171,7 +196,7 @@ class LocalRuntime:
             "--flavour", backend,
             "--host", "127.0.0.1",
             "--port", str(port),
-            "--profile", str(PROFILE_DIR / f"{backend}.yaml"),
+            "--profile", str(profile),
             "--max-vram-gb", str(self.settings.max_vram_gb),
         ]
         ports = {"port": port}
@@ -183,6 +208,7 @@ class LocalRuntime:
     def _spawn(self, service: str, command: list[str], ports: dict[str, int]) -> ProcRecord:
         """Start a process detached from the terminal, logging to logs/<service>.log."""
         with open(self.log_dir / f"{service}.log", "ab") as out:
+            self._log_start[service] = out.seek(0, os.SEEK_END)
             proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True,
@@ -195,12 +221,24 @@ class LocalRuntime:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if not record.alive():
-                tail = "\n  ".join(logfiles.last_lines(self.log_dir / f"{record.service}.log", 8))
-                raise StackError(f"{record.service} exited at start; its log ends:\n  {tail}")
+                raise StackError(f"{record.service} exited at start: {self._start_log(record)}")
             if probe(url, timeout=0.5).healthy:
                 return
             time.sleep(0.05)
         raise StackError(f"{record.service} did not answer {url} within {START_TIMEOUT_S:.0f}s")
+
+    def _start_log(self, record: ProcRecord) -> str:
+        """The last lines this start wrote to the service's log, as one line."""
+        path = self.log_dir / f"{record.service}.log"
+        start = self._log_start.get(record.service, 0)
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(start)
+                text = handle.read(65536).decode(errors="replace")
+        except OSError:
+            text = ""
+        lines = [line.strip() for line in text.splitlines() if line.strip()][-3:]
+        return " | ".join(lines) or f"it wrote nothing to {path}"
 
     def _start_proxy(self) -> None:
         if self.store.current() is None:

@@ -7,6 +7,7 @@ swapped atomically.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -15,7 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from vrm_tui.core.errors import Failure
+from vrm_tui.core import address
+from vrm_tui.core.errors import BadInput, Failure
 from vrm_tui.core.split import Split
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -78,22 +80,60 @@ def ensure_dirs(params: ProxyParams) -> None:
         folder.mkdir(parents=True, exist_ok=True)
 
 
+# Characters that would end or change an unquoted nginx token: a path holding one is refused.
+_UNSAFE = re.compile(r"[\s;{}'\"$#\\`\x00-\x1f\x7f]")
+
+
+def _path(name: str, path: Path) -> str:
+    """An absolute path nginx can read unquoted (settings refuse such a state dir earlier)."""
+    text = str(path)
+    if not path.is_absolute() or _UNSAFE.search(text):
+        raise BadInput(f"{name}={text!r}: nginx needs an absolute path without whitespace, "
+                       "quotes or any of ; { } $ # \\ `")
+    return text
+
+
+def _number(name: str, value: int, low: int, high: int) -> str:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadInput(f"{name}={value!r}: expected a whole number from {low} to {high}")
+    return str(value)
+
+
+def _network(value: str) -> str:
+    """An address or a network (`172.30.0.0/24`) for `allow`, rebuilt by ipaddress."""
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise BadInput(f"status allow={value!r}: expected an IP address or network") from None
+    return str(network.network_address) if network.num_addresses == 1 else str(network)
+
+
+def _listen(name: str, value: str) -> str:
+    """`host:port` rebuilt from its parts, so nothing else of `value` reaches the config."""
+    return str(address.parse_hostport(name, value))
+
+
 def render_main(params: ProxyParams) -> str:
-    """Fill the `{{ NAME }}` placeholders of the main template."""
-    rate = params.rate_limit
+    """Fill the `{{ NAME }}` placeholders of the main template.
+
+    Every value is rebuilt from a parsed form or checked against what an nginx token may hold:
+    a setting can never add a directive or a comment to the config."""
+    rate = int(_number("PROXY_RATE_LIMIT", params.rate_limit, 0, 1_000_000))
     values = {
         "USER_DIRECTIVE": _user_directive(),
-        "WORKER_PROCESSES": str(params.worker_processes),
-        "PID_FILE": str(params.pid_file),
-        "ERROR_LOG": str(params.error_log),
-        "ACCESS_LOG": str(params.access_log),
+        "WORKER_PROCESSES": _number("worker_processes", params.worker_processes, 1, 1024),
+        "PID_FILE": _path("pid file", params.pid_file),
+        "ERROR_LOG": _path("error log", params.error_log),
+        "ACCESS_LOG": _path("access log", params.access_log),
         "DAEMON": "on" if params.daemon else "off",
-        "TEMP_DIR": str(params.temp_dir),
-        "LISTEN": params.listen,
-        "STATUS_LISTEN": params.status_listen,
-        "COMPARISON_FILE": str(params.comparison_file),
-        "CLIENT_KEEPALIVE_TIMEOUT": str(params.client_keepalive_timeout),
-        "UPSTREAM_TIMEOUT": str(params.upstream_timeout),
+        "TEMP_DIR": _path("temp dir", params.temp_dir),
+        "LISTEN": _listen("listen (PROXY_BIND:PROXY_PORT)", params.listen),
+        "STATUS_LISTEN": _listen("status listen (PROXY_STATUS_PORT)", params.status_listen),
+        "COMPARISON_FILE": _path("comparison file", params.comparison_file),
+        "CLIENT_KEEPALIVE_TIMEOUT": _number("PROXY_KEEPALIVE_TIMEOUT",
+                                            params.client_keepalive_timeout, 0, 3600),
+        "UPSTREAM_TIMEOUT": _number("PROXY_UPSTREAM_TIMEOUT", params.upstream_timeout, 1,
+                                    3600),
         "PROCESS_RETRY": " non_idempotent" if params.retry_process else "",
         "LIMIT_REQ_ZONE": (
             f"limit_req_zone $binary_remote_addr zone=vrm_api:10m rate={rate}r/s;"
@@ -101,7 +141,7 @@ def render_main(params: ProxyParams) -> str:
             else "# PROXY_RATE_LIMIT=0: rate limiting is off"
         ),
         "LIMIT_REQ": f"limit_req zone=vrm_api burst={2 * rate} nodelay;" if rate > 0 else "",
-        "STATUS_ALLOW": " ".join(f"allow {a};" for a in params.status_allow),
+        "STATUS_ALLOW": " ".join(f"allow {_network(a)};" for a in params.status_allow),
     }
     template = params.template
     text = template.read_text()
@@ -126,8 +166,12 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
     """The upstream blocks for a split, with DESIGN's rules for 0 and 100.
 
     nginx rejects `weight=0`, so rust 0 is written `down`; at rust 100 typescript stays as a
-    `backup`, used only when rust cannot answer (the seed's fallback).
+    `backup`, used only when rust cannot answer (the seed's fallback). Addresses are parsed
+    and rebuilt from host and port, so a value cannot add parameters, comments or blocks.
     """
+    rust_address = str(address.parse_hostport("rust upstream address", rust_address))
+    ts_address = str(address.parse_hostport("typescript upstream address", ts_address))
+    _number("generation", generation, 0, 10**12)
     if split.rust == 0:
         rust_line = f"server {rust_address} down;"
         ts_line = f"server {ts_address} weight=100 max_fails=3 fail_timeout=5s;"
