@@ -15,9 +15,11 @@ error log only explains a failure established that way.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -184,6 +186,7 @@ class TrafficController:
         with self.lock.hold("prepare", timeout=30.0):
             gen = self._candidate(split, self._next_number(None), self.min_free_bytes)
             self.store.activate(gen)
+            self.store.keep_reserve()
             return gen
 
     def settle_for_start(self) -> str:
@@ -331,7 +334,13 @@ class TrafficController:
         upstream = nginx.render_upstream(split, number, params.rust_address, params.ts_address,
                                          self.token)
         try:
-            gen = self.store.write(number, main, upstream)
+            try:
+                gen = self.store.write(number, main, upstream)
+            except OSError as exc:
+                # A rollback on a full disk spends the space held in reserve for it.
+                if exc.errno != errno.ENOSPC or need or not self.store.release_reserve():
+                    raise
+                gen = self.store.write(number, main, upstream)
         except OSError as exc:
             raise ApplyError(
                 f"cannot write generation {number} in {self.store.root}: "
@@ -373,6 +382,8 @@ class TrafficController:
             raise ApplyError(self._restore(previous, gen, str(exc))) from None
         self.store.mark_good(gen)
         self.store.prune()
+        if free_after(self.store.root) >= self.min_free_bytes:
+            self.store.keep_reserve()
         return ApplyResult(action, before, target, gen.number, watch.ms(), verified=True)
 
     def _recover(self, action: Action, before: Split | None, target: Split,
@@ -473,6 +484,13 @@ class TrafficController:
             time.sleep(POLL_INTERVAL_S)
 
 
+def free_after(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -494,8 +512,13 @@ def _reload_errors(log: Path, offset: int) -> str:
     mine = [i for i, ln in enumerate(lines) if f"received from {os.getpid()}," in ln]
     if mine:
         lines = lines[mine[-1]:]
-    bad = [ln for ln in lines if "[emerg]" in ln or "[alert]" in ln]
-    return bad[-1].split("] ", 1)[-1] if bad else ""
+    said: list[str] = []
+    for line in lines:
+        if "[emerg]" in line or "[alert]" in line:
+            message = re.sub(r"^\d+#\d+: (\*\d+ )?", "", line.split("] ", 1)[-1])
+            if message not in said:
+                said.append(message)
+    return "; ".join(said)
 
 
 def _d(split: Split | None) -> dict[str, int] | None:

@@ -25,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf"
 NGINX_INSTALL_HINT = "install it with: sudo apt-get install -y nginx"
 KEEP_GENERATIONS = 10
+RESERVE_BYTES = 256 * 1024
 
 
 class NginxMissing(Failure):
@@ -304,6 +305,32 @@ class ConfigStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return gen
+
+    @property
+    def reserve(self) -> Path:
+        return self.root / ".reserve"
+
+    def keep_reserve(self) -> None:
+        """Hold RESERVE_BYTES of disk so a rollback can write its generation on a full
+        disk (it releases the reserve first). Best effort."""
+        if self.reserve.exists():
+            return
+        tmp = self.reserve.with_name(f".reserve.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(b"\0" * RESERVE_BYTES)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.reserve)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def release_reserve(self) -> bool:
+        try:
+            self.reserve.unlink()
+        except OSError:
+            return False
+        return True
 
     def activate(self, gen: Generation) -> None:
         """Point `current` at `gen` with one atomic rename."""
