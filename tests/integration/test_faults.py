@@ -290,7 +290,8 @@ events {{}}
 http {{ access_log off; client_body_temp_path {dir}; proxy_temp_path {dir};
   fastcgi_temp_path {dir}; uwsgi_temp_path {dir}; scgi_temp_path {dir};
   server {{ listen 127.0.0.1:{port};
-    location = /vrm/served {{ return 200 '{{"generation":5,"rust":40,"typescript":60,"worker_pid":1}}'; }} }} }}
+    location = /vrm/served {{
+      return 200 '{{"generation":5,"rust":40,"typescript":60,"worker_pid":1}}'; }} }} }}
 """
 
 

@@ -306,7 +306,12 @@ class TrafficController:
             return None
 
     def _next_number(self, served: Served | None) -> int:
+        """Past every generation, the set-aside (`gen-N.rejected`, `.refused`) included:
+        a number names one config in the journal."""
         known = [g.number for g in self.store.generations()]
+        if self.store.root.is_dir():
+            known += [int(m.group(1)) for p in self.store.root.iterdir()
+                      if (m := re.fullmatch(r"gen-(\d+)\.\w+", p.name))]
         if served:
             known.append(served.generation)
         return max(known, default=0) + 1

@@ -123,7 +123,7 @@ def _user_directive(user: str | None) -> str:
     if os.geteuid() != 0:
         return "# not root: workers run as the current user"
     if user is None:
-        return "user root root;  # the state dir is out of the workers' reach; see vrm status"
+        return "user root root;  # a folder above the state dir keeps nobody out"
     return f"user {user} {worker_group(user)};"
 
 
