@@ -197,6 +197,10 @@ def _say_applied(result: ApplyResult) -> None:
     before = f" (was {result.before.rust}%)" if result.before else ""
     print(f"{result.action}: now serving {result.after}{before}; generation "
           f"{result.generation} verified in {result.duration_ms:.0f} ms")
+    if result.note:
+        print(f"  {result.note}")
+    if result.journal_error:  # the change is live (exit 0); the audit trail is not
+        print(f"vrm: warning: {result.journal_error}", file=sys.stderr)
 
 
 def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ lines, and readers (the TUI of a pairing partner) can follow the file by offset.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import getpass
 import json
 import os
@@ -69,11 +71,20 @@ class Journal:
         self.path = path
 
     def append(self, record: Record) -> Record:
+        """Append one record. Raises OSError when the journal cannot be written (a full or
+        read-only disk, `chattr +i`): callers say so, next to what the action did.
+
+        Created 0640: it names operators and their SSH addresses."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = (record.to_json() + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
-            os.write(fd, data)
+            if os.fstat(fd).st_mode & 0o037:  # an older, world-readable journal
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, 0o640)
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, "short write: the disk is full")
         finally:
             os.close(fd)
         return record

@@ -7,7 +7,7 @@ remembered; when nginx does not answer, the split is unknown and the reason is k
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vrm_tui.core import services
@@ -90,12 +90,28 @@ def collect(runtime: Runtime, controller: TrafficController,
     result = []
     for state, found in zip(states, probes, strict=True):
         if state.name == services.PROXY:
+            state, error = _proxy_state(state, served, served_error)
+            # Healthy only when our own master runs: orphaned workers answer, but nothing
+            # can reload them, and a stopped stack must not borrow another nginx's answer.
             found = Probe(f"http://127.0.0.1:{settings.proxy_status_port}/vrm/served",
-                          served is not None,
-                          200 if served else None, None, error=served_error)
+                          served is not None and state.state == "running",
+                          200 if served else None, None, error=error)
         result.append(ServiceStatus(state, found))
     return StackStatus(runtime.name, str(settings.state_dir), served, served_error,
                        controller.configured(), result)
+
+
+def _proxy_state(state: ServiceState, served: Served | None,
+                 served_error: str) -> tuple[ServiceState, str]:
+    """The proxy's state with what answered: orphans name their generation; a stopped or
+    exited proxy whose port answers is somebody else's or a leftover, never healthy."""
+    if state.state == "orphaned" and served is not None:
+        detail = f"{state.detail} generation {served.generation} ({served.split}); " \
+                 "`vrm rollback` or `vrm deploy` retires them and starts a new master"
+        return replace(state, detail=detail), detail
+    if state.state != "running" and served is not None:
+        return state, f"{state.state}, yet generation {served.generation} answers"
+    return state, served_error or state.detail
 
 
 def _served(controller: TrafficController, timeout: float) -> tuple[Served | None, str]:

@@ -57,3 +57,78 @@ def test_no_master_is_a_clear_failure(tmp_path: Path) -> None:
     with pytest.raises(ApplyError, match="not running"):
         controller.rollback()
     assert Journal(tmp_path / "journal.jsonl").read()[-1].result == "failed"
+
+
+def test_a_refusal_is_judged_by_nginx_not_by_old_log_lines(tmp_path: Path) -> None:
+    controller, host = _controller(tmp_path)
+    log = host.proxy_error_log()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("2026/01/01 00:00:00 [emerg] 1#1: bind() failed, from an earlier reload\n")
+    host.busy_polls = 3  # the master still works on an earlier reload when we signal
+    result = controller.set_split(Split(60))
+    assert result.verified and host.served().split == Split(60)
+
+
+def test_a_refused_reload_then_good_changes_all_succeed(tmp_path: Path) -> None:
+    controller, host = _controller(tmp_path)
+    host.refuse_reload = "bind() to 127.0.0.1:3001 failed (98: Address already in use)"
+    with pytest.raises(ApplyError, match="Address already in use"):
+        controller.set_split(Split(55))
+    host.refuse_reload = None
+    for weight in (55, 0, 70):
+        assert controller.set_split(Split(weight)).generation == host.served().generation
+        assert controller.configured() == Split(weight) == host.served().split
+
+
+def test_rollback_with_the_master_gone_restarts_it(tmp_path: Path) -> None:
+    controller, host = _controller(tmp_path)
+    controller.set_split(Split(40))
+    host.running, host.orphans = False, {7, 8}
+    result = controller.rollback()
+    assert host.restarts == 1 and host.served().split == Split(0)
+    assert "retired 2 orphan workers" in result.note
+    assert "retired 2" in Journal(tmp_path / "journal.jsonl").read()[-1].detail
+
+
+def test_a_restart_never_loads_an_unverified_generation(tmp_path: Path) -> None:
+    controller, _ = _controller(tmp_path)
+    controller.set_split(Split(20))
+    pending = controller._candidate(Split(70), 99, 0)
+    controller.store.activate(pending)  # swapped, then vrm was killed before the reload
+    assert "never verified" in controller.settle_for_start()
+    assert controller.configured() == Split(20)
+
+
+def test_too_little_disk_fails_before_writing(tmp_path: Path) -> None:
+    controller, host = _controller(tmp_path)
+    controller.min_free_bytes = 2**62
+    with pytest.raises(ApplyError, match="MB free"):
+        controller.set_split(Split(50))
+    assert host.served().split == Split(10)
+    assert not [p for p in (tmp_path / "nginx").iterdir() if p.name.startswith(".gen-")]
+    assert controller.rollback().verified, "a rollback needs only what it writes"
+
+
+def test_an_unwritable_journal_is_reported_with_the_change(tmp_path: Path) -> None:
+    controller, host = _controller(tmp_path)
+    journal = tmp_path / "journal.jsonl"
+    journal.unlink(missing_ok=True)
+    journal.mkdir()  # cannot be opened for writing, as with `chattr +i`
+    result = controller.set_split(Split(30))
+    assert host.served().split == Split(30)
+    assert "could not be written" in result.journal_error
+
+
+def test_the_lock_is_reentrant_within_a_thread(tmp_path: Path) -> None:
+    controller, _ = _controller(tmp_path)
+    with controller.lock.hold("up", timeout=1), controller.lock.hold("prepare", timeout=1):
+        pass
+
+
+def test_logs_rotate_past_the_limit(tmp_path: Path) -> None:
+    controller, host = _controller(tmp_path)
+    controller.log_max_bytes = 10
+    host.access_log().parent.mkdir(parents=True, exist_ok=True)
+    host.access_log().write_text("x" * 100)
+    assert controller.rotate_logs() == [host.access_log()] and host.reopened == 1
+    assert not host.access_log().exists()

@@ -25,7 +25,7 @@ from vrm_tui.core.errors import StackError
 from vrm_tui.settings import Settings
 from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles
-from vrm_tui.system.procs import children, port_in_use
+from vrm_tui.system.procs import children, port_in_use, reload_settled
 from vrm_tui.traffic import nginx
 from vrm_tui.traffic.served import Served, read_served
 
@@ -294,6 +294,24 @@ class ComposeRuntime:
     def proxy_worker_pids(self) -> set[int]:
         pid = self.backend_pid(services.PROXY)
         return children(pid) if pid else set()
+
+    def proxy_reload_settled(self) -> bool | None:
+        pid = self.backend_pid(services.PROXY)
+        return reload_settled(pid) if pid else None
+
+    def proxy_orphans(self) -> set[int]:
+        # nginx is the container's first process: its workers die with it.
+        return set()
+
+    def restart_proxy(self) -> str:
+        self.compose("up", "-d", "--no-deps", services.PROXY, timeout=180)
+        return "started the vision-proxy container"
+
+    def reopen_proxy_logs(self) -> None:
+        container = self._container(services.PROXY)
+        if container is None or container.status != "running":
+            raise StackError("vision-proxy is not running")
+        container.kill(signal=signal.SIGUSR1.name)
 
     def test_proxy_config(self, config: Path) -> None:
         """`nginx -t` inside the proxy container (or a one-off one), where upstream names

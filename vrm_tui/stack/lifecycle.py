@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+from vrm_tui.core import services
 from vrm_tui.core.errors import StackError
 from vrm_tui.journal import Record, Stopwatch
 from vrm_tui.settings import Settings
@@ -28,34 +31,63 @@ def detect(settings: Settings) -> str:
         return "local"
 
 
+LIFECYCLE_LOCK_WAIT_S = 120.0
+"""Bring-up waits this long for another vrm's action (its own start takes up to ~20 s per
+service)."""
+
+
 def bring_up(runtime: Runtime, controller: TrafficController) -> list[str]:
-    """Start whatever is not running; a fresh proxy starts on the configured split."""
+    """Start whatever is not running; a fresh proxy starts on the configured split, or on
+    the last verified generation when a change was interrupted.
+
+    Under the traffic lock: two vrm processes never start the same stack twice."""
     watch = Stopwatch()
+    notes: list[str] = []
     try:
-        started = runtime.start_dependencies()
-        if controller.store.current() is None:
-            controller.prepare(controller.settings.split)
-        started += [name for name in runtime.up() if name not in started]
-        controller.settings.paths.runtime_marker.write_text(runtime.name + "\n")
+        with controller.lock.hold("up", timeout=LIFECYCLE_LOCK_WAIT_S):
+            controller.rotate_logs()
+            started = runtime.start_dependencies()
+            if controller.store.current() is None:
+                controller.prepare(controller.settings.split)
+            elif not runtime.proxy_running():
+                notes = [n for n in [controller.settle_for_start()] if n]
+            started += [name for name in runtime.up() if name not in started]
+            if services.PROXY in started:
+                controller.mark_started()
+            controller.settings.paths.runtime_marker.write_text(runtime.name + "\n")
     except (StackError, ApplyError) as exc:
-        controller.journal.append(Record(action="up", result="failed", duration_ms=watch.ms(),
-                                         detail=str(exc)))
+        _journal(controller, Record(action="up", result="failed", duration_ms=watch.ms(),
+                                    detail=str(exc)))
         raise
+    except OSError as exc:
+        raise StackError(f"cannot start the stack in {controller.settings.state_dir}: "
+                         f"{exc.strerror or exc}") from None
     if started:
-        controller.journal.append(Record(action="up", result="ok", duration_ms=watch.ms(),
-                                         detail="started " + ", ".join(started)))
+        _journal(controller, Record(action="up", result="ok", duration_ms=watch.ms(),
+                                    detail="; ".join(["started " + ", ".join(started), *notes])))
     return started
 
 
 def bring_down(runtime: Runtime, controller: TrafficController,
                names: list[str] | None = None) -> list[str]:
-    """Stop what vrm started: everything, or just `names`."""
+    """Stop what vrm started: everything, or just `names` (under the traffic lock)."""
     watch = Stopwatch()
-    if names is None:
-        stopped = runtime.down()
-    else:
-        stopped = [name for name in names if runtime.stop_service(name)]
+    with controller.lock.hold("down", timeout=LIFECYCLE_LOCK_WAIT_S):
+        if names is None:
+            stopped = runtime.down()
+        else:
+            stopped = [name for name in names if runtime.stop_service(name)]
     if stopped:
-        controller.journal.append(Record(action="down", result="ok", duration_ms=watch.ms(),
-                                         detail="stopped " + ", ".join(stopped)))
+        _journal(controller, Record(action="down", result="ok", duration_ms=watch.ms(),
+                                    detail="stopped " + ", ".join(stopped)))
     return stopped
+
+
+def _journal(controller: TrafficController, record: Record) -> None:
+    """Journal a lifecycle step; an unwritable journal is said on stderr, not a traceback."""
+    try:
+        controller.journal.append(record)
+    except OSError as exc:
+        print(f"vrm: warning: the journal {controller.journal.path} could not be written "
+              f"({exc.strerror or exc}): this {record.action} is not journaled",
+              file=sys.stderr)

@@ -7,6 +7,7 @@ Everything lives under the state dir: generated configs, pids, logs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from vrm_tui.rehearsal.profile import ProfileError, load_profile
 from vrm_tui.settings import Settings
 from vrm_tui.stack import monitoring
 from vrm_tui.stack.runtime import ServiceState
-from vrm_tui.system import logfiles
+from vrm_tui.system import logfiles, procs
 from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
 from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic import nginx
@@ -66,7 +67,17 @@ class LocalRuntime:
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
             retry_process=s.proxy_retry_process,
+            worker_user=self.worker_user(),
         )
+
+    def worker_user(self) -> str | None:
+        """Who nginx's workers run as when vrm runs as root: `nobody`, unless a folder above
+        the state dir keeps it out (then root, and `vrm status` says which folder)."""
+        if os.geteuid() != 0:
+            return None
+        if nginx.unreachable_for(nginx.WORKER_USER, self.settings.state_dir) is not None:
+            return None
+        return nginx.WORKER_USER
 
     def proxy_error_log(self) -> Path:
         return self.log_dir / "proxy-error.log"
@@ -166,18 +177,42 @@ class LocalRuntime:
         return [name for name in reversed(services.MANAGED) if self.stop_service(name)]
 
     def stop_service(self, service: str) -> bool:
-        """Stop one service vrm started (nginx gracefully); True if it was running."""
-        record = ProcRecord.load(self.run_dir, service)
-        if record is None:
-            return False
-        stopped = record.stop(signal.SIGQUIT if service == services.PROXY else signal.SIGTERM)
+        """Stop one service vrm started (nginx gracefully, with any orphaned workers of a
+        killed master); True if something was running."""
+        record = self._record(service)
+        stopped = False
+        if record is not None:
+            stopped = record.stop(signal.SIGQUIT if service == services.PROXY
+                                  else signal.SIGTERM)
+        if service == services.PROXY:
+            orphans = self.proxy_orphans()
+            if orphans:
+                procs.retire(orphans)
+                procs.wait_gone(orphans)
+                stopped = True
         (self.run_dir / f"{service}.json").unlink(missing_ok=True)
         return stopped
 
     def _record(self, service: str) -> ProcRecord | None:
-        """The record of a running process we started, else None."""
+        """The running process of a service we started: its record, or, when vrm was killed
+        before writing one (or it was lost), the process found by what it writes to: a
+        backend's stdout is its log, an nginx master holds this state dir's proxy logs."""
         record = ProcRecord.load(self.run_dir, service)
-        return record if record and record.alive() else None
+        if record and record.alive():
+            return record
+        if service == services.PROXY:
+            found = {pid for pid in self._nginx_pids()
+                     if procs.cmdline(pid).startswith("nginx: master process")}
+        else:
+            found = procs.writing_to(self.log_dir / f"{service}.log")
+        for pid in sorted(found):
+            with contextlib.suppress(ProcessLookupError):
+                ports = record.ports if record else {}
+                return ProcRecord.of(service, pid, procs.cmdline(pid).split(), ports)
+        return None
+
+    def _nginx_pids(self) -> set[int]:
+        return procs.nginx_holding([self.proxy_error_log(), self.access_log()])
 
     def _check_port(self, setting: str, host: str, port: int) -> None:
         if port_in_use(host, port):
@@ -240,9 +275,14 @@ class LocalRuntime:
         lines = [line.strip() for line in text.splitlines() if line.strip()][-3:]
         return " | ".join(lines) or f"it wrote nothing to {path}"
 
-    def _start_proxy(self) -> None:
+    def _start_proxy(self) -> str:
+        """Start nginx on `current` (retiring orphaned workers that hold its ports first);
+        the master is recorded as soon as its pid file names it."""
         if self.store.current() is None:
             raise StackError("no nginx config generation yet: run `vrm deploy` or `vrm up`")
+        orphans = self.proxy_orphans()
+        if orphans:
+            procs.retire(orphans)
         s = self.settings
         self._check_port("PROXY_PORT", s.proxy_bind, s.proxy_port)
         self._check_port("PROXY_STATUS_PORT", "127.0.0.1", s.proxy_status_port)
@@ -266,11 +306,15 @@ class LocalRuntime:
                 raise StackError(f"nginx started but wrote no pid file; see {params.error_log}")
             time.sleep(0.01)
         ProcRecord.of(services.PROXY, pid, command, {"port": s.proxy_port}).save(self.run_dir)
+        note = f"started nginx (master {pid})"
+        if orphans:
+            note = (f"master was gone; retired {len(orphans)} orphan workers "
+                    f"({', '.join(map(str, sorted(orphans)))}); {note}")
         last = ""
         while time.monotonic() < deadline:
             try:
                 read_served("127.0.0.1", s.proxy_status_port, timeout=0.5)
-                return
+                return note
             except ProxyUnreachable as exc:
                 last = str(exc)
             time.sleep(0.02)
@@ -292,9 +336,19 @@ class LocalRuntime:
                 found.append(ServiceState(service, "external", url=external))
                 continue
             record = ProcRecord.load(self.run_dir, service)
+            live = self._record(service)
+            if live is not None and (record is None or not record.alive()):
+                record = live  # found by what it writes to: vrm died before recording it
             port = record.ports.get("port") if record else None
             url = f"http://127.0.0.1:{port}" if port else None
-            if record is None:
+            orphans = self.proxy_orphans() if service == services.PROXY and live is None \
+                else set()
+            if orphans:
+                found.append(ServiceState(
+                    service, "orphaned", None, url,
+                    detail=f"master gone, {len(orphans)} orphan workers "
+                           f"({', '.join(map(str, sorted(orphans)))}) still serving"))
+            elif record is None:
                 found.append(ServiceState(service, "stopped"))
             elif record.alive():
                 found.append(ServiceState(service, "running", record.pid, url))
@@ -334,6 +388,29 @@ class LocalRuntime:
 
     def proxy_running(self) -> bool:
         return self._record(services.PROXY) is not None
+
+    def proxy_reload_settled(self) -> bool | None:
+        record = self._record(services.PROXY)
+        return procs.reload_settled(record.pid) if record else None
+
+    def proxy_orphans(self) -> set[int]:
+        record = self._record(services.PROXY)
+        owned = {record.pid} | children(record.pid) if record else set()
+        return {pid for pid in self._nginx_pids() - owned
+                if not procs.cmdline(pid).startswith("nginx: master process")}
+
+    def restart_proxy(self) -> str:
+        record = self._record(services.PROXY)
+        if record is not None:
+            raise StackError(f"vision-proxy is running (master {record.pid}): nothing to restart")
+        return self._start_proxy()
+
+    def reopen_proxy_logs(self) -> None:
+        record = self._record(services.PROXY)
+        if record is None:
+            raise StackError("vision-proxy is not running")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGUSR1)
 
     def served(self, timeout: float = 1.0) -> Served:
         return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)

@@ -135,3 +135,89 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         for sock in sockets:
             sock.close()
 
+
+
+def reload_settled(master: int) -> bool | None:
+    """True once an nginx master has handled every reload signal sent to it: SIGHUP is not
+    pending and the master sleeps in `sigsuspend` (its idle loop). While it re-reads a
+    config (or retries a bind for 2.5 s) it sleeps elsewhere. None when the kernel does not
+    say (no wchan): the caller then has only its timeout to go by."""
+    try:
+        wchan = Path(f"/proc/{master}/wchan").read_text().strip()
+        status = Path(f"/proc/{master}/status").read_text()
+    except OSError:
+        return None
+    if not wchan or wchan == "0":
+        return None
+    pending = 0
+    for line in status.splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            pending |= int(line.split()[1], 16)
+    hup = 1 << (signal.SIGHUP - 1)
+    return "sigsuspend" in wchan and not pending & hup
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def fd_targets(pid: int) -> set[str]:
+    """Where a process's open descriptors point (paths, `socket:[inode]`)."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                found.add(os.readlink(fd))
+    return found
+
+
+def nginx_holding(paths: list[Path]) -> set[int]:
+    """nginx processes (masters and workers, titled `nginx: ...`) with one of `paths` open:
+    a state dir's nginx is the one writing that state dir's logs, whoever started it."""
+    wanted = {str(p.resolve()) for p in paths}
+    found = set()
+    for pid in _pids():
+        if cmdline(pid).startswith("nginx: ") and fd_targets(pid) & wanted:
+            found.add(pid)
+    return found
+
+
+def writing_to(path: Path) -> set[int]:
+    """Processes whose stdout is `path`: what vrm spawned with that log, even when vrm was
+    killed before it could write the process record."""
+    wanted = str(path.resolve())
+    found = set()
+    for pid in _pids():
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/1") == wanted:
+                found.add(pid)
+    return found
+
+
+def retire(pids: set[int], grace: float = 2.0) -> None:
+    """SIGQUIT (nginx: stop accepting, finish what is in flight), SIGKILL whatever still
+    accepts after `grace`; returns once none of `pids` accepts new connections."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGQUIT)
+    deadline = time.monotonic() + grace
+    while not all(worker_retired(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            for pid in pids:
+                if not worker_retired(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + grace
+        time.sleep(0.01)
+
+
+def wait_gone(pids: set[int], grace: float = 5.0) -> None:
+    """Wait for `pids` to exit; SIGKILL the ones left after `grace`."""
+    deadline = time.monotonic() + grace
+    while any(start_ticks(pid) is not None for pid in pids):
+        if time.monotonic() > deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + grace
+        time.sleep(0.01)

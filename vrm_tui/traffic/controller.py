@@ -5,21 +5,30 @@ config -> atomic swap of the `current` link -> reload -> verify the new generati
 and the old workers stopped accepting -> journal. Any failure leaves the previous config
 serving and says why. Nothing here reads Prometheus or other telemetry: rollback must work
 with every other source down.
+
+A reload is judged by what nginx does, never by its error log: success is the new
+generation answering on fresh connections with the old workers retired; failure is the
+master back in its idle loop, the reload signal consumed, and no new worker started. The
+error log only explains a failure established that way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vrm_tui.core.errors import Failure
+from vrm_tui.core.errors import Failure, StackError
 from vrm_tui.core.names import Action
 from vrm_tui.core.split import ROLLBACK, Split
 from vrm_tui.journal import Journal, Record, Stopwatch, operator_identity
@@ -31,6 +40,11 @@ from vrm_tui.traffic.served import ProxyUnreachable, Served
 
 VERIFY_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.003
+MIN_FREE_BYTES = 5 * 1024 * 1024
+"""A deploy or reload needs this much free space in the state dir (a rollback only what it
+writes): the logs and the journal live there too."""
+LOG_MAX_BYTES = 64 * 1024 * 1024
+"""nginx's access and error logs are rotated (renamed to `.1`, nginx reopens) above this."""
 
 
 class ApplyError(Failure):
@@ -51,18 +65,39 @@ class ApplyResult:
     generation: int
     duration_ms: float
     verified: bool
+    note: str = ""
+    journal_error: str = ""
 
 
 class StateLock:
-    """An exclusive flock on `<state>/lock`; the holder writes who it is for error messages."""
+    """An exclusive flock on `<state>/lock`; the holder writes who it is for error messages.
+
+    Re-entrant within a thread (bring-up holds it while it prepares the first generation);
+    an flock belongs to an open file description, so another thread or process waits."""
+
+    _held = threading.local()
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def _depths(self) -> dict[Path, int]:
+        depths: dict[Path, int] | None = getattr(self._held, "depths", None)
+        if depths is None:
+            depths = self._held.depths = {}
+        return depths
+
     @contextmanager
     def hold(self, action: str, timeout: float) -> Iterator[None]:
+        depths = self._depths()
+        if depths.get(self.path):
+            depths[self.path] += 1
+            try:
+                yield
+            finally:
+                depths[self.path] -= 1
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -76,10 +111,17 @@ class StateLock:
                             f"waited {timeout:.0f}s, try again"
                         ) from None
                     time.sleep(0.005)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps({"pid": os.getpid(), "action": action,
-                                      "operator": operator_identity()}).encode(), 0)
-            yield
+            try:  # who holds it, for whoever waits; a full disk must not stop the holder
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps({"pid": os.getpid(), "action": action,
+                                          "operator": operator_identity()}).encode(), 0)
+            except OSError:
+                pass
+            depths[self.path] = 1
+            try:
+                yield
+            finally:
+                depths[self.path] = 0
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
@@ -101,12 +143,23 @@ class TrafficController:
         self.store = nginx.ConfigStore(settings.paths.nginx)
         self.journal = journal or Journal(settings.paths.journal)
         self.lock = StateLock(settings.paths.lock)
+        self.token = nginx.state_token(settings.state_dir)
+        self.min_free_bytes = MIN_FREE_BYTES
+        self.log_max_bytes = LOG_MAX_BYTES
 
     # --- reading -------------------------------------------------------------------------
 
     def served(self, timeout: float = 1.0) -> Served:
-        """What the running nginx serves, asked of nginx itself."""
-        return self.host.served(timeout=timeout)
+        """What the running nginx serves, asked of nginx itself; an nginx that answers
+        without this state dir's token is another deployment's, and counts as no answer."""
+        served = self.host.served(timeout=timeout)
+        if served.token != self.token:
+            raise ProxyUnreachable(
+                f"the nginx answering on PROXY_STATUS_PORT {self.settings.proxy_status_port} "
+                f"is not this state dir's ({self.settings.state_dir}): another deployment's "
+                "nginx holds the port"
+            )
+        return served
 
     def configured(self) -> Split | None:
         """The split of the generation `current` points at (what a restart would load)."""
@@ -120,7 +173,8 @@ class TrafficController:
         return self._act(action, split, wait)
 
     def rollback(self, wait: float = 10.0) -> ApplyResult:
-        """All traffic to typescript. Depends on nothing but nginx and the state dir."""
+        """All traffic to typescript. Depends on nothing but nginx and the state dir; works
+        with the nginx master gone (its orphaned workers are retired, a new master starts)."""
         return self._act("rollback", ROLLBACK, wait)
 
     def reload(self, wait: float = 30.0) -> ApplyResult:
@@ -130,9 +184,59 @@ class TrafficController:
     def prepare(self, split: Split) -> nginx.Generation:
         """Write, test and activate a first generation for a proxy that is not running yet."""
         with self.lock.hold("prepare", timeout=30.0):
-            gen = self._candidate(split, self._next_number(None))
+            gen = self._candidate(split, self._next_number(None), self.min_free_bytes)
             self.store.activate(gen)
+            self.store.keep_reserve()
             return gen
+
+    def settle_for_start(self) -> str:
+        """Before a stopped proxy starts: never load a generation nobody verified.
+
+        `current` ahead of the last verified generation means a change was interrupted
+        between the swap and its verification (it was never journaled as done); nginx is
+        started on the last verified one instead. Returns what was done, for the journal."""
+        good, current = self.store.good(), self.store.current()
+        if good is None or current is None or good.number == current.number \
+                or not good.path.is_dir():
+            return ""
+        self.store.activate(good)
+        return (f"generation {current.number} was never verified (an interrupted change); "
+                f"starting on verified generation {good.number}")
+
+    def mark_started(self) -> None:
+        """After a fresh start: remember the generation nginx answers with as verified."""
+        current = self.store.current()
+        try:
+            served = self.served(timeout=1.0)
+        except ProxyUnreachable:
+            return
+        if current is not None and served.generation == current.number:
+            self.store.mark_good(current)
+
+    def rotate_logs(self) -> list[Path]:
+        """Rotate nginx's logs that grew past `log_max_bytes` (rename to `.1`, nginx
+        reopens on USR1), so traffic alone cannot fill the state dir. Called on every
+        action and bring-up; the TUI and the migration guard may call it on their polls
+        (it skips when another vrm holds the lock)."""
+        try:
+            with self.lock.hold("rotate-logs", timeout=0):
+                return self._rotate_locked()
+        except (LockBusy, OSError):
+            return []
+
+    def _rotate_locked(self) -> list[Path]:
+        rotated = []
+        for log in (self.host.proxy_error_log(), self.host.access_log()):
+            try:
+                if log.stat().st_size > self.log_max_bytes:
+                    os.replace(log, log.with_name(log.name + ".1"))
+                    rotated.append(log)
+            except OSError:
+                continue
+        if rotated:
+            with contextlib.suppress(StackError):  # nothing runs: a start opens fresh files
+                self.host.reopen_proxy_logs()
+        return rotated
 
     def _act(self, action: Action, split: Split | None, wait: float) -> ApplyResult:
         watch = Stopwatch()
@@ -140,8 +244,10 @@ class TrafficController:
             with self.lock.hold(action, timeout=wait):
                 return self._act_locked(action, split, watch)
         except LockBusy as exc:
-            self.journal.append(Record(action=action, result="failed", to=_d(split),
-                                       duration_ms=watch.ms(), detail=str(exc)))
+            trouble = self._journal(Record(action=action, result="failed", to=_d(split),
+                                           duration_ms=watch.ms(), detail=str(exc)))
+            if trouble:
+                raise LockBusy(f"{exc}; {trouble}") from None
             raise
 
     def _act_locked(self, action: Action, split: Split | None, watch: Stopwatch) -> ApplyResult:
@@ -149,7 +255,9 @@ class TrafficController:
         before: Split | None = None
         target = split
         try:
-            if not self.host.proxy_running():
+            self._rotate_locked()
+            recovering = not self.host.proxy_running()
+            if recovering and not self.host.proxy_orphans():
                 raise ApplyError(
                     "vision-proxy is not running; start the stack with `vrm up` "
                     "(or `vrm deploy`, which starts it)"
@@ -158,15 +266,38 @@ class TrafficController:
             before = served.split if served else self.configured()
             if target is None:
                 target = before or self.settings.split
-            result = self._apply(action, before, target, served, watch)
+            need = 0 if action == "rollback" else self.min_free_bytes
+            if recovering:
+                result = self._recover(action, before, target, served, need, watch)
+            else:
+                result = self._apply(action, before, target, served, need, watch)
         except ApplyError as exc:
-            self.journal.append(Record(action=action, result="failed", from_=_d(before),
-                                       to=_d(target), duration_ms=watch.ms(), detail=str(exc)))
+            trouble = self._journal(Record(action=action, result="failed", from_=_d(before),
+                                           to=_d(target), duration_ms=watch.ms(),
+                                           detail=str(exc)))
+            if trouble:
+                raise ApplyError(f"{exc}; {trouble}") from None
             raise
-        self.journal.append(Record(action=action, result="ok", from_=_d(before), to=_d(target),
-                                   duration_ms=result.duration_ms,
-                                   detail=f"generation {result.generation} verified"))
+        detail = f"generation {result.generation} verified"
+        if result.note:
+            detail += f"; {result.note}"
+        trouble = self._journal(Record(action=action, result="ok", from_=_d(before),
+                                       to=_d(target), duration_ms=result.duration_ms,
+                                       detail=detail))
+        if trouble:
+            return ApplyResult(result.action, result.before, result.after, result.generation,
+                               result.duration_ms, result.verified, result.note, trouble)
         return result
+
+    def _journal(self, record: Record) -> str:
+        """Append a record; '' or why it could not be written (never raises: the change it
+        records has happened, or not, either way)."""
+        try:
+            self.journal.append(record)
+        except OSError as exc:
+            return (f"the journal {self.journal.path} could not be written "
+                    f"({exc.strerror or exc}): this {record.action} is not journaled")
+        return ""
 
     def _served_or_none(self) -> Served | None:
         try:
@@ -175,75 +306,174 @@ class TrafficController:
             return None
 
     def _next_number(self, served: Served | None) -> int:
+        """Past every generation, the set-aside (`gen-N.rejected`, `.refused`) included:
+        a number names one config in the journal."""
         known = [g.number for g in self.store.generations()]
+        if self.store.root.is_dir():
+            known += [int(m.group(1)) for p in self.store.root.iterdir()
+                      if (m := re.fullmatch(r"gen-(\d+)\.\w+", p.name))]
         if served:
             known.append(served.generation)
         return max(known, default=0) + 1
 
-    def _candidate(self, split: Split, number: int) -> nginx.Generation:
+    def _candidate(self, split: Split, number: int, need: int) -> nginx.Generation:
         params = self.host.proxy_params()
-        nginx.ensure_dirs(params)
+        try:
+            nginx.secure_state_dir(self.settings.state_dir, params.worker_user)
+            nginx.ensure_dirs(params)
+            self.store.root.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(self.store.root).free
+        except OSError as exc:
+            raise ApplyError(f"cannot prepare {self.settings.state_dir}: "
+                             f"{exc.strerror or exc}; nginx keeps serving what it serves") from None
+        if free < need:
+            raise ApplyError(
+                f"only {free / 2**20:.1f} MB free in {self.store.root} (a change needs "
+                f"{need / 2**20:.0f} MB: the logs and journal live there too); free some "
+                "space; nginx keeps serving the previous generation"
+            )
         try:
             main = nginx.render_main(params)
         except (OSError, KeyError) as exc:
             raise ApplyError(f"cannot render {params.template}: {exc}") from None
-        upstream = nginx.render_upstream(split, number, params.rust_address, params.ts_address)
-        gen = self.store.write(number, main, upstream)
+        upstream = nginx.render_upstream(split, number, params.rust_address, params.ts_address,
+                                         self.token)
+        try:
+            try:
+                gen = self.store.write(number, main, upstream)
+            except OSError as exc:
+                # A rollback on a full disk spends the space held in reserve for it.
+                if exc.errno != errno.ENOSPC or need or not self.store.release_reserve():
+                    raise
+                gen = self.store.write(number, main, upstream)
+        except OSError as exc:
+            raise ApplyError(
+                f"cannot write generation {number} in {self.store.root}: "
+                f"{exc.strerror or exc}; nginx keeps serving the previous generation"
+            ) from None
         try:
             self.host.test_proxy_config(gen.main)
         except nginx.NginxTestFailed as exc:
-            rejected = gen.path.with_name(gen.path.name + ".rejected")  # kept to diagnose
-            shutil.rmtree(rejected, ignore_errors=True)
-            os.replace(gen.path, rejected)
-            reason = str(exc).replace(str(gen.path), str(rejected))
+            reason = str(exc).replace(str(gen.path), str(self._set_aside(gen, "rejected")))
             raise ApplyError(f"nginx -t rejected the new config: {reason}") from None
         except nginx.NginxMissing as exc:
             raise ApplyError(str(exc)) from None
         return gen
 
+    def _set_aside(self, gen: nginx.Generation, why: str) -> Path:
+        """Keep a generation nginx would not take as `gen-N.<why>`, to diagnose."""
+        aside = gen.path.with_name(f"{gen.path.name}.{why}")
+        shutil.rmtree(aside, ignore_errors=True)
+        try:
+            os.replace(gen.path, aside)
+        except OSError:
+            shutil.rmtree(gen.path, ignore_errors=True)
+        return aside
+
     def _apply(self, action: Action, before: Split | None, target: Split,
-               served: Served | None, watch: Stopwatch) -> ApplyResult:
-        gen = self._candidate(target, self._next_number(served))
-        previous = self.store.current()
+               served: Served | None, need: int, watch: Stopwatch) -> ApplyResult:
+        gen = self._candidate(target, self._next_number(served), need)
+        previous = self.store.good() or self.store.current()
+        self._wait_settled()
         old_workers = self.host.proxy_worker_pids()
         log = self.host.proxy_error_log()
-        log_offset = log.stat().st_size if log.exists() else 0
+        log_offset = _size(log)
         self.store.activate(gen)
         try:
             self.host.signal_proxy_reload()
-            self._verify(gen.number, old_workers, log, log_offset)
-        except ApplyError:
+            self._verify(gen.number, old_workers, log, log_offset,
+                         served.generation if served else None)
+        except (ApplyError, StackError) as exc:
+            raise ApplyError(self._restore(previous, gen, str(exc))) from None
+        self.store.mark_good(gen)
+        self.store.prune()
+        if free_after(self.store.root) >= self.min_free_bytes:
+            self.store.keep_reserve()
+        return ApplyResult(action, before, target, gen.number, watch.ms(), verified=True)
+
+    def _recover(self, action: Action, before: Split | None, target: Split,
+                 served: Served | None, need: int, watch: Stopwatch) -> ApplyResult:
+        """The master is gone and its orphaned workers serve: render and test the target,
+        retire the orphans, start a fresh master on the target, verify."""
+        gen = self._candidate(target, self._next_number(served), need)
+        previous = self.store.good() or self.store.current()
+        self.store.activate(gen)
+        try:
+            note = self.host.restart_proxy()
+            self._verify(gen.number, set(), self.host.proxy_error_log(), 0, None)
+        except (ApplyError, StackError) as exc:
             if previous is not None:
                 self.store.activate(previous)
-                if self._served_generation() == gen.number:
-                    # It loaded after all, late: bring nginx back to the previous generation.
-                    self.host.signal_proxy_reload()
-            raise
+            raise ApplyError(f"could not restart nginx on generation {gen.number}: {exc}") \
+                from None
+        self.store.mark_good(gen)
         self.store.prune()
-        return ApplyResult(action, before, target, gen.number, watch.ms(), verified=True)
+        return ApplyResult(action, before, target, gen.number, watch.ms(), verified=True,
+                           note=note)
+
+    def _restore(self, previous: nginx.Generation | None, gen: nginx.Generation,
+                 why: str) -> str:
+        """After a failed reload: `current` back to the previous generation, and nginx
+        serving it, whatever it did late. Returns the failure message."""
+        if previous is None:
+            return why
+        self.store.activate(previous)
+        try:
+            self._wait_settled()
+            if self._served_generation() == gen.number:  # it loaded after all: undo that
+                old_workers = self.host.proxy_worker_pids()
+                offset = _size(self.host.proxy_error_log())
+                self.host.signal_proxy_reload()
+                self._verify(previous.number, old_workers, self.host.proxy_error_log(), offset,
+                             gen.number)
+        except (ApplyError, StackError) as exc:
+            return f"{why}; and restoring generation {previous.number} failed: {exc}"
+        self._set_aside(gen, "refused")
+        return why
 
     def _served_generation(self) -> int | None:
         served = self._served_or_none()
         return served.generation if served else None
 
-    def _verify(self, number: int, old_workers: set[int], log: Path, offset: int) -> None:
-        """Wait until new connections reach generation `number` and no old worker accepts.
+    def _wait_settled(self) -> None:
+        """Wait until the master has handled every reload signal it was sent (an earlier
+        reload may still retry a bind), so the next one is judged on its own."""
+        deadline = time.monotonic() + VERIFY_TIMEOUT_S
+        while self.host.proxy_reload_settled() is False:
+            if time.monotonic() >= deadline:
+                raise ApplyError(f"nginx is still busy with an earlier reload after "
+                                 f"{VERIFY_TIMEOUT_S:.0f}s; nothing was changed")
+            time.sleep(POLL_INTERVAL_S)
+
+    def _refused(self, old_workers: set[int]) -> bool:
+        """True once nginx has handled the reload and started no worker: it kept the old
+        generation. Read in this order, a successful reload's workers exist by then."""
+        if self.host.proxy_reload_settled() is not True:
+            return False
+        return not (self.host.proxy_worker_pids() - old_workers)
+
+    def _verify(self, number: int, old_workers: set[int], log: Path, offset: int,
+                old_generation: int | None) -> None:
+        """Wait until new connections reach generation `number` and no old worker accepts,
+        or until nginx is seen to have refused it.
 
         nginx's reload returns before the new workers exist, and the master keeps the old
         workers accepting for ~100 ms after starting the new ones: both are waited out here.
         """
         deadline = time.monotonic() + VERIFY_TIMEOUT_S
         last_error = "no answer yet"
+        still = f"generation {old_generation} still serves" if old_generation else \
+            "the previous generation still serves"
         while True:
-            emerg = _new_emergencies(log, offset)
-            if emerg:
-                raise ApplyError(f"nginx refused to load generation {number}: {emerg}")
             try:
                 if self.served(timeout=0.5).generation == number:
                     break
                 last_error = "still serving the previous generation"
             except ProxyUnreachable as exc:
                 last_error = str(exc)
+            if self._refused(old_workers):
+                reason = _reload_errors(log, offset) or "it kept its old workers"
+                raise ApplyError(f"nginx refused to load generation {number}: {reason}; {still}")
             if time.monotonic() >= deadline:
                 raise ApplyError(
                     f"nginx did not start serving generation {number} within "
@@ -259,15 +489,41 @@ class TrafficController:
             time.sleep(POLL_INTERVAL_S)
 
 
-def _new_emergencies(log: Path, offset: int) -> str:
+def free_after(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _reload_errors(log: Path, offset: int) -> str:
+    """nginx's own reason for a refusal established otherwise: the last `[emerg]`/`[alert]`
+    written since this reload's signal (the master handles one reload at a time, and vrm
+    waited for the previous one to finish before signalling)."""
     try:
         with open(log, "rb") as handle:
             handle.seek(offset)
             text = handle.read().decode(errors="replace")
     except OSError:
         return ""
-    bad = [ln for ln in text.splitlines() if "[emerg]" in ln or "[alert]" in ln]
-    return bad[-1].split("] ", 1)[-1] if bad else ""
+    lines = text.splitlines()
+    mine = [i for i, ln in enumerate(lines) if f"received from {os.getpid()}," in ln]
+    if mine:
+        lines = lines[mine[-1]:]
+    said: list[str] = []
+    for line in lines:
+        if "[emerg]" in line or "[alert]" in line:
+            message = re.sub(r"^\d+#\d+: (\*\d+ )?", "", line.split("] ", 1)[-1])
+            if message not in said:
+                said.append(message)
+    return "; ".join(said)
 
 
 def _d(split: Split | None) -> dict[str, int] | None:

@@ -27,7 +27,11 @@ class FakeProxyHost:
     - `running = False`: the master is gone (reload raises, nothing answers);
     - `reject_test = "msg"`: `nginx -t` fails with that message;
     - `refuse_reload = "msg"`: the master logs `[emerg] msg` and keeps the old generation;
-    - `answering = False`: the status listener does not answer (a hung nginx).
+    - `answering = False`: the status listener does not answer (a hung nginx);
+    - `orphans = {pid, ...}` with `running = False`: the master was killed and its workers
+      still serve the generation they had;
+    - `busy_polls = n`: the master is still working on a reload for the next n polls of
+      `proxy_reload_settled` (a bind retried for 2.5 s), then applies what it was sent.
     """
 
     name = "fake"
@@ -40,7 +44,13 @@ class FakeProxyHost:
         self.answering = True
         self.reloads = 0
         self.loaded: Served | None = None
+        self.orphans: set[int] = set()
+        self.busy_polls = 0
+        self.restarts = 0
+        self.reopened = 0
+        self.workers: set[int] = {100}
         self._logs = root / "logs"
+        self._queued = False
 
     def proxy_params(self) -> ProxyParams:
         return ProxyParams(
@@ -60,7 +70,8 @@ class FakeProxyHost:
             raise NginxTestFailed(self.reject_test)
 
     def served(self, timeout: float = 1.0) -> Served:
-        if not (self.running and self.answering) or self.loaded is None:
+        serving = self.running or bool(self.orphans)
+        if not (serving and self.answering) or self.loaded is None:
             raise ProxyUnreachable("proxy at 127.0.0.1:2 did not answer: connection refused")
         return self.loaded
 
@@ -68,6 +79,12 @@ class FakeProxyHost:
         if not self.running:
             raise StackError("vision-proxy is not running")
         self.reloads += 1
+        if self.busy_polls:
+            self._queued = True
+            return
+        self._handle_reload()
+
+    def _handle_reload(self) -> None:
         if self.refuse_reload:
             self._logs.mkdir(parents=True, exist_ok=True)
             with open(self.proxy_error_log(), "a") as log:
@@ -81,10 +98,38 @@ class FakeProxyHost:
         match = _HEADER.match(upstream.read_text())
         if match is None:
             raise StackError(f"{upstream} is not a vrm upstream file")
-        self.loaded = Served(int(match.group(1)), Split(int(match.group(2))), 1)
+        token = re.search(r'"token": "([0-9a-f]*)"', upstream.read_text())
+        self.loaded = Served(int(match.group(1)), Split(int(match.group(2))), 1,
+                             token.group(1) if token else "")
+        self.workers = {max(self.workers, default=100) + 1}
 
     def proxy_worker_pids(self) -> set[int]:
-        return set()
+        return set(self.workers) if self.running else set()
+
+    def proxy_reload_settled(self) -> bool | None:
+        if self.busy_polls:
+            self.busy_polls -= 1
+            if self.busy_polls == 0 and self._queued:
+                self._queued = False
+                self._handle_reload()
+            return False
+        return True
+
+    def proxy_orphans(self) -> set[int]:
+        return set() if self.running else set(self.orphans)
+
+    def restart_proxy(self) -> str:
+        retired = sorted(self.orphans)
+        self.orphans = set()
+        self.running = True
+        self.restarts += 1
+        self.load()
+        return f"master was gone; retired {len(retired)} orphan workers; started a new master"
+
+    def reopen_proxy_logs(self) -> None:
+        if not self.running:
+            raise StackError("vision-proxy is not running")
+        self.reopened += 1
 
     def proxy_error_log(self) -> Path:
         return self._logs / "proxy-error.log"

@@ -52,6 +52,27 @@ class ProxyHost(Protocol):
         no master runs). Verification waits for these to retire after a reload."""
         ...
 
+    def proxy_reload_settled(self) -> bool | None:
+        """True once the master has handled every reload signal sent to it (idle, nothing
+        pending); False while it works on one; None when this host cannot tell."""
+        ...
+
+    def proxy_orphans(self) -> set[int]:
+        """PIDs of this state dir's nginx processes that no running master owns (a killed
+        master's workers, still serving the old split and holding the ports)."""
+        ...
+
+    def restart_proxy(self) -> str:
+        """Retire orphaned workers (SIGQUIT, SIGKILL after a grace) and start a fresh master
+        on the generation `current` points at; returns once it answers, with a sentence
+        saying what was done. Raises `StackError`."""
+        ...
+
+    def reopen_proxy_logs(self) -> None:
+        """Ask the master to reopen its logs (after a rotation). Raises `StackError` when no
+        master runs."""
+        ...
+
     def proxy_error_log(self) -> Path:
         """nginx's error log, as this host reads it."""
         ...

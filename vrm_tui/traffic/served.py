@@ -21,6 +21,7 @@ class Served:
     generation: int
     split: Split
     worker_pid: int
+    token: str = ""
 
 
 def read_served(host: str, port: int, timeout: float = 1.0) -> Served:
@@ -41,7 +42,8 @@ def read_served(host: str, port: int, timeout: float = 1.0) -> Served:
         )
     try:
         data = json.loads(body)
-        return Served(int(data["generation"]), Split(int(data["rust"])), int(data["worker_pid"]))
+        return Served(int(data["generation"]), Split(int(data["rust"])), int(data["worker_pid"]),
+                      str(data.get("token", "")))
     except (ValueError, KeyError, TypeError):
         raise ProxyUnreachable(
             f"proxy at {host}:{port} answered /vrm/served with {body[:80]!r}: not vrm's config"
