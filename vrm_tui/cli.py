@@ -24,7 +24,7 @@ from vrm_tui.core.split import SplitError, parse_weight
 from vrm_tui.migrate.gates import Verdict
 from vrm_tui.migrate.state import MigrationState
 from vrm_tui.settings import Settings
-from vrm_tui.status import StackStatus
+from vrm_tui.status import HEALTH_SYMBOL, StackStatus
 from vrm_tui.traffic import nginx
 from vrm_tui.traffic.controller import ApplyResult
 
@@ -224,9 +224,9 @@ def _print_status(status: StackStatus) -> None:
               "run `vrm deploy` or `vrm rollback` to settle it")
     print(f"{'SERVICE':28}{'STATE':10}{'HEALTH':14}{'PID':>8}  DETAIL")
     for svc in status.services:
-        health = "✓ healthy" if svc.healthy else ("✗ unhealthy" if svc.probe else "- unknown")
-        detail = svc.probe.error if svc.probe and svc.probe.error else (svc.state.url or "")
-        detail = detail or svc.state.detail
+        found = svc.health  # the TUI's Health pane reads the same classification
+        health = f"{HEALTH_SYMBOL[found.word]} {found.word}"
+        detail = found.reason or svc.state.url or svc.state.detail or ""
         pid = str(svc.state.pid) if svc.state.pid else ""
         print(f"{svc.state.name:28}{svc.state.state:10}{health:14}{pid:>8}  {detail}")
 

@@ -27,10 +27,11 @@ from vrm_tui.settings import Settings
 from vrm_tui.stack import lifecycle
 from vrm_tui.stack.runtime import Runtime
 from vrm_tui.status import StackStatus, collect
-from vrm_tui.telemetry import prometheus
+from vrm_tui.telemetry import prometheus, stub_status
 from vrm_tui.telemetry.accesslog import AccessLogSource
 from vrm_tui.telemetry.backend_metrics import VramReading, scrape_vram
 from vrm_tui.telemetry.gpu import GpuReport, Owners, read_gpus
+from vrm_tui.telemetry.health import Baselines
 from vrm_tui.traffic.controller import ApplyResult, TrafficController
 from vrm_tui.traffic.served import Served
 
@@ -72,6 +73,7 @@ class Console:
         self.journal = Journal(self.paths.journal)
         self.controller = TrafficController(settings, self.runtime, self.journal)
         self.migrations = StateStore(settings.state_dir)
+        self.baselines = Baselines()  # each service's recent probe latencies
 
     # --- stack -----------------------------------------------------------------------------
 
@@ -111,14 +113,16 @@ class Console:
 
     def status(self, timeout: float = 1.0) -> StackStatus:
         """What nginx serves, what is on disk, and each service's health."""
-        return collect(self.runtime, self.controller, timeout=timeout)
+        return collect(self.runtime, self.controller, timeout=timeout,
+                       baselines=self.baselines)
 
     # --- telemetry -------------------------------------------------------------------------
 
     def traffic_source(self, backfill: bool = True) -> AccessLogSource:
         """A tail of the proxy's access log with per-backend statistics."""
+        status_url = f"http://127.0.0.1:{self.settings.proxy_status_port}{stub_status.PATH}"
         return AccessLogSource(self.runtime.access_log(), self.settings.backend_addresses,
-                               backfill=backfill)
+                               backfill=backfill, status_url=status_url)
 
     def vram(self, timeout: float = 1.0) -> list[VramReading]:
         s = self.settings
