@@ -17,7 +17,6 @@ from vrm_tui.telemetry.health import FALLBACK_DEGRADED_MS, Baselines, Probe, pro
 from vrm_tui.traffic.controller import TrafficController
 from vrm_tui.traffic.served import ProxyUnreachable, Served
 
-
 HealthWord = Literal["up", "degraded", "hanging", "down", "unknown", "absent"]
 HEALTH_SYMBOL: dict[HealthWord, str] = {"up": "●", "degraded": "▲", "hanging": "⧖", "down": "✗",
                                         "unknown": "?", "absent": "–"}

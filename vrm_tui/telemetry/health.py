@@ -8,10 +8,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from vrm_tui.core.stats import percentile
-
 import httpx
 
+from vrm_tui.core.stats import percentile
 from vrm_tui.telemetry.http import shared_client
 
 

@@ -37,10 +37,11 @@ def judge(stats: BackendWindow, now: float, probe: Probe | None = None,
     if probe is not None and probe.timed_out:
         waiting = f"; {in_flight} requests in flight at nginx" if in_flight else ""
         return Now("hanging", f"health probe: {probe.error}{waiting}")
-    if silent_s is not None and silent_s >= STALL_S and in_flight and share != 0:
-        if stats.rate * silent_s >= STALL_EXPECTED:  # at its usual rate it would have answered
-            return Now("hanging", f"no answer for {silent_s:.0f} s while {in_flight} "
-                                  "requests are in flight at nginx")
+    # at its usual rate it would have answered STALL_EXPECTED times by now
+    if silent_s is not None and silent_s >= STALL_S and in_flight and share != 0 \
+            and stats.rate * silent_s >= STALL_EXPECTED:
+        return Now("hanging", f"no answer for {silent_s:.0f} s while {in_flight} "
+                              "requests are in flight at nginx")
     rate = stats.recent_error_rate
     if failing_for_s:
         return Now("failing", f"no successful requests in the last {failing_for_s:.0f} s")
