@@ -384,8 +384,9 @@ def cmd_tui(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError("the TUI needs a terminal; for scripts use `vrm status --json`")
     from vrm_tui.tui.app import VrmApp
 
-    VrmApp(Console(settings), read_only=args.read_only).run()
-    return 0
+    app = VrmApp(Console(settings), read_only=args.read_only)
+    app.run()
+    return app.exited_cleanly()  # 129 when the terminal hung up
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -402,7 +403,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         if sys.stdout.isatty():
             from vrm_tui.tui.app import VrmApp
 
-            VrmApp(console, read_only=args.read_only, quit_stops_stack=True).run()
+            app = VrmApp(console, read_only=args.read_only, quit_stops_stack=True)
+            app.run()
+            code = app.exited_cleanly()  # 129 when the terminal hung up
         else:
             _print_status(console.status())
             print("(no terminal: the TUI needs one; the stack stays up, `vrm down` stops it)")
@@ -412,7 +415,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     stopped = console.down(started)
     if stopped:
         print("stopped " + ", ".join(stopped))
-    return 0
+    return code
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {

@@ -8,6 +8,7 @@ import time
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from vrm_tui.status import ServiceStatus, StackStatus
@@ -20,7 +21,12 @@ def service_state(service: ServiceStatus) -> str:
 
 
 class HealthPane(Static):
-    compact = False  # set by the app on resize: fewer lines for small terminals
+    compact: reactive[bool] = reactive(False, init=False)
+    """Set by the app on resize: fewer lines for small terminals."""
+
+    def watch_compact(self) -> None:
+        if self._status is not None or self._error:  # redraw what is shown for the new size
+            self.refresh_view()
 
     def on_mount(self) -> None:
         self.border_title = "Health"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from rich.console import Group
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from vrm_tui.core import services
@@ -44,7 +45,12 @@ def failing_for_s(stats: BackendWindow) -> float:
 
 
 class LatencyPane(Static):
-    compact = False  # set by the app on resize: fewer lines for small terminals
+    compact: reactive[bool] = reactive(False, init=False)
+    """Set by the app on resize: fewer lines for small terminals."""
+
+    def watch_compact(self) -> None:
+        if self._snapshot is not None or self._error:  # redraw what is shown for the new size
+            self.refresh_view()
 
     def on_mount(self) -> None:
         self.border_title = "Latency"
