@@ -21,7 +21,7 @@ PALETTE_ACTIONS = {"rollback": "Roll back (all traffic to typescript)",
 
 
 class Refusing(Protocol):
-    BINDINGS: list[Binding]  # type: ignore[misc]
+    BINDINGS: list[Binding]
 
     def refusal(self, action: str) -> str | None: ...
 
