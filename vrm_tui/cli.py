@@ -26,7 +26,7 @@ from vrm_tui.core.errors import BadInput, StackError, VrmError
 from vrm_tui.core.split import SplitError, parse_weight
 from vrm_tui.migrate import timeline
 from vrm_tui.settings import Settings
-from vrm_tui.status import StackStatus
+from vrm_tui.status import HEALTH_SYMBOL, StackStatus
 from vrm_tui.traffic import nginx
 from vrm_tui.traffic.controller import ApplyResult
 
@@ -305,9 +305,9 @@ def _print_status(status: StackStatus) -> None:
               "run `vrm deploy` or `vrm rollback` to settle it")
     print(f"{'SERVICE':28}{'STATE':10}{'HEALTH':14}{'PID':>8}  DETAIL")
     for svc in status.services:
-        health = "✓ healthy" if svc.healthy else ("✗ unhealthy" if svc.probe else "- unknown")
-        detail = svc.probe.error if svc.probe and svc.probe.error else (svc.state.url or "")
-        detail = detail or svc.state.detail
+        found = svc.health  # the TUI's Health pane reads the same classification
+        health = f"{HEALTH_SYMBOL[found.word]} {found.word}"
+        detail = found.reason or svc.state.url or svc.state.detail or ""
         pid = str(svc.state.pid) if svc.state.pid else ""
         print(f"{svc.state.name:28}{svc.state.state:10}{health:14}{pid:>8}  {detail}")
 
@@ -474,8 +474,9 @@ def cmd_tui(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError("the TUI needs a terminal; for scripts use `vrm status --json`")
     from vrm_tui.tui.app import VrmApp
 
-    VrmApp(Console(settings), read_only=getattr(args, "read_only", False)).run()
-    return 0
+    app = VrmApp(Console(settings), read_only=getattr(args, "read_only", False))
+    app.run()
+    return app.exited_cleanly()  # 129 when the terminal hung up
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -492,8 +493,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         if sys.stdout.isatty():
             from vrm_tui.tui.app import VrmApp
 
-            VrmApp(console, read_only=getattr(args, "read_only", False),
-                   quit_stops_stack=True).run()
+            app = VrmApp(console, read_only=getattr(args, "read_only", False),
+                         quit_stops_stack=True)
+            app.run()
+            code = app.exited_cleanly()  # 129 when the terminal hung up
         else:
             _print_status(console.status())
             print("(no terminal: the TUI needs one; the stack stays up, `vrm down` stops it)")
@@ -503,7 +506,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     stopped = console.down(started)
     if stopped:
         print("stopped " + ", ".join(stopped))
-    return 0
+    return code
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {

@@ -24,6 +24,7 @@ from vrm_tui.journal import Journal, Record, operator_identity
 from vrm_tui.settings import Settings
 from vrm_tui.stack import lifecycle
 from vrm_tui.stack.runtime import Runtime
+from vrm_tui.telemetry.health import Baselines
 from vrm_tui.traffic.controller import ApplyResult, TrafficController
 
 if TYPE_CHECKING:  # imported where used: `vrm rollback` must not pay for them at start
@@ -88,6 +89,7 @@ class Console:
         self.runtime = runtime or lifecycle.runtime_for(settings)
         self.journal = Journal(self.paths.journal)
         self.controller = TrafficController(settings, self.runtime, self.journal)
+        self.baselines = Baselines()  # each service's recent probe latencies
 
     @cached_property
     def migrations(self) -> StateStore:
@@ -135,16 +137,19 @@ class Console:
         """What nginx serves, what is on disk, and each service's health."""
         from vrm_tui.status import collect
 
-        return collect(self.runtime, self.controller, timeout=timeout)
+        return collect(self.runtime, self.controller, timeout=timeout,
+                       baselines=self.baselines)
 
     # --- telemetry -------------------------------------------------------------------------
 
     def traffic_source(self, backfill: bool = True) -> AccessLogSource:
         """A tail of the proxy's access log with per-backend statistics."""
+        from vrm_tui.telemetry import stub_status
         from vrm_tui.telemetry.accesslog import AccessLogSource
 
+        status_url = f"http://127.0.0.1:{self.settings.proxy_status_port}{stub_status.PATH}"
         return AccessLogSource(self.runtime.access_log(), self.settings.backend_addresses,
-                               backfill=backfill)
+                               backfill=backfill, status_url=status_url)
 
     def vram(self, timeout: float = 1.0) -> list[VramReading]:
         from vrm_tui.telemetry.backend_metrics import scrape_vram

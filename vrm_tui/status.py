@@ -8,28 +8,69 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from vrm_tui.core import services
 from vrm_tui.core.split import Split
 from vrm_tui.stack.runtime import Runtime, ServiceState
-from vrm_tui.telemetry.health import Probe, probe
+from vrm_tui.telemetry.health import FALLBACK_DEGRADED_MS, Baselines, Probe, probe
 from vrm_tui.traffic.controller import TrafficController
 from vrm_tui.traffic.served import ProxyUnreachable, Served
+
+HealthWord = Literal["up", "degraded", "hanging", "down", "unknown", "absent"]
+HEALTH_SYMBOL: dict[HealthWord, str] = {"up": "●", "degraded": "▲", "hanging": "⧖", "down": "✗",
+                                        "unknown": "?", "absent": "–"}
+"""Every face shows a health word with its symbol, never by colour alone."""
+
+
+@dataclass(frozen=True)
+class Health:
+    """A service's health as one word (what `vrm status` and the TUI both show) and why."""
+
+    word: HealthWord
+    reason: str = ""
+
+
+def classify(state: ServiceState, found: Probe | None,
+             degraded_above_ms: float = FALLBACK_DEGRADED_MS) -> Health:
+    """The one health classification. A probe that timed out is `hanging` (it accepted the
+    connection and never answered), a refused or failed one `down`; a healthy probe slower
+    than the service's own baseline allows is `degraded`."""
+    if state.state == "not installed":
+        return Health("absent")
+    if found is None:
+        if state.state in ("stopped", "exited"):
+            return Health("down", f"process {state.state}")
+        return Health("unknown", state.detail or "not probed")
+    if found.timed_out:
+        return Health("hanging", found.error)
+    if not found.healthy:
+        return Health("down", found.error or "unhealthy")
+    latency = found.latency_ms
+    if latency is not None and latency > degraded_above_ms:
+        return Health("degraded", f"probe {latency:.0f} ms > {degraded_above_ms:.0f} ms "
+                                  "(its recent baseline)")
+    return Health("up")
 
 
 @dataclass(frozen=True)
 class ServiceStatus:
     state: ServiceState
     probe: Probe | None
+    degraded_above_ms: float = FALLBACK_DEGRADED_MS
 
     @property
     def healthy(self) -> bool:
         return self.probe is not None and self.probe.healthy
 
+    @property
+    def health(self) -> Health:
+        return classify(self.state, self.probe, self.degraded_above_ms)
+
     def as_dict(self) -> dict[str, Any]:
         data = self.state.as_dict()
         data["healthy"] = self.healthy
+        data["health"] = self.health.word
         data["latency_ms"] = self.probe.latency_ms if self.probe else None
         data["error"] = self.probe.error if self.probe else ""
         return data
@@ -68,9 +109,11 @@ class StackStatus:
         }
 
 
-def collect(runtime: Runtime, controller: TrafficController,
-            timeout: float = 1.0) -> StackStatus:
-    """Gather status; every probe is bounded by `timeout` and runs in parallel."""
+def collect(runtime: Runtime, controller: TrafficController, timeout: float = 1.0,
+            baselines: Baselines | None = None) -> StackStatus:
+    """Gather status; every probe is bounded by `timeout` and runs in parallel. With
+    `baselines` (a long-lived caller: the TUI), "degraded" is judged against each service's
+    own recent probes."""
     settings = controller.settings
     states = runtime.services()
 
@@ -96,7 +139,8 @@ def collect(runtime: Runtime, controller: TrafficController,
             found = Probe(f"http://127.0.0.1:{settings.proxy_status_port}/vrm/served",
                           served is not None and state.state == "running",
                           200 if served else None, None, error=error)
-        result.append(ServiceStatus(state, found))
+        limit = baselines.limit_ms(state.name, found) if baselines else FALLBACK_DEGRADED_MS
+        result.append(ServiceStatus(state, found, limit))
     return StackStatus(runtime.name, str(settings.state_dir), served, served_error,
                        controller.configured(), result)
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO, Stack, clean_env, new_stack, sample_backends
+from vrm_tui.core import services as names
 from vrm_tui.core.split import Split
+from vrm_tui.status import classify
 from vrm_tui.system.procs import free_ports
 from vrm_tui.telemetry.health import probe
 
@@ -121,3 +123,16 @@ def test_benchmark_refuses_a_stopped_stack_whatever_the_runtime_setting(tmp_path
     assert result.returncode == 1, result.stdout + result.stderr
     assert "the stack is not running" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_status_reads_health_from_the_tuis_classification(stack: Stack) -> None:
+    """`vrm status` once said `exited - unknown` where the TUI said `✗ down`."""
+    stack.runtime.stop_service(names.RUST)
+    result = stack.vrm("status")
+    rust = next(ln for ln in result.stdout.splitlines() if ln.startswith(names.RUST))
+    assert "✗ down" in rust, result.stdout
+    data = json.loads(stack.vrm("status", "--json").stdout)
+    health = {s["name"]: s["health"] for s in data["services"]}
+    state = next(s for s in stack.runtime.services() if s.name == names.RUST)
+    assert health[names.RUST] == classify(state, None).word == "down"
+    assert health[names.TYPESCRIPT] == "up"

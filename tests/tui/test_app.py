@@ -59,7 +59,8 @@ async def test_r_rolls_back_and_the_split_pane_says_so(stack: Stack) -> None:
         assert seen == {"typescript": 200}
         split = app.query_one(SplitPane)
         await until(pilot, lambda: "rust   0%" in rendered(split))
-        assert "ms from key" in rendered(app.query_one("#action-line"))
+        line = rendered(app.query_one("#action-line"))
+        assert "ms from key" in line and "s ago)" in line, "the action line has time and age"
 
 
 async def test_plus_asks_then_moves_the_split(stack: Stack) -> None:

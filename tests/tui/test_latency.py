@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from vrm_tui.telemetry import stub_status
 from vrm_tui.telemetry.accesslog import TrafficStats
+from vrm_tui.telemetry.health import Probe
+from vrm_tui.telemetry.realtime import judge
 from vrm_tui.tui.widgets.common import scale, sparkline
 from vrm_tui.tui.widgets.latency import failing_for_s, measured
 
@@ -14,7 +19,8 @@ NOW = 1_795_683_780
 
 def _line(at: float, status: str, seconds: str = "0.005") -> str:
     return json.dumps({"msec": at, "route": "balanced", "upstream_addr": RUST,
-                       "upstream_status": status, "upstream_response_time": seconds})
+                       "upstream_status": status, "upstream_response_time": seconds,
+                       "status": int(status) if status.isdigit() else 502})
 
 
 def test_a_slot_without_a_success_is_a_gap_and_the_scale_is_shown() -> None:
@@ -41,3 +47,48 @@ def test_an_idle_end_of_window_is_not_called_failing() -> None:
     stats.feed([_line(NOW - 50 + i * 0.5, "200") for i in range(20)])
     rust = stats.snapshot("1m", now=NOW).backends["rust"]
     assert failing_for_s(rust) == 0.0
+
+
+TS = "127.0.0.1:3002"
+
+
+def _request(at: float, addrs: str, statuses: str, final: int) -> str:
+    return json.dumps({"msec": at, "route": "balanced", "upstream_addr": addrs,
+                       "upstream_status": statuses, "upstream_response_time": "0.005, 0.004",
+                       "status": final})
+
+
+def test_ten_second_error_rate_beside_the_window_and_the_clients_view() -> None:
+    stats = TrafficStats({RUST: "rust", TS: "typescript"})
+    stats.feed([_line(NOW - 55 + i * 0.1, "200") for i in range(450)])  # 45 s healthy
+    # then 5 s of rust failing every request; nginx retries each GET on typescript
+    stats.feed([_request(NOW - 5 + i * 0.1, f"{RUST}, {TS}", "502, 200", 200)
+                for i in range(50)])
+    rust = stats.snapshot("1m", now=NOW).backends["rust"]
+    assert rust.error_rate is not None and rust.error_rate < 0.11, "the window hides it"
+    assert rust.recent_error_rate is not None and rust.recent_error_rate >= 0.5
+    assert rust.client_error_rate == 0.0, "the clients saw every request answered"
+    assert rust.last_answer_at is not None and rust.last_answer_at > NOW - 1
+    stats.feed([_request(NOW + 0.5, f"{RUST}, {TS}", "502, 504", 504)])
+    after = stats.snapshot("1m", now=NOW + 1).backends["rust"]
+    assert after.client_errors == 1
+
+
+def test_a_probe_timeout_or_a_silent_backend_with_requests_in_flight_is_hanging() -> None:
+    stats = TrafficStats({RUST: "rust"})
+    stats.feed([_line(NOW - 40 + i * 0.1, "200") for i in range(300)])  # 10 req/s until -10 s
+    rust = stats.snapshot("1m", now=NOW).backends["rust"]
+    timed_out = Probe("u", False, None, None, error="no answer within 1s", timed_out=True)
+    assert judge(rust, NOW, timed_out).word == "hanging"
+    assert judge(rust, NOW, None, in_flight=12, share=0.5).word == "hanging"
+    assert "12 requests are in flight" in judge(rust, NOW, None, in_flight=12).reason
+    assert judge(rust, NOW, None, in_flight=0).word == "idle", "quiet, nothing waiting"
+    assert judge(rust, NOW, None, in_flight=12, share=0.0).word == "idle", "rolled back"
+
+
+def test_stub_status_parses_the_requests_in_flight() -> None:
+    page = ("Active connections: 291 \nserver accepts handled requests\n 16630948 16630948 "
+            "31070465 \nReading: 6 Writing: 179 Waiting: 106 \n")
+    assert stub_status.parse(page).in_flight == 178, "the status request itself is one"
+    with pytest.raises(ValueError):
+        stub_status.parse("<html>not found</html>")

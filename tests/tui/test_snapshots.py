@@ -33,15 +33,17 @@ from vrm_tui.tui.messages import (
 )
 
 
-def _status() -> StackStatus:
+def _status(hanging: bool = False) -> StackStatus:
     def svc(name: str, healthy: bool, latency: float | None, error: str = "") -> ServiceStatus:
         return ServiceStatus(ServiceState(name, "running", 100, "http://127.0.0.1:3001"),
-                             Probe("u", healthy, 200 if healthy else None, latency, error=error))
+                             Probe("u", healthy, 200 if healthy else None, latency, error=error,
+                                   timed_out=hanging and not healthy))
 
     return StackStatus("local", "/srv/vrm/.vrm", Served(7, Split(30), 1), "", Split(30), [
         ServiceStatus(ServiceState("vision-proxy", "running", 99),
                       Probe("http://127.0.0.1:3000/vrm/served", True, 200, None)),
-        svc("vision-manager-rust", False, None, "connection refused"),
+        svc("vision-manager-rust", False, None,
+            "no answer within 1s" if hanging else "connection refused"),
         svc("vision-manager-typescript", True, 2.5),
     ])
 
@@ -54,12 +56,15 @@ def _window(backend: str, p50: float, p95: float, retried: int,
     p50s = [v / 2 if n else 0.0 for v, n in zip(series, ok, strict=True)]
     p95s = [v if n else 0.0 for v, n in zip(series, ok, strict=True)]
     errors = retried + 2 + 60 * failing_slots
+    recent_errors = min(300, 30 * 2 * failing_slots)  # the last 10 s
     return BackendWindow(backend, 1800, 30.0, errors, retried, errors / 1800,
-                         p50, p95, p50s, p95s, [30.0] * 30, ok, 2.0)
+                         p50, p95, p50s, p95s, [30.0] * 30, ok, 2.0,
+                         recent_requests=300, recent_errors=recent_errors,
+                         client_requests=1800, client_errors=errors - retried)
 
 
-def _feed(app: VrmApp) -> None:
-    app.post_message(StatusUpdate(_status()))
+def _feed(app: VrmApp, hanging: bool = False) -> None:
+    app.post_message(StatusUpdate(_status(hanging)))
     app.post_message(TrafficUpdate(TrafficSnapshot(
         "1m", {"rust": _window("rust", 8.0, 21.0, 5, failing_slots=6),
                "typescript": _window("typescript", 31.0, 88.0, 0)}, 29.6, 3600, 3600, 0)))
@@ -137,6 +142,17 @@ def test_modal(snap_compare, fixed_clock: None, tmp_path: Path, size: tuple[int,
         pilot.app.post_message(StatusUpdate(_status()))
         await pilot.pause()
         await pilot.press(key)
+        await pilot.pause()
+
+    assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_dashboard_rust_hanging(snap_compare, fixed_clock: None, tmp_path: Path,
+                                size: tuple[int, int]) -> None:
+    """A hang: the probe timed out; the pane says hanging (word and symbol), not improving."""
+    async def run_before(pilot) -> None:
+        _feed(pilot.app, hanging=True)
         await pilot.pause()
 
     assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)

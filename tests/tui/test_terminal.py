@@ -32,15 +32,17 @@ def _wait_for(fd: int, marker: bytes, timeout: float = 15) -> None:
             seen = (seen + os.read(fd, 65536))[-8192:]
 
 
-def _exited_within(pid: int, seconds: float) -> bool:
+def _exit_status(pid: int, seconds: float) -> int | None:
+    """The exit status once the process ends within `seconds`; None (killed) if it does not."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
-            return True
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    return False
+    return None
 
 
 @pytest.mark.parametrize("how", ["SIGHUP", "terminal closed"])
@@ -53,7 +55,9 @@ def test_tui_exits_when_the_terminal_goes_away(tmp_path: Path, how: str) -> None
             os.kill(pid, signal.SIGHUP)
         else:
             os.close(fd)
-        assert _exited_within(pid, 5), f"vrm kept running after {how}"
+        status = _exit_status(pid, 5)
+        assert status is not None, f"vrm kept running after {how}"
+        assert status == 129, f"exit status {status} after {how}: a hang-up is not success"
     finally:
         if how == "SIGHUP":
             os.close(fd)

@@ -2,7 +2,10 @@
 
 Every upstream attempt counts against the backend that made it, so a rust failure that
 nginx retried onto typescript is still a rust error (and counted as `retried`): those hidden
-failures are exactly what an operator must see during a migration.
+failures are exactly what an operator must see during a migration. Beside it, the
+client-facing rate (the request's final status, after nginx's retries) says what users saw,
+and a 10 s rate says what is happening now. Requests still in flight are invisible here
+(nginx logs a request when it ends): `stub_status` supplies their number.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from pathlib import Path
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.stats import percentile
 from vrm_tui.system.logfiles import LogCursor
+from vrm_tui.telemetry import stub_status
 
 BACKENDS = tuple(Backend)
 HORIZON_S = 15 * 60
 MAX_SAMPLES_PER_BUCKET = 2000
 WINDOWS = {"1m": 60, "5m": 300, "15m": 900}
 POINTS = 30  # sparkline points per window
+RECENT_S = 10  # "now": the error rate over the last seconds, beside the window's
 
 
 @dataclass
@@ -34,6 +39,8 @@ class Bucket:
     errors: int = 0
     retried: int = 0
     latencies: list[float] = field(default_factory=list)
+    first: int = 0  # requests nginx sent here first (what a client of this backend saw)
+    first_failed: int = 0  # ... whose final status, after any retry, was a failure
 
 
 @dataclass
@@ -62,6 +69,19 @@ class BackendWindow:
     # and its p50/p95 of 0.0 must not read as "fast". Empty when the producer is older.
     ok_series: list[int] = field(default_factory=list)
     slot_s: float = 0.0  # seconds per series slot
+    recent_requests: int = 0  # attempts in the last RECENT_S seconds
+    recent_errors: int = 0
+    client_requests: int = 0  # requests first sent here, over the window
+    client_errors: int = 0  # ... that failed for the client after nginx's retries
+    last_answer_at: float | None = None  # epoch of the last attempt logged (any status)
+
+    @property
+    def recent_error_rate(self) -> float | None:
+        return self.recent_errors / self.recent_requests if self.recent_requests else None
+
+    @property
+    def client_error_rate(self) -> float | None:
+        return self.client_errors / self.client_requests if self.client_requests else None
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,9 @@ class TrafficSnapshot:
     observed_requests: int
     total_requests: int
     skipped_bytes: int
+    at: float = 0.0  # epoch the snapshot describes ("now")
+    in_flight: int | None = None  # client requests nginx is still answering (stub_status)
+    in_flight_error: str = ""  # why in_flight is unknown
 
 
 @dataclass(frozen=True)
@@ -145,6 +168,7 @@ class TrafficStats:
         self.addresses = addresses  # "127.0.0.1:3001" -> "rust"
         self.seconds: deque[Second] = deque()
         self.total = 0
+        self.last_answer: dict[str, float] = {}
 
     def _second(self, at: int) -> Second:
         if self.seconds and self.seconds[-1].at == at:
@@ -169,7 +193,13 @@ class TrafficStats:
                 continue
             self.total += 1
             sec = self._second(int(request.at))
+            if request.attempts:
+                first = sec.backends[request.attempts[0].backend]
+                first.first += 1
+                first.first_failed += int(request.status is None or request.status >= 500)
             for attempt in request.attempts:
+                self.last_answer[attempt.backend] = max(
+                    request.at, self.last_answer.get(attempt.backend, 0.0))
                 bucket = sec.backends[attempt.backend]
                 bucket.attempts += 1
                 if attempt.failed:
@@ -204,7 +234,7 @@ class TrafficStats:
         step = span / POINTS
         backends = {}
         for backend in BACKENDS:
-            attempts = errors = retried = 0
+            attempts = errors = retried = now_attempts = now_errors = first = first_failed = 0
             latencies: list[float] = []
             slots: list[list[float]] = [[] for _ in range(POINTS)]
             slot_counts = [0] * POINTS
@@ -213,6 +243,11 @@ class TrafficStats:
                 attempts += bucket.attempts
                 errors += bucket.errors
                 retried += bucket.retried
+                first += bucket.first
+                first_failed += bucket.first_failed
+                if sec.at > end - RECENT_S:
+                    now_attempts += bucket.attempts
+                    now_errors += bucket.errors
                 latencies.extend(bucket.latencies)
                 index = min(POINTS - 1, int((sec.at - start - 1) / step))
                 slots[index].extend(bucket.latencies)
@@ -231,6 +266,11 @@ class TrafficStats:
                 rate_series=[count / step for count in slot_counts],
                 ok_series=[len(slot) for slot in slots],
                 slot_s=step,
+                recent_requests=now_attempts,
+                recent_errors=now_errors,
+                client_requests=first,
+                client_errors=first_failed,
+                last_answer_at=self.last_answer.get(backend),
             )
         minute = [s for s in self.seconds if end - 60 < s.at <= end]
         rust = sum(s.served[Backend.RUST] for s in minute)
@@ -242,6 +282,7 @@ class TrafficStats:
             observed_requests=observed,
             total_requests=self.total,
             skipped_bytes=0,
+            at=now if now is not None else time.time(),
         )
 
 
@@ -249,9 +290,10 @@ class AccessLogSource:
     """Tails the access log into TrafficStats; one `poll()` per refresh, off the UI thread."""
 
     def __init__(self, path: Path, addresses: Mapping[str, Backend],
-                 backfill: bool = True) -> None:
+                 backfill: bool = True, status_url: str | None = None) -> None:
         self.cursor = LogCursor(path, from_end=not backfill)
         self.stats = TrafficStats(addresses)
+        self.status_url = status_url  # nginx's stub_status: requests in flight now
 
     def poll(self, window: str = "1m") -> TrafficSnapshot:
         if not self.cursor.path.exists():
@@ -259,4 +301,11 @@ class AccessLogSource:
                                     "proxy running?)")
         self.stats.feed(self.cursor.read())
         snap = self.stats.snapshot(window)
-        return TrafficSnapshot(**{**snap.__dict__, "skipped_bytes": self.cursor.skipped})
+        in_flight, error = None, "" if self.status_url else "no status listener"
+        if self.status_url:
+            try:
+                in_flight = stub_status.read(self.status_url).in_flight
+            except Exception as exc:  # shown beside the figures, never raised
+                error = f"{type(exc).__name__}: {exc}"
+        return TrafficSnapshot(**{**snap.__dict__, "skipped_bytes": self.cursor.skipped,
+                                  "in_flight": in_flight, "in_flight_error": error})

@@ -10,29 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import ClassVar, TypeVar
 
-from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.geometry import Size
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
 from vrm_tui.console import Console, MigrationView
 from vrm_tui.core.errors import VrmError
-from vrm_tui.core.names import Control
+from vrm_tui.core.names import SPLIT_ACTIONS, Control
 from vrm_tui.core.split import Split
+from vrm_tui.journal import Record
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import WINDOWS
 from vrm_tui.traffic.controller import ApplyResult
+from vrm_tui.tui.commands import VrmCommands
 from vrm_tui.tui.messages import (
     ActionDone,
     AlertsUpdate,
@@ -50,6 +55,7 @@ from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
 from vrm_tui.tui.screens.logs import LogScreen
 from vrm_tui.tui.screens.weight import WeightScreen, upstream_diff
+from vrm_tui.tui.widgets.action_line import ActionLine
 from vrm_tui.tui.widgets.alerts import AlertsPane
 from vrm_tui.tui.widgets.health import HealthPane
 from vrm_tui.tui.widgets.journal import JournalPane
@@ -68,6 +74,8 @@ COMPACT_BELOW = (110, 34)
 
 P = TypeVar("P", bound=Widget)
 HANGUP_GRACE_S = 2.0
+REFUSAL_NOTICE_S = 4.0
+READ_ONLY_BANNER = "READ-ONLY observer (vrm --read-only): keys that change traffic are off"
 
 
 class VrmApp(App[None]):
@@ -75,9 +83,18 @@ class VrmApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "vrm"
+    COMMANDS = App.COMMANDS | {VrmCommands}
+    # Footer order: the keys an operator must find at 80 columns come first.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r,ctrl+r", "rollback", "Rollback", id="vrm.rollback",
                 tooltip="All traffic to typescript now: no confirmation, verified, timed"),
+        Binding("m", "migrate", "Migrate", id="vrm.migrate",
+                tooltip="Start a gated migration (asks first), or adopt an UNGUARDED one"),
+        Binding("l", "logs", "Logs", id="vrm.logs", tooltip="Follow a service's logs"),
+        Binding("t", "window", "Window", id="vrm.window",
+                tooltip="Latency window: 1m, 5m, 15m"),
+        Binding("question_mark", "help", "Help", key_display="?", id="vrm.help",
+                tooltip="Every key and what it does"),
         Binding("plus,equals_sign", "rust_up", "+Rust", key_display="+", id="vrm.rust-up",
                 tooltip="Move rust up by the step (asks to confirm)"),
         Binding("minus", "rust_down", "-Rust", key_display="-", id="vrm.rust-down",
@@ -88,21 +105,15 @@ class VrmApp(App[None]):
                 tooltip="Re-render the nginx config, nginx -t, reload, verify"),
         Binding("b", "benchmark", "Bench", id="vrm.benchmark",
                 tooltip="Quick rust vs typescript benchmark with live progress"),
-        Binding("m", "migrate", "Migrate", id="vrm.migrate",
-                tooltip="Start a gated migration (asks first), or adopt an UNGUARDED one"),
         Binding("p", "migration_pause", "Pause", id="vrm.migration-pause", show=False,
                 tooltip="Pause or resume the running migration (the bake clock stops)"),
         Binding("P", "migration_promote", "Promote", id="vrm.migration-promote", show=False,
                 tooltip="Promote the migration to its next step now (asks first)"),
         Binding("X", "migration_abort", "Abort", id="vrm.migration-abort", show=False,
                 tooltip="Abort the migration and roll back (asks first)"),
-        Binding("l", "logs", "Logs", id="vrm.logs", tooltip="Follow a service's logs"),
-        Binding("t", "window", "Window", id="vrm.window",
-                tooltip="Latency window: 1m, 5m, 15m"),
-        Binding("question_mark", "help", "Help", key_display="?", id="vrm.help",
-                tooltip="Every key and what it does"),
-        Binding("q,ctrl+q", "quit", "Quit", id="vrm.quit", tooltip="Leave vrm (the stack keeps "
+        Binding("q", "quit", "Quit", id="vrm.quit", tooltip="Leave vrm (the stack keeps "
                 "running)"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(self, console: Console, read_only: bool = False, step: int = 10,
@@ -125,6 +136,9 @@ class VrmApp(App[None]):
         self.window = "1m"
         self.status: StackStatus | None = None
         self.last_action: ActionDone | None = None
+        self._refused_at = -REFUSAL_NOTICE_S
+        self._journal_primed = False  # the first read is history, not news
+        self._hangup_timer: threading.Timer | None = None
         self.sub_title = f"{console.runtime.name} · {self.settings.proxy_url}"
 
     # --- layout ----------------------------------------------------------------------------
@@ -132,22 +146,24 @@ class VrmApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=self.live)
         if self.read_only:
-            yield Static(f"READ-ONLY · {self.refusal('rollback')}", id="read-only-banner")
-        yield Static("", id="action-line", classes="idle")
-        with Horizontal(id="top-row"):
-            yield SplitPane(id="split-pane")
-            yield HealthPane(id="health-pane")
-        with Horizontal(id="middle-row"):
-            yield LatencyPane(id="latency-pane")
-            yield VramPane(id="vram-pane")
-        with Vertical(id="bottom-row"):
-            yield AlertsPane(id="alerts-pane")
-            yield MigrationPane(id="migration-pane")
-            yield JournalPane(id="journal-pane")
+            yield Static(READ_ONLY_BANNER, id="read-only-banner")
+        yield ActionLine(id="action-line", classes="idle")
+        with VerticalScroll(id="body"):  # scrolls when the terminal is too small for all
+            with Horizontal(id="top-row"):
+                yield SplitPane(id="split-pane")
+                yield HealthPane(id="health-pane")
+            with Horizontal(id="middle-row"):
+                yield LatencyPane(id="latency-pane")
+                yield VramPane(id="vram-pane")
+            with Vertical(id="bottom-row"):
+                yield AlertsPane(id="alerts-pane")
+                yield MigrationPane(id="migration-pane")
+                yield JournalPane(id="journal-pane")
         yield Footer()
 
     def on_mount(self) -> None:
-        self._apply_size()
+        self._apply_size(self.size)
+        self.query_one("#body").focus()  # arrows and page keys scroll a small terminal
         if not self.live:
             return
         self.query_one(AlertsPane).display = self.settings.monitoring
@@ -157,13 +173,23 @@ class VrmApp(App[None]):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
         self.set_interval(2.0, self._check_terminal)
+        self.set_interval(1.0, self._tick)
 
-    def on_resize(self) -> None:
-        self._apply_size()
+    def _tick(self) -> None:
+        if line := self._pane(ActionLine):
+            line.tick()
 
-    def _apply_size(self) -> None:
-        compact = self.size.width < COMPACT_BELOW[0] or self.size.height < COMPACT_BELOW[1]
+    def on_resize(self, event: events.Resize) -> None:
+        self._apply_size(event.size)
+
+    def _apply_size(self, size: Size) -> None:
+        """Choose the layout from `size`: the Resize event's, the new one (`self.size` may
+        still hold the previous size while the event is handled)."""
+        compact = size.width < COMPACT_BELOW[0] or size.height < COMPACT_BELOW[1]
         self.set_class(compact, "compact")
+        for footer in self.query(Footer):
+            footer.compact = compact
+            footer.show_command_palette = not compact
         for latency in self.query(LatencyPane):
             latency.compact = compact
         for health in self.query(HealthPane):
@@ -185,10 +211,18 @@ class VrmApp(App[None]):
 
         Restoring a terminal that no longer exists can block or fail; nobody is left to
         see it, and a TUI spinning on a dead tty is worse than a hard exit."""
-        timer = threading.Timer(HANGUP_GRACE_S, os._exit, args=(129,))
-        timer.daemon = True
-        timer.start()
+        if self._hangup_timer is None:
+            self._hangup_timer = threading.Timer(HANGUP_GRACE_S, os._exit, args=(129,))
+            self._hangup_timer.daemon = True
+            self._hangup_timer.start()
         self.exit(return_code=129)
+
+    def exited_cleanly(self) -> int:
+        """After `run()`: the exit status (129 after a hang-up), and no forced exit any more
+        (the demo still has its stack to stop)."""
+        if self._hangup_timer is not None:
+            self._hangup_timer.cancel()
+        return self.return_code or 0
 
     # --- polling ---------------------------------------------------------------------------
 
@@ -290,10 +324,29 @@ class VrmApp(App[None]):
     def _journal(self, message: JournalUpdate) -> None:
         if not message.records:
             return
+        if self._journal_primed:
+            self._others_changes(message.records)
+        self._journal_primed = True
         if journal := self._pane(JournalPane):
             journal.show_journal(message.records)
         if split := self._pane(SplitPane):
             split.show_journal(message.records)
+
+    def _others_changes(self, records: list[Record]) -> None:
+        """A split change made elsewhere (another TUI, the CLI) replaces the action line;
+        an observer also gets a notice naming who made it."""
+        for record in records:
+            own = record.pid == os.getpid() and record.host == socket.gethostname()
+            if own or record.action not in SPLIT_ACTIONS or record.result != "ok" \
+                    or not record.to:
+                continue
+            before = f"{record.from_['rust']}% → " if record.from_ else ""
+            text = f"{record.operator} {record.action}: rust {before}{record.to['rust']}%"
+            at = datetime.fromisoformat(record.time).timestamp()
+            if line := self._pane(ActionLine):
+                line.show_event(f"✓ {text}", True, at)
+            if self.read_only:
+                self.notify(text, title="split changed", timeout=10, markup=False)
 
     @on(SourceFailed)
     def _failed(self, message: SourceFailed) -> None:
@@ -322,15 +375,26 @@ class VrmApp(App[None]):
         return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return None if self.refusal(action) else True
+        """False hides a refused key from every footer (k9s's way); the key still reaches
+        `run_action`, which says why once."""
+        return not self.refusal(action)
 
     async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:  # type: ignore[no-untyped-def]
         name = action if isinstance(action, str) else ""
         reason = self.refusal(name.split("(")[0].rsplit(".", 1)[-1]) if name else None
         if reason and (default_namespace in (None, self)):
-            self.notify(reason, title="read-only", severity="warning")
+            self._refused(reason)
             return True
         return await super().run_action(action, default_namespace, namespaces)
+
+    def _refused(self, reason: str) -> None:
+        """One notice however many refused keys are pressed: a new one only once the last
+        has gone."""
+        now = time.monotonic()
+        if now - self._refused_at > REFUSAL_NOTICE_S:
+            self.notify(reason, title="read-only", severity="warning",
+                        timeout=REFUSAL_NOTICE_S, markup=False)
+            self._refused_at = now
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -481,21 +545,21 @@ class VrmApp(App[None]):
         self.push_screen(LogScreen(self.vrm.runtime))
 
     def action_help(self) -> None:
-        bindings = [b for b in self.BINDINGS if isinstance(b, Binding)]
+        bindings = [dataclasses.replace(b, key="q,ctrl+q", key_display="q, ctrl+q")
+                    if b.action == "quit" else b
+                    for b in self.BINDINGS if isinstance(b, Binding) and b.show]
         self.push_screen(HelpScreen(bindings, self.refusal("rollback") or "",
                                     quit_stops_stack=self.quit_stops_stack))
 
     def action_window(self) -> None:
         names = list(WINDOWS)
         self.window = names[(names.index(self.window) + 1) % len(names)]
-        self.notify(f"latency window {self.window}")
+        self._poll("traffic", repeat=False)  # the pane's title names the new window
 
     def _write(self, action: str, call: Callable[[], ApplyResult]) -> None:
         """Run a traffic change in a worker; time it from now (the key press)."""
         started = time.perf_counter()
-        action_line = self.query_one("#action-line", Static)
-        action_line.remove_class("idle")
-        action_line.update(f"… {action} in progress")
+        self.query_one(ActionLine).show_progress(f"… {action} in progress")
 
         def run() -> None:
             try:
@@ -516,12 +580,10 @@ class VrmApp(App[None]):
         mark = "✓" if message.ok else "✗ FAILED:"
         timing = f" ({message.elapsed_ms:.0f} ms from key)" if message.elapsed_ms else ""
         line = f"{mark} {message.action} {message.text}{timing}"
-        action_line = self.query_one("#action-line", Static)
-        action_line.remove_class("idle")
-        action_line.update(Text(line))  # nginx's "[emerg]" is text, not markup
-        action_line.set_class(not message.ok, "failed")
-        self.notify(line, severity="information" if message.ok else "error",
-                    timeout=6 if message.ok else 15, markup=False)
+        # The action line, not a toast: it stays until a later event, and covers no pane.
+        self.query_one(ActionLine).show_event(line, message.ok)
+        if not message.ok:
+            self.bell()
         self._poll("status", repeat=False)
 
     async def action_quit(self) -> None:

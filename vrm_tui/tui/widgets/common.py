@@ -9,8 +9,11 @@ from rich.text import Text
 BARS = "▁▂▃▄▅▆▇█"
 
 STATE_STYLE = {"up": ("●", "green"), "degraded": ("▲", "yellow"), "down": ("✗", "red"),
-               "unknown": ("?", "dim"), "external": ("●", "green"),
-               "absent": ("–", "dim")}
+               "hanging": ("⧖", "red bold"), "unknown": ("?", "dim"),
+               "external": ("●", "green"), "absent": ("–", "dim"),
+               # the latency pane's word for what requests do now
+               "ok": ("●", "green"), "errors": ("▲", "yellow"), "failing": ("✗", "red bold"),
+               "idle": ("–", "dim")}
 
 
 def state_text(state: str) -> Text:

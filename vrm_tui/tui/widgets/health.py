@@ -1,4 +1,5 @@
-"""Backend health pane: up / degraded / down as a word and a symbol, latency, last healthy."""
+"""Backend health pane: up / degraded / hanging / down as a word and a symbol, latency, last
+healthy. The classification is `status.classify`, shared with `vrm status`."""
 
 from __future__ import annotations
 
@@ -7,27 +8,25 @@ import time
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from vrm_tui.status import ServiceStatus, StackStatus
 from vrm_tui.tui.widgets.common import ago, ms, state_text
 
-DEGRADED_MS = 500.0
-
 
 def service_state(service: ServiceStatus) -> str:
-    if service.state.state == "not installed":
-        return "absent"
-    if service.probe is None:
-        return "down" if service.state.state in ("stopped", "exited") else "unknown"
-    if not service.probe.healthy:
-        return "down"
-    latency = service.probe.latency_ms
-    return "degraded" if latency is not None and latency > DEGRADED_MS else "up"
+    """The word shown: `vrm status` reads the same `status.classify`."""
+    return service.health.word
 
 
 class HealthPane(Static):
-    compact = False  # set by the app on resize: fewer lines for small terminals
+    compact: reactive[bool] = reactive(False, init=False)
+    """Set by the app on resize: fewer lines for small terminals."""
+
+    def watch_compact(self) -> None:
+        if self._status is not None or self._error:  # redraw what is shown for the new size
+            self.refresh_view()
 
     def on_mount(self) -> None:
         self.border_title = "Health"
@@ -75,9 +74,7 @@ class HealthPane(Static):
                 "now" if state in ("up", "degraded") else ago(self._last_ok.get(
                     service.state.name)),
             )
-            detail = (probe.error if probe and probe.error else "") or service.state.detail
-            if state == "down" and service.state.state not in ("running", "external"):
-                detail = detail or f"process {service.state.state}"
+            detail = service.health.reason
             if detail and state not in ("up", "absent"):
                 problems.append(Text(f"{short}: {detail}", style="red"))
         self.update(Group(table, *problems))

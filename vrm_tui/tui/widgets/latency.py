@@ -1,21 +1,27 @@
-"""Latency pane: per backend p50/p95 sparklines, request rate and error rate from the access log.
+"""Latency pane: per backend what requests do now (ok / errors / failing / hanging), p50/p95
+sparklines, request rate, and error rates over 10 s, the window, and as clients saw them.
 
 Errors include failed attempts nginx retried onto the other backend, and say so. A slot
 with no successful request is a gap in the sparkline, and a headline whose recent slots had
-only failures says so instead of showing older successes' latency as current.
+only failures says so instead of showing older successes' latency as current. A hang, which
+the access log cannot see until requests end, shows from the health probe and nginx's
+requests in flight (`telemetry.realtime.judge`).
 """
 
 from __future__ import annotations
 
 from rich.console import Group
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.status import StackStatus
-from vrm_tui.telemetry.accesslog import BackendWindow, TrafficSnapshot
-from vrm_tui.tui.widgets.common import ms, scale, sparkline
+from vrm_tui.telemetry.accesslog import RECENT_S, BackendWindow, TrafficSnapshot
+from vrm_tui.telemetry.health import Probe
+from vrm_tui.telemetry.realtime import Now, judge
+from vrm_tui.tui.widgets.common import ms, scale, sparkline, state_text
 
 
 def measured(stats: BackendWindow, series: list[float]) -> list[float | None]:
@@ -39,13 +45,21 @@ def failing_for_s(stats: BackendWindow) -> float:
 
 
 class LatencyPane(Static):
-    compact = False  # set by the app on resize: fewer lines for small terminals
+    compact: reactive[bool] = reactive(False, init=False)
+    """Set by the app on resize: fewer lines for small terminals."""
+
+    def watch_compact(self) -> None:
+        if self._snapshot is not None or self._error:  # redraw what is shown for the new size
+            self.refresh_view()
 
     def on_mount(self) -> None:
         self.border_title = "Latency"
         self._snapshot: TrafficSnapshot | None = None
         self._error = ""
-        self._probe_ms: dict[str, float | None] = {}
+        self._probes: dict[str, Probe | None] = {}
+        self._shares: dict[str, float] = {}
+        self._hung: set[str] = set()
+        self.verdicts: dict[str, Now] = {}  # backend -> what its requests do now, as shown
         self._history: dict[str, dict[str, list[float]]] = {}
         self.update(Text("waiting for traffic statistics…", style="dim"))
 
@@ -63,10 +77,21 @@ class LatencyPane(Static):
         self.refresh_view()
 
     def show_status(self, status: StackStatus) -> None:
+        """Probes and the served split: a probe that times out shows a hang at once."""
         for service in status.services:
-            for name, backend in services.BACKENDS.items():
-                if service.state.name == name:
-                    self._probe_ms[backend] = service.probe.latency_ms if service.probe else None
+            backend = services.BACKENDS.get(service.state.name)
+            if backend is not None:
+                self._probes[backend] = service.probe
+        if status.served is not None:
+            split = status.served.split
+            self._shares = {Backend.RUST: split.rust / 100,
+                            Backend.TYPESCRIPT: split.typescript / 100}
+        # Redraw at once only when a verdict may change (a hang); else the next traffic poll
+        # draws it (a redraw per poll costs CPU at 300 req/s).
+        hung = {b for b, found in self._probes.items() if found is not None and found.timed_out}
+        if hung != self._hung:
+            self._hung = hung
+            self.refresh_view()
 
     def refresh_view(self) -> None:
         if self._snapshot is None:
@@ -78,22 +103,31 @@ class LatencyPane(Static):
         width = max(10, min(40, self.size.width - 26)) if self.size.width else 30
         lines: list[Text] = []
         for backend, stats in snap.backends.items():
-            head = Text(f"{backend:11}", style="bold")
-            if stats.requests == 0:
-                head.append(f"no traffic in {snap.window}; probe {ms(self._probe_ms.get(backend))}",
-                            style="dim")
-                lines.append(head)
-                continue
+            probe = self._probes.get(backend)
             failing = failing_for_s(stats)
-            if failing or stats.p50_ms is None:  # old successes' latency is not "now"
-                head.append(f"p50 {'-':>7} p95 {'-':>7} ")
+            now = judge(stats, snap.at, probe, snap.in_flight, self._shares.get(backend),
+                        failing)
+            self.verdicts[backend] = now
+            head = Text(f"{backend:11}", style="bold")
+            head.append_text(state_text(now.word))
+            head.append(" " * max(1, 10 - len(now.word)))
+            if stats.requests == 0:
+                head.append(f"no traffic in {snap.window}; probe "
+                            f"{ms(probe.latency_ms if probe else None)}", style="dim")
+                lines.append(head)
+                if now.word == "hanging":
+                    lines.append(Text(f"  ⧖ {now.reason}", style="red bold"))
+                continue
+            if now.word in ("failing", "hanging") or stats.p50_ms is None:
+                head.append(f"p50 {'-':>6} p95 {'-':>6} ")  # old successes are not "now"
             else:
-                head.append(f"p50 {ms(stats.p50_ms):>7} p95 {ms(stats.p95_ms):>7} ")
-            head.append(f"{stats.rate:6.1f} req/s ")
-            error_pct = 100 * (stats.error_rate or 0)
-            head.append(f"err {error_pct:4.1f}%", style="red" if stats.errors else "")
+                head.append(f"p50 {ms(stats.p50_ms):>6} p95 {ms(stats.p95_ms):>6} ")
+            head.append(f"{stats.rate:6.1f} req/s")
             lines.append(head)
-            if stats.p50_ms is None:
+            lines.append(_error_line(stats, snap.window, now))
+            if now.word == "hanging":
+                lines.append(Text(f"  ⧖ HANGING: {now.reason}", style="red bold"))
+            elif stats.p50_ms is None:
                 lines.append(Text(f"  ✗ no successful requests in {snap.window}",
                                   style="red bold"))
             elif failing:
@@ -114,7 +148,30 @@ class LatencyPane(Static):
                 if past:
                     lines.append(Text(f"  15m {sparkline(past, width)} {scale(past, width)} "
                                       "p95 from Prometheus", style="dim"))
+        if snap.in_flight:
+            lines.append(Text(f"{snap.in_flight} requests in flight at nginx now",
+                              style="yellow" if snap.in_flight > 10 else "dim"))
         if snap.skipped_bytes:
             lines.append(Text(f"(skipped {snap.skipped_bytes} bytes of log to keep up)",
                               style="yellow"))
         self.update(Group(*lines))
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.1f}%"
+
+
+def _error_line(stats: BackendWindow, window: str, now: Now) -> Text:
+    """Errors now (10 s), over the window, and as clients saw them after nginx's retries."""
+    line = Text("  err ")
+    recent = stats.recent_error_rate
+    if recent is None:
+        recent_text = "none answered" if now.word == "hanging" else "-"
+    else:
+        recent_text = _pct(recent)
+    line.append(f"{RECENT_S}s {recent_text}", style="red bold" if now.word in (
+        "failing", "hanging") else "red" if stats.recent_errors else "")
+    line.append(f" · {window} {_pct(stats.error_rate)}", style="red" if stats.errors else "")
+    client = stats.client_error_rate
+    line.append(f" · clients {_pct(client)}", style="red" if stats.client_errors else "")
+    return line

@@ -7,6 +7,7 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from vrm_tui.telemetry.backend_metrics import VramReading
@@ -17,7 +18,12 @@ HIGH = 0.9  # the seed's resource-exhaustion alert: > 90% of the VRAM limit
 
 
 class VramPane(Static):
-    compact = False  # set by the app on resize: no header row on small terminals
+    compact: reactive[bool] = reactive(False, init=False)
+    """Set by the app on resize: fewer lines for small terminals."""
+
+    def watch_compact(self) -> None:
+        if self._gpu is not None or self._readings:  # redraw what is shown for the new size
+            self.refresh_view()
 
     def on_mount(self) -> None:
         self.border_title = "GPU VRAM"

@@ -1,0 +1,109 @@
+"""The dashboard at every size and in both modes: layout from the current size, the keys that
+matter in the footer, an observer's footer without write keys, one notice per refusal, the
+action line's time and age, and vrm's actions in the command palette."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.command import CommandPalette
+from textual.widgets._footer import FooterKey
+
+from tests.support import Stack, rendered
+from tests.tui.test_app import dashboard, until
+from tests.tui.test_screens import footer_keys
+from vrm_tui import settings as settings_mod
+from vrm_tui.console import Console
+from vrm_tui.tui.app import VrmApp
+from vrm_tui.tui.commands import vrm_commands
+from vrm_tui.tui.screens.help import HelpScreen
+from vrm_tui.tui.widgets.health import HealthPane
+
+WRITE_KEYS = ("r", "plus", "minus", "w", "n", "b", "m")
+
+
+def _app(tmp_path: Path, read_only: bool = False) -> VrmApp:
+    settings = settings_mod.load(environ={}, deploy_dir=tmp_path)
+    return VrmApp(Console(settings), read_only=read_only, live=False)
+
+
+def _shown_keys(app: VrmApp) -> set[str]:
+    """Footer keys drawn wholly inside the terminal."""
+    width = app.size.width
+    return {key.key for key in app.query(FooterKey)
+            if key.region.width and key.region.right <= width}
+
+
+async def test_the_layout_follows_the_size_of_each_resize(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.has_class("compact")
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert not app.has_class("compact"), "the new size, not the one before"
+        assert app.query_one(HealthPane).compact is False
+        await pilot.resize_terminal(200, 60)
+        await pilot.pause()
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause()
+        assert app.has_class("compact")
+
+
+async def test_80x24_shows_the_keys_that_matter_and_scrolls_to_the_journal(
+        tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert {"r", "m", "l", "t", "question_mark"} <= _shown_keys(app)
+        body = app.query_one("#body")
+        body.scroll_end(animate=False)
+        await pilot.pause()
+        journal = app.query_one("#journal-pane")
+        assert journal.region.height >= 3 and journal.region.bottom <= 24 - 1
+
+
+async def test_an_observers_footer_has_no_write_keys_and_one_notice_per_refusal(
+        tmp_path: Path) -> None:
+    app = _app(tmp_path, read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        keys = footer_keys(app.screen)
+        assert not set(WRITE_KEYS) & set(keys), keys
+        assert {"l", "t", "question_mark"} <= _shown_keys(app)
+        banner = app.query_one("#read-only-banner")
+        assert "keys that change traffic are off" in rendered(banner)
+        assert banner.region.height == 1, "the whole banner, on one line at 80 columns"
+        await pilot.press("r", "w", "plus", "r")
+        await pilot.pause(0.1)
+        notices = [n for n in app._notifications if n.title == "read-only"]
+        assert len(notices) == 1, "one notice, not a stack of toasts"
+
+
+async def test_the_palette_offers_vrms_actions_and_an_observer_only_its_own(
+        tmp_path: Path) -> None:
+    operator = [title for title, *_ in vrm_commands(_app(tmp_path))]
+    observer = [title for title, *_ in vrm_commands(_app(tmp_path, read_only=True))]
+    for word in ("Roll back", "Set rust weight", "Reload nginx", "Benchmark", "Logs", "Help"):
+        assert any(word in title for title in operator), word
+    assert not any("Roll back" in t or "weight" in t for t in observer)
+    assert any("Logs" in t for t in observer)
+    app = _app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"help every key")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+
+
+async def test_an_observer_is_told_who_changed_the_split_with_time_and_age(stack: Stack) -> None:
+    async with dashboard(stack, 40, read_only=True) as (app, pilot):
+        await pilot.pause(0.6)  # the journal's history has been read
+        done = stack.vrm("rollback", USER="alice", SUDO_USER="")
+        assert done.returncode == 0, done.stderr
+        await until(pilot, lambda: any("alice" in n.message for n in app._notifications))
+        notice = next(n for n in app._notifications if "alice" in n.message)
+        assert "rollback" in notice.message and "40% → 0%" in notice.message
+        line = rendered(app.query_one("#action-line"))
+        assert "alice rollback: rust 40% → 0%" in line and "s ago)" in line

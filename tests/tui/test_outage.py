@@ -1,0 +1,47 @@
+"""A hang on rust, against the real stack: the latency pane says so within 5 s.
+
+nginx logs a request only when it ends, so a hang makes the access log go quiet; the pane
+must read that as hanging (word and symbol), never as an improving error rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from tests.support import Stack, rendered, steady_stream
+from tests.tui.test_app import dashboard, until
+from vrm_tui.core import services
+from vrm_tui.tui.widgets.health import HealthPane
+from vrm_tui.tui.widgets.latency import LatencyPane
+
+
+def _rust_line(pane: LatencyPane) -> str:
+    return next((ln for ln in rendered(pane).splitlines() if ln.startswith("rust")), "")
+
+
+async def test_a_hang_on_rust_shows_as_hanging_within_five_seconds(stack: Stack) -> None:
+    admin = stack.runtime.admin_url(services.RUST)
+    stop = asyncio.Event()
+    load = asyncio.create_task(steady_stream(f"{stack.proxy}/api/v1/vision/metrics", 40, stop,
+                                             limit_s=60))
+    try:
+        async with dashboard(stack, 50) as (app, pilot):
+            pane = app.query_one(LatencyPane)
+            await until(pilot, lambda: "● ok" in _rust_line(pane), timeout=10)
+            httpx.post(f"{admin}/faults", json={"hang": True}, timeout=2)
+            hung = time.perf_counter()
+            await until(pilot, lambda: "⧖ hanging" in _rust_line(pane), timeout=5)
+            assert time.perf_counter() - hung <= 5.0
+            assert pane.verdicts["rust"].word == "hanging"
+            assert "HANGING" in rendered(pane)
+            assert "improv" not in rendered(pane)
+            health = app.query_one(HealthPane)
+            await until(pilot, lambda: health.states().get(services.RUST) == "hanging")
+            assert "⧖ hanging" in rendered(health)
+    finally:
+        httpx.delete(f"{admin}/faults", timeout=2)
+        stop.set()
+        await load

@@ -1,0 +1,54 @@
+"""What a backend's requests are doing now: ok, errors, failing, hanging or idle.
+
+The access log speaks only of requests that ended, so during a hang it goes quiet and its
+error rate even falls. Two live signals close that gap: the health probe (a request to the
+backend now, with a timeout) and nginx's requests in flight while the backend, which
+should be answering, logs nothing. Either makes the backend `hanging` within seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vrm_tui.telemetry.accesslog import BackendWindow
+from vrm_tui.telemetry.health import Probe
+
+NowWord = Literal["ok", "errors", "failing", "hanging", "idle"]
+
+STALL_S = 3.0  # silent this long, with requests in flight, is a hang...
+STALL_EXPECTED = 5.0  # ...when at its usual rate it would have answered this many
+FAILING_RATE = 0.5  # 10 s error rate from which a backend is failing, not just erroring
+ERRORS_RATE = 0.05
+
+
+@dataclass(frozen=True)
+class Now:
+    word: NowWord
+    reason: str = ""
+
+
+def judge(stats: BackendWindow, now: float, probe: Probe | None = None,
+          in_flight: int | None = None, share: float | None = None,
+          failing_for_s: float = 0.0) -> Now:
+    """The backend's state now. `share` is the fraction of balanced traffic nginx sends it
+    (None: unknown); `failing_for_s` the seconds at the window's end without one success."""
+    silent_s = now - stats.last_answer_at if stats.last_answer_at is not None else None
+    if probe is not None and probe.timed_out:
+        waiting = f"; {in_flight} requests in flight at nginx" if in_flight else ""
+        return Now("hanging", f"health probe: {probe.error}{waiting}")
+    # at its usual rate it would have answered STALL_EXPECTED times by now
+    if silent_s is not None and silent_s >= STALL_S and in_flight and share != 0 \
+            and stats.rate * silent_s >= STALL_EXPECTED:
+        return Now("hanging", f"no answer for {silent_s:.0f} s while {in_flight} "
+                              "requests are in flight at nginx")
+    rate = stats.recent_error_rate
+    if failing_for_s:
+        return Now("failing", f"no successful requests in the last {failing_for_s:.0f} s")
+    if rate is not None and rate >= FAILING_RATE:
+        return Now("failing", f"{100 * rate:.0f}% of attempts failed in the last 10 s")
+    if rate is not None and rate >= ERRORS_RATE:
+        return Now("errors", f"{100 * rate:.0f}% of attempts failed in the last 10 s")
+    if stats.recent_requests == 0:
+        return Now("idle", "no requests in the last 10 s")
+    return Now("ok")
