@@ -25,6 +25,7 @@ from vrm_tui.system import logfiles
 from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
 from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic import nginx
+from vrm_tui.traffic.mirror import Mirror, MirrorState
 from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
 
 PROFILE_DIR = nginx.REPO_ROOT / "configs" / "rehearsal"
@@ -62,7 +63,32 @@ class LocalRuntime:
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
             retry_process=s.proxy_retry_process,
+            mirror=self.mirror(),
         )
+
+    # --- parity (vrm parity): the comparator runs next to the backends while nginx mirrors ---
+
+    def mirror(self) -> Mirror:
+        """What nginx mirrors: the operator's sample (`vrm parity on|off`), else
+        PARITY_SAMPLE; the routes the console checked in configs/parity.yaml."""
+        state = MirrorState.load(self.settings.paths.parity_state)
+        sample = self.settings.parity_sample if state.sample is None else state.sample
+        return Mirror(sample, self.settings.parity_port, state.routes)
+
+    def _start_parity(self) -> list[str]:
+        if not self.mirror().on or self._record(services.PARITY):
+            return []
+        s = self.settings
+        self._check_port("PARITY_PORT", "127.0.0.1", s.parity_port)
+        command = [sys.executable, "-m", "vrm_tui.parity", "--port", str(s.parity_port),
+                   "--primary", s.backend_url(Backend.TYPESCRIPT),
+                   "--candidate", s.backend_url(Backend.RUST),
+                   "--max-rps", f"{s.parity_max_rps:g}", "--timeout", str(s.proxy_upstream_timeout),
+                   "--deploy-dir", str(s.deploy_dir), "--state-dir", str(s.state_dir)]
+        record = self._spawn(services.PARITY, command, {"port": s.parity_port})
+        self._wait_ready(record, f"http://127.0.0.1:{s.parity_port}/health")
+        return [services.PARITY]
+    # --- end parity ---
 
     def proxy_error_log(self) -> Path:
         return self.log_dir / "proxy-error.log"
@@ -100,7 +126,7 @@ class LocalRuntime:
             started.append(service)
         for record in waiting:
             self._wait_ready(record, f"http://127.0.0.1:{record.ports['port']}/health")
-        return started
+        return started + self._start_parity()
 
     def up(self) -> list[str]:
         started = self.start_dependencies()
@@ -242,8 +268,12 @@ class LocalRuntime:
 
     def services(self) -> list[ServiceState]:
         found = []
-        names = services.MANAGED if self.settings.monitoring else services.CORE
+        names = services.MANAGED if self.settings.monitoring else (*services.CORE,
+                                                                    services.PARITY)
         for service in names:
+            if service == services.PARITY and not (self.mirror().on
+                                                   or ProcRecord.load(self.run_dir, service)):
+                continue  # parity is off and its comparator was never started here
             if service in services.MONITORING and monitoring.binary(service) is None \
                     and not self._record(service):
                 found.append(ServiceState(service, "not installed",
