@@ -20,6 +20,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,7 +29,7 @@ from aiohttp import web
 from vrm_tui.core.paths import StateDir
 from vrm_tui.parity.config import ParityConfig
 from vrm_tui.parity.diff import Response, compare
-from vrm_tui.parity.results import ExampleStore, ParityResults
+from vrm_tui.parity.results import ExampleStore, ParityResults, write_json_atomic
 
 __all__ = ["QUEUE_SIZE", "Comparator", "Sample", "Targets", "serve"]
 
@@ -188,22 +189,31 @@ class Comparator:
 
     # --- output ----------------------------------------------------------------------------
 
-    def persist(self) -> None:
-        """Write counters (and examples, when new ones came) atomically."""
+    def _snapshot(self) -> list[tuple[Path, Any]]:
+        """What to write now, copied on the loop (workers change the counters between awaits)."""
+        out: list[tuple[Path, Any]] = []
         if self._dirty:
             self._dirty = False
-            self.results.save(self.state.parity_results)
+            out.append((self.state.parity_results, self.results.to_dict()))
         if self._examples_dirty:
             self._examples_dirty = False
-            self.examples.save(self.state.parity_examples)
+            out.append((self.state.parity_examples,
+                        {"capacity": self.examples.capacity, "examples": self.examples.to_list()}))
+        return out
+
+    def persist(self) -> None:
+        """Write counters (and examples, when new ones came) atomically."""
+        for path, data in self._snapshot():
+            write_json_atomic(path, data)
 
     async def persist_loop(self) -> None:
         while True:
             await asyncio.sleep(PERSIST_S)
-            try:
-                await asyncio.to_thread(self.persist)
-            except OSError as exc:
-                log.warning("cannot write parity results: %s", exc)
+            for path, data in self._snapshot():
+                try:
+                    await asyncio.to_thread(write_json_atomic, path, data)
+                except OSError as exc:
+                    log.warning("cannot write %s: %s", path, exc)
 
     def status(self) -> dict[str, Any]:
         total = self.results.total()
