@@ -7,6 +7,7 @@ Everything lives under the state dir: generated configs, pids, logs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import httpx
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
@@ -24,6 +27,7 @@ from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles
 from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
 from vrm_tui.telemetry.health import probe
+from vrm_tui.telemetry.http import shared_client
 from vrm_tui.traffic import nginx
 from vrm_tui.traffic.mirror import Mirror, MirrorState
 from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
@@ -87,6 +91,7 @@ class LocalRuntime:
                    "--deploy-dir", str(s.deploy_dir), "--state-dir", str(s.state_dir)]
         record = self._spawn(services.PARITY, command, {"port": s.parity_port})
         self._wait_ready(record, f"http://127.0.0.1:{s.parity_port}/health")
+        self._refresh_prometheus()
         return [services.PARITY]
     # --- end parity ---
 
@@ -153,16 +158,30 @@ class LocalRuntime:
                 self._check_port("PROMETHEUS_PORT", "127.0.0.1", s.prometheus_port)
                 folder = s.state_dir / "prometheus"
                 (folder / "data").mkdir(parents=True, exist_ok=True)
-                rules = folder / "alert_rules.yml"
-                rules.write_text(monitoring.source(s, "alert_rules.yml").read_text())
-                config = folder / "prometheus.yml"
-                config.write_text(monitoring.render_prometheus(s, rules))
+                config = self._write_prometheus_config()
                 command = monitoring.prometheus_command(s, config, folder / "data")
                 port, ready = s.prometheus_port, "/-/ready"
             record = self._spawn(service, command, {"port": port})
             self._wait_ready(record, f"http://127.0.0.1:{port}{ready}")
             started.append(service)
         return started
+
+    def _write_prometheus_config(self) -> Path:
+        folder = self.settings.state_dir / "prometheus"
+        rules = folder / "alert_rules.yml"
+        rules.write_text(monitoring.source(self.settings, "alert_rules.yml").read_text())
+        config = folder / "prometheus.yml"
+        config.write_text(monitoring.render_prometheus(self.settings, rules, self.mirror().on))
+        return config
+
+    def _refresh_prometheus(self) -> None:
+        """Re-render Prometheus's targets (parity switched) and ask it to reload, if it runs."""
+        if not self._record(services.PROMETHEUS):
+            return
+        self._write_prometheus_config()
+        with contextlib.suppress(httpx.HTTPError):
+            shared_client().post(f"http://127.0.0.1:{self.settings.prometheus_port}/-/reload",
+                                 timeout=2)
 
     def down(self) -> list[str]:
         return [name for name in reversed(services.MANAGED) if self.stop_service(name)]
@@ -174,6 +193,8 @@ class LocalRuntime:
             return False
         stopped = record.stop(signal.SIGQUIT if service == services.PROXY else signal.SIGTERM)
         (self.run_dir / f"{service}.json").unlink(missing_ok=True)
+        if service == services.PARITY and not self.mirror().on:
+            self._refresh_prometheus()  # parity is off: no target left down
         return stopped
 
     def _record(self, service: str) -> ProcRecord | None:
