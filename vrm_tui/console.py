@@ -396,6 +396,15 @@ class Console:
         return ParityReport(sample if state.routes else 0.0, source, state.routes, results,
                             live, found)
 
+    def parity_examples(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` mismatch examples (redacted), oldest first; reads a file only."""
+        if limit <= 0:
+            return []
+        try:
+            return ExampleStore.load(self.paths.parity_examples).to_list()[-limit:]
+        except ValueError as exc:
+            raise Failure(str(exc)) from None
+
     def parity_status(self) -> ParityReport:
         return self.parity_report(examples=0)
 
