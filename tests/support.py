@@ -78,7 +78,7 @@ class Stack:
 
 
 def new_stack(tmp: Path, **overrides: str) -> Stack:
-    proxy, status, rust, typescript, prometheus, exporter = free_ports(6)
+    proxy, status, rust, typescript, prometheus, exporter, parity = free_ports(7)
     values = {
         "PROXY_PORT": str(proxy),
         "PROXY_STATUS_PORT": str(status),
@@ -91,6 +91,7 @@ def new_stack(tmp: Path, **overrides: str) -> Stack:
         "GRAFANA_PASSWORD": "test-only-password",
         "PROMETHEUS_PORT": str(prometheus),
         "NGINX_EXPORTER_PORT": str(exporter),
+        "PARITY_PORT": str(parity),
         "VRM_MONITORING": "0",  # tests/integration/test_monitoring.py turns it on
     }
     values.update(overrides)

@@ -134,6 +134,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true")
     validate.add_argument("--speedup", type=_positive, default=2.0,
                           help="rust must be this many times faster at p50 (default 2)")
+    parity = sub.add_parser("parity", parents=[common],
+                            help="mirror live requests and compare rust with typescript")
+    parity.add_argument("action", choices=["on", "off", "status", "report"])
+    parity.add_argument("--sample", metavar="N",
+                        help="on: percent of balanced requests mirrored (default: PARITY_SAMPLE "
+                             "or the last one, else 5)")
+    parity.add_argument("--json", action="store_true", help="status, report: JSON for scripts")
+    parity.add_argument("--examples", type=int, default=3, metavar="N",
+                        help="report: the newest N mismatch examples (default 3)")
     sub.add_parser("demo", parents=[common], help="local stack, rehearsal backends, TUI "
                                                    "(--read-only: the TUI in observer mode)")
     return parser
@@ -448,6 +457,30 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return _outcome(view)
 
 
+def cmd_parity(settings: Settings, args: argparse.Namespace) -> int:
+    """on | off | status | report: the comparator's counts by endpoint and JSON path."""
+    from vrm_tui.parity.report import lines
+
+    if args.sample is not None and args.action != "on":
+        raise UsageError("--sample goes with `vrm parity on`")
+    if args.examples < 0:
+        raise UsageError(f"--examples={args.examples}: expected 0 or more")
+    console = Console(settings)
+    if args.action == "on":
+        sample = settings_mod.parse_sample("--sample", args.sample) \
+            if args.sample is not None else None
+        report = console.parity_on(sample)
+    elif args.action == "off":
+        report = console.parity_off()
+    else:
+        report = console.parity_report(args.examples if args.action == "report" else 0)
+    if args.json and args.action in ("status", "report"):
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print("\n".join(lines(report)))
+    return 0
+
+
 def _outcome(view: MigrationView) -> int:
     return 0 if view.state.phase == "done" else 1
 
@@ -522,6 +555,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
     "benchmark": cmd_benchmark,
     "validate": cmd_validate,
+    "parity": cmd_parity,
     "tui": cmd_tui,
     "demo": cmd_demo,
 }

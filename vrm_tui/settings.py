@@ -96,6 +96,16 @@ def _flag(name: str, raw: str) -> bool:
     raise SettingsError(f"{name}={raw!r}: expected 1 or 0")
 
 
+def parse_sample(name: str, raw: str) -> float:
+    """A parity sample: percent of balanced requests mirrored, 0 (off) to 100, at most two
+    decimals (nginx's split_clients granularity)."""
+    text = raw.strip().removesuffix("%")
+    if not re.fullmatch(r"\d{1,3}(\.\d{1,2})?", text) or not 0 <= float(text) <= 100:
+        raise SettingsError(f"{name}={raw!r}: expected a percent from 0 (off) to 100, "
+                            "e.g. 5 or 0.5")
+    return float(text)
+
+
 def _bind(name: str, raw: str) -> str:
     try:
         return address.parse_ip(name, raw)
@@ -157,6 +167,10 @@ class Settings:
     rehearsal_faults: bool = True
     nginx_bin: str | None = None  # VRM_NGINX_BIN; None: PATH, then /usr/sbin
     compose_project_name: str = ""  # COMPOSE_PROJECT_NAME; "": derived from the state dir
+    # --- parity (vrm parity) ---
+    parity_sample: float = 0.0  # PARITY_SAMPLE: percent of balanced requests mirrored; 0 off
+    parity_port: int = 3011  # PARITY_PORT: the comparator, on loopback
+    parity_max_rps: float = 20.0  # PARITY_MAX_RPS: samples compared a second (3 calls each)
 
     @property
     def paths(self) -> StateDir:
@@ -294,6 +308,9 @@ def load(
         rehearsal_faults=_flag("VRM_REHEARSAL_FAULTS", layered.get("VRM_REHEARSAL_FAULTS", "1")),
         nginx_bin=layered.get("VRM_NGINX_BIN", "").strip() or None,
         compose_project_name=_project(layered.get("COMPOSE_PROJECT_NAME", "").strip()),
+        parity_sample=parse_sample("PARITY_SAMPLE", layered.get("PARITY_SAMPLE", "0")),
+        parity_port=_int("PARITY_PORT", layered.get("PARITY_PORT", "3011")),
+        parity_max_rps=_float("PARITY_MAX_RPS", layered.get("PARITY_MAX_RPS", "20")),
     )
     _check_ports(settings)
     return settings
@@ -331,6 +348,7 @@ def _check_ports(settings: Settings) -> None:
         "PROXY_STATUS_PORT": settings.proxy_status_port,
         "VISION_MANAGER_PORT": settings.rust_port,
         "TS_VISION_MANAGER_PORT": settings.ts_port,
+        "PARITY_PORT": settings.parity_port,
     }
     if settings.monitoring:
         # Grafana runs beside Prometheus (compose publishes it on loopback).
@@ -373,4 +391,7 @@ _KNOWN = {
     "PROXY_UPSTREAM_TIMEOUT",
     "PROXY_RETRY_PROCESS",
     "COMPOSE_PROJECT_NAME",
+    "PARITY_SAMPLE",
+    "PARITY_PORT",
+    "PARITY_MAX_RPS",
 }

@@ -45,7 +45,9 @@ def _fast_monitoring(deploy_dir: Path) -> None:
 def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     deploy_dir = tmp_path_factory.mktemp("monitored")
     _fast_monitoring(deploy_dir)
-    stack = new_stack(deploy_dir, VRM_MONITORING="1")
+    # parity on, so the comparator is a target and its rule and panel have data
+    stack = new_stack(deploy_dir, VRM_MONITORING="1", PARITY_SAMPLE="100",
+                      PARITY_MAX_RPS="1000")
     stack.up()
     try:
         yield stack
@@ -87,7 +89,7 @@ def test_targets_for_both_backends_nginx_and_prometheus_are_up(monitored: Stack)
 
     health = _until(all_up, what="every target up")
     assert set(health) == {services.RUST, services.TYPESCRIPT, services.PROXY,
-                           services.PROMETHEUS}
+                           services.PROMETHEUS, services.PARITY}
     status = json.loads(monitored.vrm("status", "--json").stdout)
     states = {s["name"]: (s["state"], s["healthy"]) for s in status["services"]}
     assert states[services.PROMETHEUS] == ("running", True)
@@ -191,4 +193,4 @@ def test_validate_checks_targets_and_rules(monitored: Stack) -> None:
     result = monitored.vrm("validate", "--json", timeout=120)
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     row = rows["Prometheus targets and rules"]
-    assert row["result"] == "PASS" and "4 targets up" in row["detail"], row
+    assert row["result"] == "PASS" and "5 targets up" in row["detail"], row  # parity on

@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 Action = Literal["deploy", "rollback", "reload", "set-split", "migrate", "prepare", "up",
-                 "down", "migration"]
+                 "down", "migration", "parity"]
 """A journal record's action: a traffic change, a lifecycle step, or a migration event."""
 
 SPLIT_ACTIONS: tuple[Action, ...] = ("deploy", "rollback", "set-split", "reload", "migrate")

@@ -97,6 +97,23 @@ class StateDir:
         """The local runtime's rendered Prometheus config, rules and data."""
         return self.root / "prometheus"
 
+    # --- parity (vrm_tui/parity) ----------------------------------------------------------
+
+    @property
+    def parity_state(self) -> Path:
+        """Whether nginx mirrors (the sample an operator set) and the routes it may mirror."""
+        return self.root / "parity-state.json"
+
+    @property
+    def parity_results(self) -> Path:
+        """The comparator's counters per endpoint and path, rewritten every second."""
+        return self.root / "parity-results.json"
+
+    @property
+    def parity_examples(self) -> Path:
+        """The newest mismatch examples (request and three answers, redacted)."""
+        return self.root / "parity-examples.json"
+
     @property
     def comparison(self) -> Path:
         """The latest benchmark comparison, served at /performance-comparison."""

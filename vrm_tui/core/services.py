@@ -9,14 +9,15 @@ PROMETHEUS = "prometheus"
 GRAFANA = "grafana"
 NGINX_EXPORTER = "nginx-exporter"
 MIGRATION_GUARD = "migration-guard"  # vrm's own: runs a migration no terminal owns
+PARITY = "parity-comparator"  # vrm's own: compares mirrored requests (vrm parity on)
 
 BACKENDS = {RUST: Backend.RUST, TYPESCRIPT: Backend.TYPESCRIPT}
 SERVICE_OF = {backend: service for service, backend in BACKENDS.items()}
 CORE = (PROXY, RUST, TYPESCRIPT)
 MONITORING = (NGINX_EXPORTER, PROMETHEUS)
-MANAGED = CORE + MONITORING  # what the local runtime can start, in start order
-ALL = (PROXY, RUST, TYPESCRIPT, PROMETHEUS, GRAFANA, NGINX_EXPORTER)
+MANAGED = (*CORE, PARITY, *MONITORING)  # what the local runtime can start, in start order
+ALL = (PROXY, RUST, TYPESCRIPT, PROMETHEUS, GRAFANA, NGINX_EXPORTER, PARITY)
 
 # Where each service answers "are you alive", relative to its base URL.
 HEALTH_PATH = {RUST: "/health", TYPESCRIPT: "/health", PROMETHEUS: "/-/ready",
-               NGINX_EXPORTER: "/metrics"}
+               NGINX_EXPORTER: "/metrics", PARITY: "/health"}

@@ -17,7 +17,8 @@ import yaml
 from vrm_tui.core.errors import BadInput
 from vrm_tui.parity.diff import ArrayOrder, Rules, Tolerance, make_rules, normalize_path
 
-__all__ = ["DEFAULT_PATH", "ParityConfig", "ParityConfigError", "Route", "load_parity_config"]
+__all__ = ["DEFAULT_PATH", "ParityConfig", "ParityConfigError", "Route", "config_for",
+           "load_parity_config"]
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "configs" / "parity.yaml"
 
@@ -59,6 +60,12 @@ class ParityConfig:
 
     def mirrored(self, method: str, path: str) -> bool:
         return Route(method.upper(), path) in self.mirror
+
+
+def config_for(deploy_dir: Path) -> Path:
+    """The deployment's own `configs/parity.yaml` when it has one, else vrm's."""
+    own = deploy_dir / "configs" / "parity.yaml"
+    return own if own.is_file() else DEFAULT_PATH
 
 
 def load_parity_config(path: Path = DEFAULT_PATH) -> ParityConfig:

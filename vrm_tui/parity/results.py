@@ -98,7 +98,11 @@ class ParityResults:
 
     endpoints: dict[str, Counts] = field(default_factory=dict)
     paths: dict[str, dict[str, Counts]] = field(default_factory=dict)
-    dropped: int = 0
+    dropped: int = 0  # mirrored while the comparator's queue was full
+    sampled: int = 0  # mirrored requests received (dropped and refused included)
+    failed: int = 0  # a shadow call got no answer (refused, timed out): nothing compared
+    refused: int = 0  # a method/route parity.yaml does not allow: never replayed
+    since: float = 0.0  # when counting began (parity switched on), epoch seconds
 
     def record(self, endpoint: str, comparison: Comparison) -> None:
         worst = max(comparison.outcomes.values(), default=Outcome.EQUAL)
@@ -128,14 +132,17 @@ class ParityResults:
         return {"endpoints": {e: asdict(c) for e, c in self.endpoints.items()},
                 "paths": {e: {p: asdict(c) for p, c in paths.items()}
                           for e, paths in self.paths.items()},
-                "dropped": self.dropped}
+                "dropped": self.dropped, "sampled": self.sampled, "failed": self.failed,
+                "refused": self.refused, "since": self.since}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ParityResults:
         return cls(endpoints={e: Counts(**c) for e, c in data.get("endpoints", {}).items()},
                    paths={e: {p: Counts(**c) for p, c in paths.items()}
                           for e, paths in data.get("paths", {}).items()},
-                   dropped=int(data.get("dropped", 0)))
+                   dropped=int(data.get("dropped", 0)), sampled=int(data.get("sampled", 0)),
+                   failed=int(data.get("failed", 0)), refused=int(data.get("refused", 0)),
+                   since=float(data.get("since", 0.0)))
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.to_dict())

@@ -102,7 +102,10 @@ class Backend:
         rate = min(1.0, self.profile.error_rate + self.faults.error_rate)
         return rate > 0 and self.rng.random() < rate
 
-    def record(self, task: str, seconds: float, ok: bool) -> None:
+    def record(self, task: str, seconds: float, ok: bool, shadow: bool = False) -> None:
+        """Count a served task; parity's shadow calls (X-VRM-Shadow) are not user traffic."""
+        if shadow:
+            return
         status = "success" if ok else "error"
         self.counts[status] += 1
         self.metrics.tasks.labels(self.name, status).inc()
@@ -257,11 +260,12 @@ async def process(request: web.Request) -> web.Response:
     task_ms = backend.profile.task_latency_ms(model.task, width * height / 1e6, backend.rng)
     await _pause(backend, load_ms + task_ms)
     seconds = time.perf_counter() - started
+    shadow = request.headers.get("X-VRM-Shadow") == "1"
     if backend.failing():
-        backend.record(model.task, seconds, ok=False)
+        backend.record(model.task, seconds, ok=False, shadow=shadow)
         return _error(500, "injected failure")
     status, answer = backend.answer(body, model, width, height, task_ms)
-    backend.record(model.task, seconds, ok=status == 200)
+    backend.record(model.task, seconds, ok=status == 200, shadow=shadow)
     if status != 200:
         return web.json_response(answer, status=status)
     return web.json_response({

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
+
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, StackError
@@ -26,7 +28,9 @@ from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles, procs
 from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
 from vrm_tui.telemetry.health import probe
+from vrm_tui.telemetry.http import shared_client
 from vrm_tui.traffic import nginx
+from vrm_tui.traffic.mirror import Mirror, MirrorState
 from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
 
 PROFILE_DIR = nginx.REPO_ROOT / "configs" / "rehearsal"
@@ -68,6 +72,7 @@ class LocalRuntime:
             upstream_timeout=s.proxy_upstream_timeout,
             retry_process=s.proxy_retry_process,
             worker_user=self.worker_user(),
+            mirror=self.mirror(),
         )
 
     def worker_user(self) -> str | None:
@@ -78,6 +83,31 @@ class LocalRuntime:
         if nginx.unreachable_for(nginx.WORKER_USER, self.settings.state_dir) is not None:
             return None
         return nginx.WORKER_USER
+
+    # --- parity (vrm parity): the comparator runs next to the backends while nginx mirrors ---
+
+    def mirror(self) -> Mirror:
+        """What nginx mirrors: the operator's sample (`vrm parity on|off`), else
+        PARITY_SAMPLE; the routes the console checked in configs/parity.yaml."""
+        state = MirrorState.load(self.settings.paths.parity_state)
+        sample = self.settings.parity_sample if state.sample is None else state.sample
+        return Mirror(sample, self.settings.parity_port, state.routes)
+
+    def _start_parity(self) -> list[str]:
+        if not self.mirror().on or self._record(services.PARITY):
+            return []
+        s = self.settings
+        self._check_port("PARITY_PORT", "127.0.0.1", s.parity_port)
+        command = [sys.executable, "-m", "vrm_tui.parity", "--port", str(s.parity_port),
+                   "--primary", s.backend_url(Backend.TYPESCRIPT),
+                   "--candidate", s.backend_url(Backend.RUST),
+                   "--max-rps", f"{s.parity_max_rps:g}", "--timeout", str(s.proxy_upstream_timeout),
+                   "--deploy-dir", str(s.deploy_dir), "--state-dir", str(s.state_dir)]
+        record = self._spawn(services.PARITY, command, {"port": s.parity_port})
+        self._wait_ready(record, f"http://127.0.0.1:{s.parity_port}/health")
+        self._refresh_prometheus()
+        return [services.PARITY]
+    # --- end parity ---
 
     def proxy_error_log(self) -> Path:
         return self.log_dir / "proxy-error.log"
@@ -121,7 +151,7 @@ class LocalRuntime:
             for record in waiting:
                 self.stop_service(record.service)
             raise
-        return [record.service for record in waiting]
+        return [record.service for record in waiting] + self._start_parity()
 
     def _profile(self, backend: str) -> Path:
         """The deployment's own `configs/rehearsal/<backend>.yaml` when it has one, else vrm's;
@@ -162,16 +192,30 @@ class LocalRuntime:
                 self._check_port("PROMETHEUS_PORT", "127.0.0.1", s.prometheus_port)
                 folder = s.state_dir / "prometheus"
                 (folder / "data").mkdir(parents=True, exist_ok=True)
-                rules = folder / "alert_rules.yml"
-                rules.write_text(monitoring.source(s, "alert_rules.yml").read_text())
-                config = folder / "prometheus.yml"
-                config.write_text(monitoring.render_prometheus(s, rules))
+                config = self._write_prometheus_config()
                 command = monitoring.prometheus_command(s, config, folder / "data")
                 port, ready = s.prometheus_port, "/-/ready"
             record = self._spawn(service, command, {"port": port})
             self._wait_ready(record, f"http://127.0.0.1:{port}{ready}")
             started.append(service)
         return started
+
+    def _write_prometheus_config(self) -> Path:
+        folder = self.settings.state_dir / "prometheus"
+        rules = folder / "alert_rules.yml"
+        rules.write_text(monitoring.source(self.settings, "alert_rules.yml").read_text())
+        config = folder / "prometheus.yml"
+        config.write_text(monitoring.render_prometheus(self.settings, rules, self.mirror().on))
+        return config
+
+    def _refresh_prometheus(self) -> None:
+        """Re-render Prometheus's targets (parity switched) and ask it to reload, if it runs."""
+        if not self._record(services.PROMETHEUS):
+            return
+        self._write_prometheus_config()
+        with contextlib.suppress(httpx.HTTPError):
+            shared_client().post(f"http://127.0.0.1:{self.settings.prometheus_port}/-/reload",
+                                 timeout=2)
 
     def down(self) -> list[str]:
         return [name for name in reversed(services.MANAGED) if self.stop_service(name)]
@@ -191,6 +235,8 @@ class LocalRuntime:
                 procs.wait_gone(orphans)
                 stopped = True
         (self.run_dir / f"{service}.json").unlink(missing_ok=True)
+        if service == services.PARITY and not self.mirror().on:
+            self._refresh_prometheus()  # parity is off: no target left down
         return stopped
 
     def _record(self, service: str) -> ProcRecord | None:
@@ -324,8 +370,12 @@ class LocalRuntime:
 
     def services(self) -> list[ServiceState]:
         found = []
-        names = services.MANAGED if self.settings.monitoring else services.CORE
+        names = services.MANAGED if self.settings.monitoring else (*services.CORE,
+                                                                    services.PARITY)
         for service in names:
+            if service == services.PARITY and not (self.mirror().on
+                                                   or ProcRecord.load(self.run_dir, service)):
+                continue  # parity is off and its comparator was never started here
             if service in services.MONITORING and monitoring.binary(service) is None \
                     and not self._record(service):
                 found.append(ServiceState(service, "not installed",

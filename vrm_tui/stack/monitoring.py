@@ -36,9 +36,14 @@ def binary(service: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/sbin:/usr/local/bin")
 
 
-def render_prometheus(settings: Settings, rules: Path) -> str:
-    """prometheus.yml with loopback targets for the local runtime."""
+def render_prometheus(settings: Settings, rules: Path, parity: bool = False) -> str:
+    """prometheus.yml with loopback targets for the local runtime; the parity comparator's
+    job gets its target only while parity is on (an idle comparator is no target down)."""
     config: dict[str, Any] = yaml.safe_load(source(settings, "prometheus.yml").read_text())
+    for job in config.get("scrape_configs", []):
+        if job.get("job_name") == "parity":
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{settings.parity_port}"],
+                                      "labels": {"service": services.PARITY}}] if parity else []
     address = {
         services.RUST: settings.rust_address,
         services.TYPESCRIPT: settings.ts_address,

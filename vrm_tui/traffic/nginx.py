@@ -16,12 +16,13 @@ import pwd
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vrm_tui.core import address
 from vrm_tui.core.errors import BadInput, Failure
 from vrm_tui.core.split import Split
+from vrm_tui.traffic import mirror as mirror_mod
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf"
@@ -76,6 +77,7 @@ class ProxyParams:
     retry_process: bool = False  # POST /api/v1/vision/process is safe to retry elsewhere
     template: Path = TEMPLATE
     worker_user: str | None = None
+    mirror: mirror_mod.Mirror = field(default_factory=mirror_mod.Mirror)  # parity
 
 
 def ensure_dirs(params: ProxyParams) -> None:
@@ -147,6 +149,9 @@ def render_main(params: ProxyParams) -> str:
         ),
         "LIMIT_REQ": f"limit_req zone=vrm_api burst={2 * rate} nodelay;" if rate > 0 else "",
         "STATUS_ALLOW": " ".join(f"allow {_network(a)};" for a in params.status_allow),
+        "PARITY_HTTP": mirror_mod.render_http(params.mirror),
+        "PARITY_MIRROR": mirror_mod.render_mirror(params.mirror),
+        "PARITY_LOCATION": mirror_mod.render_location(params.mirror),
     }
     template = params.template
     text = template.read_text()

@@ -45,6 +45,7 @@ from vrm_tui.tui.messages import (
     HistoryUpdate,
     JournalUpdate,
     MigrationUpdate,
+    ParityUpdate,
     SourceFailed,
     StatusUpdate,
     TrafficUpdate,
@@ -54,6 +55,7 @@ from vrm_tui.tui.screens.bench import BenchScreen
 from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
 from vrm_tui.tui.screens.logs import LogScreen
+from vrm_tui.tui.screens.parity import ParityScreen
 from vrm_tui.tui.screens.weight import WeightScreen, upstream_diff
 from vrm_tui.tui.widgets.action_line import ActionLine
 from vrm_tui.tui.widgets.alerts import AlertsPane
@@ -61,6 +63,7 @@ from vrm_tui.tui.widgets.health import HealthPane
 from vrm_tui.tui.widgets.journal import JournalPane
 from vrm_tui.tui.widgets.latency import LatencyPane
 from vrm_tui.tui.widgets.migration import MigrationPane
+from vrm_tui.tui.widgets.parity import ParityPane
 from vrm_tui.tui.widgets.split import SplitPane
 from vrm_tui.tui.widgets.vram import VramPane
 
@@ -69,7 +72,7 @@ WRITE_ACTIONS = frozenset({"rollback", "rust_up", "rust_down", "set_weight", "re
                            "migration_abort"})
 PROBE_TIMEOUT_S = 1.0
 POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5, "migration": 1.0,
-          "alerts": 3.0, "history": 60.0, "gpu": 2.0}
+          "alerts": 3.0, "history": 60.0, "gpu": 2.0, "parity": 2.0}
 COMPACT_BELOW = (110, 34)
 
 P = TypeVar("P", bound=Widget)
@@ -111,6 +114,8 @@ class VrmApp(App[None]):
                 tooltip="Promote the migration to its next step now (asks first)"),
         Binding("X", "migration_abort", "Abort", id="vrm.migration-abort", show=False,
                 tooltip="Abort the migration and roll back (asks first)"),
+        Binding("d", "parity_diff", "Diffs", id="vrm.parity-diff", show=False,
+                tooltip="Parity: mismatch examples, typescript and rust side by side"),
         Binding("q", "quit", "Quit", id="vrm.quit", tooltip="Leave vrm (the stack keeps "
                 "running)"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
@@ -158,6 +163,7 @@ class VrmApp(App[None]):
             with Vertical(id="bottom-row"):
                 yield AlertsPane(id="alerts-pane")
                 yield MigrationPane(id="migration-pane")
+                yield ParityPane(id="parity-pane")  # parity: hidden until parity is on
                 yield JournalPane(id="journal-pane")
         yield Footer()
 
@@ -271,6 +277,26 @@ class VrmApp(App[None]):
 
     def _fetch_migration(self) -> MigrationUpdate:
         return MigrationUpdate(self.vrm.migration())
+
+    # --- parity (vrm parity): the pane's poll and the `d` key -------------------------------
+
+    def _fetch_parity(self) -> ParityUpdate:
+        return ParityUpdate(self.vrm.parity_report(timeout=PROBE_TIMEOUT_S))
+
+    @on(ParityUpdate)
+    def _parity(self, message: ParityUpdate) -> None:
+        if pane := self._pane(ParityPane):
+            pane.show_report(message.report)
+
+    def action_parity_diff(self) -> None:
+        try:
+            examples = self.vrm.parity_examples(50)
+        except VrmError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.push_screen(ParityScreen(examples))
+
+    # --- end parity ------------------------------------------------------------------------
 
     def _pane(self, kind: type[P]) -> P | None:
         """The pane of a kind; None while the app shuts down (a late message finds none)."""

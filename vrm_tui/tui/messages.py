@@ -8,6 +8,7 @@ from textual.message import Message
 
 from vrm_tui.console import MigrationView
 from vrm_tui.journal import Record
+from vrm_tui.parity.report import ParityReport
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.telemetry.backend_metrics import VramReading
@@ -73,3 +74,8 @@ class HistoryUpdate(Message):
 @dataclass
 class GpuUpdate(Message):
     report: GpuReport
+
+
+@dataclass
+class ParityUpdate(Message):
+    report: ParityReport

@@ -1,0 +1,255 @@
+"""Parity against the real thing: nginx mirrors to the real comparator, which replays each
+sample to the real rehearsal backends (typescript twice, rust once) and compares the answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import httpx
+import pytest
+
+from tests.conftest import _require_nginx
+from tests.support import Stack, new_stack, steady_stream
+from vrm_tui.core import services
+from vrm_tui.core.stats import percentile
+from vrm_tui.parity.config import DEFAULT_PATH
+from vrm_tui.system.procs import ProcRecord
+
+PROCESS = "POST /api/v1/vision/process"
+LABEL = "$.result.detections[*].label"
+CONFIDENCE = "$.result.detections[*].confidence"
+_numbers = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A running stack mirroring every balanced request to an unpaced comparator."""
+    _require_nginx()
+    stack = new_stack(tmp_path_factory.mktemp("parity"), PARITY_MAX_RPS="5000")
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+def _restart(stack: Stack, faults: dict[str, object] | None = None) -> None:
+    """Fresh counts (off, then on), and rust's faults as given."""
+    admin = stack.runtime.admin_url(services.RUST)
+    httpx.delete(f"{admin}/faults", timeout=5).raise_for_status()
+    if faults:
+        httpx.post(f"{admin}/faults", json=faults, timeout=5).raise_for_status()
+    stack.console.parity_off()
+    report = stack.console.parity_on(100)
+    assert report.live is not None and report.total.compared == 0
+
+
+def _status(stack: Stack) -> dict:
+    url = f"http://127.0.0.1:{stack.settings.parity_port}/status"
+    return httpx.get(url, timeout=5).json()
+
+
+def _drained(stack: Stack, sampled: int, timeout: float = 60) -> dict:
+    """Wait until the comparator has received `sampled` mirrors and settled every one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = _status(stack)
+        settled = s["compared"] + s["dropped"] + s["failed"] + s["refused"]
+        if s["sampled"] >= sampled and settled == s["sampled"] and s["in_flight"] == 0:
+            return s
+        assert time.monotonic() < deadline, f"comparator did not settle: {s}"
+        time.sleep(0.1)
+
+
+async def _send(stack: Stack, count: int, concurrency: int = 16) -> int:
+    """POST `count` distinct detect requests through nginx; return how many failed."""
+    failed = 0
+    numbers = iter([next(_numbers) for _ in range(count)])
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def worker() -> None:
+            nonlocal failed
+            for n in numbers:
+                body = {"model": ("yolov8", "detr")[n % 2], "image_size": [320, 240], "n": n}
+                try:
+                    async with session.post(f"{stack.proxy}/api/v1/vision/process",
+                                            json=body) as answer:
+                        await answer.read()
+                        failed += answer.status != 200
+                except (aiohttp.ClientError, TimeoutError):
+                    failed += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return failed
+
+
+async def _compare_at_least(stack: Stack, compared: int) -> dict:
+    sent = 0
+    while True:
+        assert await _send(stack, 250) == 0
+        sent += 250
+        status = await asyncio.to_thread(_drained, stack, sent)
+        if status["compared"] >= compared:
+            return status
+
+
+async def test_rust_diverging_on_five_percent_of_labels_is_reported_on_that_path(
+        mirrored: Stack) -> None:
+    _restart(mirrored, {"divergence_rate": 0.05, "divergence_path": "label"})
+    await _compare_at_least(mirrored, 1000)
+    await asyncio.sleep(1.2)  # the results file is rewritten every second
+    report = mirrored.console.parity_report()
+    paths = report.results.paths[PROCESS]
+    assert paths[LABEL].compared >= 1000
+    assert 0.03 <= paths[LABEL].mismatch_rate <= 0.07, paths[LABEL]
+    low, high = paths[LABEL].interval
+    assert low < 0.05 < high
+    others = {p: c.mismatch_rate for p, c in paths.items() if p != LABEL}
+    assert max(others.values()) <= 0.005, others
+    assert report.results.failed == 0
+
+
+def _noise_only_config(deploy_dir: Path) -> None:
+    """vrm's rules without ignoring the volatile fields: ids, clocks and timings stay in."""
+    text = DEFAULT_PATH.read_text()
+    start = text.index("ignore:\n")
+    end = text.index("\n\n", start)
+    volatile = "ignore:\n  - $.backend\n  - $.model_cache\n  - $.evicted"
+    (deploy_dir / "configs").mkdir(exist_ok=True)
+    (deploy_dir / "configs" / "parity.yaml").write_text(text[:start] + volatile + text[end:])
+
+
+async def test_only_noise_differs_raw_differences_near_all_reported_mismatch_zero(
+        mirrored: Stack) -> None:
+    _noise_only_config(mirrored.deploy_dir)
+    try:
+        _restart(mirrored)
+        await _send(mirrored, 300)
+        await asyncio.to_thread(_drained, mirrored, 300)
+        await asyncio.sleep(1.2)
+        report = mirrored.console.parity_report()
+    finally:
+        (mirrored.deploy_dir / "configs" / "parity.yaml").unlink()
+    total = report.total
+    assert total.compared >= 290 and total.raw_difference_rate >= 0.99
+    assert total.mismatched == 0, report.results.top_paths()
+    paths = report.results.paths[PROCESS]
+    for volatile in ("$.request_id", "$.timestamp", "$.task_id"):
+        assert paths[volatile].noise == paths[volatile].compared
+
+
+@pytest.mark.parametrize(("jitter", "flagged"), [(0.003, False), (0.2, True)])
+async def test_jitter_inside_tolerance_passes_outside_is_flagged_on_its_path(
+        mirrored: Stack, jitter: float, flagged: bool) -> None:
+    _restart(mirrored, {"jitter": jitter})
+    await _send(mirrored, 300)
+    await asyncio.to_thread(_drained, mirrored, 300)
+    await asyncio.sleep(1.2)
+    paths = mirrored.console.parity_report().results.paths[PROCESS]
+    if flagged:
+        assert paths[CONFIDENCE].mismatch_rate > 0.5
+    else:
+        assert all(c.mismatched == 0 for c in paths.values()), paths
+        assert paths[CONFIDENCE].within_tolerance > 0
+    assert paths[LABEL].mismatched == 0
+
+
+def _comparator_pid(stack: Stack) -> int:
+    record = ProcRecord.load(stack.runtime.run_dir, services.PARITY)
+    assert record is not None and record.alive()
+    return record.pid
+
+
+async def _latencies(stack: Stack, seconds: float) -> tuple[list[float], int]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(steady_stream(
+        f"{stack.proxy}/api/v1/vision/process", 100, stop, "POST",
+        {"model": "resnet50", "image_size": [64, 64]}))
+    await asyncio.sleep(seconds)
+    stop.set()
+    sent = await task
+    return [s.end - s.start for s in sent], sum(1 for s in sent if s.status != 200)
+
+
+async def test_a_killed_or_hung_comparator_costs_clients_nothing(mirrored: Stack) -> None:
+    _restart(mirrored)
+    pid = _comparator_pid(mirrored)
+    try:
+        base, base_failed = await _latencies(mirrored, 3)
+        os.kill(pid, signal.SIGSTOP)
+        hung, hung_failed = await _latencies(mirrored, 3)
+        os.kill(pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGKILL)
+        killed, killed_failed = await _latencies(mirrored, 3)
+    finally:
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+    assert (base_failed, hung_failed, killed_failed) == (0, 0, 0)
+    p99 = {name: percentile(values, 0.99) or 0.0
+           for name, values in (("base", base), ("hung", hung), ("killed", killed))}
+    p50 = {name: percentile(values, 0.5) or 0.0
+           for name, values in (("base", base), ("hung", hung), ("killed", killed))}
+    print("client latency p50/p99 ms: " + ", ".join(
+        f"{k} {1000 * p50[k]:.1f}/{1000 * p99[k]:.1f}" for k in p99))
+    for name in ("hung", "killed"):
+        assert p50[name] <= p50["base"] + 0.010, (p50, p99)
+        assert p99[name] <= p99["base"] + 0.050, (p50, p99)
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+def test_cli_on_status_report_off_and_down_stops_the_comparator(tmp_path: Path) -> None:
+    _require_nginx()
+    stack = new_stack(tmp_path, PARITY_MAX_RPS="1000")
+    stack.up()
+    try:
+        on = stack.vrm("parity", "on", "--sample", "50")
+        assert on.returncode == 0, on.stderr
+        assert "on, 50% of balanced requests mirrored" in on.stdout
+        asyncio.run(_send(stack, 40))
+        status = json.loads(stack.vrm("parity", "status", "--json").stdout)
+        assert status["comparator"] == "running" and status["sample"] == 50
+        assert 0 < status["sampled"] < 40 or status["sampled"] == 0  # the file lags <= 1 s
+        report = stack.vrm("parity", "report", "--examples", "2")
+        assert report.returncode == 0 and "mismatch" in report.stdout
+        _comparator_pid(stack)
+        record = ProcRecord.load(stack.runtime.run_dir, services.PARITY)
+        assert record is not None
+        names = [s.name for s in stack.runtime.services()]
+        assert services.PARITY in names
+    finally:
+        down = stack.vrm("down")
+    assert down.returncode == 0 and services.PARITY in down.stdout
+    assert not ProcRecord.load(stack.runtime.run_dir, services.PARITY)
+    assert not record.alive()
+
+
+@pytest.mark.parametrize(("setup", "args", "env", "named"), [
+    ("routes: [", ("parity", "on"), {}, "parity.yaml"),
+    ("tolerance: {$.x: {abs: -1}}", ("parity", "on"), {}, "tolerance.$.x.abs"),
+    ("mirror: {routes: [DELETE /api/v1/vision/process]}", ("parity", "on"), {}, "mirror.routes"),
+    ("", ("parity", "status"), {"PARITY_SAMPLE": "150"}, "PARITY_SAMPLE='150'"),
+    ("", ("parity", "status"), {"PARITY_SAMPLE": "lots"}, "PARITY_SAMPLE='lots'"),
+    ("", ("parity", "on", "--sample", "0"), {}, "--sample=0"),
+    ("", ("parity", "on", "--sample", "x"), {}, "--sample='x'"),
+])
+def test_bad_parity_yaml_and_bad_sample_exit_2_with_one_line(
+        tmp_path: Path, setup: str, args: tuple[str, ...], env: dict[str, str],
+        named: str) -> None:
+    stack = new_stack(tmp_path)
+    if setup:
+        (tmp_path / "configs").mkdir()
+        (tmp_path / "configs" / "parity.yaml").write_text(setup + "\n")
+    result = stack.vrm(*args, **env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and named in result.stderr

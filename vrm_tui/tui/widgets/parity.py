@@ -1,0 +1,62 @@
+"""Parity pane: does rust answer like typescript on mirrored live requests?
+
+Hidden until parity has been switched on (or has counts to show), so a deployment that never
+mirrors sees the dashboard it always had. State is a word as well as a colour.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from textual.widgets import Static
+
+from vrm_tui.parity.report import ParityReport
+
+TOP = 3
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+class ParityPane(Static):
+    DEFAULT_CSS = """
+    ParityPane {
+        display: none;
+        height: auto;
+        max-height: 7;
+        border: round $primary;
+        padding: 0 1;
+    }
+    """
+
+    def on_mount(self) -> None:
+        self.border_title = "Parity (rust vs typescript)"
+        self.border_subtitle = "d: diffs"
+
+    def show_report(self, report: ParityReport) -> None:
+        total = report.total
+        self.display = report.on or total.compared > 0 or report.live is not None
+        if not self.display:
+            return
+        low, high = total.interval
+        if report.on:
+            state = Text(f"● mirroring {report.sample:g}%", style="green")
+        else:
+            state = Text("○ off", style="dim")
+        if report.on and report.live is None:
+            state.append("  ✗ comparator not running", style="red bold")
+        state.append(f"   sampled {report.results.sampled}  compared {total.compared}  "
+                     f"dropped {report.results.dropped}  failed {report.results.failed}")
+        verdict = Text("✗ MISMATCH " if total.mismatched else "✓ no mismatch ",
+                       style="red bold" if total.mismatched else "green")
+        verdict.append(f"{_pct(total.mismatch_rate)} (95% CI {_pct(low)}–{_pct(high)}) · "
+                       f"any difference incl. noise {_pct(total.raw_difference_rate)}")
+        lines = [state, verdict]
+        for endpoint, path, counts in report.results.top_paths(TOP):
+            lines.append(Text(f"  {_pct(counts.mismatch_rate):>7}  {path}  ({endpoint}, "
+                              f"{counts.mismatched}/{counts.compared})"))
+        self.update(Group(*lines))
+
+    def show_error(self, error: str) -> None:
+        self.update(Text(f"✗ {error}", style="yellow"))
