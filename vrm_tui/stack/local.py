@@ -19,6 +19,7 @@ from pathlib import Path
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, StackError
+from vrm_tui.core.split import Split
 from vrm_tui.rehearsal.profile import ProfileError, load_profile
 from vrm_tui.settings import Settings
 from vrm_tui.stack import monitoring
@@ -26,7 +27,7 @@ from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles, procs
 from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
 from vrm_tui.telemetry.health import probe
-from vrm_tui.traffic import nginx
+from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
 
 PROFILE_DIR = nginx.REPO_ROOT / "configs" / "rehearsal"
@@ -68,7 +69,16 @@ class LocalRuntime:
             upstream_timeout=s.proxy_upstream_timeout,
             retry_process=s.proxy_retry_process,
             worker_user=self.worker_user(),
+            live=self._live(),
         )
+
+    def _live(self) -> nginx.LiveSplit | None:
+        """Zero-reload weight changes when this host's nginx has the Lua module, the
+        deployment did not turn them off, and the template has the split's placeholders."""
+        if not (self.settings.live_split and live.modules_installed()):
+            return None
+        return live.live_split(self.settings.paths.nginx) \
+            if nginx.supports_live(nginx.template_for(self.settings.deploy_dir)) else None
 
     def worker_user(self) -> str | None:
         """Who nginx's workers run as when vrm runs as root: `nobody`, unless a folder above
@@ -414,6 +424,10 @@ class LocalRuntime:
 
     def served(self, timeout: float = 1.0) -> Served:
         return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)
+
+    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0) -> Served:
+        return live.post_split("127.0.0.1", self.settings.proxy_status_port, generation, split,
+                               timeout)
 
     def signal_proxy_reload(self) -> None:
         record = self._record(services.PROXY)
