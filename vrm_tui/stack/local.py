@@ -20,13 +20,11 @@ from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, StackError
 from vrm_tui.core.split import Split
-from vrm_tui.rehearsal.profile import ProfileError, load_profile
 from vrm_tui.settings import Settings
 from vrm_tui.stack import monitoring
 from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles, procs
 from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
-from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
 
@@ -136,6 +134,8 @@ class LocalRuntime:
     def _profile(self, backend: str) -> Path:
         """The deployment's own `configs/rehearsal/<backend>.yaml` when it has one, else vrm's;
         checked here so that a bad profile is refused before anything starts."""
+        from vrm_tui.rehearsal.profile import ProfileError, load_profile
+
         own = self.settings.deploy_dir / "configs" / "rehearsal" / f"{backend}.yaml"
         path = own if own.is_file() else PROFILE_DIR / f"{backend}.yaml"
         try:
@@ -263,6 +263,8 @@ class LocalRuntime:
         return record
 
     def _wait_ready(self, record: ProcRecord, url: str) -> None:
+        from vrm_tui.telemetry.health import probe
+
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if not record.alive():
