@@ -25,7 +25,7 @@ from vrm_tui.core import address, services
 from vrm_tui.core.errors import BadInput, StackError, VrmError
 from vrm_tui.core.split import SplitError, parse_weight
 from vrm_tui.settings import Settings
-from vrm_tui.traffic import nginx
+from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.controller import ApplyResult
 
 if TYPE_CHECKING:  # `vrm rollback` must start fast: these load where they are used
@@ -237,6 +237,8 @@ def _requirements() -> list[tuple[str, bool, bool, str]]:
 
     return [
         ("nginx (the proxy)", which("nginx"), True, nginx.NGINX_INSTALL_HINT),
+        ("nginx Lua module (weight changes without a reload)", live.modules_installed(), False,
+         live.INSTALL_HINT),
         ("docker engine (VRM_RUNTIME=compose only)", which("dockerd") or which("docker"), False,
          "sudo apt-get install -y docker.io"),
         ("ab (benchmarks against the seed's tool)", which("ab"), False,
