@@ -2,15 +2,16 @@
 # Prepare this host for the compose stack without a container registry:
 #   - start a Docker engine when none answers (root only; the flags this kind of machine
 #     needs: no iptables, no default bridge, the vfs storage driver),
-#   - build the base image vrm-base:bookworm from Debian with debootstrap (python3, nginx,
+#   - build the base image vrm-base:bookworm-lua from Debian with debootstrap (python3, nginx
+#     with its Lua module (zero-reload weight changes),
 #     prometheus and the nginx exporter inside; about a minute),
 #   - fill docker/.wheelhouse with the rehearsal backend's Python wheels.
-# Then: VRM_RUNTIME=compose VRM_BASE_IMAGE=vrm-base:bookworm VRM_BUILD_NETWORK=none vrm up
+# Then: VRM_RUNTIME=compose VRM_BASE_IMAGE=vrm-base:bookworm-lua VRM_BUILD_NETWORK=none vrm up
 # Prints one line per step; exits 1 with the reason when the engine cannot run here.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$VRM_ROOT"
-BASE_IMAGE="${VRM_BASE_IMAGE:-vrm-base:bookworm}"
+BASE_IMAGE="${VRM_BASE_IMAGE:-vrm-base:bookworm-lua}"
 
 ensure_debs docker.io:dockerd docker-compose:docker-compose debootstrap:debootstrap
 ensure_venv
@@ -29,7 +30,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     root="$(mktemp -d)"
     say "building $BASE_IMAGE with debootstrap in $root"
     as_root debootstrap --variant=minbase \
-        --include=python3,python3-venv,nginx-light,ca-certificates,curl,prometheus,prometheus-nginx-exporter \
+        --include=python3,python3-venv,nginx-light,libnginx-mod-http-lua,ca-certificates,curl,prometheus,prometheus-nginx-exporter \
         bookworm "$root" http://deb.debian.org/debian >/tmp/vrm-debootstrap.log 2>&1 \
         || { say "debootstrap failed: $(tail -3 /tmp/vrm-debootstrap.log)"; exit 1; }
     tar -C "$root" -c . | docker import - "$BASE_IMAGE" >/dev/null

@@ -43,9 +43,19 @@ ensure_venv() {
     fi
 }
 
+# ensure_lua installs Debian's Lua module for nginx (zero-reload weight changes).
+ensure_lua() {
+    [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] && return 0
+    say "installing Debian packages: libnginx-mod-http-lua"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        libnginx-mod-http-lua >/dev/null
+}
+
 bootstrap() {
     ensure_debs nginx:nginx apache2-utils:ab prometheus:prometheus \
         prometheus-nginx-exporter:prometheus-nginx-exporter
+    ensure_lua
     ensure_venv
 }
 

@@ -17,18 +17,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from vrm_tui import settings as settings_mod
-from vrm_tui.console import Console, MigrationView
+from vrm_tui.console import Console
 from vrm_tui.core import address, services
 from vrm_tui.core.errors import BadInput, StackError, VrmError
 from vrm_tui.core.split import SplitError, parse_weight
-from vrm_tui.migrate import timeline
 from vrm_tui.settings import Settings
-from vrm_tui.status import HEALTH_SYMBOL, StackStatus
-from vrm_tui.traffic import nginx
+from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.controller import ApplyResult
+
+if TYPE_CHECKING:  # `vrm rollback` must start fast: these load where they are used
+    from vrm_tui.console import MigrationView
+    from vrm_tui.status import StackStatus
 
 ENV_TEMPLATE = nginx.REPO_ROOT / "configs" / "env.template"
 
@@ -244,6 +246,8 @@ def _requirements() -> list[tuple[str, bool, bool, str]]:
 
     return [
         ("nginx (the proxy)", which("nginx"), True, nginx.NGINX_INSTALL_HINT),
+        ("nginx Lua module (weight changes without a reload)", live.modules_installed(), False,
+         live.INSTALL_HINT),
         ("docker engine (VRM_RUNTIME=compose only)", which("dockerd") or which("docker"), False,
          "sudo apt-get install -y docker.io"),
         ("ab (benchmarks against the seed's tool)", which("ab"), False,
@@ -304,6 +308,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_status(status: StackStatus) -> None:
+    from vrm_tui.status import HEALTH_SYMBOL
+
     print(f"runtime {status.runtime}, state {status.state_dir}")
     if status.served:
         print(f"serving  {status.served.split}  (nginx generation {status.served.generation})")
@@ -428,6 +434,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
             data = {k: v for k, v in asdict(view.state).items() if k != "evidence"}
             print(json.dumps({**data, "label": view.label, "guarded": view.guarded}, indent=2))
         else:
+            from vrm_tui.migrate import timeline
+
             print("\n".join(timeline.lines(view.state, view.guarded)))
         return _outcome(view) if args.wait else 0
     if args.action in ("pause", "promote", "abort"):

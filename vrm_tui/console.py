@@ -7,7 +7,6 @@ once, so the two faces can never disagree.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,20 +23,20 @@ from vrm_tui.journal import Journal, Record, operator_identity
 from vrm_tui.settings import Settings
 from vrm_tui.stack import lifecycle
 from vrm_tui.stack.runtime import Runtime
-from vrm_tui.telemetry.health import Baselines
 from vrm_tui.traffic.controller import ApplyResult, TrafficController
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: `vrm rollback` must not pay for them at start
+    from asyncio import Event
+
     from vrm_tui.migrate import plan as plan_mod
     from vrm_tui.migrate.state import MigrationState, StateStore
     from vrm_tui.parity.config import ParityConfig
-    from vrm_tui.parity.report import (
-        ParityReport,  # imported where used: `vrm rollback` must not pay for them at start
-    )
+    from vrm_tui.parity.report import ParityReport
     from vrm_tui.status import StackStatus
     from vrm_tui.telemetry.accesslog import AccessLogSource
     from vrm_tui.telemetry.backend_metrics import VramReading
     from vrm_tui.telemetry.gpu import GpuReport
+    from vrm_tui.telemetry.health import Baselines
     from vrm_tui.telemetry.prometheus import Alert
     from vrm_tui.traffic.served import Served
 
@@ -93,7 +92,13 @@ class Console:
         self.runtime = runtime or lifecycle.runtime_for(settings)
         self.journal = Journal(self.paths.journal)
         self.controller = TrafficController(settings, self.runtime, self.journal)
-        self.baselines = Baselines()  # each service's recent probe latencies
+
+    @cached_property
+    def baselines(self) -> Baselines:
+        """Each service's recent probe latencies (what "degraded" is relative to)."""
+        from vrm_tui.telemetry.health import Baselines
+
+        return Baselines()
 
     @cached_property
     def migrations(self) -> StateStore:
@@ -292,7 +297,7 @@ class Console:
 
     def run_benchmark(self, mode: str, options: Any,
                       progress: Callable[[str, Any, float], None] | None = None,
-                      stop: asyncio.Event | None = None) -> BenchRun:
+                      stop: Event | None = None) -> BenchRun:
         """Run one seed mode (or `all`) against the running stack and write its reports to
         `<deploy>/results/<timestamp>/` and the proxy's /performance-comparison."""
         from vrm_tui.bench import modes, report
@@ -317,6 +322,8 @@ class Console:
                     found.append(await runners[name](self.settings, options, progress, stop))
             return found
 
+        import asyncio
+
         reports = asyncio.run(run())
         folder = report.write(reports, self.settings.deploy_dir / "results",
                               self.paths.comparison)
@@ -326,6 +333,8 @@ class Console:
 
     def validate(self, host: str, speedup: float) -> list[Any]:
         """The production checks as rows (PASS / WARN / FAIL)."""
+        import asyncio
+
         from vrm_tui import validate
 
         return asyncio.run(validate.run(self.settings, validate.Options(host, speedup),

@@ -153,9 +153,10 @@ class Settings:
     monitoring: bool = True
     grafana_password: str = ""
     proxy_rate_limit: int = 100
-    proxy_keepalive_timeout: int = 0
+    proxy_keepalive_timeout: int = 65
     proxy_upstream_timeout: int = 30  # PROXY_UPSTREAM_TIMEOUT: seconds before an attempt fails
     proxy_retry_process: bool = False  # PROXY_RETRY_PROCESS: POST /process may be retried
+    live_split: bool = True  # VRM_LIVE_SPLIT: weight changes without a reload (Lua module)
     runtime: str = ""  # "" = detect: see stack.lifecycle.runtime_for
     compose_profile: str = "rehearsal"
     base_image: str = "debian:bookworm-slim"
@@ -290,13 +291,15 @@ def load(
             "PROXY_RATE_LIMIT", layered.get("PROXY_RATE_LIMIT", "100"), low=0, high=1_000_000
         ),
         proxy_keepalive_timeout=_int(
-            "PROXY_KEEPALIVE_TIMEOUT", layered.get("PROXY_KEEPALIVE_TIMEOUT", "0"), low=0, high=3600
+            "PROXY_KEEPALIVE_TIMEOUT", layered.get("PROXY_KEEPALIVE_TIMEOUT", "65"), low=0,
+            high=3600
         ),
         proxy_upstream_timeout=_int(
             "PROXY_UPSTREAM_TIMEOUT", layered.get("PROXY_UPSTREAM_TIMEOUT", "30"), low=1,
             high=3600),
         proxy_retry_process=_flag("PROXY_RETRY_PROCESS", layered.get(
             "PROXY_RETRY_PROCESS", "1" if rehearsal else "0")),
+        live_split=_flag("VRM_LIVE_SPLIT", layered.get("VRM_LIVE_SPLIT", "1")),
         runtime=runtime,
         compose_profile=profile,
         base_image=layered.get("VRM_BASE_IMAGE", "").strip() or "debian:bookworm-slim",
@@ -390,6 +393,7 @@ _KNOWN = {
     "VRM_NGINX_BIN",
     "PROXY_UPSTREAM_TIMEOUT",
     "PROXY_RETRY_PROCESS",
+    "VRM_LIVE_SPLIT",
     "COMPOSE_PROJECT_NAME",
     "PARITY_SAMPLE",
     "PARITY_PORT",

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import Stack, new_stack
 
-BASE_IMAGE = os.environ.get("VRM_BASE_IMAGE", "vrm-base:bookworm")
+BASE_IMAGE = os.environ.get("VRM_BASE_IMAGE", "vrm-base:bookworm-lua")
 
 
 def _engine_problem() -> str | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import signal
 import socket
 import statistics
@@ -19,10 +21,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.support import Sent, Stack, clean_env, steady_stream
+from tests.support import Sent, Stack, clean_env, new_stack, steady_stream
 from vrm_tui import settings as settings_mod
 from vrm_tui.console import Console
 from vrm_tui.core import services
@@ -180,3 +183,48 @@ def _print_table(title: str, rows: list[dict[str, object]]) -> None:
 
 
 pytestmark = pytest.mark.perf
+
+
+async def test_reload_path_side_by_side(tmp_path: Path) -> None:
+    """The same table on the reload path (VRM_LIVE_SPLIT=0, today's protocol before the
+    zero-reload split), measured in the same run for the ratio."""
+    reload_stack = new_stack(tmp_path, VRM_LIVE_SPLIT="0", PROXY_KEEPALIVE_TIMEOUT="0")
+    reload_stack.up()
+    try:
+        assert reload_stack.runtime.proxy_params().live is None
+        await run_cases(reload_stack, f"Reload path, for comparison ({RATE} req/s, ms)",
+                        cases(reload_stack, "reload path: "))
+    finally:
+        reload_stack.down()
+
+
+def _ab(url: str, keepalive: bool, requests: int = 20000) -> tuple[float, float]:
+    """ApacheBench at c=32: (requests per second, p50 ms)."""
+    args = ["ab", "-q", "-c", "32", "-n", str(requests)] + (["-k"] if keepalive else [])
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True,
+                         timeout=300).stdout
+    rps = float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = float(re.search(r"\n\s+50%\s+(\d+)", out).group(1))  # type: ignore[union-attr]
+    return rps, p50
+
+
+def test_keep_alive_on_vs_off_through_the_proxy(stack: Stack, tmp_path: Path) -> None:
+    """c=32 against the rehearsal backends through the proxy: keep-alive on (the default
+    now) vs off (the default before), on the same machine in the same run."""
+    if not shutil.which("ab"):
+        pytest.skip("AB MISSING: scripts/test.sh installs apache2-utils")
+    off = new_stack(tmp_path, PROXY_KEEPALIVE_TIMEOUT="0")
+    off.up()
+    try:
+        url_on = f"{stack.proxy}/api/v1/vision/metrics"
+        url_off = f"{off.proxy}/api/v1/vision/metrics"
+        _ab(url_on, True, 2000)  # warm both
+        _ab(url_off, False, 2000)
+        on_rps, on_p50 = _ab(url_on, True)
+        off_rps, off_p50 = _ab(url_off, False)
+    finally:
+        off.down()
+    print(f"\nKeep-alive through the proxy, ab -c 32, GET /api/v1/vision/metrics\n"
+          f"keep-alive on (65 s):  {on_rps:8.0f} req/s  p50 {on_p50:.0f} ms\n"
+          f"keep-alive off (0):    {off_rps:8.0f} req/s  p50 {off_p50:.0f} ms\n"
+          f"ratio on/off: {on_rps / off_rps:.2f}x req/s, p50 {on_p50 / max(off_p50, 1):.2f}x")

@@ -40,6 +40,22 @@ class StateDir:
         return self.root / "nginx"
 
     @property
+    def nginx_split(self) -> Path:
+        """The live split ("GENERATION RUST"), written before each zero-reload change and
+        loaded by nginx at every start and reload: the disk stays the truth."""
+        return self.nginx / "split"
+
+    @property
+    def nginx_splits_log(self) -> Path:
+        """Every split written to `nginx_split`, with who asked, before it was set live."""
+        return self.nginx / "splits.jsonl"
+
+    @property
+    def nginx_lua(self) -> Path:
+        """The Lua source nginx loads (copied here so a container sees it too)."""
+        return self.nginx / "lua"
+
+    @property
     def nginx_temp(self) -> Path:
         return self.nginx / "tmp"
 

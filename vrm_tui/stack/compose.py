@@ -22,11 +22,12 @@ from typing import Any
 
 from vrm_tui.core import services
 from vrm_tui.core.errors import StackError
+from vrm_tui.core.split import Split
 from vrm_tui.settings import Settings
 from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles
 from vrm_tui.system.procs import children, port_in_use, reload_settled
-from vrm_tui.traffic import nginx
+from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.served import Served, read_served
 
 COMPOSE_DIR = nginx.REPO_ROOT / "docker"
@@ -154,7 +155,15 @@ class ComposeRuntime:
             upstream_timeout=s.proxy_upstream_timeout,
             retry_process=s.proxy_retry_process,
             template=nginx.template_for(s.deploy_dir),
+            live=self._live(),
         )
+
+    def _live(self) -> nginx.LiveSplit | None:
+        """The proxy image installs Debian's Lua module (docker/Dockerfile.proxy)."""
+        if not self.settings.live_split:
+            return None
+        return live.live_split(self.settings.paths.nginx) \
+            if nginx.supports_live(nginx.template_for(self.settings.deploy_dir)) else None
 
     def proxy_error_log(self) -> Path:
         return self.log_dir / "proxy-error.log"
@@ -284,6 +293,10 @@ class ComposeRuntime:
 
     def served(self, timeout: float = 1.0) -> Served:
         return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)
+
+    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0) -> Served:
+        return live.post_split("127.0.0.1", self.settings.proxy_status_port, generation, split,
+                               timeout)
 
     def signal_proxy_reload(self) -> None:
         container = self._container(services.PROXY)

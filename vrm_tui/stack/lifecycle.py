@@ -8,8 +8,6 @@ from vrm_tui.core import services
 from vrm_tui.core.errors import StackError
 from vrm_tui.journal import Record, Stopwatch
 from vrm_tui.settings import Settings
-from vrm_tui.stack.compose import ComposeRuntime
-from vrm_tui.stack.local import LocalRuntime
 from vrm_tui.stack.runtime import Runtime
 from vrm_tui.traffic.controller import ApplyError, TrafficController
 
@@ -19,7 +17,11 @@ def runtime_for(settings: Settings) -> Runtime:
     proxy runs as a compose container, local otherwise."""
     name = settings.runtime or detect(settings)
     if name == "compose":
+        from vrm_tui.stack.compose import ComposeRuntime
+
         return ComposeRuntime(settings)
+    from vrm_tui.stack.local import LocalRuntime
+
     return LocalRuntime(settings)
 
 

@@ -16,20 +16,16 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
-
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, StackError
-from vrm_tui.rehearsal.profile import ProfileError, load_profile
+from vrm_tui.core.split import Split
 from vrm_tui.settings import Settings
 from vrm_tui.stack import monitoring
 from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles, procs
 from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
-from vrm_tui.telemetry.health import probe
-from vrm_tui.telemetry.http import shared_client
-from vrm_tui.traffic import nginx
+from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.mirror import Mirror, MirrorState
 from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
 
@@ -73,7 +69,16 @@ class LocalRuntime:
             retry_process=s.proxy_retry_process,
             worker_user=self.worker_user(),
             mirror=self.mirror(),
+            live=self._live(),
         )
+
+    def _live(self) -> nginx.LiveSplit | None:
+        """Zero-reload weight changes when this host's nginx has the Lua module, the
+        deployment did not turn them off, and the template has the split's placeholders."""
+        if not (self.settings.live_split and live.modules_installed()):
+            return None
+        return live.live_split(self.settings.paths.nginx) \
+            if nginx.supports_live(nginx.template_for(self.settings.deploy_dir)) else None
 
     def worker_user(self) -> str | None:
         """Who nginx's workers run as when vrm runs as root: `nobody`, unless a folder above
@@ -156,6 +161,8 @@ class LocalRuntime:
     def _profile(self, backend: str) -> Path:
         """The deployment's own `configs/rehearsal/<backend>.yaml` when it has one, else vrm's;
         checked here so that a bad profile is refused before anything starts."""
+        from vrm_tui.rehearsal.profile import ProfileError, load_profile
+
         own = self.settings.deploy_dir / "configs" / "rehearsal" / f"{backend}.yaml"
         path = own if own.is_file() else PROFILE_DIR / f"{backend}.yaml"
         try:
@@ -212,6 +219,10 @@ class LocalRuntime:
         """Re-render Prometheus's targets (parity switched) and ask it to reload, if it runs."""
         if not self._record(services.PROMETHEUS):
             return
+        import httpx
+
+        from vrm_tui.telemetry.http import shared_client
+
         self._write_prometheus_config()
         with contextlib.suppress(httpx.HTTPError):
             shared_client().post(f"http://127.0.0.1:{self.settings.prometheus_port}/-/reload",
@@ -299,6 +310,8 @@ class LocalRuntime:
         return record
 
     def _wait_ready(self, record: ProcRecord, url: str) -> None:
+        from vrm_tui.telemetry.health import probe
+
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if not record.alive():
@@ -464,6 +477,10 @@ class LocalRuntime:
 
     def served(self, timeout: float = 1.0) -> Served:
         return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)
+
+    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0) -> Served:
+        return live.post_split("127.0.0.1", self.settings.proxy_status_port, generation, split,
+                               timeout)
 
     def signal_proxy_reload(self) -> None:
         record = self._record(services.PROXY)

@@ -6,6 +6,11 @@ and the old workers stopped accepting -> journal. Any failure leaves the previou
 serving and says why. Nothing here reads Prometheus or other telemetry: rollback must work
 with every other source down.
 
+Weight-only changes (deploy, rollback, set-split, every migration step) skip the reload when
+nginx has the Lua module (`traffic/live.py`): write the split file (the disk stays the truth)
+-> set it in nginx's shared memory over the loopback status listener -> verify on a fresh
+connection -> journal. A failure puts the file back to what nginx serves.
+
 A reload is judged by what nginx does, never by its error log: success is the new
 generation answering on fresh connections with the old workers retired; failure is the
 master back in its idle loop, the reload signal consumed, and no new worker started. The
@@ -34,7 +39,7 @@ from vrm_tui.core.split import ROLLBACK, Split
 from vrm_tui.journal import Journal, Record, Stopwatch, operator_identity
 from vrm_tui.settings import Settings
 from vrm_tui.system.procs import worker_retired
-from vrm_tui.traffic import nginx
+from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.port import ProxyHost
 from vrm_tui.traffic.served import ProxyUnreachable, Served
 
@@ -162,8 +167,12 @@ class TrafficController:
         return served
 
     def configured(self) -> Split | None:
-        """The split of the generation `current` points at (what a restart would load)."""
+        """What a restart would load: the split of the generation `current` points at, or
+        of the split file when that is newer (nginx's init phase takes the newer one)."""
         gen = self.store.current()
+        written = live.read_split(self.settings.paths.nginx_split)
+        if written is not None and (gen is None or written[0] >= gen.number):
+            return written[1]
         return gen.split() if gen else None
 
     # --- actions -------------------------------------------------------------------------
@@ -267,8 +276,13 @@ class TrafficController:
             if target is None:
                 target = before or self.settings.split
             need = 0 if action == "rollback" else self.min_free_bytes
+            params = self.host.proxy_params()
             if recovering:
                 result = self._recover(action, before, target, served, need, watch)
+            elif (served is not None and params.live is not None and action != "reload"
+                    and self._config_unchanged(params)):
+                result = self._apply_live(action, before, target, served, params.live,
+                                          need, watch)
             else:
                 result = self._apply(action, before, target, served, need, watch)
         except ApplyError as exc:
@@ -314,6 +328,9 @@ class TrafficController:
                       if (m := re.fullmatch(r"gen-(\d+)\.\w+", p.name))]
         if served:
             known.append(served.generation)
+        written = live.read_split(self.settings.paths.nginx_split)
+        if written is not None:
+            known.append(written[0])
         return max(known, default=0) + 1
 
     def _candidate(self, split: Split, number: int, need: int) -> nginx.Generation:
@@ -336,8 +353,14 @@ class TrafficController:
             main = nginx.render_main(params)
         except (OSError, KeyError) as exc:
             raise ApplyError(f"cannot render {params.template}: {exc}") from None
+        if params.live is not None:
+            try:
+                live.install_lua(params.live)
+            except OSError as exc:
+                raise ApplyError(f"cannot install the Lua split module in "
+                                 f"{params.live.lua_dir}: {exc.strerror or exc}") from None
         upstream = nginx.render_upstream(split, number, params.rust_address, params.ts_address,
-                                         self.token)
+                                         self.token, params.live)
         try:
             try:
                 gen = self.store.write(number, main, upstream)
@@ -390,6 +413,66 @@ class TrafficController:
         if free_after(self.store.root) >= self.min_free_bytes:
             self.store.keep_reserve()
         return ApplyResult(action, before, target, gen.number, watch.ms(), verified=True)
+
+    def _config_unchanged(self, params: nginx.ProxyParams) -> bool:
+        """True when the running generation's config is what the templates and settings
+        render now: then a weight change needs no reload."""
+        current = self.store.current()
+        split = current.split() if current else None
+        if current is None or split is None:
+            return False
+        try:
+            main = nginx.render_main(params)
+            upstream = nginx.render_upstream(split, current.number, params.rust_address,
+                                             params.ts_address, self.token, params.live)
+            return (current.main.read_text() == main
+                    and current.upstream.read_text() == upstream)
+        except (OSError, KeyError, Failure):
+            return False
+
+    def _apply_live(self, action: Action, before: Split | None, target: Split,
+                    served: Served, split_live: nginx.LiveSplit, need: int,
+                    watch: Stopwatch) -> ApplyResult:
+        """The zero-reload change: split file first, then nginx's shared memory, verified
+        on a fresh connection. Every worker reads the same memory: once one answers with the
+        new generation, no new request is balanced by the old split."""
+        number = self._next_number(served)
+        if need and free_after(self.store.root) < need:
+            raise ApplyError(
+                f"only {free_after(self.store.root) / 2**20:.1f} MB free in {self.store.root} "
+                f"(a change needs {need / 2**20:.0f} MB: the logs and journal live there "
+                "too); free some space; nginx keeps serving the previous split")
+        try:
+            live.write_split(split_live.split_file, number, target,
+                             self.settings.paths.nginx_splits_log, operator_identity(), action)
+        except OSError as exc:
+            raise ApplyError(f"cannot write the split to {split_live.split_file}: "
+                             f"{exc.strerror or exc}; nginx keeps serving {served.split}") \
+                from None
+        try:
+            self.host.set_live_split(number, target, timeout=1.0)
+            now = self.served(timeout=1.0)
+            if now.generation != number or now.split != target:
+                raise ProxyUnreachable(f"nginx answers generation {now.generation} "
+                                       f"({now.split}), not {number}")
+        except (ProxyUnreachable, StackError) as exc:
+            raise ApplyError(self._unwrite(split_live, served, number, str(exc))) from None
+        return ApplyResult(action, before, target, number, watch.ms(), verified=True)
+
+    def _unwrite(self, split_live: nginx.LiveSplit, served: Served, number: int,
+                 why: str) -> str:
+        """After a failed live change: the split file back to what nginx serves (unless it
+        took the change after all). Returns the failure message."""
+        now = self._served_or_none()
+        if now is not None and now.generation == number:
+            return f"{why}; nginx took generation {number} late: it serves {now.split}"
+        keep = now or served
+        try:
+            live.write_split(split_live.split_file, keep.generation, keep.split)
+        except OSError as exc:
+            return (f"{why}; and the split file could not be put back ({exc.strerror or exc}):"
+                    f" `vrm status` shows it PENDING until the next change")
+        return f"nginx did not take generation {number}: {why}; {keep.split} still serves"
 
     def _recover(self, action: Action, before: Split | None, target: Split,
                  served: Served | None, need: int, watch: Stopwatch) -> ApplyResult:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vrm_tui.core.errors import StackError
 from vrm_tui.core.split import Split
+from vrm_tui.traffic.live import live_split, read_split
 from vrm_tui.traffic.nginx import NginxTestFailed, ProxyParams
 from vrm_tui.traffic.served import ProxyUnreachable, Served
 
@@ -31,13 +32,18 @@ class FakeProxyHost:
     - `orphans = {pid, ...}` with `running = False`: the master was killed and its workers
       still serve the generation they had;
     - `busy_polls = n`: the master is still working on a reload for the next n polls of
-      `proxy_reload_settled` (a bind retried for 2.5 s), then applies what it was sent.
+      `proxy_reload_settled` (a bind retried for 2.5 s), then applies what it was sent;
+    - `live=True`: the Lua module is there, weight changes are set in shared memory
+      (`refuse_live = "msg"` makes that fail).
     """
 
     name = "fake"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, live: bool = False) -> None:
         self.root = root
+        self.live = live
+        self.refuse_live: str | None = None
+        self.live_sets = 0
         self.running = True
         self.reject_test: str | None = None
         self.refuse_reload: str | None = None
@@ -58,7 +64,18 @@ class FakeProxyHost:
             pid_file=self.root / "run" / "nginx.pid", error_log=self.proxy_error_log(),
             access_log=self.access_log(), temp_dir=self.root / "nginx" / "tmp",
             comparison_file=self.root / "performance-comparison.json", rate_limit=0,
-            rust_address="127.0.0.1:3", ts_address="127.0.0.1:4")
+            rust_address="127.0.0.1:3", ts_address="127.0.0.1:4",
+            live=live_split(self.root / "nginx") if self.live else None)
+
+    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0) -> Served:
+        if not self.live:
+            raise ProxyUnreachable("no /vrm/split here: nginx has no Lua module")
+        if self.refuse_live or not (self.running and self.answering):
+            raise ProxyUnreachable(f"proxy refused the split: {self.refuse_live or 'down'}")
+        self.live_sets += 1
+        token = self.loaded.token if self.loaded else ""
+        self.loaded = Served(generation, split, 1, token)
+        return self.loaded
 
     def proxy_running(self) -> bool:
         return self.running
@@ -98,9 +115,13 @@ class FakeProxyHost:
         match = _HEADER.match(upstream.read_text())
         if match is None:
             raise StackError(f"{upstream} is not a vrm upstream file")
-        token = re.search(r'"token": "([0-9a-f]*)"', upstream.read_text())
-        self.loaded = Served(int(match.group(1)), Split(int(match.group(2))), 1,
-                             token.group(1) if token else "")
+        text = upstream.read_text()
+        token = re.search(r'token"?\s*[:=]\s*"([0-9a-f]*)"', text)
+        generation, split = int(match.group(1)), Split(int(match.group(2)))
+        written = read_split(self.root / "nginx" / "split") if self.live else None
+        if written is not None and written[0] >= generation:  # as the Lua init phase does
+            generation, split = written
+        self.loaded = Served(generation, split, 1, token.group(1) if token else "")
         self.workers = {max(self.workers, default=100) + 1}
 
     def proxy_worker_pids(self) -> set[int]:

@@ -49,6 +49,15 @@ def nginx_binary(chosen: str | None = None) -> str:
     return found
 
 
+def supports_live(template: Path) -> bool:
+    """A template that lets requests pick their pool at run time (`{{ SPLIT_PICK }}`); an
+    older deployment template keeps the reload path, so nothing is served stale."""
+    try:
+        return "SPLIT_PICK" in template.read_text()
+    except OSError:
+        return False
+
+
 def template_for(deploy_dir: Path) -> Path:
     """The deployment's own `nginx/nginx.conf` when it has one, else vrm's."""
     own = deploy_dir / "nginx" / "nginx.conf"
@@ -78,6 +87,17 @@ class ProxyParams:
     template: Path = TEMPLATE
     worker_user: str | None = None
     mirror: mirror_mod.Mirror = field(default_factory=mirror_mod.Mirror)  # parity
+    live: LiveSplit | None = None  # the Lua module's zero-reload split; None: reloads
+
+
+@dataclass(frozen=True)
+class LiveSplit:
+    """Where the zero-reload split lives: the Lua module nginx loads, the split file vrm
+    writes before each change (read by nginx at every start and reload), the Lua source."""
+
+    modules: tuple[Path, ...]
+    split_file: Path
+    lua_dir: Path
 
 
 def ensure_dirs(params: ProxyParams) -> None:
@@ -152,6 +172,7 @@ def render_main(params: ProxyParams) -> str:
         "PARITY_HTTP": mirror_mod.render_http(params.mirror),
         "PARITY_MIRROR": mirror_mod.render_mirror(params.mirror),
         "PARITY_LOCATION": mirror_mod.render_location(params.mirror),
+        **_split_placeholders(params.live),
     }
     template = params.template
     text = template.read_text()
@@ -163,6 +184,37 @@ def render_main(params: ProxyParams) -> str:
         return values[name]
 
     return re.sub(r"\{\{\s*([A-Z_]+)\s*\}\}", fill, text)
+
+
+def _split_placeholders(live: LiveSplit | None) -> dict[str, str]:
+    """How a request picks its pool and how nginx answers for its split, per mode."""
+    if live is None:
+        return {
+            "LOAD_MODULES": "# no Lua module: each weight change is a reload",
+            "SPLIT_PICK": "",
+            "SPLIT_LOCATIONS": (
+                "location = /vrm/served {\n"
+                "            default_type application/json;\n"
+                "            return 200 $vrm_served;\n"
+                "        }"),
+        }
+    return {
+        "LOAD_MODULES": "\n".join(f"load_module {_path('Lua module', m)};"
+                                  for m in live.modules),
+        "SPLIT_PICK": (
+            "set_by_lua_block $vrm_pool { return require(\"vrm_split\").pick() }\n"
+            "        set_by_lua_block $vrm_generation "
+            "{ return require(\"vrm_split\").generation() }"),
+        "SPLIT_LOCATIONS": (
+            "location = /vrm/served {\n"
+            "            content_by_lua_block { require(\"vrm_split\").served() }\n"
+            "        }\n"
+            "        location = /vrm/split {\n"
+            "            client_max_body_size 1k;\n"
+            "            client_body_buffer_size 1k;\n"
+            "            content_by_lua_block { require(\"vrm_split\").set() }\n"
+            "        }"),
+    }
 
 
 WORKER_USER = "nobody"
@@ -228,36 +280,25 @@ def secure_state_dir(state_dir: Path, worker_user: str | None) -> None:
 
 
 def render_upstream(split: Split, generation: int, rust_address: str, ts_address: str,
-                    token: str = "") -> str:
-    """The upstream blocks for a split, with DESIGN's rules for 0 and 100.
+                    token: str = "", live: LiveSplit | None = None) -> str:
+    """The upstream pools for a split, with DESIGN's rules for 0 and 100.
 
-    nginx rejects `weight=0`, so rust 0 is written `down`; at rust 100 typescript stays as a
-    `backup`, used only when rust cannot answer (the seed's fallback). Addresses are parsed
-    and rebuilt from host and port, so a value cannot add parameters, comments or blocks.
+    Without the Lua module: one weighted upstream; nginx rejects `weight=0`, so rust 0 is
+    written `down`, and at rust 100 typescript stays as a `backup`, used only when rust
+    cannot answer (the seed's fallback). With it (`live`): three pools a request picks from
+    at run time by the split in shared memory (rust first with typescript as the fallback,
+    typescript first with rust as the fallback, typescript only), so the same rules hold
+    without a reload. Addresses are parsed and rebuilt from host and port, so a value cannot
+    add parameters, comments or blocks.
     """
     rust_address = str(address.parse_hostport("rust upstream address", rust_address))
     ts_address = str(address.parse_hostport("typescript upstream address", ts_address))
     _number("generation", generation, 0, 10**12)
-    if split.rust == 0:
-        rust_line = f"server {rust_address} down;"
-        ts_line = f"server {ts_address} weight=100 max_fails=3 fail_timeout=5s;"
-    elif split.rust == 100:
-        rust_line = f"server {rust_address} weight=100 max_fails=3 fail_timeout=5s;"
-        ts_line = f"server {ts_address} backup;"
-    else:
-        rust_line = f"server {rust_address} weight={split.rust} max_fails=3 fail_timeout=5s;"
-        ts_line = f"server {ts_address} weight={split.typescript} max_fails=3 fail_timeout=5s;"
-    served = json.dumps(
-        {"generation": generation, "rust": split.rust, "typescript": split.typescript,
-         "token": token}
-    )[:-1] + ',"worker_pid":$pid}\\n'
-    return (
-        f"# Generated by vrm: generation {generation}, {split}. Do not edit; use vrm deploy.\n"
-        "upstream vision_backend {\n"
-        f"    {rust_line}\n"
-        f"    {ts_line}\n"
-        "    keepalive 64;\n"
-        "}\n"
+    if not re.fullmatch(r"[0-9a-f]*", token):
+        raise BadInput(f"state token {token!r}: expected hex digits")
+    header = (f"# Generated by vrm: generation {generation}, {split}. Do not edit; use vrm "
+              "deploy.\n")
+    direct = (
         "upstream vision_rust {\n"
         f"    server {rust_address};\n"
         "    keepalive 16;\n"
@@ -266,6 +307,55 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
         f"    server {ts_address};\n"
         "    keepalive 16;\n"
         "}\n"
+    )
+    health = "max_fails=3 fail_timeout=5s"
+    if live is not None:
+        return header + (
+            f'lua_package_path "{_path("Lua dir", live.lua_dir)}/?.lua;;";\n'
+            "lua_shared_dict vrm 1m;\n"
+            "init_by_lua_block {\n"
+            '    require("vrm_split").init{\n'
+            f'        file = "{_path("split file", live.split_file)}",\n'
+            f"        generation = {generation}, rust = {split.rust},\n"
+            f'        token = "{token}",\n'
+            "    }\n"
+            "}\n"
+            "upstream vrm_rust_first {\n"
+            f"    server {rust_address} {health};\n"
+            f"    server {ts_address} backup;\n"
+            "    keepalive 64;\n"
+            "}\n"
+            "upstream vrm_typescript_first {\n"
+            f"    server {ts_address} {health};\n"
+            f"    server {rust_address} backup;\n"
+            "    keepalive 64;\n"
+            "}\n"
+            "upstream vrm_typescript_only {\n"
+            f"    server {ts_address} {health};\n"
+            "    keepalive 64;\n"
+            "}\n"
+        ) + direct
+    if split.rust == 0:
+        rust_line = f"server {rust_address} down;"
+        ts_line = f"server {ts_address} weight=100 {health};"
+    elif split.rust == 100:
+        rust_line = f"server {rust_address} weight=100 {health};"
+        ts_line = f"server {ts_address} backup;"
+    else:
+        rust_line = f"server {rust_address} weight={split.rust} {health};"
+        ts_line = f"server {ts_address} weight={split.typescript} {health};"
+    served = json.dumps(
+        {"generation": generation, "rust": split.rust, "typescript": split.typescript,
+         "token": token}
+    )[:-1] + ',"worker_pid":$pid}\\n'
+    return header + (
+        "upstream vision_backend {\n"
+        f"    {rust_line}\n"
+        f"    {ts_line}\n"
+        "    keepalive 64;\n"
+        "}\n"
+    ) + direct + (
+        'map $host $vrm_pool { default "vision_backend"; }\n'
         f'map $host $vrm_generation {{ default "{generation}"; }}\n'
         f"map $host $vrm_served {{ default '{served}'; }}\n"
     )

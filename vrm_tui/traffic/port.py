@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from vrm_tui.core.split import Split
 from vrm_tui.traffic.nginx import ProxyParams
 from vrm_tui.traffic.served import Served
 
@@ -40,6 +41,12 @@ class ProxyHost(Protocol):
         """What nginx serves now, asked of nginx itself on a fresh connection (so a worker
         that accepts new connections answers). Raises `ProxyUnreachable` with how it
         failed."""
+        ...
+
+    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0) -> Served:
+        """Set the split in nginx's shared memory (the Lua module; no reload) and return what
+        the answering worker serves now. Only when `proxy_params().live` is set. Raises
+        `ProxyUnreachable` with nginx's reason."""
         ...
 
     def signal_proxy_reload(self) -> None:

@@ -40,11 +40,16 @@ def read_served(host: str, port: int, timeout: float = 1.0) -> Served:
         raise ProxyUnreachable(
             f"proxy at {host}:{port} answered /vrm/served with HTTP {response.status}"
         )
+    return parse_served(body, f"{host}:{port}")
+
+
+def parse_served(body: bytes, where: str) -> Served:
+    """What a vrm nginx answers about its split (`/vrm/served`, `/vrm/split`)."""
     try:
         data = json.loads(body)
         return Served(int(data["generation"]), Split(int(data["rust"])), int(data["worker_pid"]),
                       str(data.get("token", "")))
     except (ValueError, KeyError, TypeError):
         raise ProxyUnreachable(
-            f"proxy at {host}:{port} answered /vrm/served with {body[:80]!r}: not vrm's config"
+            f"proxy at {where} answered with {body[:80]!r}: not vrm's config"
         ) from None

@@ -1,0 +1,129 @@
+-- vrm_split: the rust/typescript split in nginx shared memory, changed without a reload.
+--
+-- One dict key, "split" = "GENERATION:RUST", is the whole state: a change is one atomic
+-- `set` every worker sees on its next request. vrm writes the split to a file in the state
+-- dir (fsynced) before it sets it here, and init() loads that file at every start and
+-- reload, so the disk stays the truth: a restart serves the last written split.
+--
+-- Phases: init() in init_by_lua (master), pick() in set_by_lua (rewrite phase, once per
+-- request: it freezes the split for the request and names the upstream pool), served() and
+-- set() in content_by_lua on the loopback status listener.
+
+local M = {}
+local floor = math.floor
+local cfg = { file = nil, token = "" }  -- filled in the master by init(), inherited by fork
+
+local POOLS = {
+    rust_first = "vrm_rust_first",            -- rust, typescript as the fallback (backup)
+    typescript_first = "vrm_typescript_first",  -- typescript, rust as the fallback
+    typescript_only = "vrm_typescript_only",    -- rust 0: no request, no retry reaches rust
+}
+
+local function dict()
+    return ngx.shared.vrm
+end
+
+local function decode(value)
+    if not value then return nil end
+    local g, r = value:match("^(%d+):(%d+)$")
+    if not g then return nil end
+    return tonumber(g), tonumber(r)
+end
+
+local function read_file(path)
+    local fh = io.open(path, "r")
+    if not fh then return nil end
+    local text = fh:read("*a")
+    fh:close()
+    local g, r = text:match("^%s*(%d+)%s+(%d+)")
+    if not g or tonumber(r) > 100 then return nil end
+    return tonumber(g), tonumber(r)
+end
+
+-- init_by_lua (master, at start, every reload and `nginx -t`): the higher generation of the
+-- split file and the config's own default wins; the dict (kept across reloads) never goes
+-- back to an older generation.
+function M.init(opts)
+    cfg.file = opts.file
+    cfg.token = opts.token or ""
+    local g, r = opts.generation or 0, opts.rust or 0
+    local fg, fr = read_file(opts.file)
+    if fg and fg >= g then g, r = fg, fr end
+    local dg = decode(dict():get("split"))
+    if dg and dg > g then return end
+    dict():set("split", g .. ":" .. r)
+end
+
+-- set_by_lua_block $vrm_pool: which pool serves this request. A shared counter spreads rust
+-- picks evenly over all workers (Bresenham): over any n requests rust gets n*r/100, rounded.
+function M.pick()
+    if ngx.is_subrequest then  -- a parity mirror: it picks no pool and must not move the counter
+        return POOLS.typescript_only
+    end
+    local g, r = decode(dict():get("split"))
+    g, r = g or 0, r or 0
+    ngx.ctx.vrm_generation = g
+    if r <= 0 then return POOLS.typescript_only end
+    if r >= 100 then return POOLS.rust_first end
+    local n = dict():incr("seq", 1, 0)
+    if n >= 1e12 then dict():set("seq", 0) end
+    if floor(n * r / 100) > floor((n - 1) * r / 100) then return POOLS.rust_first end
+    return POOLS.typescript_first
+end
+
+-- set_by_lua_block $vrm_generation (after pick): the generation that served this request.
+function M.generation()
+    return tostring(ngx.ctx.vrm_generation or 0)
+end
+
+local function reply(status, body)
+    ngx.status = status
+    ngx.header["Content-Type"] = "application/json"
+    ngx.say(body)
+    return ngx.exit(status)
+end
+
+local function state_json(g, r)
+    return string.format(
+        '{"generation":%d,"rust":%d,"typescript":%d,"token":"%s","worker_pid":%d}',
+        g, r, 100 - r, cfg.token, ngx.worker.pid())
+end
+
+function M.served()
+    local g, r = decode(dict():get("split"))
+    return reply(200, state_json(g or 0, r or 0))
+end
+
+local function int_field(body, name)
+    local raw = body:match('"' .. name .. '"%s*:%s*(%-?%d+)%s*[,}]')
+    return raw and tonumber(raw)
+end
+
+-- POST {"generation":N,"rust":R}: vrm has written N to the split file; make it live.
+-- Generations only go forward; repeating the live one is a no-op (a retried POST is safe).
+function M.set()
+    if ngx.req.get_method() ~= "POST" then
+        return reply(405, '{"error":"POST {\\"generation\\":N,\\"rust\\":R}"}')
+    end
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data() or ""
+    local g, r = int_field(body, "generation"), int_field(body, "rust")
+    if not g or g < 0 or not r or r < 0 or r > 100 then
+        return reply(400, '{"error":"expected {\\"generation\\":N,\\"rust\\":0-100}"}')
+    end
+    if not dict():add("lock", true, 2) then
+        return reply(409, '{"error":"another split change is in progress"}')
+    end
+    local cg, cr = decode(dict():get("split"))
+    cg, cr = cg or 0, cr or 0
+    if g < cg or (g == cg and r ~= cr) then
+        dict():delete("lock")
+        return reply(409, '{"error":"not newer than the live split","served":'
+                     .. state_json(cg, cr) .. '}')
+    end
+    dict():set("split", g .. ":" .. r)
+    dict():delete("lock")
+    return reply(200, state_json(g, r))
+end
+
+return M

@@ -1,0 +1,108 @@
+"""Zero-reload weight changes against a real nginx with Debian's Lua module: the split lives
+in shared memory, the disk stays the truth, keep-alive clients lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from tests.support import Sent, Stack, sample_backends, steady_stream
+from vrm_tui.core.split import Split
+from vrm_tui.traffic import live
+
+pytestmark = pytest.mark.skipif(not live.modules_installed(),
+                                reason="LUA MODULE MISSING: scripts/test.sh installs "
+                                       "libnginx-mod-http-lua")
+
+RATE = 320  # requests per second, half keep-alive GETs, half keep-alive POSTs
+
+
+def test_a_weight_change_does_not_reload(stack: Stack) -> None:
+    assert stack.runtime.proxy_params().live is not None, "the local runtime uses the module"
+    workers = stack.runtime.proxy_worker_pids()
+    for weight in (20, 70, 0, 100, 35):
+        result = stack.controller.set_split(Split(weight))
+        assert result.verified and stack.controller.served().split == Split(weight)
+    assert stack.runtime.proxy_worker_pids() == workers, "no reload: the same workers serve"
+    written = live.read_split(stack.settings.paths.nginx_split)
+    assert written == (stack.controller.served().generation, Split(35))
+
+
+async def test_rust_zero_gets_no_request_and_no_retry(stack: Stack) -> None:
+    stack.controller.set_split(Split(30))
+    stack.controller.rollback()
+    source = stack.console.traffic_source(backfill=False)
+    seen = await sample_backends(f"{stack.proxy}/api/v1/vision/metrics", 300)
+    assert seen == {"typescript": 300}
+    await asyncio.sleep(0.2)
+    assert source.poll().backends["rust"].requests == 0
+
+
+async def test_keep_alive_stream_over_a_hundred_changes_loses_nothing(stack: Stack) -> None:
+    assert stack.settings.proxy_keepalive_timeout > 0, "keep-alive is on by default"
+    stop = asyncio.Event()
+    body = {"model": "resnet50", "image_size": [64, 64]}
+    weights = random.Random(11).choices(range(0, 101), k=100)
+
+    def change() -> None:
+        for index, weight in enumerate(weights):
+            stack.controller.set_split(Split(weight))
+            if index % 10 == 9:
+                stack.controller.rollback()
+
+    streams = [asyncio.create_task(steady_stream(f"{stack.proxy}/api/v1/vision/metrics",
+                                                 RATE / 2, stop)),
+               asyncio.create_task(steady_stream(f"{stack.proxy}/api/v1/vision/process",
+                                                 RATE / 2, stop, "POST", body))]
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(change)
+    await asyncio.sleep(0.3)
+    stop.set()
+    sent: list[Sent] = [s for stream in streams for s in await stream]
+    failures = [s for s in sent if s.error or s.status != 200]
+    assert len(sent) >= RATE, f"only {len(sent)} requests"
+    assert not failures, f"{len(failures)} of {len(sent)} failed, first: {failures[:3]}"
+
+
+def test_written_but_not_set_is_pending_and_the_next_action_settles_it(stack: Stack) -> None:
+    """vrm killed between the disk write and the memory set."""
+    stack.controller.set_split(Split(20))
+    served = stack.controller.served()
+    live.write_split(stack.settings.paths.nginx_split, served.generation + 1, Split(60))
+    status = stack.vrm("status")
+    assert "PENDING" in status.stdout and "rust 60%" in status.stdout, status.stdout
+    assert stack.controller.served().split == Split(20)
+    assert stack.vrm("rollback").returncode == 0
+    after = stack.vrm("status")
+    assert "PENDING" not in after.stdout and stack.controller.served().split == Split(0)
+
+
+def test_a_restarted_nginx_serves_the_last_written_split(stack: Stack) -> None:
+    stack.controller.set_split(Split(45))
+    generation = stack.controller.served().generation
+    from vrm_tui.core import services
+
+    stack.runtime.stop_service(services.PROXY)
+    stack.up()
+    served = stack.controller.served()
+    assert (served.generation, served.split) == (generation, Split(45))
+
+
+def test_a_real_config_change_still_reloads_and_keeps_the_split(stack: Stack) -> None:
+    stack.controller.set_split(Split(25))
+    workers = stack.runtime.proxy_worker_pids()
+    result = stack.controller.reload()
+    assert result.after == Split(25) and stack.controller.served().split == Split(25)
+    assert stack.runtime.proxy_worker_pids().isdisjoint(workers), "a reload starts new workers"
+    assert stack.controller.set_split(Split(55)).verified
+
+
+def test_the_reload_path_remains_when_turned_off(tmp_path: object, stack: Stack) -> None:
+    stack.reload_settings(VRM_LIVE_SPLIT="0")
+    assert stack.runtime.proxy_params().live is None
+    workers = stack.runtime.proxy_worker_pids()
+    assert stack.controller.set_split(Split(15)).verified
+    assert stack.runtime.proxy_worker_pids().isdisjoint(workers)
+    assert stack.controller.served().split == Split(15)

@@ -1,0 +1,105 @@
+"""The zero-reload split: weights in nginx shared memory, set over the loopback status
+listener, written to the state dir first.
+
+Debian's `libnginx-mod-http-lua` (the module ingress-nginx's balancer builds on) holds the
+split in a shared dict every worker reads on each request, so a weight change takes effect
+for every worker at once without a reload: no old workers to wait out, no idle keep-alive
+connection closed under a client. The disk stays the truth: vrm writes the split file (and a
+line in `splits.jsonl`) before it sets the split live, and nginx loads the file at every
+start and reload. A split written but not set shows as PENDING in `vrm status`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from vrm_tui.core.split import Split
+from vrm_tui.traffic.nginx import REPO_ROOT, LiveSplit
+from vrm_tui.traffic.served import ProxyUnreachable, Served, parse_served
+
+DEBIAN_MODULES = (Path("/usr/lib/nginx/modules/ndk_http_module.so"),
+                  Path("/usr/lib/nginx/modules/ngx_http_lua_module.so"))
+"""Debian's paths, NDK first (the Lua module links against it)."""
+LUA_SOURCE = REPO_ROOT / "nginx" / "lua" / "vrm_split.lua"
+INSTALL_HINT = "sudo apt-get install -y libnginx-mod-http-lua"
+
+
+def modules_installed(modules: tuple[Path, ...] = DEBIAN_MODULES) -> bool:
+    return all(module.is_file() for module in modules)
+
+
+def live_split(nginx_dir: Path, modules: tuple[Path, ...] = DEBIAN_MODULES) -> LiveSplit:
+    """The zero-reload paths for a state dir's `nginx/` folder."""
+    return LiveSplit(modules, nginx_dir / "split", nginx_dir / "lua")
+
+
+def install_lua(live: LiveSplit) -> None:
+    """Copy the Lua source next to the configs (a container sees the state dir, not vrm)."""
+    live.lua_dir.mkdir(parents=True, exist_ok=True)
+    target = live.lua_dir / LUA_SOURCE.name
+    if not target.is_file() or target.read_bytes() != LUA_SOURCE.read_bytes():
+        tmp = target.with_suffix(".tmp")
+        shutil.copyfile(LUA_SOURCE, tmp)
+        os.replace(tmp, target)
+
+
+def read_split(path: Path) -> tuple[int, Split] | None:
+    """(generation, split) from the split file; None when absent or unreadable."""
+    try:
+        generation, rust = path.read_text().split()[:2]
+        return int(generation), Split(int(rust))
+    except (OSError, ValueError):
+        return None
+
+
+def write_split(path: Path, generation: int, split: Split, log: Path | None = None,
+                who: str = "", action: str = "") -> None:
+    """Write the split file atomically and durably (fsync of file and folder), and append
+    the intent to `log`: a restart that loads it loads a recorded split."""
+    if log is not None:
+        line = json.dumps({"time": time.time(), "generation": generation, "rust": split.rust,
+                           "operator": who, "action": action}) + "\n"
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        handle.write(f"{generation} {split.rust}\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def post_split(host: str, port: int, generation: int, split: Split,
+               timeout: float = 1.0) -> Served:
+    """POST the split to nginx's status listener; returns what the answering worker now
+    serves. Raises ProxyUnreachable with nginx's reason."""
+    body = json.dumps({"generation": generation, "rust": split.rust})
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("POST", "/vrm/split", body=body,
+                     headers={"Content-Type": "application/json", "Connection": "close"})
+        response = conn.getresponse()
+        answer = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise ProxyUnreachable(f"proxy at {host}:{port} did not take the split: {exc}") \
+            from None
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ProxyUnreachable(f"proxy at {host}:{port} refused the split (HTTP "
+                               f"{response.status}): {answer[:200].decode(errors='replace')}")
+    return parse_served(answer, f"{host}:{port}")
