@@ -46,6 +46,13 @@ class Stack:
         (self.deploy_dir / ".env").write_text("\n".join(lines) + "\n")
         self.reload_settings()
 
+    def configure(self, **values: str) -> None:
+        """Change `.env` (what the CLI reads too) and reload the settings."""
+        self.env_values.update(values)
+        lines = [f"{k}={v}" for k, v in self.env_values.items()]
+        (self.deploy_dir / ".env").write_text("\n".join(lines) + "\n")
+        self.reload_settings()
+
     def reload_settings(self, **flags: str) -> None:
         self.settings = settings_mod.load(flags, environ={}, deploy_dir=self.deploy_dir)
         self.console = Console(self.settings)

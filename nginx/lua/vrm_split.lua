@@ -11,7 +11,9 @@
 
 local M = {}
 local floor = math.floor
-local cfg = { file = nil, token = "" }  -- filled in the master by init(), inherited by fork
+-- Filled in the master by init() and inherited by fork: each worker knows the config
+-- generation of the cycle it belongs to (what a reload is verified by).
+local cfg = { file = nil, token = "", config = 0 }
 
 local POOLS = {
     rust_first = "vrm_rust_first",            -- rust, typescript as the fallback (backup)
@@ -40,17 +42,19 @@ local function read_file(path)
     return tonumber(g), tonumber(r)
 end
 
--- init_by_lua (master, at start, every reload and `nginx -t`): the higher generation of the
--- split file and the config's own default wins; the dict (kept across reloads) never goes
--- back to an older generation.
+-- init_by_lua (master, at start, every reload and `nginx -t`). A new master (empty dict)
+-- loads the split: the higher generation of the split file and the config's own default.
+-- A reload never touches the dict: nginx runs this before it knows whether the new config
+-- will load (a bind can still fail), and a refused config must change nothing; vrm sets the
+-- split over /vrm/split once the reload is verified.
 function M.init(opts)
     cfg.file = opts.file
     cfg.token = opts.token or ""
+    cfg.config = opts.generation or 0
+    if dict():get("split") then return end
     local g, r = opts.generation or 0, opts.rust or 0
     local fg, fr = read_file(opts.file)
     if fg and fg >= g then g, r = fg, fr end
-    local dg = decode(dict():get("split"))
-    if dg and dg > g then return end
     dict():set("split", g .. ":" .. r)
 end
 
@@ -85,8 +89,8 @@ end
 
 local function state_json(g, r)
     return string.format(
-        '{"generation":%d,"rust":%d,"typescript":%d,"token":"%s","worker_pid":%d}',
-        g, r, 100 - r, cfg.token, ngx.worker.pid())
+        '{"generation":%d,"rust":%d,"typescript":%d,"config":%d,"token":"%s","worker_pid":%d}',
+        g, r, 100 - r, cfg.config, cfg.token, ngx.worker.pid())
 end
 
 function M.served()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 
 import pytest
 
-from tests.support import Sent, Stack, sample_backends, steady_stream
+from tests.support import Sent, Stack, clean_env, sample_backends, steady_stream
 from vrm_tui.core.split import Split
 from vrm_tui.traffic import live
 
@@ -66,14 +68,24 @@ async def test_keep_alive_stream_over_a_hundred_changes_loses_nothing(stack: Sta
     assert not failures, f"{len(failures)} of {len(sent)} failed, first: {failures[:3]}"
 
 
-def test_written_but_not_set_is_pending_and_the_next_action_settles_it(stack: Stack) -> None:
-    """vrm killed between the disk write and the memory set."""
+KILL_BEFORE_SET = """
+import os, signal, sys
+from vrm_tui.stack.local import LocalRuntime
+LocalRuntime.set_live_split = lambda *args, **kw: os.kill(os.getpid(), signal.SIGKILL)
+from vrm_tui.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_between_the_disk_write_and_the_memory_set(stack: Stack) -> None:
     stack.controller.set_split(Split(20))
-    served = stack.controller.served()
-    live.write_split(stack.settings.paths.nginx_split, served.generation + 1, Split(60))
+    killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_SET, "deploy", "--rust-weight",
+                             "60"], cwd=stack.deploy_dir, env=clean_env(), capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert stack.controller.served().split == Split(20), "written, never set"
     status = stack.vrm("status")
     assert "PENDING" in status.stdout and "rust 60%" in status.stdout, status.stdout
-    assert stack.controller.served().split == Split(20)
     assert stack.vrm("rollback").returncode == 0
     after = stack.vrm("status")
     assert "PENDING" not in after.stdout and stack.controller.served().split == Split(0)
@@ -106,3 +118,14 @@ def test_the_reload_path_remains_when_turned_off(tmp_path: object, stack: Stack)
     assert stack.controller.set_split(Split(15)).verified
     assert stack.runtime.proxy_worker_pids().isdisjoint(workers)
     assert stack.controller.served().split == Split(15)
+
+
+async def test_parity_mirroring_does_not_skew_the_split(stack: Stack) -> None:
+    """A mirror is a subrequest: it must not move the counter that spreads rust's share."""
+    stack.console.parity_on(100)
+    try:
+        stack.controller.set_split(Split(50))
+        seen = await sample_backends(f"{stack.proxy}/api/v1/vision/metrics", 1000)
+        assert abs(seen["rust"] / 10 - 50) <= 2, seen
+    finally:
+        stack.console.parity_off()

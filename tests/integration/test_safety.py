@@ -99,6 +99,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 async def test_killed_between_swap_and_reload_keeps_serving_and_status_tells(stack: Stack) -> None:
+    stack.configure(VRM_LIVE_SPLIT="0")  # the reload path (test_live_split covers the other)
     stack.controller.set_split(Split(20))
     killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_RELOAD, "deploy",
                              "--rust-weight", "70"], cwd=stack.deploy_dir, env=clean_env(),

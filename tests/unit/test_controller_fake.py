@@ -132,3 +132,41 @@ def test_logs_rotate_past_the_limit(tmp_path: Path) -> None:
     host.access_log().write_text("x" * 100)
     assert controller.rotate_logs() == [host.access_log()] and host.reopened == 1
     assert not host.access_log().exists()
+
+
+def _live_controller(tmp_path: Path) -> tuple[TrafficController, FakeProxyHost]:
+    settings = settings_mod.load({"VRM_STATE_DIR": str(tmp_path)}, environ={},
+                                 deploy_dir=tmp_path)
+    host = FakeProxyHost(tmp_path, live=True)
+    controller = TrafficController(settings, host)
+    controller.prepare(Split(10))
+    host.load()
+    return controller, host
+
+
+def test_a_weight_change_with_the_lua_module_is_no_reload(tmp_path: Path) -> None:
+    controller, host = _live_controller(tmp_path)
+    result = controller.set_split(Split(40))
+    assert result.verified and host.served().split == Split(40)
+    assert host.reloads == 0 and host.live_sets == 1
+    assert controller.configured() == Split(40), "the split file is the truth on disk"
+
+
+def test_a_refused_live_change_puts_the_file_back(tmp_path: Path) -> None:
+    controller, host = _live_controller(tmp_path)
+    controller.set_split(Split(30))
+    host.refuse_live = "worker busy"
+    with pytest.raises(ApplyError, match="did not take"):
+        controller.rollback()
+    assert host.served().split == Split(30) and controller.configured() == Split(30)
+
+
+def test_a_refused_reload_never_moves_the_live_split(tmp_path: Path) -> None:
+    controller, host = _live_controller(tmp_path)
+    controller.set_split(Split(30))
+    host.refuse_reload = "bind() to 127.0.0.1:1 failed (98: Address already in use)"
+    with pytest.raises(ApplyError, match="bind"):
+        controller.reload()
+    assert host.served().split == Split(30) and host.live_sets == 1
+    host.refuse_reload = None
+    assert controller.reload().after == Split(30) and host.served().split == Split(30)

@@ -219,7 +219,7 @@ class TrafficController:
             served = self.served(timeout=1.0)
         except ProxyUnreachable:
             return
-        if current is not None and served.generation == current.number:
+        if current is not None and served.config_generation == current.number:
             self.store.mark_good(current)
 
     def rotate_logs(self) -> list[Path]:
@@ -405,13 +405,20 @@ class TrafficController:
         try:
             self.host.signal_proxy_reload()
             self._verify(gen.number, old_workers, log, log_offset,
-                         served.generation if served else None)
+                         served.config_generation if served else None)
         except (ApplyError, StackError) as exc:
             raise ApplyError(self._restore(previous, gen, str(exc))) from None
         self.store.mark_good(gen)
         self.store.prune()
         if free_after(self.store.root) >= self.min_free_bytes:
             self.store.keep_reserve()
+        split_live = self.host.proxy_params().live
+        if split_live is not None:
+            # A reload never touches the split in shared memory: set it now the new config
+            # is verified serving.
+            now = self.served(timeout=1.0)
+            if (now.generation, now.split) != (gen.number, target):
+                self._set_live(gen.number, target, split_live, now)
         return ApplyResult(action, before, target, gen.number, watch.ms(), verified=True)
 
     def _config_unchanged(self, params: nginx.ProxyParams) -> bool:
@@ -442,9 +449,22 @@ class TrafficController:
                 f"only {free_after(self.store.root) / 2**20:.1f} MB free in {self.store.root} "
                 f"(a change needs {need / 2**20:.0f} MB: the logs and journal live there "
                 "too); free some space; nginx keeps serving the previous split")
+        self._set_live(number, target, split_live, served, action, need)
+        return ApplyResult(action, before, target, number, watch.ms(), verified=True)
+
+    def _set_live(self, number: int, target: Split, split_live: nginx.LiveSplit,
+                  served: Served, action: Action = "deploy", need: int = 0) -> None:
+        """Write the split file, set it in shared memory, verify; or put the file back."""
         try:
-            live.write_split(split_live.split_file, number, target,
-                             self.settings.paths.nginx_splits_log, operator_identity(), action)
+            try:
+                live.write_split(split_live.split_file, number, target,
+                                 self.settings.paths.nginx_splits_log, operator_identity(),
+                                 action)
+            except OSError as exc:
+                # A rollback on a full disk spends the space held in reserve for it.
+                if exc.errno != errno.ENOSPC or need or not self.store.release_reserve():
+                    raise
+                live.write_split(split_live.split_file, number, target)
         except OSError as exc:
             raise ApplyError(f"cannot write the split to {split_live.split_file}: "
                              f"{exc.strerror or exc}; nginx keeps serving {served.split}") \
@@ -457,7 +477,6 @@ class TrafficController:
                                        f"({now.split}), not {number}")
         except (ProxyUnreachable, StackError) as exc:
             raise ApplyError(self._unwrite(split_live, served, number, str(exc))) from None
-        return ApplyResult(action, before, target, number, watch.ms(), verified=True)
 
     def _unwrite(self, split_live: nginx.LiveSplit, served: Served, number: int,
                  why: str) -> str:
@@ -516,7 +535,7 @@ class TrafficController:
 
     def _served_generation(self) -> int | None:
         served = self._served_or_none()
-        return served.generation if served else None
+        return served.config_generation if served else None
 
     def _wait_settled(self) -> None:
         """Wait until the master has handled every reload signal it was sent (an earlier
@@ -549,7 +568,7 @@ class TrafficController:
             "the previous generation still serves"
         while True:
             try:
-                if self.served(timeout=0.5).generation == number:
+                if self.served(timeout=0.5).config_generation == number:
                     break
                 last_error = "still serving the previous generation"
             except ProxyUnreachable as exc:

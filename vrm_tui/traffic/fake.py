@@ -74,7 +74,8 @@ class FakeProxyHost:
             raise ProxyUnreachable(f"proxy refused the split: {self.refuse_live or 'down'}")
         self.live_sets += 1
         token = self.loaded.token if self.loaded else ""
-        self.loaded = Served(generation, split, 1, token)
+        config = self.loaded.config if self.loaded else None
+        self.loaded = Served(generation, split, 1, token, config)
         return self.loaded
 
     def proxy_running(self) -> bool:
@@ -118,10 +119,16 @@ class FakeProxyHost:
         text = upstream.read_text()
         token = re.search(r'token"?\s*[:=]\s*"([0-9a-f]*)"', text)
         generation, split = int(match.group(1)), Split(int(match.group(2)))
-        written = read_split(self.root / "nginx" / "split") if self.live else None
-        if written is not None and written[0] >= generation:  # as the Lua init phase does
-            generation, split = written
-        self.loaded = Served(generation, split, 1, token.group(1) if token else "")
+        config = generation
+        if self.live and self.loaded is not None and self.running:
+            # A reload keeps the split in shared memory; only the config generation moves.
+            generation, split = self.loaded.generation, self.loaded.split
+        elif self.live:  # a new master loads the newer of the split file and the config
+            written = read_split(self.root / "nginx" / "split")
+            if written is not None and written[0] >= generation:
+                generation, split = written
+        self.loaded = Served(generation, split, 1, token.group(1) if token else "",
+                             config if self.live else None)
         self.workers = {max(self.workers, default=100) + 1}
 
     def proxy_worker_pids(self) -> set[int]:
@@ -144,6 +151,7 @@ class FakeProxyHost:
         self.orphans = set()
         self.running = True
         self.restarts += 1
+        self.loaded = None  # a new master: fresh shared memory
         self.load()
         return f"master was gone; retired {len(retired)} orphan workers; started a new master"
 

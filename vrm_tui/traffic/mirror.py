@@ -110,7 +110,12 @@ def render_mirror(mirror: Mirror) -> str:
     """The directives of a balanced location: nothing at all when mirroring is off."""
     if not mirror.on:
         return ""
-    return f"mirror {MIRROR_LOCATION};\n            mirror_request_body on;"
+    # nginx reads a client's next keep-alive request only once the mirror of this one has
+    # finished: closing the connection after each mirrored response means a slow or hung
+    # comparator can never hold a client's next request (one handshake per request while
+    # parity is on).
+    return (f"mirror {MIRROR_LOCATION};\n            mirror_request_body on;\n"
+            "            keepalive_timeout 0;")
 
 
 def render_location(mirror: Mirror) -> str:

@@ -22,6 +22,13 @@ class Served:
     split: Split
     worker_pid: int
     token: str = ""
+    config: int | None = None  # the answering worker's config generation (None: `generation`)
+
+    @property
+    def config_generation(self) -> int:
+        """The config generation the answering worker runs: what a reload is verified by
+        (with the zero-reload split, `generation` numbers splits and moves without one)."""
+        return self.generation if self.config is None else self.config
 
 
 def read_served(host: str, port: int, timeout: float = 1.0) -> Served:
@@ -47,8 +54,9 @@ def parse_served(body: bytes, where: str) -> Served:
     """What a vrm nginx answers about its split (`/vrm/served`, `/vrm/split`)."""
     try:
         data = json.loads(body)
+        config = data.get("config")
         return Served(int(data["generation"]), Split(int(data["rust"])), int(data["worker_pid"]),
-                      str(data.get("token", "")))
+                      str(data.get("token", "")), int(config) if config is not None else None)
     except (ValueError, KeyError, TypeError):
         raise ProxyUnreachable(
             f"proxy at {where} answered with {body[:80]!r}: not vrm's config"
