@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # imported where used: `vrm rollback` must not pay for them a
 
     from vrm_tui.migrate import plan as plan_mod
     from vrm_tui.migrate.state import MigrationState, StateStore
-    from vrm_tui.parity.config import ParityConfig
+    from vrm_tui.parity.control import ParityControl
     from vrm_tui.parity.report import ParityReport
     from vrm_tui.status import StackStatus
     from vrm_tui.telemetry.accesslog import AccessLogSource
@@ -110,7 +110,7 @@ class Console:
 
     def up(self) -> list[str]:
         """Start what is not running; a fresh proxy starts on the configured split."""
-        self._sync_parity_routes()
+        self.parity.sync_routes()
         return lifecycle.bring_up(self.runtime, self.controller)
 
     def down(self, names: list[str] | None = None) -> list[str]:
@@ -138,7 +138,7 @@ class Console:
         return self.controller.rollback()
 
     def reload(self) -> ApplyResult:
-        self._sync_parity_routes()
+        self.parity.sync_routes()
         return self.controller.reload()
 
     def served(self, timeout: float = 1.0) -> Served:
@@ -342,126 +342,23 @@ class Console:
 
     # --- parity (vrm parity) ----------------------------------------------------------------
 
-    DEFAULT_PARITY_SAMPLE = 5.0
-    """`vrm parity on` without --sample, when neither the operator nor PARITY_SAMPLE set one."""
+    @cached_property
+    def parity(self) -> ParityControl:
+        from vrm_tui.parity.control import ParityControl
 
-    def parity_config(self) -> ParityConfig:
-        """The deployment's checked configs/parity.yaml (ParityConfigError: exit 2)."""
-        from vrm_tui.parity.config import config_for, load_parity_config
-
-        return load_parity_config(config_for(self.settings.deploy_dir))
-
-    def _parity_routes(self) -> tuple[str, ...]:
-        config = self.parity_config()
-        if not config.mirror:
-            raise BadInput(f"{config.source}: mirror.routes: empty; list the routes nginx may "
-                           "mirror, e.g. GET /api/v1/vision/metrics")
-        return tuple(str(route) for route in config.mirror)
+        return ParityControl(self.settings, self.runtime, self.controller, self.journal)
 
     def parity_on(self, sample: float | None = None) -> ParityReport:
-        """Mirror `sample` percent of balanced requests: persisted in the state dir (every
-        later render keeps it), the comparator started, nginx re-rendered and reloaded.
-        Switching on from off starts counting afresh."""
-        from vrm_tui.traffic.mirror import MirrorState
-
-        if self.runtime.name != "local":
-            raise Failure("parity mirroring runs with the local runtime only for now; "
-                          "see README \"Parity\"")
-        old = MirrorState.load(self.paths.parity_state)
-        was_on = self.parity_report().on
-        if sample is None:
-            sample = old.sample or self.settings.parity_sample or self.DEFAULT_PARITY_SAMPLE
-        if not 0 < sample <= 100:
-            raise BadInput(f"--sample={sample:g}: expected a percent above 0, at most 100 "
-                           "(vrm parity off stops mirroring)")
-        routes = self._parity_routes()
-        if not was_on:
-            for path in (self.paths.parity_results, self.paths.parity_examples):
-                path.unlink(missing_ok=True)
-        old.with_sample(sample, routes, operator_identity()).save(self.paths.parity_state)
-        if self.runtime.proxy_running():
-            self.up()  # starts the comparator before nginx mirrors to it
-            self.controller.reload()
-        self.journal.append(Record(action="parity", result="ok",
-                                   detail=f"mirroring {sample:g}% of balanced requests "
-                                          f"({', '.join(routes)})"))
-        return self.parity_report()
+        return self.parity.on(sample)
 
     def parity_off(self) -> ParityReport:
-        """Stop mirroring (nginx re-rendered without it), then stop the comparator. Results
-        stay for `vrm parity report`."""
-        from vrm_tui.traffic.mirror import MirrorState
-
-        state = MirrorState.load(self.paths.parity_state)
-        state.with_sample(0.0, state.routes, operator_identity()).save(self.paths.parity_state)
-        if self.runtime.proxy_running():
-            self.controller.reload()
-        self.runtime.stop_service(services.PARITY)
-        self.journal.append(Record(action="parity", result="ok", detail="mirroring off"))
-        return self.parity_report()
-
-    def _sync_parity_routes(self) -> None:
-        """Refresh the routes nginx may mirror from configs/parity.yaml while parity is on
-        (a render reads only the state file)."""
-        from vrm_tui.traffic.mirror import MirrorState
-
-        state = MirrorState.load(self.paths.parity_state)
-        sample = self.settings.parity_sample if state.sample is None else state.sample
-        if sample > 0:
-            routes = self._parity_routes()
-            if routes != state.routes:
-                MirrorState(state.sample, routes, state.since, state.by).save(
-                    self.paths.parity_state)
+        return self.parity.off()
 
     def parity_report(self, examples: int = 0, timeout: float = 0.5) -> ParityReport:
-        """Parity now: the sample, the counts since it was switched on and the newest
-        `examples` mismatches. For a gate: `report.total.compared` and `.mismatched`
-        (cumulative: judge the difference between two reports)."""
-        import httpx
-
-        from vrm_tui.parity.report import ParityReport
-        from vrm_tui.parity.results import ExampleStore, ParityResults
-        from vrm_tui.telemetry.http import shared_client
-        from vrm_tui.traffic.mirror import MirrorState
-
-        state = MirrorState.load(self.paths.parity_state)
-        sample = self.settings.parity_sample if state.sample is None else state.sample
-        source = "PARITY_SAMPLE" if state.sample is None else "vrm parity on|off"
-        try:
-            results = ParityResults.load(self.paths.parity_results)
-        except ValueError as exc:
-            raise Failure(str(exc)) from None
-        live: dict[str, Any] | None = None
-        try:
-            answer = shared_client().get(
-                f"http://127.0.0.1:{self.settings.parity_port}/status", timeout=timeout)
-            if answer.status_code == 200:
-                live = answer.json()
-        except (httpx.HTTPError, ValueError):
-            live = None
-        found: list[dict[str, Any]] = []
-        if examples > 0:
-            try:
-                found = ExampleStore.load(self.paths.parity_examples).to_list()[-examples:]
-            except ValueError as exc:
-                raise Failure(str(exc)) from None
-        # nginx mirrors only routes the console checked; none recorded yet means nothing is
-        return ParityReport(sample if state.routes else 0.0, source, state.routes, results,
-                            live, found)
+        return self.parity.report(examples, timeout)
 
     def parity_examples(self, limit: int) -> list[dict[str, Any]]:
-        """The newest `limit` mismatch examples (redacted), oldest first; reads a file only."""
-        from vrm_tui.parity.results import ExampleStore
-
-        if limit <= 0:
-            return []
-        try:
-            return ExampleStore.load(self.paths.parity_examples).to_list()[-limit:]
-        except ValueError as exc:
-            raise Failure(str(exc)) from None
-
-    def parity_status(self) -> ParityReport:
-        return self.parity_report(examples=0)
+        return self.parity.examples(limit)
 
     # --- journal ---------------------------------------------------------------------------
 

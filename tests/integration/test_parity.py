@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ from tests.conftest import _require_nginx
 from tests.support import Stack, new_stack, steady_stream
 from vrm_tui.core import services
 from vrm_tui.core.stats import percentile
+from vrm_tui.migrate.plan import load
+from vrm_tui.migrate.runner import Runner
+from vrm_tui.migrate.state import MigrationState
 from vrm_tui.parity.config import DEFAULT_PATH
 from vrm_tui.system.procs import ProcRecord
 
@@ -253,3 +257,89 @@ def test_bad_parity_yaml_and_bad_sample_exit_2_with_one_line(
     result = stack.vrm(*args, **env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and named in result.stderr
+
+
+# --- the shadow step of a migration ---------------------------------------------------------
+
+SHADOW_PLAN = """steps: [shadow, 10]
+bake_seconds: 4
+gate_interval_seconds: 1
+min_samples: 20
+parity_sample: 100
+gates: {parity_mismatch_fail: 0.2}
+"""
+
+
+async def _distinct_stream(stack: Stack, stop: asyncio.Event) -> list[str]:
+    """Distinct detect requests (divergence is decided per request body) until `stop`;
+    returns the backend that answered each, as the proxy names it."""
+    seen: list[str] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        while not stop.is_set():
+            n = next(_numbers)
+            body = {"model": ("yolov8", "detr")[n % 2], "image_size": [320, 240], "n": n}
+            async with session.post(f"{stack.proxy}/api/v1/vision/process",
+                                    json=body) as answer:
+                await answer.read()
+                seen.append(answer.headers.get("X-VRM-Backend", f"http {answer.status}"))
+            await asyncio.sleep(0.01)
+    return seen
+
+
+async def _shadow_run(stack: Stack, divergence: float) -> tuple[MigrationState, list[str]]:
+    admin = stack.runtime.admin_url(services.RUST)
+    httpx.delete(f"{admin}/faults", timeout=5).raise_for_status()
+    stack.console.parity_off()
+    if divergence:
+        httpx.post(f"{admin}/faults", json={"divergence_rate": divergence,
+                                            "divergence_path": "label"}, timeout=5)
+    stack.controller.rollback()
+    path = stack.deploy_dir / "shadow.yaml"
+    path.write_text(SHADOW_PLAN)
+    runner = Runner(stack.controller, parity=stack.console.parity)
+    state = runner.start(load(path))
+    stop = asyncio.Event()
+    stream = asyncio.create_task(_distinct_stream(stack, stop))
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (runner.run(state), done.set()))
+    worker.start()
+    try:
+        assert await asyncio.to_thread(done.wait, 60), "the migration did not end"
+    finally:
+        runner.stop.set()
+        worker.join(10)
+        stop.set()
+        httpx.delete(f"{admin}/faults", timeout=5)
+    return state, await stream
+
+
+async def test_a_shadow_step_with_divergence_rolls_back_before_rust_serves_anyone(
+        mirrored: Stack) -> None:
+    state, sent = await _shadow_run(mirrored, 0.6)
+    assert state.phase == "rolled-back" and state.step == 0, state.reason
+    assert "rust answers like typescript" in state.reason.split(";")[0]
+    assert set(sent) == {"typescript"}, "rust never served a user"
+    assert not mirrored.console.parity_report().on, "mirroring stopped with the migration"
+
+
+async def test_a_shadow_step_without_divergence_proceeds_to_ten_percent(
+        mirrored: Stack) -> None:
+    original = Runner.run
+    reached: list[int] = []
+
+    def run_until_step_two(self: Runner, state: MigrationState,
+                           restart_step: bool = False) -> MigrationState:
+        self.on_update = lambda s, v: (reached.append(s.step),
+                                       self.stop.set() if s.step == 1 and s.phase == "baking"
+                                       else None)
+        return original(self, state, restart_step)
+
+    Runner.run = run_until_step_two  # type: ignore[method-assign]
+    try:
+        state, _sent = await _shadow_run(mirrored, 0.0)
+    finally:
+        Runner.run = original  # type: ignore[method-assign]
+    assert 1 in reached and state.step == 1, state.reason
+    assert mirrored.controller.served().split.rust == 10
+    history = {h["step"]: h["outcome"] for h in state.history}
+    assert history.get(0) == "passed", state.history

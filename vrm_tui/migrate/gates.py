@@ -14,7 +14,13 @@ from typing import Any, Literal
 
 from vrm_tui.core.stats import mann_whitney_greater, percentile
 from vrm_tui.migrate.plan import Plan
-from vrm_tui.migrate.sequential import Counts, ErrorRateResult, error_rate_test
+from vrm_tui.migrate.sequential import (
+    Counts,
+    ErrorRateResult,
+    above_evalue,
+    below_evalue,
+    error_rate_test,
+)
 from vrm_tui.telemetry.backend_metrics import VramReading
 from vrm_tui.telemetry.health import Probe
 
@@ -287,3 +293,32 @@ def evaluate(plan: Plan, evidence: StepEvidence, health: Probe, vram: VramReadin
                           f"< {100 * g.vram_fraction_fail:g}% of MAX_VRAM_GB"))
     worst = max(gates, key=lambda gate: ORDER[gate.status]).status
     return Verdict(worst, tuple(gates))
+
+
+def parity_gate(plan: Plan, compared: int, mismatched: int, unanswered: int = 0) -> Gate:
+    """Does rust answer like typescript? The mismatch rate of this step's compared requests
+    (noise between two typescript answers already removed) against the plan's ceiling, by
+    the same sequential rule as the error rate: valid however often it is looked at."""
+    ceiling = plan.gates.parity_mismatch_fail
+    counts = Counts(compared, mismatched)
+    threshold = 1 / (1 - plan.gates.error_confidence)
+    status: Status = "inconclusive"
+    if above_evalue(counts, ceiling) >= threshold:
+        status = "fail"
+    elif compared >= plan.min_samples and below_evalue(counts, ceiling) >= threshold:
+        status = "pass"
+    extra = f", {unanswered} unanswered" if unanswered else ""
+    value = f"{counts}{extra}" + (f", need {plan.min_samples}" if status == "inconclusive"
+                                  and compared < plan.min_samples else "")
+    return Gate("rust answers like typescript", status, value,
+                f"fail if mismatches above {100 * ceiling:g}% at "
+                f"{100 * plan.gates.error_confidence:g}%")
+
+
+def shadow_verdict(plan: Plan, parity: Gate, health: Probe) -> Verdict:
+    """A shadow step: rust serves nobody, so only parity and rust's health are judged."""
+    gates = (parity, Gate("rust health", "pass" if health.healthy else "fail",
+                          "healthy" if health.healthy else (health.error or "unhealthy"),
+                          "healthy"))
+    worst = max(gates, key=lambda gate: ORDER[gate.status]).status
+    return Verdict(worst, gates)

@@ -23,6 +23,7 @@ from vrm_tui.core import services
 from vrm_tui.core.errors import Failure
 from vrm_tui.migrate.runner import MigrationBusy, Runner
 from vrm_tui.migrate.state import StateStore
+from vrm_tui.parity.control import ParityControl
 from vrm_tui.settings import Settings
 from vrm_tui.settings import load as load_settings
 from vrm_tui.stack import lifecycle
@@ -100,10 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         if state is None or not state.active:
             print(f"guard {os.getpid()}: no active migration to run", flush=True)
             return 1
-        controller = TrafficController(settings, lifecycle.runtime_for(settings))
+        runtime = lifecycle.runtime_for(settings)
+        controller = TrafficController(settings, runtime)
+        parity = ParityControl(settings, runtime, controller, controller.journal)
         print(f"guard {os.getpid()}: running migration {state.id} at step {state.step + 1} "
               f"({state.phase})", flush=True)
-        state = Runner(controller, stop=stop).run(state, restart_step=args.restart_step)
+        state = Runner(controller, stop=stop, parity=parity).run(
+            state, restart_step=args.restart_step)
         print(f"guard {os.getpid()}: migration {state.id} {state.phase}: {state.reason}",
               flush=True)
         return 0

@@ -20,6 +20,8 @@ import yaml
 
 from vrm_tui.core.errors import BadInput
 
+SHADOW = 0
+"""The shadow step, as stored in `Plan.steps`: rust serves nothing while parity bakes."""
 DEFAULT_PLAN = Path(__file__).resolve().parents[2] / "configs" / "migration.yaml"
 MAX_DURATION_S = 7 * 24 * 3600.0  # a bake longer than a week is a typo, not a plan
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)", re.ASCII)  # not `٥٠`
@@ -39,6 +41,7 @@ class Thresholds:
     latency_confidence: float = 0.98
     p95_ceiling_ms: float = 5000.0
     vram_fraction_fail: float = 0.90
+    parity_mismatch_fail: float = 0.01  # rust answers differently from typescript this often
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class Plan:
     gate_interval_seconds: float = 10.0
     min_samples: int = 50
     gates: Thresholds = field(default_factory=Thresholds)
+    parity_sample: float = 10.0  # percent mirrored when the migration switches parity on
+
+    @property
+    def shadow(self) -> bool:
+        """The plan starts with a shadow step: rust serves nothing, parity bakes."""
+        return bool(self.steps) and self.steps[0] == SHADOW
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -88,13 +97,14 @@ def parse_duration(value: object, name: str) -> float:
 
 def parse_steps(value: object, name: str) -> tuple[int, ...]:
     """Rust weights: a list of whole numbers (or `10,50,100` from a flag), strictly
-    increasing, each from 1 to 100."""
+    increasing, each from 1 to 100; `shadow` may come first (rust 0 while parity bakes)."""
     items: list[object]
     if isinstance(value, str):
         parts = [part.strip() for part in value.split(",")]
-        if not all(re.fullmatch(r"[0-9]+", part) for part in parts):
-            raise PlanError(f"{name}={_show(value)}: expected whole numbers like 10,50,100")
-        items = [int(part) for part in parts]
+        if not all(re.fullmatch(r"[0-9]+|shadow", part) for part in parts):
+            raise PlanError(f"{name}={_show(value)}: expected whole numbers like 10,50,100 "
+                            "(shadow may come first)")
+        items = [part if part == "shadow" else int(part) for part in parts]
     elif isinstance(value, list | tuple):
         items = list(value)
     else:
@@ -102,6 +112,13 @@ def parse_steps(value: object, name: str) -> tuple[int, ...]:
                         "[10, 50, 100]")
     if not items:
         raise PlanError(f"{name}: expected at least one rust weight")
+    # `shadow` (saved in migration.json as 0, first only) is the shadow step.
+    shadow = items[0] == "shadow" or (isinstance(value, list | tuple) and items[0] == SHADOW
+                                      and not isinstance(items[0], bool))
+    if shadow:
+        items = items[1:]
+        if not items:
+            raise PlanError(f"{name}: a shadow step must be followed by rust weights")
     weights: list[int] = []
     for item in items:
         if not isinstance(item, int) or isinstance(item, bool) or not 1 <= item <= 100:
@@ -109,7 +126,7 @@ def parse_steps(value: object, name: str) -> tuple[int, ...]:
         weights.append(item)
     if any(b <= a for a, b in itertools.pairwise(weights)):
         raise PlanError(f"{name}={weights}: expected strictly increasing weights")
-    return tuple(weights)
+    return (SHADOW, *weights) if shadow else tuple(weights)
 
 
 def _number(value: object, name: str, low: float, high: float, *, low_open: bool = False,
@@ -163,6 +180,9 @@ def _parse(data: object, source: str) -> Plan:
                 if "gate_interval_seconds" in top else default.gate_interval_seconds)
     samples = (_count(top["min_samples"], f"{source}: min_samples")
                if "min_samples" in top else default.min_samples)
+    parity = (_number(top["parity_sample"], f"{source}: parity_sample", 0, 100, low_open=True,
+                      what="a percent")
+              if "parity_sample" in top else default.parity_sample)
     raw_gates = top.get("gates")
     gate_data = _mapping({} if raw_gates is None else raw_gates, f"{source}: gates", _GATE_KEYS)
     g = f"{source}: gates."
@@ -170,7 +190,7 @@ def _parse(data: object, source: str) -> Plan:
     for key, check in _GATE_CHECKS.items():
         if key in gate_data:
             values[key] = check(gate_data[key], g + key)
-    return _checked(Plan(steps, bake, interval, samples, Thresholds(**values)), source)
+    return _checked(Plan(steps, bake, interval, samples, Thresholds(**values), parity), source)
 
 
 _GATE_CHECKS: dict[str, Callable[[object, str], float]] = {
@@ -182,6 +202,7 @@ _GATE_CHECKS: dict[str, Callable[[object, str], float]] = {
     "p95_ceiling_ms": lambda v, n: _number(v, n, 0, math.inf, low_open=True,
                                            what="milliseconds"),
     "vram_fraction_fail": lambda v, n: _number(v, n, 0, 1, low_open=True, what="a fraction"),
+    "parity_mismatch_fail": lambda v, n: _number(v, n, 0, 1, low_open=True, what="a fraction"),
 }
 
 

@@ -26,16 +26,21 @@ from vrm_tui.core.names import SPLIT_ACTIONS, Phase, Result
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Record, operator_identity
 from vrm_tui.migrate.gates import (
+    ORDER,
     BackendEvidence,
+    Gate,
     StepEvidence,
     Verdict,
     attempt_outcome,
     evaluate,
+    parity_gate,
+    shadow_verdict,
     stratum,
 )
-from vrm_tui.migrate.plan import Plan
+from vrm_tui.migrate.plan import SHADOW, Plan
 from vrm_tui.migrate.sequential import error_rate_test
 from vrm_tui.migrate.state import MigrationState, Request, StateStore
+from vrm_tui.parity.control import ParityControl
 from vrm_tui.system.logfiles import LogCursor
 from vrm_tui.telemetry.accesslog import parse_request
 from vrm_tui.telemetry.backend_metrics import VramReading, scrape_vram
@@ -60,8 +65,10 @@ class Runner:
     """Runs one migration to a terminal phase (done, rolled-back, aborted)."""
 
     def __init__(self, controller: TrafficController, on_update: Update | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None,
+                 parity: ParityControl | None = None) -> None:
         self.controller = controller
+        self.parity = parity
         self.store = StateStore(controller.settings.state_dir)
         self.on_update = on_update or (lambda state, verdict: None)
         self.stop = stop or threading.Event()
@@ -188,16 +195,51 @@ class Runner:
         target = Split(state.target)
         try:
             self.controller.set_split(target, action="migrate")
-        except ApplyError as exc:
+            if state.target == SHADOW:
+                self._mirror(state)
+        except (ApplyError, Failure) as exc:
             state.phase, state.reason = "paused", f"could not apply step {state.step + 1}: {exc}"
             state.paused_at = time.time()
             self._save(state, None)
             return
+        state.parity_base = self._parity_counts()
         state.phase, state.step_started, state.reason = "baking", time.time(), ""
         state.evidence, state.baked_s, state.paused_at = None, 0.0, None
         state.start_clock()
         self._drain()  # evidence starts with this step
         self._save(state, None)
+
+    def _mirror(self, state: MigrationState) -> None:
+        """A shadow step compares before rust serves anyone: mirroring must be on."""
+        if self.parity is None:
+            raise Failure("a shadow step needs parity mirroring, which this runner cannot "
+                          "switch on")
+        if not self.parity.report().on:
+            self.parity.on(state.plan_obj.parity_sample)
+            state.parity_by_migration = True
+            self._journal(state, "parity on", "ok", f"mirroring "
+                          f"{state.plan_obj.parity_sample:g}% for the shadow step")
+
+    def _parity_counts(self) -> list[int] | None:
+        """(compared, mismatched, unanswered) so far, when parity is on."""
+        if self.parity is None:
+            return None
+        try:
+            report = self.parity.report(timeout=0.3)
+        except Failure:
+            return None
+        if not report.on:
+            return None
+        total = report.total
+        return [total.compared, total.mismatched, report.results.failed]
+
+    def _parity_gate(self, state: MigrationState, plan: Plan) -> Gate | None:
+        now = self._parity_counts()
+        if now is None:
+            return None
+        base = state.parity_base or [0, 0, 0]
+        return parity_gate(plan, max(0, now[0] - base[0]), max(0, now[1] - base[1]),
+                           max(0, now[2] - base[2]))
 
     def _preempted(self, state: MigrationState) -> bool:
         try:
@@ -274,7 +316,17 @@ class Runner:
         baseline = BackendEvidence.from_dict(state.baseline) if state.baseline else None
         if self._health_failures < HEALTH_FAILURES_TO_FAIL and not health.healthy:
             health = Probe(health.url, True, health.status_code, health.latency_ms)
-        verdict = evaluate(plan, evidence, health, vram, baseline)
+        parity = self._parity_gate(state, plan)
+        if state.target == SHADOW:
+            verdict = shadow_verdict(plan, parity or Gate(
+                "rust answers like typescript", "inconclusive", "parity is off",
+                "mirroring on"), health)
+        else:
+            verdict = evaluate(plan, evidence, health, vram, baseline)
+            if parity is not None:
+                verdict = Verdict(max((verdict.status, parity.status),
+                                      key=lambda status: ORDER[status]),
+                                  (*verdict.gates, parity))
         state.verdict = verdict.to_dict()
         baked = state.baked() >= plan.bake_seconds
         if verdict.status == "fail":
@@ -342,6 +394,13 @@ class Runner:
         self._save(state, verdict)
         self._journal(state, phase, "ok" if phase == "done" else "failed", reason,
                       operator=operator)
+        if state.parity_by_migration and self.parity is not None:
+            state.parity_by_migration = False
+            try:
+                self.parity.off()
+            except Failure as exc:
+                self._journal(state, "parity off", "failed", str(exc))
+            self._save(state, None)
 
     def _save(self, state: MigrationState, verdict: Verdict | None) -> None:
         self._next_save = time.monotonic() + SAVE_EVERY_S

@@ -54,6 +54,9 @@ class MigrationState:
     bake_since: float | None = None  # when the bake clock last started; None: stopped
     paused_at: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # StepRecord dicts
+    parity_base: list[int] | None = None  # parity's (compared, mismatched, unanswered) at
+    # the step's start: the parity gate judges what was compared since
+    parity_by_migration: bool = False  # this migration switched mirroring on (and turns it off)
     started: float = field(default_factory=time.time)
     started_by: str = ""
     updated: float = field(default_factory=time.time)

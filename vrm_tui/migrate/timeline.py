@@ -9,11 +9,17 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from vrm_tui.migrate.plan import SHADOW
 from vrm_tui.migrate.state import MigrationState
 
 
 def clock(at: float | None) -> str:
     return datetime.fromtimestamp(at).strftime("%H:%M:%S") if at else "?"
+
+
+def step_name(weight: int) -> str:
+    """`rust 10%`, or `shadow (rust 0%, parity)` for the shadow step."""
+    return "shadow (rust 0%, parity)" if weight == SHADOW else f"rust {weight}%"
 
 
 def next_line(state: MigrationState, guarded: bool, now: float | None = None) -> str:
@@ -31,7 +37,7 @@ def next_line(state: MigrationState, guarded: bool, now: float | None = None) ->
         return f"applying rust {state.target}%"
     if state.phase == "baking":
         step_end, plan_end = state.eta(now)
-        upcoming = (f"{steps[state.step + 1]}% at {clock(step_end)}"
+        upcoming = (f"{step_name(steps[state.step + 1])} at {clock(step_end)}"
                     if state.step + 1 < len(steps) else f"done at {clock(step_end)}")
         return f"next: {upcoming} if gates hold; done by ~{clock(plan_end)}"
     return f"{state.phase}: {state.reason}"
@@ -67,7 +73,7 @@ def lines(state: MigrationState, guarded: bool, now: float | None = None) -> lis
             mark, text = "✗", "failed"
         else:
             mark, text = "·", "to do"
-        out.append(f"  {mark} step {index + 1}: rust {weight}%  {text}")
+        out.append(f"  {mark} step {index + 1}: {step_name(weight)}  {text}")
     for gate in (state.verdict or {}).get("gates", []):
         out.append(f"      {gate['status']:12} {gate['name']}: {gate['value']} "
                    f"({gate['threshold']})")

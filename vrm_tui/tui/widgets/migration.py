@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from vrm_tui.console import MigrationView
+from vrm_tui.migrate.plan import SHADOW
 from vrm_tui.migrate.timeline import next_line, step_outcomes
 
 STEP_MARK = {"done": "✓", "current": "●", "todo": "·", "failed": "✗", "promoted": "!"}
@@ -47,7 +48,8 @@ class MigrationPane(Static):
                     "done" if state.phase == "done" else "current")
             else:
                 kind = "todo"
-            line.append(f"{STEP_MARK[kind]} {weight}%", style="bold" if kind == "current" else "")
+            shown = "shadow" if weight == SHADOW else f"{weight}%"
+            line.append(f"{STEP_MARK[kind]} {shown}", style="bold" if kind == "current" else "")
             if index < len(steps) - 1:
                 line.append(" → ")
         line.append(f"   {PHASE_MARK.get(label, '')}{label}",
