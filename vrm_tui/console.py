@@ -114,8 +114,15 @@ class Console:
         return lifecycle.bring_up(self.runtime, self.controller)
 
     def down(self, names: list[str] | None = None) -> list[str]:
-        """Stop what vrm started (all of it, or just `names`)."""
-        return lifecycle.bring_down(self.runtime, self.controller, names)
+        """Stop what vrm started (all of it, or just `names`). A migration guard goes with
+        the whole stack (the migration stays recorded: `vrm migrate resume` adopts it)."""
+        stopped = lifecycle.bring_down(self.runtime, self.controller, names)
+        if names is None:
+            from vrm_tui.migrate import guard
+
+            if guard.stop(self.settings):
+                stopped.append(services.MIGRATION_GUARD)
+        return stopped
 
     def require_running(self) -> None:
         """Refuse work that needs the proxy (a benchmark) when it is not running."""

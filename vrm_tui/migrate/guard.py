@@ -69,6 +69,17 @@ def spawn(settings: Settings, restart_step: bool = False) -> ProcRecord:
                   f"its log ({log}) ends:\n  {tail}")
 
 
+def stop(settings: Settings) -> bool:
+    """Stop this state dir's guard (its migration stays recorded and can be resumed);
+    True if one ran."""
+    record = ProcRecord.load(settings.paths.run, SERVICE)
+    if record is None:
+        return False
+    stopped = record.stop(signal.SIGTERM)
+    settings.paths.run_record(SERVICE).unlink(missing_ok=True)
+    return stopped
+
+
 def _hold_lock(path: Path) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
