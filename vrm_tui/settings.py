@@ -88,6 +88,13 @@ def _bind(name: str, raw: str) -> str:
     return value
 
 
+def _path(name: str, raw: str) -> str:
+    value = raw.strip() or "/health"
+    if not re.fullmatch(r"/[A-Za-z0-9._~%/-]*", value):
+        raise SettingsError(f"{name}={raw!r}: expected a URL path such as /health")
+    return value
+
+
 def _url(name: str, raw: str) -> str:
     if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", raw.strip()):
         raise SettingsError(f"{name}={raw!r}: expected a base URL such as http://10.0.0.5:3001")
@@ -124,6 +131,9 @@ class Settings:
     state_dir: Path = field(default_factory=lambda: Path.cwd() / ".vrm")
     rehearsal_faults: bool = True
     nginx_bin: str | None = None  # VRM_NGINX_BIN; None: PATH, then /usr/sbin
+    health_path: str = "/health"  # VRM_HEALTH_PATH: where the backends answer health checks
+    requests: str = ""  # VRM_REQUESTS: a request set in configs/requests/, or a corpus file
+    rehearsal: bool = True  # the rehearsal backends run (no backend URLs, not production)
 
     @property
     def paths(self) -> StateDir:
@@ -253,6 +263,9 @@ def load(
         state_dir=state_dir.resolve(),
         rehearsal_faults=_flag("VRM_REHEARSAL_FAULTS", layered.get("VRM_REHEARSAL_FAULTS", "1")),
         nginx_bin=layered.get("VRM_NGINX_BIN", "").strip() or None,
+        health_path=_path("VRM_HEALTH_PATH", layered.get("VRM_HEALTH_PATH", "/health")),
+        requests=layered.get("VRM_REQUESTS", "").strip(),
+        rehearsal=rehearsal,
     )
     _check_ports(settings)
     return settings
@@ -321,4 +334,6 @@ _KNOWN = {
     "VRM_NGINX_BIN",
     "PROXY_UPSTREAM_TIMEOUT",
     "PROXY_RETRY_PROCESS",
+    "VRM_HEALTH_PATH",
+    "VRM_REQUESTS",
 }

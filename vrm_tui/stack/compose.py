@@ -141,6 +141,7 @@ class ComposeRuntime:
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
             retry_process=s.proxy_retry_process,
+            health_path=s.health_path,
             template=nginx.template_for(s.deploy_dir),
         )
 

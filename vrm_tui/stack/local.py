@@ -62,6 +62,7 @@ class LocalRuntime:
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
             retry_process=s.proxy_retry_process,
+            health_path=s.health_path,
         )
 
     def proxy_error_log(self) -> Path:
