@@ -239,6 +239,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def _print_status(status: StackStatus) -> None:
     print(f"runtime {status.runtime}, state {status.state_dir}")
+    if status.compose_override:
+        print(f"compose override: {status.compose_override}")
     if status.served:
         print(f"serving  {status.served.split}  (nginx generation {status.served.generation})")
     else:
