@@ -162,6 +162,7 @@ def test_validate_warns_what_they_lack_and_never_fails_them_for_it(
         result = checked.vrm("validate", "--json", timeout=120)
     finally:
         checked.down()
+    assert result.stdout, result.stderr
     rows = _rows(result)
     failed = {name: row for name, row in rows.items() if row[0] == "FAIL"}
     assert result.returncode == 0 and not failed, failed
@@ -191,6 +192,7 @@ async def test_a_backend_naming_itself_wrongly_fails_validate(foreign: Foreign,
         result = miswired.vrm("validate", "--json", timeout=120)
     finally:
         miswired.down()
+    assert result.stdout, result.stderr
     verdict, detail = _rows(result)["rust names itself"]
     assert result.returncode == 1 and verdict == "FAIL"
     assert "answers as typescript: backends wired to the wrong ports" in detail
