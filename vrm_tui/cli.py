@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 from vrm_tui import settings as settings_mod
 from vrm_tui.console import Console
 from vrm_tui.core import address, services
-from vrm_tui.core.errors import BadInput, StackError, VrmError
+from vrm_tui.core.errors import BadInput, Failure, StackError, VrmError
 from vrm_tui.core.split import SplitError, parse_weight
 from vrm_tui.settings import Settings
 from vrm_tui.traffic import live, nginx
@@ -131,6 +131,23 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", type=_positive, help="seconds per target instead of a count")
     bench.add_argument("--rate", type=_positive,
                        help="open loop: requests per second, latency from the intended send")
+    bench.add_argument("--requests-file", type=Path, metavar="FILE",
+                       help="send this request corpus (YAML, like configs/requests/*.yaml) "
+                            "instead of VRM_REQUESTS' set, like hey -D / oha -D")
+    capture = sub.add_parser(
+        "capture", parents=[common], help="record live requests as a corpus to replay",
+        description="Write the last N requests the proxy passed to a backend (from its access "
+                    "log) as a request corpus for `vrm benchmark --requests-file` or "
+                    "VRM_REQUESTS. Limitation: the access log holds no headers or bodies, so "
+                    "only requests without a body (GET, HEAD, DELETE, OPTIONS) are replayable; "
+                    "POST/PUT/PATCH requests are listed, counted, as commented-out entries to "
+                    "complete with body: or body_file:.")
+    capture.add_argument("--sample", type=int, default=200, metavar="N",
+                         help="how many of the latest proxied requests (default 200)")
+    capture.add_argument("--redact-param", action="append", default=[], metavar="NAME",
+                         help="replace this query parameter's value with REDACTED (repeatable)")
+    capture.add_argument("-o", "--output", type=Path, metavar="FILE",
+                         help="write here (default: standard output)")
     validate = sub.add_parser("validate", parents=[common], help="production checks")
     validate.add_argument("--host", help="H:P of the proxy (default 127.0.0.1:PROXY_PORT)")
     validate.add_argument("--json", action="store_true")
@@ -311,6 +328,8 @@ def _print_status(status: StackStatus) -> None:
     from vrm_tui.status import HEALTH_SYMBOL
 
     print(f"runtime {status.runtime}, state {status.state_dir}")
+    if status.compose_override:
+        print(f"compose override: {status.compose_override}")
     if status.served:
         print(f"serving  {status.served.split}  (nginx generation {status.served.generation})")
     else:
@@ -379,9 +398,10 @@ def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
             raise UsageError(f"{name}={value}: expected a finite number above 0")
     if args.concurrency is not None and args.concurrency > 1000:
         raise UsageError(f"--concurrency={args.concurrency}: at most 1000")
-    options = modes.Options(requests=args.requests or 500, concurrency=args.concurrency or 10,
-                            duration=args.duration, rate=args.rate)
     console = Console(settings)
+    options = modes.Options(requests=args.requests or 500, concurrency=args.concurrency or 10,
+                            duration=args.duration, rate=args.rate,
+                            corpus=console.corpus(args.requests_file))
     install_uvloop()
     with Progress(TextColumn("{task.description:<28}"), BarColumn(),
                   TextColumn("{task.fields[line]}"), TimeElapsedColumn(),
@@ -402,6 +422,28 @@ def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
             print(report.plot(found["_results"]))
     print(f"reports in {run.folder}")
     return 1 if run.failed else 0
+
+
+def cmd_capture(settings: Settings, args: argparse.Namespace) -> int:
+    from vrm_tui.core import corpus
+
+    if args.sample < 1:
+        raise UsageError(f"--sample={args.sample}: expected 1 or more")
+    found = Console(settings).capture(args.sample, tuple(args.redact_param))
+    if found.corpus is None:
+        raise Failure(f"no replayable request among the last {found.seen} proxied requests "
+                         f"in {found.log}" + (f" ({sum(found.needs_body.values())} carry a "
+                                              "body, which the access log does not hold)"
+                                              if found.needs_body else ""))
+    text = corpus.dump(found.corpus, found.header()) + found.trailer()
+    if args.output is None:
+        print(text, end="")
+        return 0
+    args.output.write_text(text)
+    print(f"wrote {found.corpus.describe()} from {found.seen} requests to {args.output}"
+          + (f"; {len(found.needs_body)} request kind(s) with a body left commented out"
+             if found.needs_body else ""), file=sys.stderr)
+    return 0
 
 
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
@@ -528,7 +570,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     console = Console(settings)
     started = console.up()
-    traffic = SyntheticTraffic(settings.proxy_url)
+    traffic = SyntheticTraffic(settings.proxy_url, console.corpus())
     traffic.start()
     try:
         if sys.stdout.isatty():
@@ -564,6 +606,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "benchmark": cmd_benchmark,
     "validate": cmd_validate,
     "parity": cmd_parity,
+    "capture": cmd_capture,
     "tui": cmd_tui,
     "demo": cmd_demo,
 }

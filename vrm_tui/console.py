@@ -14,8 +14,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vrm_tui.core import corpus as corpus_mod
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
+from vrm_tui.core.corpus import Corpus
 from vrm_tui.core.errors import BadInput, Failure
 from vrm_tui.core.names import Control
 from vrm_tui.core.split import Split
@@ -312,6 +314,8 @@ class Console:
         if mode != "all" and mode not in BENCH_MODES:
             raise BadInput(f"benchmark mode {mode!r}: expected one of "
                            f"{', '.join((*BENCH_MODES, 'all'))}")
+        if isinstance(options, modes.Options) and options.corpus is None:
+            options = dataclasses.replace(options, corpus=self.corpus())
         self.require_running()
         pids = {s.name: s.pid for s in self.runtime.services() if s.pid}
         chosen = list(BENCH_MODES) if mode == "all" else [mode]
@@ -336,6 +340,22 @@ class Console:
                               self.paths.comparison)
         return BenchRun(reports, folder)
 
+    # --- request corpus --------------------------------------------------------------------
+
+    def corpus(self, file: Path | None = None) -> Corpus:
+        """What benchmarks, validate and demo traffic send: `file` (--requests-file), else
+        VRM_REQUESTS, else the seed's GET metrics (plus the rehearsal tasks in rehearsal)."""
+        s = self.settings
+        if file is not None:
+            return corpus_mod.load(file if file.is_absolute() else Path.cwd() / file)
+        return corpus_mod.configured(s.requests, s.deploy_dir, s.rehearsal)
+
+    def capture(self, sample: int, redact: tuple[str, ...] = ()) -> Capture:
+        """The last `sample` proxied requests of the access log as a corpus to replay."""
+        from vrm_tui.telemetry.capture import capture
+
+        return capture(self.runtime.access_log(), sample, redact)
+
     # --- validation ------------------------------------------------------------------------
 
     def validate(self, host: str, speedup: float) -> list[Any]:
@@ -345,7 +365,7 @@ class Console:
         from vrm_tui import validate
 
         return asyncio.run(validate.run(self.settings, validate.Options(host, speedup),
-                                        self.controller.store.main_config))
+                                        self.controller.store.main_config, self.corpus()))
 
     # --- parity (vrm parity) ----------------------------------------------------------------
 

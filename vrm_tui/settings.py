@@ -113,6 +113,13 @@ def _bind(name: str, raw: str) -> str:
         raise SettingsError(str(exc)) from None
 
 
+def _path(name: str, raw: str) -> str:
+    value = raw.strip() or "/health"
+    if not re.fullmatch(r"/[A-Za-z0-9._~%/-]*", value):
+        raise SettingsError(f"{name}={raw!r}: expected a URL path such as /health")
+    return value
+
+
 def _url(name: str, raw: str) -> str:
     """The base URL rebuilt from its parsed parts: nothing else of `raw` is kept."""
     try:
@@ -172,6 +179,9 @@ class Settings:
     parity_sample: float = 0.0  # PARITY_SAMPLE: percent of balanced requests mirrored; 0 off
     parity_port: int = 3011  # PARITY_PORT: the comparator, on loopback
     parity_max_rps: float = 20.0  # PARITY_MAX_RPS: samples compared a second (3 calls each)
+    health_path: str = "/health"  # VRM_HEALTH_PATH: where the backends answer health checks
+    requests: str = ""  # VRM_REQUESTS: a request set in configs/requests/, or a corpus file
+    rehearsal: bool = True  # the rehearsal backends run (no backend URLs, not production)
 
     @property
     def paths(self) -> StateDir:
@@ -314,6 +324,9 @@ def load(
         parity_sample=parse_sample("PARITY_SAMPLE", layered.get("PARITY_SAMPLE", "0")),
         parity_port=_int("PARITY_PORT", layered.get("PARITY_PORT", "3011")),
         parity_max_rps=_float("PARITY_MAX_RPS", layered.get("PARITY_MAX_RPS", "20")),
+        health_path=_path("VRM_HEALTH_PATH", layered.get("VRM_HEALTH_PATH", "/health")),
+        requests=layered.get("VRM_REQUESTS", "").strip(),
+        rehearsal=rehearsal,
     )
     _check_ports(settings)
     return settings
@@ -398,4 +411,6 @@ _KNOWN = {
     "PARITY_SAMPLE",
     "PARITY_PORT",
     "PARITY_MAX_RPS",
+    "VRM_HEALTH_PATH",
+    "VRM_REQUESTS",
 }

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from vrm_tui.core import services
 from vrm_tui.core.split import Split
+from vrm_tui.stack import compose
 from vrm_tui.stack.runtime import Runtime, ServiceState
 from vrm_tui.telemetry.health import FALLBACK_DEGRADED_MS, Baselines, Probe, probe
 from vrm_tui.traffic.controller import TrafficController
@@ -84,6 +85,7 @@ class StackStatus:
     served_error: str
     configured: Split | None
     services: list[ServiceStatus] = field(default_factory=list)
+    compose_override: str | None = None  # the deployment's override file, when compose uses it
 
     @property
     def pending(self) -> bool:
@@ -106,6 +108,7 @@ class StackStatus:
             "services": [s.as_dict() for s in self.services],
             "runtime": self.runtime,
             "state_dir": self.state_dir,
+            "compose_override": self.compose_override,
         }
 
 
@@ -124,7 +127,8 @@ def collect(runtime: Runtime, controller: TrafficController, timeout: float = 1.
         base = settings.backend_url(backend) if backend else state.url
         if base is None:  # a service this host cannot reach directly
             return None
-        return probe(f"{base}{services.HEALTH_PATH[state.name]}", timeout=timeout)
+        path = settings.health_path if backend else services.HEALTH_PATH[state.name]
+        return probe(f"{base}{path}", timeout=timeout)
 
     with ThreadPoolExecutor(max_workers=len(states) + 1) as pool:
         served_future = pool.submit(_served, controller, timeout)
@@ -141,8 +145,10 @@ def collect(runtime: Runtime, controller: TrafficController, timeout: float = 1.
                           200 if served else None, None, error=error)
         limit = baselines.limit_ms(state.name, found) if baselines else FALLBACK_DEGRADED_MS
         result.append(ServiceStatus(state, found, limit))
+    override = compose.override_file(settings) if runtime.name == "compose" else None
     return StackStatus(runtime.name, str(settings.state_dir), served, served_error,
-                       controller.configured(), result)
+                       controller.configured(), result,
+                       str(override) if override else None)
 
 
 def _proxy_state(state: ServiceState, served: Served | None,

@@ -18,10 +18,12 @@ import httpx
 
 from vrm_tui.bench.engine import Target, closed_loop
 from vrm_tui.core.backend import Backend
+from vrm_tui.core.corpus import Corpus
 from vrm_tui.core.stats import median_ratio
 from vrm_tui.settings import Settings
 from vrm_tui.telemetry.health import probe
 from vrm_tui.telemetry.http import shared_client
+from vrm_tui.telemetry.offers import probe_offers
 from vrm_tui.traffic.served import ProxyUnreachable, read_served
 
 DEFAULT_PASSWORDS = ("", "admin", "admin123")
@@ -45,21 +47,51 @@ class Options:
 
 def _availability(settings: Settings, proxy: str) -> list[Check]:
     checks = []
+    health = settings.health_path
     for name, url in (("proxy /health", f"{proxy}/health"),
-                      ("rust /health", f"{settings.backend_url('rust')}/health"),
-                      ("typescript /health", f"{settings.backend_url('typescript')}/health")):
+                      ("rust /health", f"{settings.backend_url('rust')}{health}"),
+                      ("typescript /health", f"{settings.backend_url('typescript')}{health}")):
         found = probe(url, timeout=2.0)
         checks.append(Check("availability", name, "PASS" if found.healthy else "FAIL",
                             f"{found.latency_ms} ms" if found.healthy else found.error))
     return checks
 
 
-async def _performance(settings: Settings, factor: float) -> Check:
-    task = {"model": "resnet50", "image_size": [224, 224]}
+def _conventions(settings: Settings) -> list[Check]:
+    """What each backend offers of vrm's conventions: a lack is a WARN saying what vrm does
+    instead; only a backend that names itself as the other one FAILs (miswired ports)."""
+    checks = []
+    for backend in Backend:
+        offers = probe_offers(backend, settings.backend_url(backend), settings.health_path,
+                              settings.max_vram_gb)
+        said = offers.names_itself
+        if offers.miswired:
+            checks.append(Check("backends", f"{backend} names itself", "FAIL",
+                                f"{settings.backend_url(backend)} answers as {said}: backends "
+                                "wired to the wrong ports"))
+        elif said is None:
+            checks.append(Check("backends", f"{backend} names itself", "WARN",
+                                f"{backend}: no X-VRM-Backend of its own: the proxy names it"))
+        else:
+            checks.append(Check("backends", f"{backend} names itself", "PASS",
+                                f"X-VRM-Backend: {said}, as the proxy names it"))
+        vram = offers.vram
+        if not vram.reported:
+            checks.append(Check("backends", f"{backend} VRAM series", "WARN",
+                                f"{backend}: no vision_manager_vram_used_gb: VRAM gate uses "
+                                "NVML"))
+        else:
+            checks.append(Check("backends", f"{backend} VRAM series",
+                                "PASS" if vram.used_gb is not None else "WARN",
+                                f"{vram.used_gb:.1f} GB in use" if vram.used_gb is not None
+                                else vram.error))
+    return checks
+
+
+async def _performance(settings: Settings, factor: float, corpus: Corpus) -> Check:
     samples = {}
     for backend in Backend:
-        target = Target(backend, f"{settings.backend_url(backend)}/api/v1/vision/process", "POST",
-                        task)
+        target = Target.of(backend, settings.backend_url(backend), corpus, backend)
         result = await closed_loop(target, 4, duration=2.0)
         if result.failed or not result.ok:
             return Check("performance", "rust faster than typescript", "FAIL",
@@ -69,7 +101,7 @@ async def _performance(settings: Settings, factor: float) -> Check:
     if found is None:
         return Check("performance", "rust faster than typescript", "WARN", "too few samples")
     detail = (f"{found.ratio:.2f}x at p50 (95% CI {found.low:.2f}-{found.high:.2f}), "
-              f"want >= {factor:g}x")
+              f"want >= {factor:g}x; requests: {corpus.name}")
     verdict = "PASS" if found.low >= factor else ("WARN" if found.ratio > 1 else "FAIL")
     return Check("performance", "rust faster than typescript", verdict, detail)
 
@@ -87,8 +119,16 @@ async def _balancing(settings: Settings, proxy: str, tolerance: float) -> Check:
         for _ in range(count):
             async with session.get(f"{proxy}/api/v1/vision/metrics") as response:
                 await response.read()
-                seen[response.headers.get("X-VRM-Backend", f"http {response.status}")] += 1
+                # The proxy names the backend that answered (nginx's $vrm_backend_name).
+                name = response.headers.get("X-VRM-Backend")
+                ok = response.status < 400
+                seen[name if ok and name else ("unnamed" if ok else
+                                               f"http {response.status}")] += 1
     answered = seen["rust"] + seen["typescript"]
+    if seen["unnamed"] and answered + seen["unnamed"] == count:
+        return Check("load balancing", "observed split matches served", "WARN",
+                     f"{seen['unnamed']} of {count} answers not named by the proxy (backend "
+                     "host names on the same port?): cannot count the split")
     if answered < count:
         return Check("load balancing", "observed split matches served", "FAIL",
                      f"{count - answered} of {count} requests failed: {dict(seen)}")
@@ -116,7 +156,7 @@ async def _rate_limit(settings: Settings, proxy: str) -> Check:
                 async with session.get(f"{proxy}/api/v1/vision/metrics") as response:
                     await response.read()
                     statuses[response.status] += 1
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, TimeoutError):  # a slow backend under the burst
                 statuses[0] += 1
 
         await asyncio.gather(*(one() for _ in range(burst)))
@@ -226,14 +266,18 @@ def _monitoring(settings: Settings) -> Check:
                  f"{len(active)} targets up, {loaded} alert rules loaded")
 
 
-async def run(settings: Settings, options: Options, config: Path) -> list[Check]:
+async def run(settings: Settings, options: Options, config: Path,
+              corpus: Corpus) -> list[Check]:
+    """Every check, in the seed's order; the speed check sends `corpus` (VRM_REQUESTS)."""
     proxy = f"http://{options.host}"
     checks = _availability(settings, proxy)
-    if any(c.result == "FAIL" for c in checks):
+    down = any(c.result == "FAIL" for c in checks)
+    checks += _conventions(settings)
+    if down:
         checks.append(Check("performance", "rust faster than typescript", "FAIL",
                             "skipped: a service is down"))
     else:
-        checks.append(await _performance(settings, options.speedup_factor))
+        checks.append(await _performance(settings, options.speedup_factor, corpus))
     checks.append(await _balancing(settings, proxy, options.split_tolerance))
     checks += _headers(proxy)
     checks.append(await _rate_limit(settings, proxy))

@@ -12,6 +12,7 @@ import asyncio
 import json
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,16 +45,27 @@ class Endpoint:
 
     @classmethod
     def build(cls, url: str, method: str = "GET", body: dict[str, Any] | None = None) -> Endpoint:
+        headers = (("Content-Type", "application/json"),) if body is not None or method in (
+            "POST", "PUT", "PATCH") else ()
+        content = json.dumps(body).encode() if body is not None else b""
+        return cls.raw(url, method, headers, content)
+
+    @classmethod
+    def raw(cls, url: str, method: str, headers: tuple[tuple[str, str], ...],
+            content: bytes) -> Endpoint:
+        """Any method, headers and body bytes (a corpus request)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r}: expected an http:// or https:// URL")
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        content = json.dumps(body).encode() if body is not None else b""
-        head = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}", "Accept: */*"]
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            head += ["Content-Type: application/json", f"Content-Length: {len(content)}"]
+        head = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}"]
+        if not any(k.lower() == "accept" for k, _ in headers):
+            head.append("Accept: */*")
+        head += [f"{k}: {v}" for k, v in headers]
+        if content or method in ("POST", "PUT", "PATCH"):
+            head.append(f"Content-Length: {len(content)}")
         return cls(parts.hostname, port, tls, ("\r\n".join(head) + "\r\n\r\n").encode() + content)
 
 
@@ -120,9 +132,13 @@ class _Connection(asyncio.Protocol):
 class Pool:
     """Idle keep-alive connections to one endpoint; new ones are opened as needed."""
 
-    def __init__(self, endpoint: Endpoint, timeout: float) -> None:
+    def __init__(self, endpoint: Endpoint, timeout: float,
+                 payloads: Sequence[bytes] = ()) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        # A corpus: requests sent in turn (a weighted schedule); else the endpoint's one.
+        self.payloads = list(payloads) or [endpoint.payload]
+        self.turn = 0
         self.idle: deque[_Connection] = deque()
         self.ssl = ssl.create_default_context() if endpoint.tls else None
 
@@ -148,7 +164,9 @@ class Pool:
         if conn is None:
             conn = await self._connect()
         try:
-            response = await conn.request(self.endpoint.payload, self.timeout)
+            payload = self.payloads[self.turn % len(self.payloads)]
+            self.turn += 1
+            response = await conn.request(payload, self.timeout)
         except RequestFailed:
             conn.close()
             raise

@@ -18,16 +18,35 @@ from typing import Any
 
 from vrm_tui.bench.client import Endpoint, Pool, RequestFailed
 from vrm_tui.bench.histogram import Histogram
+from vrm_tui.core.corpus import Corpus
 
 
 @dataclass(frozen=True)
 class Target:
-    """What to load: one URL, one method, an optional JSON body."""
+    """What to load: one URL, one method, an optional JSON body; or, with a corpus, the
+    corpus's requests against `url` as the base URL (in proportion to their weights)."""
 
     name: str
     url: str
     method: str = "GET"
     json: dict[str, Any] | None = None
+    corpus: Corpus | None = None
+    backend: str | None = None  # who answers when the response does not say (a direct target)
+
+    @classmethod
+    def of(cls, name: str, base_url: str, corpus: Corpus,
+           backend: str | None = None) -> Target:
+        return cls(name, base_url.rstrip("/"), corpus=corpus, backend=backend)
+
+    def endpoints(self) -> tuple[Endpoint, list[bytes]]:
+        """The endpoint to connect to and the payloads to send in turn."""
+        if self.corpus is None:
+            return Endpoint.build(self.url, self.method, self.json), []
+        schedule = self.corpus.schedule()
+        built = {id(r): Endpoint.raw(self.url + r.path, r.method, r.headers, r.body)
+                 for r in self.corpus.requests}
+        first = built[id(schedule[0])]
+        return first, [built[id(r)].payload for r in schedule]
 
 
 @dataclass
@@ -108,17 +127,18 @@ def install_uvloop() -> bool:
     return True
 
 
-async def _one(pool: Pool, result: Result, started: float) -> None:
+async def _one(pool: Pool, result: Result, started: float, backend: str | None = None) -> None:
     try:
         response = await pool.send()
     except RequestFailed as exc:
         result.record(time.perf_counter() - started, None, None, exc.kind)
         return
-    result.record(time.perf_counter() - started, response.status, response.backend)
+    result.record(time.perf_counter() - started, response.status, response.backend or backend)
 
 
 def _pool(target: Target, timeout: float) -> Pool:
-    return Pool(Endpoint.build(target.url, target.method, target.json), timeout)
+    endpoint, payloads = target.endpoints()
+    return Pool(endpoint, timeout, payloads)
 
 
 async def closed_loop(target: Target, concurrency: int, requests: int | None = None,
@@ -149,7 +169,7 @@ async def closed_loop(target: Target, concurrency: int, requests: int | None = N
 
     async def worker() -> None:
         while more():
-            await _one(pool, result, time.perf_counter())
+            await _one(pool, result, time.perf_counter(), target.backend)
 
     async with _running(pool, result, began, requests, duration, progress):
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -178,7 +198,7 @@ async def open_loop(target: Target, rate: float, duration: float, timeout: float
             if len(in_flight) >= max_in_flight:
                 result.record(0, None, None, "client-saturated")
             else:
-                task = asyncio.create_task(_one(pool, result, due))
+                task = asyncio.create_task(_one(pool, result, due, target.backend))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             n += 1

@@ -31,12 +31,28 @@ def run_ab(target: Target, requests: int, concurrency: int, keepalive: bool = Tr
         command = [ab, "-q", "-n", str(requests), "-c", str(concurrency), "-e", str(table)]
         if keepalive:
             command.append("-k")
-        if target.method == "POST":
+        url = target.url
+        if target.corpus is not None:
+            # ab sends one request: the corpus's most common one.
+            request = target.corpus.heaviest()
+            url += request.path
+            kind = request.header("Content-Type") or "application/octet-stream"
+            command += [arg for k, v in request.headers if k.lower() != "content-type"
+                        for arg in ("-H", f"{k}: {v}")]
+            if request.method in ("POST", "PUT"):
+                body = Path(tmp) / "body"
+                body.write_bytes(request.body)
+                command += ["-p" if request.method == "POST" else "-u", str(body), "-T", kind]
+            elif request.method == "HEAD":
+                command.append("-i")
+            elif request.method != "GET":
+                raise EngineMissing(f"ab cannot send {request.method}; use vrm's engine")
+        elif target.method == "POST":
             body = Path(tmp) / "body.json"
             body.write_text(json.dumps(target.json or {}))
             command += ["-p", str(body), "-T", "application/json"]
         started = time.time()
-        proc = subprocess.run([*command, target.url], capture_output=True, text=True,
+        proc = subprocess.run([*command, url], capture_output=True, text=True,
                               timeout=timeout, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"ab failed: {proc.stderr.strip() or proc.stdout[-300:]}")

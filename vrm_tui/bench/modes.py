@@ -17,12 +17,11 @@ from typing import Any
 
 from vrm_tui.bench.engine import Result, Target, closed_loop, open_loop
 from vrm_tui.core.backend import Backend
+from vrm_tui.core.corpus import Corpus, configured
 from vrm_tui.core.stats import median_ratio
 from vrm_tui.settings import Settings
 from vrm_tui.system.procs import children, start_ticks
 from vrm_tui.telemetry.backend_metrics import scrape_vram
-
-TASK = {"model": "resnet50", "image_size": [224, 224]}
 
 Progress = Callable[[str, Result, float], None]  # (phase, result so far, fraction)
 
@@ -35,16 +34,17 @@ class Options:
     rate: float | None = None  # open loop at this rate (for --duration, default 10 s)
     stress_p99_ms: float = 1000.0
     stress_step_s: float = 3.0
+    corpus: Corpus | None = None  # what to send; None: the deployment's (VRM_REQUESTS)
 
 
-def targets(settings: Settings) -> dict[str, Target]:
-    """Each backend directly, and the proxy's balanced route, with one vision task."""
-    path = "/api/v1/vision/process"
+def targets(settings: Settings, corpus: Corpus | None = None) -> dict[str, Target]:
+    """Each backend directly, and the proxy, each sent the deployment's request corpus."""
+    chosen = corpus or configured(settings.requests, settings.deploy_dir, settings.rehearsal)
     return {
-        "rust": Target("rust", settings.backend_url("rust") + path, "POST", TASK),
-        "typescript": Target("typescript", settings.backend_url("typescript") + path, "POST",
-                             TASK),
-        "proxy": Target("proxy", settings.proxy_url + path, "POST", TASK),
+        "rust": Target.of("rust", settings.backend_url("rust"), chosen, Backend.RUST),
+        "typescript": Target.of("typescript", settings.backend_url("typescript"), chosen,
+                                Backend.TYPESCRIPT),
+        "proxy": Target.of("proxy", settings.proxy_url, chosen),
     }
 
 
@@ -78,7 +78,7 @@ async def benchmark(settings: Settings, options: Options,
                     progress: Progress | None = None,
                     stop: asyncio.Event | None = None) -> dict[str, Any]:
     results = {}
-    for name, target in targets(settings).items():
+    for name, target in targets(settings, options.corpus).items():
         results[name] = await _run(f"benchmark {name}", target, options.concurrency,
                                    options.requests, options.duration, progress, stop,
                                    options.rate)
@@ -92,7 +92,7 @@ async def compare(settings: Settings, options: Options, progress: Progress | Non
     """The quick one (~10 s): each backend directly for 5 s."""
     found = {}
     for name in Backend:
-        found[name] = await _run(f"compare {name}", targets(settings)[name],
+        found[name] = await _run(f"compare {name}", targets(settings, options.corpus)[name],
                                  max(1, min(options.concurrency, 8)), None,
                                  options.duration or 5.0, progress, stop)
     return {"mode": "compare", "results": {k: r.to_dict() for k, r in found.items()},
@@ -108,9 +108,9 @@ async def stress(settings: Settings, options: Options, progress: Progress | None
         best = 0.0
         concurrency = 1
         while concurrency <= 256 and not (stop and stop.is_set()):
-            result = await _run(f"stress {name} c={concurrency}", targets(settings)[name],
-                                concurrency, None, options.duration or options.stress_step_s,
-                                progress, stop)
+            result = await _run(f"stress {name} c={concurrency}",
+                                targets(settings, options.corpus)[name], concurrency, None,
+                                options.duration or options.stress_step_s, progress, stop)
             p99 = result.latency.percentile_ms(99)
             passed = result.error_rate <= 0.01 and p99 is not None \
                 and p99 <= options.stress_p99_ms
@@ -177,8 +177,8 @@ async def monitor(settings: Settings, options: Options, pids: dict[str, int],
                     vram[backend].append(reading.used_gb)
 
     sampler = asyncio.create_task(sample())
-    result = await _run("monitor proxy", targets(settings)["proxy"], options.concurrency, None,
-                        duration, progress, stop)
+    result = await _run("monitor proxy", targets(settings, options.corpus)["proxy"],
+                        options.concurrency, None, duration, progress, stop)
     done.set()
     await sampler
 

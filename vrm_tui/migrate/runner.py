@@ -292,7 +292,8 @@ class Runner:
         """rust's health, probed every second; a failure counts only when it repeats."""
         if self._last_health is None or now >= self._next_health:
             self._next_health = now + HEALTH_EVERY_S
-            url = f"{self.controller.settings.backend_url(Backend.RUST)}/health"
+            settings = self.controller.settings
+            url = f"{settings.backend_url(Backend.RUST)}{settings.health_path}"
             self._last_health = probe(url, timeout=1.0)
             self._health_failures = 0 if self._last_health.healthy \
                 else self._health_failures + 1

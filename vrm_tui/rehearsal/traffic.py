@@ -1,22 +1,24 @@
-"""Light synthetic traffic through the proxy, so a demo's panes move."""
+"""Light synthetic traffic through the proxy, so a demo's panes move: the deployment's own
+request corpus (VRM_REQUESTS), drawn by weight, never a request its backends may not serve."""
 
 from __future__ import annotations
 
 import http.client
-import json
 import random
 import threading
 from urllib.parse import urlsplit
 
-MODELS = ("resnet50", "yolov8", "clip-vit-l", "detr", "sam-vit-h")
+from vrm_tui.core.corpus import Corpus, Request
 
 
 class SyntheticTraffic:
-    """A daemon thread sending about `rate` requests a second: mostly vision tasks."""
+    """A daemon thread sending about `rate` requests a second, drawn from `corpus`."""
 
-    def __init__(self, proxy_url: str, rate: float = 15.0, seed: int | None = None) -> None:
+    def __init__(self, proxy_url: str, corpus: Corpus, rate: float = 15.0,
+                 seed: int | None = None) -> None:
         parts = urlsplit(proxy_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.corpus = corpus
         self.rate = rate
         self.rng = random.Random(seed)
         self.sent = 0
@@ -31,20 +33,16 @@ class SyntheticTraffic:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        requests = self.corpus.requests
+        weights = [r.weight for r in requests]
         while not self._stop.wait(self.rng.expovariate(self.rate)):
-            self._one()
+            self._one(self.rng.choices(requests, weights)[0])
 
-    def _one(self) -> None:
+    def _one(self, request: Request) -> None:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
         try:
-            if self.rng.random() < 0.7:
-                side = self.rng.choice((320, 640, 1024))
-                body = json.dumps({"model": self.rng.choices(MODELS, (5, 5, 3, 2, 1))[0],
-                                   "image_size": [side, side]})
-                conn.request("POST", "/api/v1/vision/process", body,
-                             {"Content-Type": "application/json"})
-            else:
-                conn.request("GET", "/api/v1/vision/metrics")
+            conn.request(request.method, request.path, request.body or None,
+                         dict(request.headers))
             conn.getresponse().read()
             self.sent += 1
         except (OSError, http.client.HTTPException):

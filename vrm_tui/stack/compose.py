@@ -36,6 +36,7 @@ SERVICE_LABEL = "com.docker.compose.service"
 STATUS_PORT = 3010  # the proxy container's status listener, published on 127.0.0.1 only
 PORTS = {services.RUST: 3001, services.TYPESCRIPT: 3002}
 INSTALL_HINT = "sudo apt-get install -y docker.io docker-compose"
+OVERRIDE = "docker-compose.override.yml"
 
 
 def subnet(project: str) -> ipaddress.IPv4Network:
@@ -59,6 +60,18 @@ def compose_command() -> list[str]:
         return [legacy]
     raise StackError(f"neither `docker compose` nor `docker-compose` is installed; "
                      f"{INSTALL_HINT}")
+
+
+def override_file(settings: Settings) -> Path | None:
+    """The deployment's `docker-compose.override.yml` next to its `.env` (the seed's place
+    for local changes), if there is one.
+
+    `docker compose` reads an override by itself only when no `-f` is given; vrm passes its
+    files with `-f`, so it adds this one last. Relative paths inside it resolve against
+    vrm's compose folder (the project directory is the first file's), so use absolute ones.
+    """
+    path = settings.deploy_dir / OVERRIDE
+    return path if path.is_file() else None
 
 
 class ComposeRuntime:
@@ -94,9 +107,12 @@ class ComposeRuntime:
         return max(found, key=lambda c: c.attrs.get("Created", "")) if found else None
 
     def files(self) -> list[Path]:
+        """vrm's compose files, then the deployment's override (applied last, so it wins)."""
         overlay = ("docker-compose.rehearsal.yml" if self.settings.compose_profile == "rehearsal"
                    else "docker-compose.gpu.yml")
-        return [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / overlay]
+        override = override_file(self.settings)
+        return [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / overlay,
+                *([override] if override else [])]
 
     def environment(self) -> dict[str, str]:
         s = self.settings
@@ -154,6 +170,7 @@ class ComposeRuntime:
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
             retry_process=s.proxy_retry_process,
+            health_path=s.health_path,
             template=nginx.template_for(s.deploy_dir),
             live=self._live(),
         )

@@ -70,6 +70,7 @@ class LocalRuntime:
             worker_user=self.worker_user(),
             mirror=self.mirror(),
             live=self._live(),
+            health_path=s.health_path,
         )
 
     def _live(self) -> nginx.LiveSplit | None:

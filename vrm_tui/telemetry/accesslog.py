@@ -143,8 +143,11 @@ def parse_request(line: str, addresses: Mapping[str, Backend]) -> LoggedRequest 
     statuses = str(entry.get("upstream_status", "")).split(", ")
     times = str(entry.get("upstream_response_time", "")).split(", ")
     attempts = []
+    named = entry.get("backend")  # the proxy's name for the answering (last) upstream
     for i, addr in enumerate(addrs):
         backend = addresses.get(addr.strip())
+        if backend is None and i == len(addrs) - 1 and named in BACKENDS:
+            backend = Backend(named)  # a host name nginx resolved to an address vrm lacks
         if backend is None:
             continue
         status = statuses[i].strip() if i < len(statuses) else "-"

@@ -28,7 +28,8 @@ class Probe:
 
 
 def probe(url: str, timeout: float = 1.0, client: httpx.Client | None = None) -> Probe:
-    """GET `url`; healthy means HTTP 200 with a JSON `status` that is not unhealthy."""
+    """GET `url`; healthy means any 2xx, and a JSON `status` field (when the body has one)
+    that is not unhealthy: a backend vrm did not write may answer 204, or plain text."""
     started = time.perf_counter()
     try:
         response = (client or shared_client()).get(url, timeout=timeout)
@@ -44,7 +45,7 @@ def probe(url: str, timeout: float = 1.0, client: httpx.Client | None = None) ->
         status = str(body.get("status", "")) if isinstance(body, dict) else ""
     except ValueError:
         status = ""
-    if response.status_code != 200:
+    if not 200 <= response.status_code < 300:
         detail = f"HTTP {response.status_code}" + (f" ({status})" if status else "")
         return Probe(url, False, response.status_code, latency, backend, detail)
     if status.lower() in ("unhealthy", "down", "error"):
