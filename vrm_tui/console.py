@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # imported where used: `vrm rollback` must not pay for them a
     from vrm_tui.status import StackStatus
     from vrm_tui.telemetry.accesslog import AccessLogSource
     from vrm_tui.telemetry.backend_metrics import VramReading
+    from vrm_tui.telemetry.capture import Capture
     from vrm_tui.telemetry.gpu import GpuReport
     from vrm_tui.telemetry.health import Baselines
     from vrm_tui.telemetry.prometheus import Alert
@@ -315,7 +316,7 @@ class Console:
             raise BadInput(f"benchmark mode {mode!r}: expected one of "
                            f"{', '.join((*BENCH_MODES, 'all'))}")
         if isinstance(options, modes.Options) and options.corpus is None:
-            options = dataclasses.replace(options, corpus=self.corpus())
+            options = replace(options, corpus=self.corpus())
         self.require_running()
         pids = {s.name: s.pid for s in self.runtime.services() if s.pid}
         chosen = list(BENCH_MODES) if mode == "all" else [mode]

@@ -60,7 +60,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["steps"] = list(self.steps)
+        data["steps"] = ["shadow" if step == SHADOW else step for step in self.steps]
         return data
 
     @classmethod
@@ -112,9 +112,7 @@ def parse_steps(value: object, name: str) -> tuple[int, ...]:
                         "[10, 50, 100]")
     if not items:
         raise PlanError(f"{name}: expected at least one rust weight")
-    # `shadow` (saved in migration.json as 0, first only) is the shadow step.
-    shadow = items[0] == "shadow" or (isinstance(value, list | tuple) and items[0] == SHADOW
-                                      and not isinstance(items[0], bool))
+    shadow = items[0] == "shadow"
     if shadow:
         items = items[1:]
         if not items:

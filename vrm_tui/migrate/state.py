@@ -20,7 +20,7 @@ from typing import Any
 
 from vrm_tui.core.names import ACTIVE_PHASES, CONTROLS, Control, Phase
 from vrm_tui.core.paths import StateDir
-from vrm_tui.migrate.plan import Plan
+from vrm_tui.migrate.plan import SHADOW, Plan
 from vrm_tui.system.procs import start_ticks
 
 ACTIVE = ACTIVE_PHASES
@@ -77,8 +77,13 @@ class MigrationState:
         return Plan.from_dict(self.plan)
 
     @property
+    def steps(self) -> tuple[int, ...]:
+        """The plan's rust weights, the shadow step as SHADOW (0)."""
+        return tuple(SHADOW if step == "shadow" else int(step) for step in self.plan["steps"])
+
+    @property
     def target(self) -> int:
-        return int(self.plan["steps"][self.step])
+        return self.steps[self.step]
 
     def owner_alive(self) -> bool:
         """The guard process recorded here still runs (not a stranger that reused its pid)."""

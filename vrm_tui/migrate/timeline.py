@@ -25,7 +25,7 @@ def step_name(weight: int) -> str:
 def next_line(state: MigrationState, guarded: bool, now: float | None = None) -> str:
     """What happens next and when, in one line."""
     now = now or time.time()
-    steps = state.plan["steps"]
+    steps = state.steps
     if state.active and not guarded:
         return ("UNGUARDED: no guard checks this migration; rust stays at "
                 f"{state.target}% until `vrm migrate resume` (adopt) or `vrm migrate abort`")
@@ -62,7 +62,7 @@ def lines(state: MigrationState, guarded: bool, now: float | None = None) -> lis
            + (f", guard pid {state.owner_pid}" if guarded else "")]
     outcomes = step_outcomes(state)
     bake = float(state.plan["bake_seconds"])
-    for index, weight in enumerate(state.plan["steps"]):
+    for index, weight in enumerate(state.steps):
         if index in outcomes:
             mark = "✓" if outcomes[index] == "passed" else (
                 "✗" if outcomes[index] in ("failed", "stopped") else "!")

@@ -374,10 +374,10 @@ def backend_name_map(rust_address: str, ts_address: str) -> str:
     """
     entries = []
     ports = {a.rsplit(":", 1)[-1] for a in (rust_address, ts_address)}
-    for address, name in ((rust_address, "rust"), (ts_address, "typescript")):
-        host, _, port = address.rpartition(":")
+    for hostport, name in ((rust_address, "rust"), (ts_address, "typescript")):
+        host, _, port = hostport.rpartition(":")
         if _is_ip(host.strip("[]")):
-            pattern = re.escape(address)
+            pattern = re.escape(hostport)
         elif len(ports) == 2:
             pattern = r"[^,]*:" + re.escape(port)
         else:

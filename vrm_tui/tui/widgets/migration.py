@@ -36,7 +36,7 @@ class MigrationPane(Static):
             return
         state = view.state
         label = view.label
-        steps = state.plan["steps"]
+        steps = state.steps
         outcomes = step_outcomes(state)
         line = Text(f"{state.id}  ")
         for index, weight in enumerate(steps):
