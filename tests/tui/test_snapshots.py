@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from vrm_tui import settings as settings_mod
-from vrm_tui.console import Console
+from vrm_tui.console import Console, MigrationView
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Record
+from vrm_tui.migrate.plan import load as load_plan
+from vrm_tui.migrate.state import MigrationState
 from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.status import ServiceStatus, StackStatus
 from vrm_tui.telemetry.accesslog import BackendWindow, TrafficSnapshot
@@ -27,10 +29,12 @@ from vrm_tui.tui.messages import (
     AlertsUpdate,
     GpuUpdate,
     JournalUpdate,
+    MigrationUpdate,
     StatusUpdate,
     TrafficUpdate,
     VramUpdate,
 )
+from vrm_tui.tui.widgets.migration import MigrationPane
 
 
 def _status(hanging: bool = False) -> StackStatus:
@@ -153,6 +157,42 @@ def test_dashboard_rust_hanging(snap_compare, fixed_clock: None, tmp_path: Path,
     """A hang: the probe timed out; the pane says hanging (word and symbol), not improving."""
     async def run_before(pilot) -> None:
         _feed(pilot.app, hanging=True)
+        await pilot.pause()
+
+    assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)
+
+
+def _migration(guarded: bool) -> MigrationView:
+    now = 1795683780.0
+    state = MigrationState(
+        plan=load_plan(steps="shadow,10,50,100", bake="5m", gate_interval="10s").to_dict(),
+        id="4f2a9c1e", step=2, phase="baking", step_started=now - 120, baked_s=0.0,
+        bake_since=now - 120, started=now - 900, started_by="alice@10.0.0.7",
+        history=[{"step": 0, "target": 0, "outcome": "passed", "at": now - 600, "detail": ""},
+                 {"step": 1, "target": 10, "outcome": "promoted", "at": now - 120,
+                  "detail": "promoted by bob (gates inconclusive)"}],
+        verdict={"status": "inconclusive", "gates": [
+            {"name": "rust error rate", "status": "pass", "value": "3/1203 (0.2%) vs "
+             "typescript 2/1187 (0.2%)", "threshold": "fail if above typescript or 15%"},
+            {"name": "latency vs typescript", "status": "inconclusive",
+             "value": "41 rust / 38 typescript samples in 2 comparable strata",
+             "threshold": "need 50 each"},
+            {"name": "rust answers like typescript", "status": "pass",
+             "value": "0/512 (0.0%)", "threshold": "fail if mismatches above 1% at 99%"}]},
+        updated=now - 60, owner_pid=4242, owner_ticks=1)
+    return MigrationView(state, guarded)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "unguarded"])
+def test_migration_pane(snap_compare, fixed_clock: None, tmp_path: Path,
+                        size: tuple[int, int], guarded: bool) -> None:
+    """The timeline, what happens next, a promoted step said as such, and UNGUARDED."""
+    async def run_before(pilot) -> None:
+        _feed(pilot.app)
+        pilot.app.post_message(MigrationUpdate(_migration(guarded)))
+        await pilot.pause()
+        pilot.app.query_one(MigrationPane).scroll_visible(animate=False)
         await pilot.pause()
 
     assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)

@@ -68,7 +68,8 @@ def lines(state: MigrationState, guarded: bool, now: float | None = None) -> lis
                 "✗" if outcomes[index] in ("failed", "stopped") else "!")
             text = outcomes[index]
         elif index == state.step and state.active:
-            mark, text = "●", f"{label}, {state.baked(now):.0f}/{bake:g}s baked"
+            baked = state.baked(now if guarded else state.updated)
+            mark, text = "●", f"{label}, {baked:.0f}/{bake:g}s baked"
         elif index == state.step and state.phase == "rolled-back":
             mark, text = "✗", "failed"
         else:

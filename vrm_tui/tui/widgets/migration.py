@@ -54,8 +54,9 @@ class MigrationPane(Static):
                 line.append(" → ")
         line.append(f"   {PHASE_MARK.get(label, '')}{label}",
                     style=PHASE_STYLE.get(label, "bold"))
-        if state.active:
-            line.append(f" {state.baked():.0f}/{state.plan['bake_seconds']:g}s")
+        if state.active:  # a lost guard's clock stopped with its last save
+            baked = state.baked(None if view.guarded else state.updated)
+            line.append(f" {baked:.0f}/{state.plan['bake_seconds']:g}s")
         parts: list[Text | Table] = [line, Text(next_line(state, view.guarded),
                                                 style=PHASE_STYLE.get(label, "dim"))]
         promoted = [text for text in outcomes.values() if text.startswith("promoted")]
@@ -69,8 +70,10 @@ class MigrationPane(Static):
             table = Table(box=None, pad_edge=False, expand=True, show_header=False,
                           title=None if live else "last gate values (not live)",
                           title_justify="left", title_style="dim")
-            for column in ("gate", "status", "value", "threshold"):
-                table.add_column(column, no_wrap=True, overflow="ellipsis")
+            table.add_column("gate", no_wrap=True, overflow="ellipsis", max_width=24)
+            table.add_column("status", no_wrap=True, min_width=14)  # never dropped
+            table.add_column("value", no_wrap=True, overflow="ellipsis", ratio=3)
+            table.add_column("threshold", no_wrap=True, overflow="ellipsis", ratio=2)
             for gate in gates:
                 symbol, style = GATE_STYLE.get(gate["status"], ("?", ""))
                 table.add_row(Text(gate["name"]), Text(f"{symbol} {gate['status']}", style=style),
