@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 
@@ -34,6 +35,7 @@ async def test_changes_under_load_lose_nothing(stack: Stack, method: str, path: 
     def change_and_roll_back() -> None:
         for weight in weights:
             applied.append(stack.controller.set_split(Split(weight)).after.rust)
+            time.sleep(0.08)  # a change without a reload takes milliseconds: spread them out
         applied.append(stack.controller.rollback().after.rust)
 
     stream = asyncio.create_task(steady_stream(stack.proxy + path, RATE, stop, method, body))
