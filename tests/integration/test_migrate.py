@@ -247,13 +247,19 @@ async def test_a_lost_guard_shows_unguarded_everywhere_and_resume_adopts_it(stac
     assert any("adopted" in d for d in _journal(stack))
 
 
-async def test_steering_from_the_cli_names_who_asked(stack: Stack) -> None:
+async def _baking_detached(stack: Stack) -> StateStore:
+    """`vrm migrate --detach` a long 10 -> 50 migration; return once its first step bakes."""
     store = StateStore(stack.settings.state_dir)
     started = stack.vrm("migrate", "--yes", "--detach", "--steps", "10,50", "--bake", "60",
                         "--gate-interval", "1")
     assert started.returncode == 0, started.stderr
     await _until(lambda: (s := store.load()) is not None and s.phase == "baking", 30,
                  "never baked")
+    return store
+
+
+async def test_steering_from_the_cli_names_who_asked(stack: Stack) -> None:
+    store = await _baking_detached(stack)
     assert stack.vrm("migrate", "promote", USER="grace").returncode == 0
     await _until(lambda: store.load().step == 1, 10, "never promoted")
     assert stack.vrm("migrate", "abort", USER="heidi").returncode == 0
@@ -297,12 +303,7 @@ def test_bad_plan_files_exit_2_and_move_nothing(stack: Stack, plan: str) -> None
 
 
 async def test_a_deploy_during_a_migration_asks_first(stack: Stack) -> None:
-    store = StateStore(stack.settings.state_dir)
-    started = stack.vrm("migrate", "--yes", "--detach", "--steps", "10,50", "--bake", "60",
-                        "--gate-interval", "1")
-    assert started.returncode == 0, started.stderr
-    await _until(lambda: (s := store.load()) is not None and s.phase == "baking", 30,
-                 "never baked")
+    store = await _baking_detached(stack)
     refused = stack.vrm("deploy", "--rust-weight", "30")
     assert refused.returncode == 2 and "This stops migration" in refused.stderr
     assert store.load().active and stack.controller.served().split == Split(10)

@@ -14,10 +14,11 @@ from vrm_tui.traffic.controller import ApplyError, TrafficController
 from vrm_tui.traffic.fake import FakeProxyHost
 
 
-def _controller(tmp_path: Path) -> tuple[TrafficController, FakeProxyHost]:
+def _controller(tmp_path: Path, live: bool = False) -> tuple[TrafficController, FakeProxyHost]:
+    """A controller over the in-memory nginx (`live`: with the Lua module)."""
     settings = settings_mod.load({"VRM_STATE_DIR": str(tmp_path)}, environ={},
                                  deploy_dir=tmp_path)
-    host = FakeProxyHost(tmp_path)
+    host = FakeProxyHost(tmp_path, live=live)
     controller = TrafficController(settings, host)
     controller.prepare(Split(10))
     host.load()
@@ -134,18 +135,8 @@ def test_logs_rotate_past_the_limit(tmp_path: Path) -> None:
     assert not host.access_log().exists()
 
 
-def _live_controller(tmp_path: Path) -> tuple[TrafficController, FakeProxyHost]:
-    settings = settings_mod.load({"VRM_STATE_DIR": str(tmp_path)}, environ={},
-                                 deploy_dir=tmp_path)
-    host = FakeProxyHost(tmp_path, live=True)
-    controller = TrafficController(settings, host)
-    controller.prepare(Split(10))
-    host.load()
-    return controller, host
-
-
 def test_a_weight_change_with_the_lua_module_is_no_reload(tmp_path: Path) -> None:
-    controller, host = _live_controller(tmp_path)
+    controller, host = _controller(tmp_path, live=True)
     result = controller.set_split(Split(40))
     assert result.verified and host.served().split == Split(40)
     assert host.reloads == 0 and host.live_sets == 1
@@ -153,7 +144,7 @@ def test_a_weight_change_with_the_lua_module_is_no_reload(tmp_path: Path) -> Non
 
 
 def test_a_refused_live_change_puts_the_file_back(tmp_path: Path) -> None:
-    controller, host = _live_controller(tmp_path)
+    controller, host = _controller(tmp_path, live=True)
     controller.set_split(Split(30))
     host.refuse_live = "worker busy"
     with pytest.raises(ApplyError, match="did not take"):
@@ -162,7 +153,7 @@ def test_a_refused_live_change_puts_the_file_back(tmp_path: Path) -> None:
 
 
 def test_a_refused_reload_never_moves_the_live_split(tmp_path: Path) -> None:
-    controller, host = _live_controller(tmp_path)
+    controller, host = _controller(tmp_path, live=True)
     controller.set_split(Split(30))
     host.refuse_reload = "bind() to 127.0.0.1:1 failed (98: Address already in use)"
     with pytest.raises(ApplyError, match="bind"):
