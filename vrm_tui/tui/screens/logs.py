@@ -31,10 +31,8 @@ DRAIN_S = 0.1
 
 def _backend_names(runtime: Runtime) -> dict[str, str]:
     """Upstream address -> backend name, for retried attempts in access-log lines."""
-    settings = getattr(runtime, "settings", None)
-    if settings is None:
-        return {}
-    return {settings.rust_address: "rust", settings.ts_address: "typescript"}
+    return {address: str(backend)
+            for address, backend in runtime.settings.backend_addresses.items()}
 
 
 class LogScreen(VrmModal[None]):
