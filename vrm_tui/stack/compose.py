@@ -127,8 +127,25 @@ class ComposeRuntime:
             "MAX_VRAM_GB": str(s.max_vram_gb), "BASE_IMAGE": s.base_image,
             "VRM_BUILD_NETWORK": s.build_network, "VRM_SUBNET": str(self.subnet),
             "VRM_GATEWAY": str(self.subnet.network_address + 1),
+            "VRM_IMAGE_TAG": self.image_tag,
         })
         return env
+
+    @cached_property
+    def image_tag(self) -> str:
+        """A tag naming what vrm's images are built from (the base image, the Dockerfiles,
+        the rehearsal backend's code and profiles): a changed input gets a fresh image on the
+        next `vrm up` instead of a stale one that happens to have the old name."""
+        digest = hashlib.sha256(self.settings.base_image.encode())
+        root = COMPOSE_DIR.parent
+        sources = sorted([*COMPOSE_DIR.glob("Dockerfile*"),
+                          *(root / "vrm_tui" / "rehearsal").glob("*.py"),
+                          *(root / "vrm_tui" / "core").glob("*.py"),
+                          *(root / "configs" / "rehearsal").glob("*.yaml")])
+        for path in sources:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:12]
 
     def run_compose(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """Run a compose command for this stack; the caller reads its exit status."""
