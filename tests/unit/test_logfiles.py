@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from vrm_tui.system.logfiles import follow
+from vrm_tui.system.logfiles import follow, tail_once
 
 
 def test_a_line_written_while_the_tail_is_shown_appears_once(tmp_path: Path) -> None:
@@ -19,3 +20,17 @@ def test_a_line_written_while_the_tail_is_shown_appears_once(tmp_path: Path) -> 
         handle.write("a2\n")
     seen.extend(lines)
     assert seen == ["error.log: e1", "error.log: e2", "access.log: a1", "access.log: a2"]
+
+
+def test_tail_once_merges_files_by_time(tmp_path: Path) -> None:
+    """`vrm logs -n N` of the proxy: error and access log lines in the order they happened."""
+    error = tmp_path / "proxy-error.log"
+    access = tmp_path / "proxy-access.log"
+    t0 = time.mktime((2026, 11, 26, 9, 0, 0, 0, 0, -1))
+    error.write_text("2026/11/26 09:00:01 [notice] 1#1: reload\n"
+                     "2026/11/26 09:00:03 [emerg] 1#1: bind() failed\n")
+    access.write_text(f'{{"msec":{t0 + 2:.3f},"uri":"/a"}}\n{{"msec":{t0 + 4:.3f},"uri":"/b"}}\n')
+    lines = list(tail_once([error, access], 3))
+    assert [line.split(": ", 1)[0] for line in lines] == [
+        "proxy-access.log", "proxy-error.log", "proxy-access.log"]
+    assert "bind() failed" in lines[1] and '"/b"' in lines[2]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 
@@ -98,9 +101,38 @@ def follow(
             time.sleep(interval)
 
 
+_NGINX_TIME = re.compile(r"^(\d{4})/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)")
+_MSEC = re.compile(r'"msec":\s*([0-9.]+)')
+_ISO_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
+
+
+def line_time(line: str) -> float | None:
+    """When a log line was written, where it says so: nginx's error-log prefix (local
+    time), the access log's `msec`, or an ISO 8601 time near the start of the line."""
+    if match := _MSEC.search(line):
+        return float(match.group(1))
+    if match := _NGINX_TIME.match(line):
+        year, month, day, hour, minute, second = (int(g) for g in match.groups())
+        return time.mktime((year, month, day, hour, minute, second, 0, 0, -1))
+    if match := _ISO_TIME.search(line[:64]):
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(match.group(1).replace("Z", "+00:00")).timestamp()
+    return None
+
+
 def tail_once(paths: list[Path], tail: int) -> Iterator[str]:
-    """The last `tail` lines of each file, then stop."""
-    label = len(paths) > 1
-    for path in paths:
+    """The last `tail` lines of all the files together, merged by time (a line without a
+    time keeps its place after the line before it), each labelled with its file when there
+    are several."""
+    if len(paths) == 1:
+        yield from last_lines(paths[0], tail)
+        return
+    merged: list[tuple[float, int, str]] = []
+    for index, path in enumerate(paths):
+        when = 0.0
         for line in last_lines(path, tail):
-            yield f"{path.name}: {line}" if label else line
+            when = line_time(line) or when
+            merged.append((when, index, f"{path.name}: {line}"))
+    merged.sort(key=lambda item: (item[0], item[1]))  # stable: each file's own order kept
+    for _when, _index, line in merged[-tail:]:
+        yield line
