@@ -31,7 +31,8 @@ def test_an_override_changes_a_backend_and_status_says_so(compose_stack: Stack) 
         runtime.compose("up", "-d", services.RUST)  # recreated with the override applied
         status = stack.vrm("status")
         assert f"compose override: {override}" in status.stdout, status.stdout
-        container = runtime.client.containers.get(services.RUST)
+        container = runtime._container(services.RUST)  # found by its compose labels
+        assert container is not None
         assert "VRM_OVERRIDE_MARK=from the deployment" in container.attrs["Config"]["Env"]
         rust = next(r for r in stack.console.vram(timeout=5.0) if r.backend == "rust")
         assert rust.limit_gb == 7.5, rust
