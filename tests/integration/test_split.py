@@ -55,7 +55,7 @@ async def test_at_100_typescript_serves_only_when_rust_is_down(stack: Stack) -> 
     seen = await sample_backends(url, 200)
     assert seen == {"typescript": 200}, "the backup must take every request while rust is down"
     stack.up()  # restarts rust
-    # nginx marked rust failed (max_fails=3) for fail_timeout=5s; then rust takes it all back.
+    # rust (the canary, max_fails=0) is tried first again as soon as it answers.
     deadline = time.monotonic() + 15
     while (seen := await sample_backends(url, 50)) != {"rust": 50}:
         assert time.monotonic() < deadline, f"rust did not take traffic back: {seen}"

@@ -55,9 +55,12 @@ async def _trial(stack: Stack, weight: int, rate: float, fault: dict[str, object
     admin = stack.runtime.admin_url(services.RUST)
     stop = asyncio.Event()
     stream = asyncio.create_task(_stream(stack, rate, stop, mixed))
-    runner = Runner(stack.controller)
-    state = runner.start(load(steps=str(weight), bake=bake, gate_interval=min(10, bake)))
     done = threading.Event()
+    # The bake ends when the step is decided: done, rolled back, or paused as inconclusive
+    # (rust 100 without a previous step has no typescript to compare latency with).
+    runner = Runner(stack.controller, on_update=lambda s, v: done.set()
+                    if s.phase in ("paused", "done", "rolled-back", "aborted") else None)
+    state = runner.start(load(steps=str(weight), bake=bake, gate_interval=min(10, bake)))
     final: list[MigrationState] = []
     worker = threading.Thread(target=lambda: (final.append(runner.run(state)), done.set()))
     worker.start()
@@ -69,7 +72,6 @@ async def _trial(stack: Stack, weight: int, rate: float, fault: dict[str, object
             injected = time.monotonic()
         await asyncio.to_thread(done.wait, bake + 120)
         ended = time.monotonic()
-        assert final, "the runner did not finish"
     finally:
         runner.stop.set()
         worker.join(30)
@@ -77,6 +79,7 @@ async def _trial(stack: Stack, weight: int, rate: float, fault: dict[str, object
         await asyncio.sleep(0.5)
         stop.set()
     sent = await stream
+    assert final, "the runner did not finish"
     failures = sum(1 for s in sent if s.status != 200)
     rolled = final[0].phase == "rolled-back" and stack.controller.served().split == Split(0)
     took = ended - injected if injected is not None and rolled else None

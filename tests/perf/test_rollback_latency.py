@@ -213,7 +213,8 @@ def test_keep_alive_on_vs_off_through_the_proxy(stack: Stack, tmp_path: Path) ->
     now) vs off (the default before), on the same machine in the same run."""
     if not shutil.which("ab"):
         pytest.skip("AB MISSING: scripts/test.sh installs apache2-utils")
-    off = new_stack(tmp_path, PROXY_KEEPALIVE_TIMEOUT="0")
+    (tmp_path / "off").mkdir()
+    off = new_stack(tmp_path / "off", PROXY_KEEPALIVE_TIMEOUT="0")
     off.up()
     try:
         url_on = f"{stack.proxy}/api/v1/vision/metrics"
@@ -228,3 +229,22 @@ def test_keep_alive_on_vs_off_through_the_proxy(stack: Stack, tmp_path: Path) ->
           f"keep-alive on (65 s):  {on_rps:8.0f} req/s  p50 {on_p50:.0f} ms\n"
           f"keep-alive off (0):    {off_rps:8.0f} req/s  p50 {off_p50:.0f} ms\n"
           f"ratio on/off: {on_rps / off_rps:.2f}x req/s, p50 {on_p50 / max(off_p50, 1):.2f}x")
+
+
+def test_cli_rollback_whole_command_on_an_idle_stack(stack: Stack) -> None:
+    """`vrm rollback` from spawn to exit with no traffic flowing, beside the same Python
+    starting and doing nothing (the floor no CLI can beat), in the same run."""
+    def timed(args: list[str]) -> float:
+        started = time.perf_counter()
+        subprocess.run(args, cwd=stack.deploy_dir, env=clean_env(), check=True,
+                       capture_output=True, timeout=60)
+        return (time.perf_counter() - started) * 1000
+
+    rollbacks, floors = [], []
+    for _ in range(TRIALS):
+        stack.controller.set_split(Split(50))
+        rollbacks.append(timed([sys.executable, "-m", "vrm_tui.cli", "rollback"]))
+        floors.append(timed([sys.executable, "-c", "pass"]))
+    print(f"\nvrm rollback, whole command, idle stack ({TRIALS} trials, ms; goal p95 <= 150)\n"
+          f"vrm rollback       p50 {_pct(rollbacks, 50):6.1f}  p95 {_pct(rollbacks, 95):6.1f}\n"
+          f"python -c pass     p50 {_pct(floors, 50):6.1f}  p95 {_pct(floors, 95):6.1f}")

@@ -153,7 +153,7 @@ def test_state_dir_flag_that_is_a_file_exits_2(tmp_path: Path) -> None:
 
 def test_render_upstream_rebuilds_addresses_and_refuses_injection() -> None:
     text = nginx.render_upstream(Split(20), 3, "127.0.0.1:25001", "[::1]:25002")
-    assert "server 127.0.0.1:25001 weight=20 max_fails=3" in text
+    assert "server 127.0.0.1:25001 weight=20 max_fails=0" in text
     assert "server [::1]:25002 weight=80" in text
     for bad in ("127.0.0.1:25001;#", "127.0.0.1:1 weight=99", "x}{:1", "h$host:1", "a'b:1"):
         with pytest.raises(BadInput, match="rust upstream address"):

@@ -110,12 +110,7 @@ def render_mirror(mirror: Mirror) -> str:
     """The directives of a balanced location: nothing at all when mirroring is off."""
     if not mirror.on:
         return ""
-    # nginx reads a client's next keep-alive request only once the mirror of this one has
-    # finished: closing the connection after each mirrored response means a slow or hung
-    # comparator can never hold a client's next request (one handshake per request while
-    # parity is on).
-    return (f"mirror {MIRROR_LOCATION};\n            mirror_request_body on;\n"
-            "            keepalive_timeout 0;")
+    return f"mirror {MIRROR_LOCATION};\n            mirror_request_body on;"
 
 
 def render_location(mirror: Mirror) -> str:
@@ -134,9 +129,11 @@ def render_location(mirror: Mirror) -> str:
         '            proxy_set_header Connection "";\n'
         "            proxy_set_header X-VRM-Method $request_method;\n"
         "            proxy_set_header X-Request-ID $request_id;\n"
+        # nginx reads a keep-alive client's next request only once the mirror of this one
+        # has finished: a hung comparator may cost that request these 100 ms, never more.
         "            proxy_connect_timeout 100ms;\n"
-        "            proxy_send_timeout 1s;\n"
-        "            proxy_read_timeout 1s;\n"
+        "            proxy_send_timeout 100ms;\n"
+        "            proxy_read_timeout 100ms;\n"
         "            proxy_next_upstream off;\n"
         "            proxy_pass http://vrm_parity/mirror$request_uri;\n"
         "        }"

@@ -310,7 +310,12 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
         "    keepalive 16;\n"
         "}\n"
     )
+    # typescript, the fallback, is taken out for 5 s after 3 failures (nginx's passive
+    # check). rust, the canary, never is: each of its failures is retried on typescript
+    # anyway (users do not see it), and taking it out would hide from the gates the very
+    # failures they must see to roll back within seconds.
     health = "max_fails=3 fail_timeout=5s"
+    canary = "max_fails=0"
     if live is not None:
         return header + (
             f'lua_package_path "{_path("Lua dir", live.lua_dir)}/?.lua;;";\n'
@@ -323,7 +328,7 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
             "    }\n"
             "}\n"
             "upstream vrm_rust_first {\n"
-            f"    server {rust_address} {health};\n"
+            f"    server {rust_address} {canary};\n"
             f"    server {ts_address} backup;\n"
             "    keepalive 64;\n"
             "}\n"
@@ -341,10 +346,10 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
         rust_line = f"server {rust_address} down;"
         ts_line = f"server {ts_address} weight=100 {health};"
     elif split.rust == 100:
-        rust_line = f"server {rust_address} weight=100 {health};"
+        rust_line = f"server {rust_address} weight=100 {canary};"
         ts_line = f"server {ts_address} backup;"
     else:
-        rust_line = f"server {rust_address} weight={split.rust} {health};"
+        rust_line = f"server {rust_address} weight={split.rust} {canary};"
         ts_line = f"server {ts_address} weight={split.typescript} {health};"
     served = json.dumps(
         {"generation": generation, "rust": split.rust, "typescript": split.typescript,

@@ -23,7 +23,7 @@ from vrm_tui.core.split import Split, SplitError, parse_weight
 from vrm_tui.traffic.nginx import render_upstream
 from vrm_tui.tui.screens.modal import VrmModal
 
-STEADY = re.compile(r" max_fails=\d+ fail_timeout=\w+(?=;)")
+STEADY = re.compile(r" max_fails=\d+( fail_timeout=\w+)?(?=;)")
 
 
 def upstream_diff(current: Split, target: Split, rust_address: str, ts_address: str) -> str:
