@@ -10,7 +10,6 @@ import json
 import math
 import os
 import re
-import secrets
 import shutil
 import sys
 import time
@@ -238,6 +237,8 @@ def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
         if settings.grafana_password in ("", "admin123"):
             print("  warning: GRAFANA_PASSWORD is empty or the seed's default; set a strong one")
     else:
+        import secrets
+
         text = ENV_TEMPLATE.read_text().replace("__GRAFANA_PASSWORD__", secrets.token_urlsafe(18))
         env_file.write_text(text)
         env_file.chmod(0o600)

@@ -14,10 +14,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vrm_tui.core import corpus as corpus_mod
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.corpus import Corpus
 from vrm_tui.core.errors import BadInput, Failure
 from vrm_tui.core.names import Control
 from vrm_tui.core.split import Split
@@ -30,6 +28,7 @@ from vrm_tui.traffic.controller import ApplyResult, TrafficController
 if TYPE_CHECKING:  # imported where used: `vrm rollback` must not pay for them at start
     from asyncio import Event
 
+    from vrm_tui.core.corpus import Corpus
     from vrm_tui.migrate import plan as plan_mod
     from vrm_tui.migrate.state import MigrationState, StateStore
     from vrm_tui.parity.control import ParityControl
@@ -346,6 +345,8 @@ class Console:
     def corpus(self, file: Path | None = None) -> Corpus:
         """What benchmarks, validate and demo traffic send: `file` (--requests-file), else
         VRM_REQUESTS, else the seed's GET metrics (plus the rehearsal tasks in rehearsal)."""
+        from vrm_tui.core import corpus as corpus_mod
+
         s = self.settings
         if file is not None:
             return corpus_mod.load(file if file.is_absolute() else Path.cwd() / file)
