@@ -339,3 +339,18 @@ def test_a_restart_does_not_load_an_unverified_generation(stack: Stack) -> None:
     assert stack.controller.served().split == Split(20)
     up = [r for r in Journal(stack.settings.paths.journal).read() if r.action == "up"][-1]
     assert "never verified" in up.detail and up.result == "ok"
+
+
+def test_a_first_config_nginx_rejects_leaves_nothing_running(tmp_path: Path) -> None:
+    """`vrm up` on a stopped stack with a template `nginx -t` rejects: exit 1, and the
+    backends it started for the test are stopped again (nothing the operator did not get)."""
+    stack = new_stack(tmp_path)
+    own = stack.deploy_dir / "nginx" / "nginx.conf"
+    own.parent.mkdir(exist_ok=True)
+    bogus = "server_tokens off;\n    bogus_directive on;"
+    own.write_text(nginx.TEMPLATE.read_text().replace("server_tokens off;", bogus))
+    failed = stack.vrm("up")
+    assert failed.returncode == 1 and "bogus_directive" in failed.stderr, failed.stderr
+    assert all(s.state != "running" for s in stack.runtime.services()), stack.runtime.services()
+    for port in (stack.settings.rust_port, stack.settings.ts_port):
+        assert not procs.port_in_use("127.0.0.1", port), port

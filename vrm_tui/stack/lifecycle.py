@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from vrm_tui.core import services
@@ -45,10 +46,11 @@ def bring_up(runtime: Runtime, controller: TrafficController) -> list[str]:
     Under the traffic lock: two vrm processes never start the same stack twice."""
     watch = Stopwatch()
     notes: list[str] = []
+    started: list[str] = []
     try:
         with controller.lock.hold("up", timeout=LIFECYCLE_LOCK_WAIT_S):
             controller.rotate_logs()
-            started = runtime.start_dependencies()
+            started += runtime.start_dependencies()
             if controller.store.current() is None:
                 controller.prepare(controller.settings.split)
             elif not runtime.proxy_running():
@@ -58,6 +60,11 @@ def bring_up(runtime: Runtime, controller: TrafficController) -> list[str]:
                 controller.mark_started()
             controller.settings.paths.runtime_marker.write_text(runtime.name + "\n")
     except (StackError, ApplyError) as exc:
+        # Nothing this bring-up started is left running for an operator who got an error
+        # (a rejected first config would otherwise leave the backends up, untracked by intent).
+        for name in reversed(started):
+            with contextlib.suppress(StackError):
+                runtime.stop_service(name)
         _journal(controller, Record(action="up", result="failed", duration_ms=watch.ms(),
                                     detail=str(exc)))
         raise
