@@ -21,6 +21,7 @@ from typing import Any
 from vrm_tui.core.names import ACTIVE_PHASES, CONTROLS, Control, Phase
 from vrm_tui.core.paths import StateDir
 from vrm_tui.migrate.plan import SHADOW, Plan
+from vrm_tui.system.files import write_atomic
 from vrm_tui.system.procs import start_ticks
 
 ACTIVE = ACTIVE_PHASES
@@ -150,13 +151,13 @@ class StateStore:
 
     def save(self, state: MigrationState) -> None:
         state.updated = time.time()
-        _write_atomic(self.path, json.dumps(asdict(state)))
+        write_atomic(self.path, json.dumps(asdict(state)))
 
     # --- the guard's heartbeat ----------------------------------------------------------------
 
     def beat(self) -> None:
         """The guard is alive and looking (called at least once a second)."""
-        _write_atomic(self.heartbeat_path, json.dumps({"pid": os.getpid(), "at": time.time()}),
+        write_atomic(self.heartbeat_path, json.dumps({"pid": os.getpid(), "at": time.time()}),
                       sync=False)
 
     def last_beat(self) -> float | None:
@@ -188,7 +189,7 @@ class StateStore:
     def request(self, control: Control, operator: str) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown migration control {control!r}")
-        _write_atomic(self.control_path, json.dumps({"control": control, "operator": operator,
+        write_atomic(self.control_path, json.dumps({"control": control, "operator": operator,
                                                      "at": time.time()}))
 
     def take_request(self) -> Request | None:
@@ -203,14 +204,3 @@ class StateStore:
             if control in CONTROLS:
                 return Request(control, str(data.get("operator", "")), float(data["at"]))
         return None
-
-
-def _write_atomic(path: Path, text: str, sync: bool = True) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        if sync:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)

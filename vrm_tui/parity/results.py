@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,6 +25,7 @@ from vrm_tui.parity.diff import (
     Response,
     child_path,
 )
+from vrm_tui.system.files import write_atomic
 
 __all__ = [
     "REDACTED",
@@ -311,14 +310,4 @@ class ExampleStore:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON next to `path`, fsync it, then rename over `path`: readers see old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, separators=(",", ":"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, separators=(",", ":")))

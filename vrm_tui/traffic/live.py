@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from vrm_tui.core.split import Split
+from vrm_tui.system.files import write_atomic
 from vrm_tui.traffic.nginx import REPO_ROOT, LiveSplit
 from vrm_tui.traffic.served import ProxyUnreachable, Served, parse_served
 
@@ -69,18 +70,7 @@ def write_split(path: Path, generation: int, split: Split, log: Path | None = No
             os.write(fd, line.encode())
         finally:
             os.close(fd)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(f"{generation} {split.rust}\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, f"{generation} {split.rust}\n", mode=0o644, durable_dir=True)
 
 
 def post_split(host: str, port: int, generation: int, split: Split,

@@ -22,6 +22,7 @@ from pathlib import Path
 from vrm_tui.core import address
 from vrm_tui.core.errors import BadInput, Failure
 from vrm_tui.core.split import Split
+from vrm_tui.system.files import fsync_dir
 from vrm_tui.traffic import mirror as mirror_mod
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -528,11 +529,7 @@ class ConfigStore:
             tmp.unlink()
         os.symlink(gen.path.name, tmp)
         os.replace(tmp, link)
-        dir_fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(self.root)
 
     def prune(self, keep: int = KEEP_GENERATIONS) -> None:
         """Drop old generations, never the current or the last good one."""
