@@ -42,3 +42,16 @@ def test_mypy_is_clean() -> None:
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+
+def test_the_cli_imports_only_what_a_rollback_needs() -> None:
+    """`vrm rollback` has 150 ms in all (issue 14): loading the CLI must not pull in the TUI,
+    YAML, the stdlib HTTP client (and `email`, `ssl` behind it) or the rehearsal server."""
+    heavy = ("textual", "yaml", "http.client", "email", "ssl", "aiohttp", "asyncio",
+             "vrm_tui.tui", "vrm_tui.rehearsal", "vrm_tui.migrate", "vrm_tui.parity")
+    code = ("import sys, vrm_tui.cli, vrm_tui.console; "
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r} "
+            f"or any(m == h or m.startswith(h + '.') for h in {heavy!r})))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]", result.stdout

@@ -11,8 +11,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vrm_tui.core import services
 from vrm_tui.settings import Settings
 from vrm_tui.traffic.nginx import REPO_ROOT
@@ -39,6 +37,8 @@ def binary(service: str) -> str | None:
 def render_prometheus(settings: Settings, rules: Path, parity: bool = False) -> str:
     """prometheus.yml with loopback targets for the local runtime; the parity comparator's
     job gets its target only while parity is on (an idle comparator is no target down)."""
+    import yaml  # here, not at the top: a `vrm rollback` never renders Prometheus
+
     config: dict[str, Any] = yaml.safe_load(source(settings, "prometheus.yml").read_text())
     for job in config.get("scrape_configs", []):
         if job.get("job_name") == "parity":

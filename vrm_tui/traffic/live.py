@@ -11,7 +11,6 @@ start and reload. A split written but not set shows as PENDING in `vrm status`.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 from vrm_tui.core.split import Split
+from vrm_tui.system import loophttp
 from vrm_tui.system.files import write_atomic
 from vrm_tui.traffic.nginx import REPO_ROOT, LiveSplit
 from vrm_tui.traffic.served import ProxyUnreachable, Served, parse_served
@@ -78,18 +78,14 @@ def post_split(host: str, port: int, generation: int, split: Split,
     """POST the split to nginx's status listener; returns what the answering worker now
     serves. Raises ProxyUnreachable with nginx's reason."""
     body = json.dumps({"generation": generation, "rust": split.rust})
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("POST", "/vrm/split", body=body,
-                     headers={"Content-Type": "application/json", "Connection": "close"})
-        response = conn.getresponse()
-        answer = response.read()
-    except (OSError, http.client.HTTPException) as exc:
+        status, answer = loophttp.request(host, port, "POST", "/vrm/split", body=body.encode(),
+                                          headers={"Content-Type": "application/json"},
+                                          timeout=timeout)
+    except OSError as exc:
         raise ProxyUnreachable(f"proxy at {host}:{port} did not take the split: {exc}") \
             from None
-    finally:
-        conn.close()
-    if response.status != 200:
+    if status != 200:
         raise ProxyUnreachable(f"proxy at {host}:{port} refused the split (HTTP "
-                               f"{response.status}): {answer[:200].decode(errors='replace')}")
+                               f"{status}): {answer[:200].decode(errors='replace')}")
     return parse_served(answer, f"{host}:{port}")

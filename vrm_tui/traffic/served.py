@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 from dataclasses import dataclass
 
 from vrm_tui.core.errors import Failure
 from vrm_tui.core.split import Split
+from vrm_tui.system import loophttp
 
 
 class ProxyUnreachable(Failure):
@@ -34,18 +34,13 @@ class Served:
 def read_served(host: str, port: int, timeout: float = 1.0) -> Served:
     """GET /vrm/served on a fresh connection, so the answer comes from a worker that is
     accepting new connections now (not one kept alive from an older generation)."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", "/vrm/served", headers={"Connection": "close"})
-        response = conn.getresponse()
-        body = response.read()
-    except (OSError, http.client.HTTPException) as exc:
+        status, body = loophttp.request(host, port, "GET", "/vrm/served", timeout=timeout)
+    except OSError as exc:
         raise ProxyUnreachable(f"proxy at {host}:{port} did not answer: {exc}") from None
-    finally:
-        conn.close()
-    if response.status != 200:
+    if status != 200:
         raise ProxyUnreachable(
-            f"proxy at {host}:{port} answered /vrm/served with HTTP {response.status}"
+            f"proxy at {host}:{port} answered /vrm/served with HTTP {status}"
         )
     return parse_served(body, f"{host}:{port}")
 
