@@ -2,8 +2,11 @@
 
 The TUI runs as `vrm` in a real pseudo-terminal (120x40); load comes from another process.
 Launch time is from spawning `vrm` to the first frame that shows the served split; CPU and
-RSS are averaged over 60 s. Keypress-to-verified-rollback is timed in-process with a pilot,
-from the key press to the app's verified result.
+RSS are averaged over 60 s. Key to verified rollback is what the operator sees: from writing
+`r` into the terminal to the terminal receiving the action line that says the rollback was
+verified (input parsing, the action, nginx, the verification and the frame all included),
+with the load still running. The reference beside it is the same rollback called in-process
+(the controller alone), measured in the same run.
 """
 
 from __future__ import annotations
@@ -70,11 +73,11 @@ def _drain(fd: int, until: float, marker: bytes | None = None) -> bool:
     return marker is None
 
 
-async def test_tui_cost_under_load(stack: Stack) -> None:
+def test_tui_cost_under_load(stack: Stack) -> None:
     stack.controller.set_split(Split(50))
     load = subprocess.Popen([sys.executable, "-m", "tests.perf.loadgen",
                              f"{stack.proxy}/api/v1/vision/metrics", str(RATE),
-                             str(SECONDS + 15)], cwd=REPO, env=clean_env(),
+                             str(SECONDS + 60)], cwd=REPO, env=clean_env(),
                             stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     spawned = time.monotonic()
@@ -90,6 +93,8 @@ async def test_tui_cost_under_load(stack: Stack) -> None:
         cpu_pct = 100 * (_cpu_ticks(pid) - ticks) / os.sysconf("SC_CLK_TCK") / (
             time.monotonic() - started)
         alive = os.waitpid(pid, os.WNOHANG) == (0, 0)
+        key_ms = _key_to_verified_ms(stack, fd)
+        direct_ms = _in_process_rollback_ms(stack)
     finally:
         os.write(fd, b"q")
         _drain(fd, time.monotonic() + 3)
@@ -99,8 +104,8 @@ async def test_tui_cost_under_load(stack: Stack) -> None:
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+    load.terminate()
     sent = load.communicate(timeout=60)[0].strip()
-    key_ms = await _keypress_to_rollback_ms(stack)
     rows = [
         {"measure": "launch to first populated frame", "value": f"{launch_s:.2f} s",
          "goal": "<= 1.5 s"},
@@ -108,10 +113,13 @@ async def test_tui_cost_under_load(stack: Stack) -> None:
          "goal": "<= 5 %"},
         {"measure": f"RSS mean over {SECONDS} s", "value": f"{statistics.mean(rss):.0f} MB",
          "goal": "<= 150 MB"},
-        {"measure": "key to verified rollback p50", "value": f"{_q(key_ms, 50):.0f} ms",
-         "goal": ""},
-        {"measure": "key to verified rollback p95", "value": f"{_q(key_ms, 95):.0f} ms",
-         "goal": "<= 300 ms"},
+        {"measure": f"key to verified rollback on screen p50 ({TRIALS} trials)",
+         "value": f"{_q(key_ms, 50):.0f} ms", "goal": ""},
+        {"measure": f"key to verified rollback on screen p95 ({TRIALS} trials)",
+         "value": f"{_q(key_ms, 95):.0f} ms", "goal": "<= 50 ms"},
+        {"measure": "reference: rollback in-process p50 / p95",
+         "value": f"{_q(direct_ms, 50):.0f} / {_q(direct_ms, 95):.0f} ms",
+         "goal": f"ratio p95 {_q(key_ms, 95) / _q(direct_ms, 95):.1f}x"},
         {"measure": "load", "value": sent, "goal": f"{RATE} req/s"},
     ]
     _print_table(f"TUI cost with {RATE} req/s through the proxy (120x40 pty)", rows)
@@ -122,23 +130,34 @@ def _q(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-async def _keypress_to_rollback_ms(stack: Stack) -> list[float]:
-    from vrm_tui.tui.app import VrmApp
+ROLLED_BACK = "✓ rollback → rust 0%".encode()
+SEEN_CHANGE = b"deploy: rust 0% "
 
-    app = VrmApp(stack.console)
+
+def _key_to_verified_ms(stack: Stack, fd: int) -> list[float]:
+    """`r` written into the terminal -> the verified result arrives on it. Between trials
+    another process moves rust to 50%, and the TUI's action line shows that change first,
+    so each trial's marker is new output."""
     times = []
-    async with app.run_test(size=(120, 40)) as pilot:
-        while app.status is None:
-            await pilot.pause(0.02)
-        for _ in range(TRIALS):
-            stack.controller.set_split(Split(50))
-            app.last_action = None
-            started = time.perf_counter()
-            await pilot.press("r")
-            while app.last_action is None:
-                await pilot.pause(0.005)
-            assert app.last_action.ok, app.last_action
-            times.append((time.perf_counter() - started) * 1000)
+    stack.controller.rollback()
+    for _ in range(TRIALS):
+        stack.controller.set_split(Split(50))
+        assert _drain(fd, time.monotonic() + 5, SEEN_CHANGE), "the TUI never showed the change"
+        _drain(fd, time.monotonic() + 0.3)
+        started = time.perf_counter()
+        os.write(fd, b"r")
+        assert _drain(fd, time.monotonic() + 5, ROLLED_BACK), "no verified rollback on screen"
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def _in_process_rollback_ms(stack: Stack) -> list[float]:
+    times = []
+    for _ in range(TRIALS):
+        stack.controller.set_split(Split(50))
+        started = time.perf_counter()
+        stack.controller.rollback()
+        times.append((time.perf_counter() - started) * 1000)
     return times
 
 

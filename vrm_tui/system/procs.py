@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import time
@@ -122,11 +123,26 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct free ports. All are held open until all are chosen: one at a time, the
-    kernel may hand back a port it just released, and two services would then share it."""
-    sockets = []
+    """`count` distinct free ports, below the kernel's ephemeral range: a port from inside it
+    can be taken as the local end of any outgoing connection (a probe, a client) between
+    being chosen and being bound, and the service then fails with "address in use". All
+    are held open until all are chosen, so none is handed out twice."""
+    low = _ephemeral_low()
+    candidates = (random.randrange(10_000, low) for _ in range(50 * count)) \
+        if low > 11_000 else iter(())
+    sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
+        for port in candidates:
+            if len(sockets) == count:
+                break
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+        while len(sockets) < count:  # no room below the range: the kernel's choice
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sockets.append(sock)
             sock.bind((host, 0))
@@ -135,6 +151,13 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         for sock in sockets:
             sock.close()
 
+
+def _ephemeral_low() -> int:
+    """The first port the kernel uses for outgoing connections (32768 when it won't say)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def reload_settled(master: int) -> bool | None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from vrm_tui.telemetry.http import shared_client
+from vrm_tui.system import loophttp
 
 PATH = "/nginx_status"
 _NUMBERS = re.compile(r"\d+")
@@ -41,7 +42,13 @@ def parse(text: str) -> StubStatus:
 
 
 def read(url: str, timeout: float = 0.5) -> StubStatus:
-    """GET the status page on the loopback status listener (httpx errors propagate)."""
-    response = shared_client().get(url, timeout=timeout)
-    response.raise_for_status()
-    return parse(response.text)
+    """GET the status page on nginx's loopback status listener (polled every second: a
+    plain socket, not an HTTP client library). OSError or ValueError when it fails."""
+    where = urlsplit(url)
+    if where.scheme != "http" or where.hostname is None or where.port is None:
+        raise ValueError(f"{url!r}: expected http://HOST:PORT/PATH")
+    status, body = loophttp.request(where.hostname, where.port, "GET", where.path or "/",
+                                    timeout=timeout)
+    if status != 200:
+        raise ValueError(f"{url} answered HTTP {status}")
+    return parse(body.decode("latin-1"))

@@ -26,6 +26,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.geometry import Size
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
@@ -73,6 +74,12 @@ WRITE_ACTIONS = frozenset({"rollback", "rust_up", "rust_down", "set_weight", "re
 PROBE_TIMEOUT_S = 1.0
 POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5, "migration": 1.0,
           "alerts": 3.0, "history": 60.0, "gpu": 2.0, "parity": 2.0}
+PAINT_S = 1.0
+PAINTED = frozenset({"status", "traffic", "vram", "gpu", "migration", "alerts", "history",
+                     "parity"})
+"""Sources whose answer replaces the last one reach the panes on one clock: a frame (layout,
+render, write) per second for all of them, not one per poll. A source's first answer, its
+failures and what an action causes are shown at once; the journal (news, not a state) too."""
 COMPACT_BELOW = (110, 34)
 
 P = TypeVar("P", bound=Widget)
@@ -138,6 +145,9 @@ class VrmApp(App[None]):
         self._launch_ppid = os.getppid()  # reparented to init later: the session is gone
         self.bench_seconds = 5.0
         self._journal_offset = 0
+        self._fresh: dict[str, Message] = {}  # source -> its newest answer, not yet painted
+        self._shown: set[str] = set()  # sources whose first answer was shown
+        self._panes: dict[type[Widget], Widget] = {}
         self.window = "1m"
         self.status: StackStatus | None = None
         self.last_action: ActionDone | None = None
@@ -179,9 +189,13 @@ class VrmApp(App[None]):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
         self.set_interval(2.0, self._check_terminal)
-        self.set_interval(1.0, self._tick)
+        self.set_interval(PAINT_S, self._paint)
 
-    def _tick(self) -> None:
+    def _paint(self) -> None:
+        """Hand the panes what the polls fetched since the last paint, in one frame."""
+        for source in list(self._fresh):
+            if (message := self._fresh.pop(source, None)) is not None:
+                self.post_message(message)
         if line := self._pane(ActionLine):
             line.tick()
 
@@ -241,7 +255,13 @@ class VrmApp(App[None]):
                 message = fetch()
             except Exception as exc:  # a failing source is shown, never raised
                 message = SourceFailed(source, f"{type(exc).__name__}: {exc}")
-            self.post_message(message)
+            if repeat and source in PAINTED and source in self._shown \
+                    and not isinstance(message, SourceFailed):
+                self._fresh[source] = message  # the next paint shows it
+            else:
+                self._fresh.pop(source, None)
+                self._shown.add(source)
+                self.post_message(message)
             if repeat:
                 with contextlib.suppress(RuntimeError):  # the app is closing
                     self.call_from_thread(self._poll_later, source)
@@ -299,9 +319,16 @@ class VrmApp(App[None]):
     # --- end parity ------------------------------------------------------------------------
 
     def _pane(self, kind: type[P]) -> P | None:
-        """The pane of a kind; None while the app shuts down (a late message finds none)."""
+        """The pane of a kind; None while the app shuts down (a late message finds none).
+        Remembered: a DOM query per message was a steady share of the TUI's CPU."""
+        pane = self._panes.get(kind)
+        if pane is not None and pane.is_attached:
+            return pane  # type: ignore[return-value]
         found = self.query(kind)
-        return found.first() if found else None
+        if not found:
+            return None
+        self._panes[kind] = pane = found.first()
+        return pane
 
     @on(GpuUpdate)
     def _gpu(self, message: GpuUpdate) -> None:

@@ -11,12 +11,12 @@ import time
 from datetime import datetime
 
 from rich.text import Text
-from textual.widgets import Static
 
 from vrm_tui.tui.widgets.common import ago
+from vrm_tui.tui.widgets.pane import Pane
 
 
-class ActionLine(Static):
+class ActionLine(Pane):
     def on_mount(self) -> None:
         self._text = ""
         self._ok = True
@@ -45,4 +45,4 @@ class ActionLine(Static):
         if self._at is not None:
             clock = datetime.fromtimestamp(self._at).strftime("%H:%M:%S")
             line.append(f" · {clock} ({ago(self._at)})", style="dim")
-        self.update(line)
+        self.show(line)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from rich.console import Group
 from rich.text import Text
-from textual.widgets import Static
 
 from vrm_tui.telemetry.prometheus import Alert
+from vrm_tui.tui.widgets.pane import Pane
 
 STATE = {"firing": ("✗ FIRING ", "red bold"), "pending": ("▲ pending", "yellow")}
 
 
-class AlertsPane(Static):
+class AlertsPane(Pane):
     def on_mount(self) -> None:
         self.border_title = "Alerts (Prometheus)"
-        self.update(Text("waiting for Prometheus…", style="dim"))
+        self.show(Text("waiting for Prometheus…", style="dim"))
 
     def show_alerts(self, alerts: list[Alert]) -> None:
         if not alerts:
-            self.update(Text("✓ no alerts firing or pending"))
+            self.show(Text("✓ no alerts firing or pending"))
             return
         lines = []
         for alert in alerts:
@@ -28,7 +28,7 @@ class AlertsPane(Static):
             if alert.summary:
                 line.append(f"  {alert.summary}")
             lines.append(line)
-        self.update(Group(*lines))
+        self.show(Group(*lines))
 
     def show_error(self, error: str) -> None:
-        self.update(Text(f"✗ {error}", style="yellow"))
+        self.show(Text(f"✗ {error}", style="yellow"))

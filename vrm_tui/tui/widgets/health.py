@@ -9,10 +9,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widgets import Static
 
 from vrm_tui.status import ServiceStatus, StackStatus
 from vrm_tui.tui.widgets.common import ago, ms, state_text
+from vrm_tui.tui.widgets.pane import Pane
 
 
 def service_state(service: ServiceStatus) -> str:
@@ -20,7 +20,7 @@ def service_state(service: ServiceStatus) -> str:
     return service.health.word
 
 
-class HealthPane(Static):
+class HealthPane(Pane):
     compact: reactive[bool] = reactive(False, init=False)
     """Set by the app on resize: fewer lines for small terminals."""
 
@@ -33,7 +33,7 @@ class HealthPane(Static):
         self._last_ok: dict[str, float] = {}
         self._status: StackStatus | None = None
         self._error = ""
-        self.update(Text("waiting for the first probe…", style="dim"))
+        self.show(Text("waiting for the first probe…", style="dim"))
 
     def show_status(self, status: StackStatus) -> None:
         now = time.time()
@@ -55,7 +55,7 @@ class HealthPane(Static):
 
     def refresh_view(self) -> None:
         if self._status is None:
-            self.update(Text(f"✗ status unavailable: {self._error}", style="red"))
+            self.show(Text(f"✗ status unavailable: {self._error}", style="red"))
             return
         table = Table(box=None, expand=True, pad_edge=False, show_header=not self.compact)
         table.add_column("service", no_wrap=True)
@@ -77,4 +77,4 @@ class HealthPane(Static):
             detail = service.health.reason
             if detail and state not in ("up", "absent"):
                 problems.append(Text(f"{short}: {detail}", style="red"))
-        self.update(Group(table, *problems))
+        self.show(Group(table, *problems))

@@ -13,7 +13,6 @@ from __future__ import annotations
 from rich.console import Group
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widgets import Static
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
@@ -22,6 +21,7 @@ from vrm_tui.telemetry.accesslog import RECENT_S, BackendWindow, TrafficSnapshot
 from vrm_tui.telemetry.health import Probe
 from vrm_tui.telemetry.realtime import Now, judge
 from vrm_tui.tui.widgets.common import ms, scale, sparkline, state_text
+from vrm_tui.tui.widgets.pane import Pane
 
 
 def measured(stats: BackendWindow, series: list[float]) -> list[float | None]:
@@ -44,7 +44,7 @@ def failing_for_s(stats: BackendWindow) -> float:
     return slots * stats.slot_s if attempts else 0.0
 
 
-class LatencyPane(Static):
+class LatencyPane(Pane):
     compact: reactive[bool] = reactive(False, init=False)
     """Set by the app on resize: fewer lines for small terminals."""
 
@@ -61,7 +61,7 @@ class LatencyPane(Static):
         self._hung: set[str] = set()
         self.verdicts: dict[str, Now] = {}  # backend -> what its requests do now, as shown
         self._history: dict[str, dict[str, list[float]]] = {}
-        self.update(Text("waiting for traffic statistics…", style="dim"))
+        self.show(Text("waiting for traffic statistics…", style="dim"))
 
     def show_traffic(self, snapshot: TrafficSnapshot) -> None:
         self._snapshot, self._error = snapshot, ""
@@ -95,7 +95,7 @@ class LatencyPane(Static):
 
     def refresh_view(self) -> None:
         if self._snapshot is None:
-            self.update(Text(f"✗ access log unavailable: {self._error}", style="red")
+            self.show(Text(f"✗ access log unavailable: {self._error}", style="red")
                         if self._error else Text("waiting for traffic statistics…", style="dim"))
             return
         snap = self._snapshot
@@ -154,7 +154,7 @@ class LatencyPane(Static):
         if snap.skipped_bytes:
             lines.append(Text(f"(skipped {snap.skipped_bytes} bytes of log to keep up)",
                               style="yellow"))
-        self.update(Group(*lines))
+        self.show(Group(*lines))
 
 
 def _pct(rate: float | None) -> str:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from vrm_tui.console import MigrationView
 from vrm_tui.migrate.plan import SHADOW
 from vrm_tui.migrate.timeline import next_line, step_outcomes
+from vrm_tui.tui.widgets.pane import Pane
 
 STEP_MARK = {"done": "✓", "current": "●", "todo": "·", "failed": "✗", "promoted": "!"}
 GATE_STYLE = {"pass": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red"),
@@ -26,7 +26,7 @@ PHASE_MARK = {"UNGUARDED": "⚠ ", "paused": "‖ ", "rolled-back": "✗ ", "don
 GATE_ORDER = {"fail": 0, "inconclusive": 1, "warn": 2, "pass": 3}
 
 
-class MigrationPane(Static):
+class MigrationPane(Pane):
     def on_mount(self) -> None:
         self.border_title = "Migration"
 
@@ -83,4 +83,4 @@ class MigrationPane(Static):
             keys = ("m: adopt with a new guard   X: abort   r: roll back" if not view.guarded
                     else "p: pause/resume   P: promote   X: abort   r: roll back")
             parts.append(Text(keys, style="dim"))
-        self.update(Group(*parts))
+        self.show(Group(*parts))

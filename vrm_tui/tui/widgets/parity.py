@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from rich.console import Group
 from rich.text import Text
-from textual.widgets import Static
 
 from vrm_tui.parity.report import ParityReport
+from vrm_tui.tui.widgets.pane import Pane
 
 TOP = 3
 
@@ -19,7 +19,7 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-class ParityPane(Static):
+class ParityPane(Pane):
     DEFAULT_CSS = """
     ParityPane {
         display: none;
@@ -56,7 +56,7 @@ class ParityPane(Static):
         for endpoint, path, counts in report.results.top_paths(TOP):
             lines.append(Text(f"  {_pct(counts.mismatch_rate):>7}  {path}  ({endpoint}, "
                               f"{counts.mismatched}/{counts.compared})"))
-        self.update(Group(*lines))
+        self.show(Group(*lines))
 
     def show_error(self, error: str) -> None:
-        self.update(Text(f"✗ {error}", style="yellow"))
+        self.show(Text(f"✗ {error}", style="yellow"))

@@ -6,16 +6,16 @@ from datetime import datetime
 
 from rich.console import Group
 from rich.text import Text
-from textual.widgets import Static
 
 from vrm_tui.core.names import SPLIT_ACTIONS
 from vrm_tui.journal import Record
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.tui.widgets.common import meter
+from vrm_tui.tui.widgets.pane import Pane
 
 
-class SplitPane(Static):
+class SplitPane(Pane):
     """Served split, observed split over the last minute, generation, last change."""
 
     def on_mount(self) -> None:
@@ -74,4 +74,4 @@ class SplitPane(Static):
             to = change.to["rust"] if change.to else "?"
             lines.append(Text(f"changed   {when} {change.action} → rust {to}% by "
                               f"{change.operator}"))
-        self.update(Group(*lines))
+        self.show(Group(*lines))

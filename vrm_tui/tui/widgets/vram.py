@@ -8,16 +8,16 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widgets import Static
 
 from vrm_tui.telemetry.backend_metrics import VramReading
 from vrm_tui.telemetry.gpu import GpuReport
 from vrm_tui.tui.widgets.common import meter
+from vrm_tui.tui.widgets.pane import Pane
 
 HIGH = 0.9  # the seed's resource-exhaustion alert: > 90% of the VRAM limit
 
 
-class VramPane(Static):
+class VramPane(Pane):
     compact: reactive[bool] = reactive(False, init=False)
     """Set by the app on resize: fewer lines for small terminals."""
 
@@ -29,7 +29,7 @@ class VramPane(Static):
         self.border_title = "GPU VRAM"
         self._gpu: GpuReport | None = None
         self._readings: list[VramReading] = []
-        self.update(Text("waiting for the first scrape…", style="dim"))
+        self.show(Text("waiting for the first scrape…", style="dim"))
 
     def show_gpus(self, report: GpuReport) -> None:
         self._gpu = report
@@ -86,4 +86,4 @@ class VramPane(Static):
                            style="red bold" if share >= HIGH else "")
             models = "-" if reading.models_loaded is None else str(reading.models_loaded)
             table.add_row(reading.backend, use, percent, models)
-        self.update(Group(*self._gpu_lines(), table, *problems))
+        self.show(Group(*self._gpu_lines(), table, *problems))

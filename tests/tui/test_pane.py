@@ -1,0 +1,72 @@
+"""Panes redraw in place: laid out again only when their height may change, never shown at a
+stale height or with stale text."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import App, ComposeResult
+
+from tests.support import rendered
+from vrm_tui.tui.widgets.pane import Pane, drawn, rows
+
+
+def _table(*cells: str, wrap: bool = False, header: bool = True) -> Table:
+    table = Table(box=None, show_header=header)
+    table.add_column("name", no_wrap=not wrap)
+    for cell in cells:
+        table.add_row(cell)
+    return table
+
+
+def test_rows_known_without_rendering() -> None:
+    assert rows(Text("a\nb\nc"), 10) == 3
+    assert rows("plain", 10) == 1
+    assert rows(Group(Text("a"), Text("b\nc"), _table("x", "y")), 10) == 6  # 3 + header + 2
+    assert rows(_table("x", header=False), 10) == 1
+
+
+def test_rows_unknown_when_only_rendering_can_tell() -> None:
+    assert rows(Text("x" * 11), 10) is None, "a line wider than the pane wraps"
+    assert rows(Group(Text("a"), Text("x" * 30)), 10) is None
+    assert rows(_table("x", wrap=True), 10) is None
+    assert rows(Table("a", "b"), 10) is None, "a table with borders"
+
+
+def test_drawn_tells_changed_text_and_tables_apart() -> None:
+    assert drawn(Text("a", style="red")) == drawn(Text("a", style="red"))
+    assert drawn(Text("a", style="red")) != drawn(Text("a", style="green"))
+    coloured = Text("ab")
+    coloured.stylize("bold", 0, 1)
+    assert drawn(coloured) != drawn(Text("ab"))
+    assert drawn(Group(_table("x"), Text("y"))) == drawn(Group(_table("x"), Text("y")))
+    assert drawn(Group(_table("x"), Text("y"))) != drawn(Group(_table("z"), Text("y")))
+
+
+class _One(App[None]):
+    CSS = "Pane { height: auto; border: round white; }"
+
+    def compose(self) -> ComposeResult:
+        yield Pane(id="pane")
+
+
+async def test_a_pane_grows_shrinks_wraps_and_changes_text() -> None:
+    app = _One()
+    async with app.run_test(size=(40, 20)) as pilot:
+        pane = app.query_one(Pane)
+        await pilot.pause()
+        for content, height, text, gone in [  # words no SVG markup contains
+            (Text("zzone\nzztwo"), 2, "zztwo", ""),
+            (Text("zzone\nzztwo\nzzthree\nzzfour"), 4, "zzfour", ""),  # taller: laid out
+            (Text("zzfive\nzzsix\nzzseven\nzzeight"), 4, "zzeight", "zzfour"),  # in place
+            (Text("zznine"), 1, "zznine", "zzeight"),  # shorter
+            (Text("zzword " * 20), 4, "zzword", "zznine"),  # wraps: rendered to measure
+            (Group(_table("zzalpha", "zzbeta"), Text("zzgamma")), 4, "zzgamma", "zzword"),
+        ]:
+            pane.show(content)
+            await pilot.pause()
+            assert pane.content_size.height == height, (content, pane.content_size)
+            assert text in rendered(pane)
+            screen = app.export_screenshot()  # what the terminal shows, not the content
+            assert text in screen and (not gone or gone not in screen), (text, gone)

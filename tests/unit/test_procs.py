@@ -1,0 +1,23 @@
+"""Free ports for services: distinct, and never where the kernel picks client ports."""
+
+from __future__ import annotations
+
+import socket
+
+from vrm_tui.system import procs
+
+
+def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:
+    ports = procs.free_ports(7)
+    assert len(set(ports)) == 7
+    assert all(port < procs._ephemeral_low() for port in ports), ports
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_a_port_in_use_is_never_handed_out() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", procs.free_ports(1)[0]))
+        taken = held.getsockname()[1]
+        assert all(taken not in procs.free_ports(20) for _ in range(50))
