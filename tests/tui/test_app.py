@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -170,3 +171,17 @@ async def test_m_starts_a_migration_and_r_rolls_back_and_stops_it(stack: Stack) 
         await until(pilot, lambda: store.load().phase == "aborted", timeout=10)
         assert stack.controller.served().split == Split(0)
         await until(pilot, lambda: "aborted" in rendered(pane))
+
+
+async def test_rollback_does_not_queue_behind_hung_telemetry(stack: Stack) -> None:
+    """Polls run in the event loop's thread pool (6 threads on 2 cores); with a backend hung
+    every probe waits out its timeout there. A rollback must not wait behind them."""
+    async with dashboard(stack, 50) as (app, pilot):
+        loop = asyncio.get_running_loop()
+        blockers = [loop.run_in_executor(None, time.sleep, 2.0) for _ in range(12)]
+        app.last_action = None
+        await pilot.press("r")
+        took = await until(pilot, lambda: app.last_action is not None, timeout=10)
+        assert app.last_action is not None and app.last_action.ok, app.last_action
+        assert took < 1.0, f"the rollback waited {took:.1f}s for the telemetry's threads"
+        await asyncio.gather(*blockers)

@@ -81,6 +81,7 @@ PAINTED = frozenset({"status", "traffic", "vram", "gpu", "migration", "alerts", 
 render, write) per second for all of them, not one per poll. A source's first answer, its
 failures and what an action causes are shown at once; the journal (news, not a state) too."""
 COMPACT_BELOW = (110, 34)
+STATUS_AFTER_ACTION_S = 0.05
 
 P = TypeVar("P", bound=Widget)
 HANGUP_GRACE_S = 2.0
@@ -574,9 +575,10 @@ class VrmApp(App[None]):
                 self.post_message(ActionDone(f"migration {what}", True, text, 0.0))
             except VrmError as exc:
                 self.post_message(ActionDone(f"migration {what}", False, str(exc), 0.0))
-            self.call_from_thread(self._poll, "migration", False)
+            with contextlib.suppress(RuntimeError):  # the app is closing
+                self.call_from_thread(self._poll, "migration", False)
 
-        self.run_worker(run, thread=True, group="migration", exit_on_error=False)
+        _own_thread(f"vrm-migration-{what}", run)
 
     def _unless_migrating(self, change: Callable[[], object]) -> None:
         """A weight change stops a running migration: ask first."""
@@ -625,7 +627,7 @@ class VrmApp(App[None]):
             self.post_message(ActionDone(action, ok, text,
                                          (time.perf_counter() - started) * 1000))
 
-        self.run_worker(run, thread=True, group="write", exit_on_error=False)
+        _own_thread(f"vrm-{action}", run)
 
     @on(ActionDone)
     def _done(self, message: ActionDone) -> None:
@@ -637,7 +639,8 @@ class VrmApp(App[None]):
         self.query_one(ActionLine).show_event(line, message.ok)
         if not message.ok:
             self.bell()
-        self._poll("status", repeat=False)
+        # The new split in the panes too, once the result's own frame is out.
+        self.set_timer(STATUS_AFTER_ACTION_S, lambda: self._poll("status", repeat=False))
 
     async def action_quit(self) -> None:
         self.exit()
@@ -645,3 +648,11 @@ class VrmApp(App[None]):
 
 def _describe(result: ApplyResult) -> str:
     return f"→ {result.after}, generation {result.generation} verified"
+
+
+def _own_thread(name: str, run: Callable[[], None]) -> None:
+    """An action in a thread of its own, not the event loop's pool: the polls share that
+    pool (6 threads on 2 cores), and with a backend hung each waits out its timeout there,
+    so a rollback queued behind them would wait seconds. Not a daemon: quitting while a
+    rollback runs lets it finish."""
+    threading.Thread(target=run, name=name).start()
