@@ -213,6 +213,23 @@ class Settings:
         return {self.rust_address: Backend.RUST, self.ts_address: Backend.TYPESCRIPT}
 
     @property
+    def ports(self) -> dict[str, int]:
+        """Every port the stack listens on, by its setting's name (monitoring's only when
+        monitoring runs: Grafana beside Prometheus)."""
+        ports = {
+            "PROXY_PORT": self.proxy_port,
+            "PROXY_STATUS_PORT": self.proxy_status_port,
+            "VISION_MANAGER_PORT": self.rust_port,
+            "TS_VISION_MANAGER_PORT": self.ts_port,
+            "PARITY_PORT": self.parity_port,
+        }
+        if self.monitoring:
+            ports["PROMETHEUS_PORT"] = self.prometheus_port
+            ports["NGINX_EXPORTER_PORT"] = self.nginx_exporter_port
+            ports["GRAFANA_PORT"] = self.grafana_port
+        return ports
+
+    @property
     def proxy_url(self) -> str:
         return f"http://127.0.0.1:{self.proxy_port}"
 
@@ -359,20 +376,8 @@ def _split(layered: Mapping[str, str]) -> Split:
 
 
 def _check_ports(settings: Settings) -> None:
-    ports = {
-        "PROXY_PORT": settings.proxy_port,
-        "PROXY_STATUS_PORT": settings.proxy_status_port,
-        "VISION_MANAGER_PORT": settings.rust_port,
-        "TS_VISION_MANAGER_PORT": settings.ts_port,
-        "PARITY_PORT": settings.parity_port,
-    }
-    if settings.monitoring:
-        # Grafana runs beside Prometheus (compose publishes it on loopback).
-        ports["PROMETHEUS_PORT"] = settings.prometheus_port
-        ports["NGINX_EXPORTER_PORT"] = settings.nginx_exporter_port
-        ports["GRAFANA_PORT"] = settings.grafana_port
     seen: dict[int, str] = {}
-    for name, port in ports.items():
+    for name, port in settings.ports.items():
         if port in seen:
             raise SettingsError(f"{name}={port}: the same port as {seen[port]}")
         seen[port] = name

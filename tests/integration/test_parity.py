@@ -148,7 +148,12 @@ async def test_only_noise_differs_raw_differences_near_all_reported_mismatch_zer
     assert total.mismatched == 0, report.results.top_paths()
     paths = report.results.paths[PROCESS]
     for volatile in ("$.request_id", "$.timestamp", "$.task_id"):
-        assert paths[volatile].noise == paths[volatile].compared
+        counts = paths[volatile]
+        # Every difference is noise; two answers may still agree by chance (a timestamp
+        # in the same microsecond), which is equal, not a failure of the noise rule.
+        assert counts.mismatched == counts.within_tolerance == 0, (volatile, counts)
+        assert counts.noise + counts.equal == counts.compared, (volatile, counts)
+        assert counts.noise >= 0.95 * counts.compared, (volatile, counts)
 
 
 @pytest.mark.parametrize(("jitter", "flagged"), [(0.003, False), (0.2, True)])

@@ -14,6 +14,7 @@ from vrm_tui.core import services
 from vrm_tui.core.split import Split
 from vrm_tui.migrate.state import StateStore
 from vrm_tui.tui.app import VrmApp
+from vrm_tui.tui.messages import StatusUpdate
 from vrm_tui.tui.screens.bench import BenchScreen
 from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
@@ -185,3 +186,34 @@ async def test_rollback_does_not_queue_behind_hung_telemetry(stack: Stack) -> No
         assert app.last_action is not None and app.last_action.ok, app.last_action
         assert took < 1.0, f"the rollback waited {took:.1f}s for the telemetry's threads"
         await asyncio.gather(*blockers)
+
+
+async def test_an_answer_asked_before_an_action_never_replaces_one_asked_after(
+        stack: Stack) -> None:
+    """A poll still waiting on a slow probe when a rollback lands must not paint the split
+    from before the rollback over the one the action's own status read shows."""
+    stack.controller.set_split(Split(50))
+    before = stack.console.status()
+    stack.controller.rollback()
+    after = stack.console.status()
+    app = VrmApp(stack.console, live=False)
+    answers = iter([before, after])
+
+    def fetch() -> StatusUpdate:
+        status = next(answers, after)
+        if status is before:
+            time.sleep(0.5)  # asked first, answers last
+        return StatusUpdate(status)
+
+    async with app.run_test(size=SIZE) as pilot:
+        app._fetch_status = fetch  # type: ignore[method-assign]
+        app._shown.add("status")  # a running dashboard: its answers wait for the paint
+        app._poll("status")
+        await pilot.pause(0.05)
+        app._poll("status", repeat=False)  # what an action asks for
+        await until(pilot, lambda: app.status is not None)
+        await pilot.pause(0.7)
+        app._paint()
+        await pilot.pause(0.1)
+        assert app.status is not None and app.status.served is not None
+        assert app.status.served.split == Split(0), "the older answer was painted over"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from vrm_tui.system import procs
 
 
@@ -21,3 +23,13 @@ def test_a_port_in_use_is_never_handed_out() -> None:
         held.bind(("127.0.0.1", procs.free_ports(1)[0]))
         taken = held.getsockname()[1]
         assert all(taken not in procs.free_ports(20) for _ in range(50))
+
+
+def test_ports_a_stack_has_configured_but_not_bound_are_avoided(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend's admin port chosen at bring-up must not be the typescript port the same
+    bring-up is about to bind (they look free until then)."""
+    configured = procs.free_ports(1)[0]
+    monkeypatch.setattr(procs.random, "randrange", lambda low, high: configured)
+    chosen = procs.free_ports(3, avoid={configured})
+    assert configured not in chosen and len(set(chosen)) == 3

@@ -144,7 +144,8 @@ class LocalRuntime:
                   if not (self._external(service) or self._record(service))]
         profiles = {service: self._profile(backend) for service, backend in wanted}
         # Chosen together: a backend binds its admin port only once it has started.
-        admin_ports = free_ports(len(wanted))
+        # Not one of the stack's own ports: those not yet bound look free.
+        admin_ports = free_ports(len(wanted), avoid=set(self.settings.ports.values()))
         waiting: list[ProcRecord] = []
         try:
             for (service, backend), admin in zip(wanted, admin_ports, strict=True):

@@ -10,6 +10,7 @@ import random
 import signal
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -122,8 +123,10 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct free ports, below the kernel's ephemeral range: a port from inside it
+def free_ports(count: int, host: str = "127.0.0.1",
+               avoid: Collection[int] = ()) -> list[int]:
+    """`count` distinct free ports, none in `avoid` (ports configured for services that
+    have not bound them yet), below the kernel's ephemeral range: a port from inside it
     can be taken as the local end of any outgoing connection (a probe, a client) between
     being chosen and being bound, and the service then fails with "address in use". All
     are held open until all are chosen, so none is handed out twice."""
@@ -131,10 +134,13 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     candidates = (random.randrange(10_000, low) for _ in range(50 * count)) \
         if low > 11_000 else iter(())
     sockets: list[socket.socket] = []
+    held: list[socket.socket] = []  # avoided ports the kernel chose, kept until the end
     try:
         for port in candidates:
             if len(sockets) == count:
                 break
+            if port in avoid:
+                continue
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 sock.bind((host, port))
@@ -144,11 +150,11 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             sockets.append(sock)
         while len(sockets) < count:  # no room below the range: the kernel's choice
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
             sock.bind((host, 0))
+            (held if sock.getsockname()[1] in avoid else sockets).append(sock)
         return [int(sock.getsockname()[1]) for sock in sockets]
     finally:
-        for sock in sockets:
+        for sock in sockets + held:
             sock.close()
 
 

@@ -148,6 +148,8 @@ class VrmApp(App[None]):
         self._journal_offset = 0
         self._fresh: dict[str, Message] = {}  # source -> its newest answer, not yet painted
         self._shown: set[str] = set()  # sources whose first answer was shown
+        self._asked: dict[str, float] = {}  # source -> when its newest answer was asked for
+        self._answers = threading.Lock()
         self._panes: dict[type[Widget], Widget] = {}
         self.window = "1m"
         self.status: StackStatus | None = None
@@ -194,9 +196,10 @@ class VrmApp(App[None]):
 
     def _paint(self) -> None:
         """Hand the panes what the polls fetched since the last paint, in one frame."""
-        for source in list(self._fresh):
-            if (message := self._fresh.pop(source, None)) is not None:
-                self.post_message(message)
+        with self._answers:
+            fresh, self._fresh = self._fresh, {}
+        for message in fresh.values():
+            self.post_message(message)
         if line := self._pane(ActionLine):
             line.tick()
 
@@ -252,16 +255,23 @@ class VrmApp(App[None]):
         fetch = getattr(self, f"_fetch_{source}")
 
         def run() -> None:
+            asked = time.monotonic()
             try:
                 message = fetch()
             except Exception as exc:  # a failing source is shown, never raised
                 message = SourceFailed(source, f"{type(exc).__name__}: {exc}")
-            if repeat and source in PAINTED and source in self._shown \
-                    and not isinstance(message, SourceFailed):
-                self._fresh[source] = message  # the next paint shows it
-            else:
-                self._fresh.pop(source, None)
-                self._shown.add(source)
+            with self._answers:
+                if asked < self._asked.get(source, -1.0):
+                    message = None  # a newer answer (after an action) is already out
+                elif repeat and source in PAINTED and source in self._shown \
+                        and not isinstance(message, SourceFailed):
+                    self._fresh[source] = message  # the next paint shows it
+                    message = None
+                else:
+                    self._fresh.pop(source, None)
+                    self._shown.add(source)
+                self._asked[source] = max(asked, self._asked.get(source, -1.0))
+            if message is not None:
                 self.post_message(message)
             if repeat:
                 with contextlib.suppress(RuntimeError):  # the app is closing
