@@ -47,7 +47,8 @@ ensure_venv() {
     fi
     # Bytecode written now, not on first use: with PYTHONDONTWRITEBYTECODE (or a read-only
     # checkout) every `vrm` would compile its modules again, ~50 ms before a rollback acts.
-    "$VENV/bin/python" -m compileall -q "$VRM_ROOT/vrm_tui" >/dev/null
+    "$VENV/bin/python" -m compileall -q "$VRM_ROOT/vrm_tui" >/dev/null \
+        || say "could not precompile vrm_tui (read-only checkout?): vrm works, starts slower"
 }
 
 # ensure_lua installs Debian's Lua module for nginx (zero-reload weight changes).

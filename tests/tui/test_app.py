@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -217,3 +218,46 @@ async def test_an_answer_asked_before_an_action_never_replaces_one_asked_after(
         await pilot.pause(0.1)
         assert app.status is not None and app.status.served is not None
         assert app.status.served.split == Split(0), "the older answer was painted over"
+
+
+async def test_an_actions_own_read_shows_a_newer_buffered_answer_at_once(
+        stack: Stack) -> None:
+    """The read after an action, overtaken by a poll asked later (whose answer waits for
+    the paint), shows that newer answer at once rather than nothing until the paint."""
+    stack.controller.set_split(Split(50))
+    before = stack.console.status()
+    stack.controller.rollback()
+    after = stack.console.status()
+    app = VrmApp(stack.console, live=False)
+    answers = iter([before, after])
+
+    def fetch() -> StatusUpdate:
+        status = next(answers, after)
+        if status is before:
+            time.sleep(0.4)
+        return StatusUpdate(status)
+
+    async with app.run_test(size=SIZE) as pilot:
+        app._fetch_status = fetch  # type: ignore[method-assign]
+        app._shown.add("status")
+        app._poll("status", repeat=False)  # the action's read: asked first, slow
+        await pilot.pause(0.05)
+        app._poll("status")  # a poll asked later, answered first: waits for the paint
+        await until(pilot, lambda: app.status is not None, timeout=2)
+        assert app.status is not None and app.status.served is not None
+        assert app.status.served.split == Split(0)
+
+
+async def test_quitting_waits_for_a_traffic_change_in_flight(stack: Stack) -> None:
+    """`q` (or a hang-up) while a rollback runs: the rollback finishes before vrm exits,
+    and before the demo stops its stack."""
+    finished: list[bool] = []
+    release = threading.Event()
+    app = VrmApp(stack.console, live=False)
+    async with app.run_test(size=SIZE):
+        app._in_own_thread("vrm-test", lambda: (release.wait(10), time.sleep(0.3),
+                                                finished.append(True)))
+    assert not finished  # the app has closed; the action is still running
+    release.set()
+    app.exited_cleanly()
+    assert finished == [True]

@@ -45,6 +45,7 @@ from vrm_tui.tui.messages import (
     GpuUpdate,
     HistoryUpdate,
     JournalUpdate,
+    MigrationAsked,
     MigrationUpdate,
     ParityUpdate,
     SourceFailed,
@@ -85,6 +86,7 @@ STATUS_AFTER_ACTION_S = 0.05
 
 P = TypeVar("P", bound=Widget)
 HANGUP_GRACE_S = 2.0
+ACTION_WAIT_S = 60.0  # longest a traffic change runs (lock wait + verification), with room
 REFUSAL_NOTICE_S = 4.0
 READ_ONLY_BANNER = "READ-ONLY observer (vrm --read-only): keys that change traffic are off"
 
@@ -151,6 +153,7 @@ class VrmApp(App[None]):
         self._asked: dict[str, float] = {}  # source -> when its newest answer was asked for
         self._answers = threading.Lock()
         self._panes: dict[type[Widget], Widget] = {}
+        self._actions: set[threading.Thread] = set()  # traffic changes still running
         self.window = "1m"
         self.status: StackStatus | None = None
         self.last_action: ActionDone | None = None
@@ -198,8 +201,8 @@ class VrmApp(App[None]):
         """Hand the panes what the polls fetched since the last paint, in one frame."""
         with self._answers:
             fresh, self._fresh = self._fresh, {}
-        for message in fresh.values():
-            self.post_message(message)
+            for message in fresh.values():
+                self.post_message(message)
         if line := self._pane(ActionLine):
             line.tick()
 
@@ -236,16 +239,26 @@ class VrmApp(App[None]):
         Restoring a terminal that no longer exists can block or fail; nobody is left to
         see it, and a TUI spinning on a dead tty is worse than a hard exit."""
         if self._hangup_timer is None:
-            self._hangup_timer = threading.Timer(HANGUP_GRACE_S, os._exit, args=(129,))
+            self._hangup_timer = threading.Timer(HANGUP_GRACE_S, self._force_exit)
             self._hangup_timer.daemon = True
             self._hangup_timer.start()
         self.exit(return_code=129)
 
+    def _force_exit(self) -> None:
+        """The hang-up's hard exit, once a traffic change in flight has finished."""
+        self._wait_for_actions()
+        os._exit(129)
+
+    def _wait_for_actions(self) -> None:
+        for thread in list(self._actions):
+            thread.join(ACTION_WAIT_S)
+
     def exited_cleanly(self) -> int:
-        """After `run()`: the exit status (129 after a hang-up), and no forced exit any more
-        (the demo still has its stack to stop)."""
+        """After `run()`: wait for a traffic change still running (the demo stops its stack
+        only after), then the exit status (129 after a hang-up); no forced exit any more."""
         if self._hangup_timer is not None:
             self._hangup_timer.cancel()
+        self._wait_for_actions()
         return self.return_code or 0
 
     # --- polling ---------------------------------------------------------------------------
@@ -260,19 +273,22 @@ class VrmApp(App[None]):
                 message = fetch()
             except Exception as exc:  # a failing source is shown, never raised
                 message = SourceFailed(source, f"{type(exc).__name__}: {exc}")
-            with self._answers:
+            shown: Message | None = message
+            with self._answers:  # decided and posted together: answers stay in order
                 if asked < self._asked.get(source, -1.0):
-                    message = None  # a newer answer (after an action) is already out
+                    # A newer answer is out, or waits for the paint: an action's own read
+                    # shows that one now instead of this older one.
+                    shown = None if repeat else self._fresh.pop(source, None)
                 elif repeat and source in PAINTED and source in self._shown \
                         and not isinstance(message, SourceFailed):
                     self._fresh[source] = message  # the next paint shows it
-                    message = None
+                    shown = None
                 else:
                     self._fresh.pop(source, None)
                     self._shown.add(source)
                 self._asked[source] = max(asked, self._asked.get(source, -1.0))
-            if message is not None:
-                self.post_message(message)
+                if shown is not None:
+                    self.post_message(shown)  # from a thread: only queues it
             if repeat:
                 with contextlib.suppress(RuntimeError):  # the app is closing
                     self.call_from_thread(self._poll_later, source)
@@ -585,10 +601,16 @@ class VrmApp(App[None]):
                 self.post_message(ActionDone(f"migration {what}", True, text, 0.0))
             except VrmError as exc:
                 self.post_message(ActionDone(f"migration {what}", False, str(exc), 0.0))
-            with contextlib.suppress(RuntimeError):  # the app is closing
-                self.call_from_thread(self._poll, "migration", False)
+            except Exception as exc:
+                self.post_message(ActionDone(f"migration {what}", False,
+                                             f"{type(exc).__name__}: {exc}", 0.0))
+            self.post_message(MigrationAsked())
 
-        _own_thread(f"vrm-migration-{what}", run)
+        self._in_own_thread(f"vrm-migration-{what}", run)
+
+    @on(MigrationAsked)
+    def _migration_asked(self) -> None:
+        self._poll("migration", repeat=False)
 
     def _unless_migrating(self, change: Callable[[], object]) -> None:
         """A weight change stops a running migration: ask first."""
@@ -624,7 +646,8 @@ class VrmApp(App[None]):
     def _write(self, action: str, call: Callable[[], ApplyResult]) -> None:
         """Run a traffic change in a worker; time it from now (the key press)."""
         started = time.perf_counter()
-        self.query_one(ActionLine).show_progress(f"… {action} in progress")
+        if line := self._pane(ActionLine):  # found from any screen (help, logs, a modal)
+            line.show_progress(f"… {action} in progress")
 
         def run() -> None:
             try:
@@ -637,7 +660,17 @@ class VrmApp(App[None]):
             self.post_message(ActionDone(action, ok, text,
                                          (time.perf_counter() - started) * 1000))
 
-        _own_thread(f"vrm-{action}", run)
+        self._in_own_thread(f"vrm-{action}", run)
+
+    def _in_own_thread(self, name: str, run: Callable[[], None]) -> None:
+        """An action in a thread of its own, not the event loop's pool: the polls share that
+        pool (6 threads on 2 cores), and with a backend hung each waits out its timeout
+        there, so a rollback queued behind them would wait seconds. `exited_cleanly` waits
+        for it: quitting while a rollback runs lets it finish (and the demo stops its stack
+        only after)."""
+        thread = threading.Thread(target=run, name=name)
+        self._actions = {t for t in self._actions if t.is_alive()} | {thread}
+        thread.start()
 
     @on(ActionDone)
     def _done(self, message: ActionDone) -> None:
@@ -646,7 +679,8 @@ class VrmApp(App[None]):
         timing = f" ({message.elapsed_ms:.0f} ms from key)" if message.elapsed_ms else ""
         line = f"{mark} {message.action} {message.text}{timing}"
         # The action line, not a toast: it stays until a later event, and covers no pane.
-        self.query_one(ActionLine).show_event(line, message.ok)
+        if action_line := self._pane(ActionLine):
+            action_line.show_event(line, message.ok)
         if not message.ok:
             self.bell()
         # The new split in the panes too, once the result's own frame is out.
@@ -659,10 +693,3 @@ class VrmApp(App[None]):
 def _describe(result: ApplyResult) -> str:
     return f"→ {result.after}, generation {result.generation} verified"
 
-
-def _own_thread(name: str, run: Callable[[], None]) -> None:
-    """An action in a thread of its own, not the event loop's pool: the polls share that
-    pool (6 threads on 2 cores), and with a backend hung each waits out its timeout there,
-    so a rollback queued behind them would wait seconds. Not a daemon: quitting while a
-    rollback runs lets it finish."""
-    threading.Thread(target=run, name=name).start()

@@ -54,6 +54,10 @@ class ActionDone(Message):
     elapsed_ms: float
 
 
+class MigrationAsked(Message):
+    """A migration was started or steered: read its state now, not at the next poll."""
+
+
 @dataclass
 class MigrationUpdate(Message):
     view: MigrationView | None

@@ -48,6 +48,10 @@ def drawn(content: RenderableType) -> object:
         parts = [drawn(part) for part in content.renderables]
         return None if any(p is None for p in parts) else tuple(parts)
     if isinstance(content, Table):
+        if content.title or content.caption or content.row_styles \
+                or any(row.style for row in content.rows) \
+                or any(column.style or column.header_style for column in content.columns):
+            return None  # drawn by more than its cells: always redrawn
         cells = [(column.header, column.justify, column.no_wrap,
                   tuple(drawn(cell) for cell in column.cells)) for column in content.columns]
         known = all(drawn(c[0]) is not None and None not in c[3] for c in cells)
