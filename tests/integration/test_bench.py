@@ -50,9 +50,11 @@ async def test_open_loop_measures_from_the_intended_send_time(shared_stack: Stac
     result = await open_loop(target, rate=100, duration=3)
     assert 280 <= result.requests <= 310 and result.failed == 0
     # Measured from the intended send time, so the client's own timer slack (up to 1 ms per
-    # send) is included: a little above the closed-loop figure, never below the profile.
+    # send) is included: above the closed-loop figure, never below the profile (the bug it
+    # guards against, timing from the actual send, reads low). The upper bound is a sanity
+    # check only: on a shared 2-core machine a busy second put p50 at 1.35x the profile.
     p50 = result.latency.percentile_ms(50)
-    assert _expected_p50_ms("rust") * 0.95 <= p50 <= _expected_p50_ms("rust") * 1.3
+    assert _expected_p50_ms("rust") * 0.95 <= p50 <= _expected_p50_ms("rust") * 2
 
 
 async def test_engine_agrees_with_ab(shared_stack: Stack) -> None:
