@@ -12,6 +12,7 @@ import pytest
 
 from tests.support import Sent, Stack, clean_env, sample_backends, steady_stream
 from vrm_tui.core.split import Split
+from vrm_tui.system.procs import worker_retired
 from vrm_tui.traffic import live
 
 pytestmark = pytest.mark.skipif(not live.modules_installed(),
@@ -116,7 +117,10 @@ def test_the_reload_path_remains_when_turned_off(tmp_path: object, stack: Stack)
     assert stack.runtime.proxy_params().live is None
     workers = stack.runtime.proxy_worker_pids()
     assert stack.controller.set_split(Split(15)).verified
-    assert stack.runtime.proxy_worker_pids().isdisjoint(workers)
+    # A reload: new workers, and every old one has stopped accepting (it may still be
+    # "shutting down" for a moment: the controller promises retired, not gone).
+    assert stack.runtime.proxy_worker_pids() - workers
+    assert all(worker_retired(pid) for pid in workers)
     assert stack.controller.served().split == Split(15)
 
 

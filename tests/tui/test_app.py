@@ -189,31 +189,42 @@ async def test_rollback_does_not_queue_behind_hung_telemetry(stack: Stack) -> No
         await asyncio.gather(*blockers)
 
 
-async def test_an_answer_asked_before_an_action_never_replaces_one_asked_after(
-        stack: Stack) -> None:
-    """A poll still waiting on a slow probe when a rollback lands must not paint the split
-    from before the rollback over the one the action's own status read shows."""
+def _racing_reads(stack: Stack) -> tuple[VrmApp, threading.Event]:
+    """A dashboard (no polls of its own, past its first answers) whose first status read
+    answers last, with the split from before a rollback; later reads answer at once, with
+    the split after it. The event is set once the slow read has answered."""
     stack.controller.set_split(Split(50))
     before = stack.console.status()
     stack.controller.rollback()
     after = stack.console.status()
     app = VrmApp(stack.console, live=False)
-    answers = iter([before, after])
+    first, answered = iter([before]), threading.Event()
 
     def fetch() -> StatusUpdate:
-        status = next(answers, after)
-        if status is before:
-            time.sleep(0.5)  # asked first, answers last
+        status = next(first, None)
+        if status is None:
+            return StatusUpdate(after)
+        time.sleep(0.4)
+        answered.set()
         return StatusUpdate(status)
 
+    app._fetch_status = fetch  # type: ignore[method-assign]
+    app._shown.add("status")  # a running dashboard: its answers wait for the paint
+    return app, answered
+
+
+async def test_an_answer_asked_before_an_action_never_replaces_one_asked_after(
+        stack: Stack) -> None:
+    """A poll still waiting on a slow probe when a rollback lands must not paint the split
+    from before the rollback over the one the action's own status read shows."""
+    app, answered = _racing_reads(stack)
     async with app.run_test(size=SIZE) as pilot:
-        app._fetch_status = fetch  # type: ignore[method-assign]
-        app._shown.add("status")  # a running dashboard: its answers wait for the paint
         app._poll("status")
         await pilot.pause(0.05)
         app._poll("status", repeat=False)  # what an action asks for
         await until(pilot, lambda: app.status is not None)
-        await pilot.pause(0.7)
+        await until(pilot, answered.is_set)
+        await pilot.pause(0.1)
         app._paint()
         await pilot.pause(0.1)
         assert app.status is not None and app.status.served is not None
@@ -224,22 +235,8 @@ async def test_an_actions_own_read_shows_a_newer_buffered_answer_at_once(
         stack: Stack) -> None:
     """The read after an action, overtaken by a poll asked later (whose answer waits for
     the paint), shows that newer answer at once rather than nothing until the paint."""
-    stack.controller.set_split(Split(50))
-    before = stack.console.status()
-    stack.controller.rollback()
-    after = stack.console.status()
-    app = VrmApp(stack.console, live=False)
-    answers = iter([before, after])
-
-    def fetch() -> StatusUpdate:
-        status = next(answers, after)
-        if status is before:
-            time.sleep(0.4)
-        return StatusUpdate(status)
-
+    app, _ = _racing_reads(stack)
     async with app.run_test(size=SIZE) as pilot:
-        app._fetch_status = fetch  # type: ignore[method-assign]
-        app._shown.add("status")
         app._poll("status", repeat=False)  # the action's read: asked first, slow
         await pilot.pause(0.05)
         app._poll("status")  # a poll asked later, answered first: waits for the paint
