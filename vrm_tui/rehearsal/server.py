@@ -333,17 +333,18 @@ def build_admin_app(backend: Backend) -> web.Application:
 
 
 async def serve(backend: Backend, host: str, port: int, admin_port: int | None) -> None:
-    """Run until SIGTERM/SIGINT; the admin listener binds 127.0.0.1 only."""
+    """Run until SIGTERM/SIGINT; the admin listener binds 127.0.0.1 only, and first: once
+    /health answers, faults can be injected (bring-up and tests wait on /health alone)."""
     runners = []
-    main = web.AppRunner(build_app(backend), access_log=None, handle_signals=False)
-    await main.setup()
-    await web.TCPSite(main, host, port, backlog=1024).start()
-    runners.append(main)
     if admin_port is not None:
         admin = web.AppRunner(build_admin_app(backend), access_log=None)
         await admin.setup()
         await web.TCPSite(admin, "127.0.0.1", admin_port).start()
         runners.append(admin)
+    main = web.AppRunner(build_app(backend), access_log=None, handle_signals=False)
+    await main.setup()
+    await web.TCPSite(main, host, port, backlog=1024).start()
+    runners.append(main)
     log.warning("%s rehearsal backend on %s:%s (profile %s, MAX_VRAM_GB %s, faults %s)",
                 backend.name, host, port, backend.profile.source, backend.pool.limit_gb,
                 f"on 127.0.0.1:{admin_port}" if admin_port is not None else "off")
@@ -353,5 +354,5 @@ async def serve(backend: Backend, host: str, port: int, admin_port: int | None) 
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.warning("stopping")
-    for runner in runners:
+    for runner in reversed(runners):  # the API first, the admin listener last
         await runner.cleanup()
