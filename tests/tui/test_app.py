@@ -128,6 +128,19 @@ async def test_a_killed_backend_shows_down_while_keys_stay_responsive(stack: Sta
         assert "✗ down" in rendered(health)
 
 
+async def test_a_change_of_state_is_shown_at_once_not_at_the_next_paint(stack: Stack) -> None:
+    """Answers that only refresh numbers wait for the once-a-second paint; one in which a
+    backend's state changes (rust went down) is shown as soon as it is read."""
+    app = VrmApp(stack.console, live=False)  # polls started by hand, and no paint at all
+    async with app.run_test(size=SIZE) as pilot:
+        health = app.query_one(HealthPane)
+        app._poll("status")
+        await until(pilot, lambda: health.states().get(services.RUST) == "up")
+        await until(pilot, lambda: "status" in app._fresh)  # the same state again: held
+        stack.runtime.stop_service(services.RUST)
+        await until(pilot, lambda: health.states().get(services.RUST) == "down", timeout=4.0)
+
+
 async def test_an_action_in_one_instance_shows_in_the_others_journal(stack: Stack) -> None:
     stack.controller.set_split(Split(60))
     first, second = VrmApp(stack.console), VrmApp(stack.console)
@@ -180,47 +193,54 @@ async def test_rollback_does_not_queue_behind_hung_telemetry(stack: Stack) -> No
     every probe waits out its timeout there. A rollback must not wait behind them."""
     async with dashboard(stack, 50) as (app, pilot):
         loop = asyncio.get_running_loop()
-        blockers = [loop.run_in_executor(None, time.sleep, 2.0) for _ in range(12)]
-        app.last_action = None
-        await pilot.press("r")
-        took = await until(pilot, lambda: app.last_action is not None, timeout=10)
-        assert app.last_action is not None and app.last_action.ok, app.last_action
-        assert took < 1.0, f"the rollback waited {took:.1f}s for the telemetry's threads"
-        await asyncio.gather(*blockers)
+        release = threading.Event()
+        blockers = [loop.run_in_executor(None, release.wait, 30.0) for _ in range(12)]
+        try:
+            app.last_action = None
+            await pilot.press("r")
+            # The pool stays full until the rollback is done: queued behind it, it never is.
+            await until(pilot, lambda: app.last_action is not None, timeout=10)
+            assert app.last_action is not None and app.last_action.ok, app.last_action
+        finally:
+            release.set()
+            await asyncio.gather(*blockers)
 
 
-def _racing_reads(stack: Stack) -> tuple[VrmApp, threading.Event]:
-    """A dashboard (no polls of its own, past its first answers) whose first status read
-    answers last, with the split from before a rollback; later reads answer at once, with
-    the split after it. The event is set once the slow read has answered."""
+def _racing_reads(stack: Stack) -> tuple[VrmApp, threading.Event, threading.Event]:
+    """A dashboard (no polls of its own, past its first answers, showing the state after a
+    rollback) whose first status read answers last, with the split from before the rollback;
+    later reads answer at once, with the split after it. The events are set once the slow
+    read has started, and once it has answered."""
     stack.controller.set_split(Split(50))
     before = stack.console.status()
     stack.controller.rollback()
     after = stack.console.status()
     app = VrmApp(stack.console, live=False)
-    first, answered = iter([before]), threading.Event()
+    first, entered, answered = iter([before]), threading.Event(), threading.Event()
 
     def fetch() -> StatusUpdate:
         status = next(first, None)
         if status is None:
             return StatusUpdate(after)
+        entered.set()
         time.sleep(0.4)
         answered.set()
         return StatusUpdate(status)
 
     app._fetch_status = fetch  # type: ignore[method-assign]
-    app._shown.add("status")  # a running dashboard: its answers wait for the paint
-    return app, answered
+    app._shown.add("status")  # a running dashboard: its answers wait for the paint...
+    app._headlines["status"] = StatusUpdate(after).headline()  # ...unless the state changes
+    return app, entered, answered
 
 
 async def test_an_answer_asked_before_an_action_never_replaces_one_asked_after(
         stack: Stack) -> None:
     """A poll still waiting on a slow probe when a rollback lands must not paint the split
     from before the rollback over the one the action's own status read shows."""
-    app, answered = _racing_reads(stack)
+    app, entered, answered = _racing_reads(stack)
     async with app.run_test(size=SIZE) as pilot:
         app._poll("status")
-        await pilot.pause(0.05)
+        await until(pilot, entered.is_set)
         app._poll("status", repeat=False)  # what an action asks for
         await until(pilot, lambda: app.status is not None)
         await until(pilot, answered.is_set)
@@ -235,10 +255,10 @@ async def test_an_actions_own_read_shows_a_newer_buffered_answer_at_once(
         stack: Stack) -> None:
     """The read after an action, overtaken by a poll asked later (whose answer waits for
     the paint), shows that newer answer at once rather than nothing until the paint."""
-    app, _ = _racing_reads(stack)
+    app, entered, _ = _racing_reads(stack)
     async with app.run_test(size=SIZE) as pilot:
         app._poll("status", repeat=False)  # the action's read: asked first, slow
-        await pilot.pause(0.05)
+        await until(pilot, entered.is_set)
         app._poll("status")  # a poll asked later, answered first: waits for the paint
         await until(pilot, lambda: app.status is not None, timeout=2)
         assert app.status is not None and app.status.served is not None

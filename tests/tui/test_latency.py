@@ -9,9 +9,9 @@ import pytest
 from vrm_tui.telemetry import stub_status
 from vrm_tui.telemetry.accesslog import TrafficStats
 from vrm_tui.telemetry.health import Probe
-from vrm_tui.telemetry.realtime import judge
+from vrm_tui.telemetry.realtime import failing_for_s, judge
 from vrm_tui.tui.widgets.common import scale, sparkline
-from vrm_tui.tui.widgets.latency import failing_for_s, measured
+from vrm_tui.tui.widgets.latency import measured
 
 RUST = "127.0.0.1:3001"
 NOW = 1_795_683_780

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from vrm_tui.telemetry.accesslog import BackendWindow
+from vrm_tui.core.backend import Backend
+from vrm_tui.telemetry.accesslog import BackendWindow, TrafficSnapshot
 from vrm_tui.telemetry.health import Probe
 
 NowWord = Literal["ok", "errors", "failing", "hanging", "idle"]
@@ -52,3 +53,24 @@ def judge(stats: BackendWindow, now: float, probe: Probe | None = None,
     if stats.recent_requests == 0:
         return Now("idle", "no requests in the last 10 s")
     return Now("ok")
+
+
+def failing_for_s(stats: BackendWindow) -> float:
+    """Seconds at the window's end with attempts but not one success (0 when none)."""
+    if not stats.ok_series or not stats.slot_s:
+        return 0.0
+    slots, attempts = 0, 0.0
+    for ok, rate in zip(reversed(stats.ok_series), reversed(stats.rate_series), strict=False):
+        if ok:
+            break
+        slots += 1
+        attempts += rate * stats.slot_s
+    return slots * stats.slot_s if attempts else 0.0
+
+
+def words(snapshot: TrafficSnapshot) -> dict[Backend, NowWord]:
+    """Each backend's state from the access log alone (no probe, share unknown): what the TUI
+    compares between polls to show a change at once instead of at the next paint."""
+    return {backend: judge(stats, snapshot.at, None, snapshot.in_flight, None,
+                           failing_for_s(stats)).word
+            for backend, stats in snapshot.backends.items()}

@@ -80,7 +80,8 @@ PAINTED = frozenset({"status", "traffic", "vram", "gpu", "migration", "alerts", 
                      "parity"})
 """Sources whose answer replaces the last one reach the panes on one clock: a frame (layout,
 render, write) per second for all of them, not one per poll. A source's first answer, its
-failures and what an action causes are shown at once; the journal (news, not a state) too."""
+failures, a change of its headline (a backend's state, the split) and what an action causes
+are shown at once; the journal (news, not a state) too."""
 COMPACT_BELOW = (110, 34)
 STATUS_AFTER_ACTION_S = 0.05
 
@@ -151,6 +152,7 @@ class VrmApp(App[None]):
         self._fresh: dict[str, Message] = {}  # source -> its newest answer, not yet painted
         self._shown: set[str] = set()  # sources whose first answer was shown
         self._asked: dict[str, float] = {}  # source -> when its newest answer was asked for
+        self._headlines: dict[str, object] = {}  # source -> its newest answer's headline
         self._answers = threading.Lock()
         self._panes: dict[type[Widget], Widget] = {}
         self._actions: set[threading.Thread] = set()  # traffic changes still running
@@ -280,12 +282,14 @@ class VrmApp(App[None]):
                     # shows that one now instead of this older one.
                     shown = None if repeat else self._fresh.pop(source, None)
                 elif repeat and source in PAINTED and source in self._shown \
-                        and not isinstance(message, SourceFailed):
+                        and not isinstance(message, SourceFailed) \
+                        and not self._news(source, message):
                     self._fresh[source] = message  # the next paint shows it
                     shown = None
                 else:
                     self._fresh.pop(source, None)
                     self._shown.add(source)
+                    self._headlines[source] = _headline(message)
                 self._asked[source] = max(asked, self._asked.get(source, -1.0))
                 if shown is not None:
                     self.post_message(shown)  # from a thread: only queues it
@@ -294,6 +298,12 @@ class VrmApp(App[None]):
                     self.call_from_thread(self._poll_later, source)
 
         self.run_worker(run, thread=True, group=f"poll-{source}", exit_on_error=False)
+
+    def _news(self, source: str, message: Message) -> bool:
+        """The answer changes its source's headline (rust went down, started failing): bad
+        news is not held for the paint. Called under `_answers`."""
+        headline = _headline(message)
+        return headline is not None and headline != self._headlines.get(source)
 
     def _poll_later(self, source: str) -> None:
         """Schedule the next poll, unless the app is already on its way out."""
@@ -693,3 +703,8 @@ class VrmApp(App[None]):
 def _describe(result: ApplyResult) -> str:
     return f"→ {result.after}, generation {result.generation} verified"
 
+
+def _headline(message: Message) -> object:
+    """A message's headline (see `messages`), None for one without (a failure, the journal)."""
+    headline = getattr(message, "headline", None)
+    return headline() if callable(headline) else None

@@ -14,16 +14,27 @@ from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.telemetry.backend_metrics import VramReading
 from vrm_tui.telemetry.gpu import GpuReport
 from vrm_tui.telemetry.prometheus import Alert
+from vrm_tui.telemetry.realtime import words
 
 
 @dataclass
 class StatusUpdate(Message):
     status: StackStatus
 
+    def headline(self) -> object:
+        """What must show at once when it changes: each service's health word, the split."""
+        served = self.status.served
+        return (tuple((s.state.name, s.health.word) for s in self.status.services),
+                served.split if served else None, bool(self.status.served_error))
+
 
 @dataclass
 class TrafficUpdate(Message):
     snapshot: TrafficSnapshot
+
+    def headline(self) -> object:
+        """What must show at once when it changes: each backend's state (ok, failing...)."""
+        return words(self.snapshot)
 
 
 @dataclass

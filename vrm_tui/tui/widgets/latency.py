@@ -19,7 +19,7 @@ from vrm_tui.core.backend import Backend
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import RECENT_S, BackendWindow, TrafficSnapshot
 from vrm_tui.telemetry.health import Probe
-from vrm_tui.telemetry.realtime import Now, judge
+from vrm_tui.telemetry.realtime import Now, failing_for_s, judge
 from vrm_tui.tui.widgets.common import ms, scale, sparkline, state_text
 from vrm_tui.tui.widgets.pane import Pane
 
@@ -29,19 +29,6 @@ def measured(stats: BackendWindow, series: list[float]) -> list[float | None]:
     if len(stats.ok_series) != len(series):
         return list(series)
     return [value if ok else None for value, ok in zip(series, stats.ok_series, strict=True)]
-
-
-def failing_for_s(stats: BackendWindow) -> float:
-    """Seconds at the window's end with attempts but not one success (0 when none)."""
-    if not stats.ok_series or not stats.slot_s:
-        return 0.0
-    slots, attempts = 0, 0.0
-    for ok, rate in zip(reversed(stats.ok_series), reversed(stats.rate_series), strict=False):
-        if ok:
-            break
-        slots += 1
-        attempts += rate * stats.slot_s
-    return slots * stats.slot_s if attempts else 0.0
 
 
 class LatencyPane(Pane):
