@@ -7,6 +7,7 @@ import asyncio
 import random
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -49,11 +50,15 @@ async def test_keep_alive_stream_over_a_hundred_changes_loses_nothing(stack: Sta
     body = {"model": "resnet50", "image_size": [64, 64]}
     weights = random.Random(11).choices(range(0, 101), k=100)
 
+    window: list[float] = []
+
     def change() -> None:
+        window.append(time.perf_counter())  # the clock `Sent.start` uses
         for index, weight in enumerate(weights):
             stack.controller.set_split(Split(weight))
             if index % 10 == 9:
                 stack.controller.rollback()
+        window.append(time.perf_counter())
 
     streams = [asyncio.create_task(steady_stream(f"{stack.proxy}/api/v1/vision/metrics",
                                                  RATE / 2, stop)),
@@ -65,7 +70,10 @@ async def test_keep_alive_stream_over_a_hundred_changes_loses_nothing(stack: Sta
     stop.set()
     sent: list[Sent] = [s for stream in streams for s in await stream]
     failures = [s for s in sent if s.error or s.status != 200]
-    assert len(sent) >= RATE, f"only {len(sent)} requests"
+    # The changes take 0.2-0.6 s here (faster elsewhere): the stream must have run through
+    # them, whatever their speed, and around them.
+    during = [s for s in sent if window[0] <= s.start <= window[1]]
+    assert during and len(sent) >= RATE // 2, f"{len(during)} of {len(sent)} during the changes"
     assert not failures, f"{len(failures)} of {len(sent)} failed, first: {failures[:3]}"
 
 
