@@ -10,6 +10,7 @@ import pytest
 from vrm_tui.parity.diff import Outcome, Response, compare, make_rules
 from vrm_tui.parity.results import (
     REDACTED,
+    VOLATILE_AFTER,
     Counts,
     ExampleStore,
     ParityResults,
@@ -111,3 +112,55 @@ def test_non_json_bodies_are_kept_as_text_or_base64() -> None:
     assert example.candidate["body"] == {"base64": "/wA="}
     assert example.request["body"] == {"text": ""}
     json.dumps(example.differences)  # bytes values were made JSON-safe
+
+
+def test_a_volatile_path_stays_noise_when_the_two_typescript_answers_agree_by_chance() -> None:
+    # CI: timings in whole hundredths of a ms; in 1 of 300 samples the two typescript answers
+    # took the same time, and rust's different one was reported as a mismatch.
+    results = ParityResults()
+    rules = make_rules()
+    for n in range(30):
+        counted = results.record(ENDPOINT, compare(
+            resp({"label": "cat", "ms": 10 + n}), resp({"label": "cat", "ms": 11 + n}),
+            resp({"label": "cat", "ms": 3 + n}), rules))
+        assert not counted.mismatched
+    counted = results.record(ENDPOINT, compare(
+        resp({"label": "cat", "ms": 12}), resp({"label": "cat", "ms": 12}),
+        resp({"label": "cat", "ms": 4}), rules))
+    assert not counted.mismatched and counted.outcomes["$.ms"] is Outcome.NOISE
+    assert [d.outcome for d in counted.differences] == [Outcome.NOISE]
+    ms = results.paths[ENDPOINT]["$.ms"]
+    assert (ms.compared, ms.noise, ms.settled, ms.mismatched) == (31, 31, 1, 0)
+    assert results.endpoints[ENDPOINT].settled == 1
+    assert results.total().mismatched == 0
+
+
+def test_a_path_is_judged_volatile_only_after_enough_samples_mostly_noisy() -> None:
+    rules = make_rules()
+    chance = (resp({"ms": 12}), resp({"ms": 12}), resp({"ms": 4}))
+    noisy = (resp({"ms": 12}), resp({"ms": 13}), resp({"ms": 4}))
+    # too few samples to call the path volatile: a difference is a difference
+    results = ParityResults()
+    for _ in range(VOLATILE_AFTER - 1):
+        results.record(ENDPOINT, compare(*noisy, rules))
+    assert results.record(ENDPOINT, compare(*chance, rules)).mismatched
+    # typescript agreeing with itself in a third of the samples: not volatile, rust is judged
+    results = ParityResults()
+    for n in range(30):
+        results.record(ENDPOINT, compare(*(chance if n % 3 == 0 else noisy), rules))
+    assert results.paths[ENDPOINT]["$.ms"].mismatched == 10
+    # what was excused never counts as typescript differing: it cannot keep a path volatile
+    results = ParityResults()
+    for _ in range(VOLATILE_AFTER):
+        results.record(ENDPOINT, compare(*noisy, rules))
+    outcomes = [results.record(ENDPOINT, compare(*chance, rules)).mismatched for _ in range(20)]
+    assert outcomes[0] is False and sum(outcomes) >= 19
+    # a real divergence on a stable path is never excused by a volatile one beside it
+    results = ParityResults()
+    for _ in range(20):
+        results.record(ENDPOINT, compare(*noisy, rules))
+    counted = results.record(ENDPOINT, compare(
+        resp({"ms": 12, "label": "cat"}), resp({"ms": 12, "label": "cat"}),
+        resp({"ms": 4, "label": "dog"}), rules))
+    assert counted.mismatched and counted.paths(Outcome.MISMATCH) == ["$.label"]
+    assert results.total().settled == 0

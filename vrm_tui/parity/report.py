@@ -62,7 +62,7 @@ def _counts(c: Counts) -> dict[str, Any]:
     low, high = c.interval
     return {"compared": c.compared, "equal": c.equal, "noise": c.noise,
             "within_tolerance": c.within_tolerance, "mismatched": c.mismatched,
-            "mismatch_rate": c.mismatch_rate, "interval": [low, high]}
+            "settled": c.settled, "mismatch_rate": c.mismatch_rate, "interval": [low, high]}
 
 
 def _pct(value: float) -> str:

@@ -12,7 +12,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from vrm_tui.system.files import write_atomic
 
 __all__ = [
     "REDACTED",
+    "VOLATILE_AFTER",
+    "VOLATILE_SHARE",
     "Counts",
     "Example",
     "ExampleStore",
@@ -40,6 +42,10 @@ __all__ = [
 
 REDACTED = "<redacted>"
 Z95 = 1.959963984540054
+# A path is volatile (a clock, an id, a timing) once the two typescript answers have differed
+# there in this share of at least VOLATILE_AFTER compared samples.
+VOLATILE_AFTER = 5
+VOLATILE_SHARE = 0.9
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -64,6 +70,9 @@ class Counts:
     noise: int = 0
     within_tolerance: int = 0
     mismatched: int = 0
+    # of the noise, differences on a volatile path in a sample where the two typescript answers
+    # agreed by chance (kept apart so they never count towards judging the path volatile)
+    settled: int = 0
 
     def add(self, outcome: Outcome) -> None:
         self.compared += 1
@@ -103,20 +112,32 @@ class ParityResults:
     refused: int = 0  # a method/route parity.yaml does not allow: never replayed
     since: float = 0.0  # when counting began (parity switched on), epoch seconds
 
-    def record(self, endpoint: str, comparison: Comparison) -> None:
-        worst = max(comparison.outcomes.values(), default=Outcome.EQUAL)
-        self.endpoints.setdefault(endpoint, Counts()).add(worst)
+    def record(self, endpoint: str, comparison: Comparison) -> Comparison:
+        """Count one comparison, and give it back as counted (what examples and alerts see).
+
+        On a volatile path a difference is noise even in a sample where the two typescript
+        answers happened to agree: whole milliseconds collide often, and a collision says
+        nothing about rust. Diffy judged noise per field over many samples for the same reason.
+        """
         per_path = self.paths.setdefault(endpoint, {})
-        for path, outcome in comparison.outcomes.items():
+        settled = _settled(comparison, per_path)
+        worst = max(settled.outcomes.values(), default=Outcome.EQUAL)
+        request = self.endpoints.setdefault(endpoint, Counts())
+        request.add(worst)
+        request.settled += comparison.mismatched and not settled.mismatched
+        for path, outcome in settled.outcomes.items():
             counts = per_path.get(path)
             if counts is None:
                 counts = per_path[path] = Counts()
             counts.add(outcome)
+            counts.settled += outcome is not comparison.outcomes[path]
+        return settled
 
     def total(self) -> Counts:
         out = Counts()
         for counts in self.endpoints.values():
-            for name in ("compared", "equal", "noise", "within_tolerance", "mismatched"):
+            for name in ("compared", "equal", "noise", "within_tolerance", "mismatched",
+                         "settled"):
                 setattr(out, name, getattr(out, name) + getattr(counts, name))
         return out
 
@@ -157,6 +178,28 @@ class ParityResults:
             return cls.from_dict(data)
         except (TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"{path}: not a parity results file ({exc})") from None
+
+
+def _volatile(counts: Counts | None) -> bool:
+    return (counts is not None and counts.compared >= VOLATILE_AFTER
+            and counts.noise - counts.settled >= VOLATILE_SHARE * counts.compared)
+
+
+def _settled(comparison: Comparison, per_path: Mapping[str, Counts]) -> Comparison:
+    """The comparison with mismatches on volatile paths counted as noise."""
+    volatile = {p for p, o in comparison.outcomes.items()
+                if o is Outcome.MISMATCH and _volatile(per_path.get(p))}
+    if not volatile:
+        return comparison
+    differences = tuple(
+        replace(d, outcome=Outcome.NOISE)
+        if d.report_path in volatile and d.outcome is Outcome.MISMATCH else d
+        for d in comparison.differences)
+    outcomes = dict(comparison.outcomes)
+    for path in volatile:
+        outcomes[path] = max((d.outcome for d in differences if d.report_path == path),
+                             default=Outcome.NOISE)
+    return Comparison(outcomes, differences)
 
 
 class Redactor:

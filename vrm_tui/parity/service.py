@@ -172,9 +172,8 @@ class Comparator:
             self.results.failed += 1
             return
         primary, secondary, candidate = (a for a in answers if isinstance(a, Response))
-        comparison = compare(primary, secondary, candidate,
-                             self.config.rules_for(sample.method, sample.path))
-        self.results.record(sample.endpoint, comparison)
+        comparison = self.results.record(sample.endpoint, compare(
+            primary, secondary, candidate, self.config.rules_for(sample.method, sample.path)))
         if comparison.mismatched:
             self.examples.add(sample.endpoint, sample.method, sample.uri, headers, sample.body,
                               primary, secondary, candidate, comparison)
