@@ -42,9 +42,10 @@ async def test_measured_p50_matches_the_profile(shared_stack: Stack, backend: st
     result = await closed_loop(target, 4, requests=600)
     assert result.failed == 0 and result.by_backend.keys() == {backend}
     expected = _expected_p50_ms(backend) + noop.latency.percentile_ms(50)
-    # Within 10% (the median's sampling noise is about 3%); contention on this shared 2-core
-    # machine only adds (a timer wake-up, more CPU per request), so the upper side gets 2 ms.
-    assert 0.9 * expected <= result.latency.percentile_ms(50) <= 1.1 * expected + 2.0
+    # The median of 600 unseeded draws has about 3% relative error (typescript's spread):
+    # 15% below is 5 of those. Contention on this shared 2-core machine only adds (a timer
+    # wake-up, more CPU per request), so the upper side is 10% and 2 ms.
+    assert 0.85 * expected <= result.latency.percentile_ms(50) <= 1.1 * expected + 2.0
 
 
 async def test_open_loop_measures_from_the_intended_send_time(shared_stack: Stack) -> None:

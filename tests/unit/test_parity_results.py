@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vrm_tui.parity.diff import Outcome, Response, compare, make_rules
+from vrm_tui.parity.diff import Outcome, Response, Tolerance, compare, make_rules
 from vrm_tui.parity.results import (
     REDACTED,
     VOLATILE_AFTER,
@@ -164,3 +164,19 @@ def test_a_path_is_judged_volatile_only_after_enough_samples_mostly_noisy() -> N
         resp({"ms": 4, "label": "dog"}), rules))
     assert counted.mismatched and counted.paths(Outcome.MISMATCH) == ["$.label"]
     assert results.total().settled == 0
+
+
+def test_an_example_keeps_its_mismatches_however_many_differences_come_before_them() -> None:
+    # CI (the parity pane's `d`): rust's jittered boxes differed within tolerance on the first
+    # 20 leaves, the label that diverged came later, and the example kept no mismatch at all.
+    rules = make_rules(tolerances={"$.boxes[*]": Tolerance(abs=0.5)})
+    primary = resp({"boxes": [float(n) for n in range(30)], "label": "cat"})
+    candidate = resp({"boxes": [n + 0.1 for n in range(30)], "label": "dog"})
+    comparison = compare(primary, primary, candidate, rules)
+    example = ExampleStore().add(ENDPOINT, "POST", "/api/v1/vision/process", {}, b"{}",
+                                 primary, primary, candidate, comparison)
+    kept = example.differences
+    assert len(kept) == ExampleStore.MAX_DIFFERENCES
+    assert kept[0]["report_path"] == "$.label" and kept[0]["outcome"] == "mismatch"
+    assert [d["path"] for d in kept[1:3]] == ["$.boxes[0]", "$.boxes[1]"]  # then in order
+    assert example.left_out == 31 - ExampleStore.MAX_DIFFERENCES

@@ -278,7 +278,8 @@ class Example:
     secondary: dict[str, Any]
     candidate: dict[str, Any]
     mismatched: list[str]
-    differences: list[dict[str, Any]]
+    differences: list[dict[str, Any]]  # the worst first (mismatches), then in body order
+    left_out: int = 0  # differences beyond ExampleStore.MAX_DIFFERENCES, the least severe
 
 
 class ExampleStore:
@@ -306,8 +307,9 @@ class ExampleStore:
             return {"status": response.status, "headers": r.header_map(response.headers),
                     "body": _encode_body(response.body, r)}
 
+        worst_first = sorted(comparison.differences, key=lambda d: -d.outcome)
         differences = []
-        for diff in comparison.differences[:self.MAX_DIFFERENCES]:
+        for diff in worst_first[:self.MAX_DIFFERENCES]:
             entry: dict[str, Any] = {"path": diff.path, "report_path": diff.report_path,
                                      "outcome": diff.outcome.name.lower()}
             hidden = r.covers(diff.report_path) or (
@@ -323,7 +325,8 @@ class ExampleStore:
             request={"method": method, "path": path, "headers": r.header_map(headers),
                      "body": _encode_body(body, r)},
             primary=answer(primary), secondary=answer(secondary), candidate=answer(candidate),
-            mismatched=comparison.paths(Outcome.MISMATCH), differences=differences)
+            mismatched=comparison.paths(Outcome.MISMATCH), differences=differences,
+            left_out=max(0, len(worst_first) - self.MAX_DIFFERENCES))
         if self.capacity > 0:
             self._ring.append(example)
         return example

@@ -1,5 +1,5 @@
-"""Parity examples side by side: the request, then every differing path with typescript's two
-answers (their difference is noise) next to rust's. n / p step through the examples."""
+"""Parity examples side by side: the request, then the differing paths (mismatches first) with
+typescript's two answers (their difference is noise) next to rust's. n / p step through them."""
 
 from __future__ import annotations
 
@@ -66,7 +66,12 @@ class ParityScreen(VrmModal[None]):
                           _value(entry, "candidate"))
         status = (f"status: typescript {example['primary']['status']} / "
                   f"{example['secondary']['status']}, rust {example['candidate']['status']}")
-        return Group(head, Text(f"request body: {shown[:300]}"), Text(status), table)
+        parts: list[Text | Table] = [head, Text(f"request body: {shown[:300]}"), Text(status),
+                                     table]
+        if example.get("left_out"):
+            parts.append(Text(f"{example['left_out']} more differences not kept (the least "
+                              "severe; mismatches are kept first)", style="italic"))
+        return Group(*parts)
 
     def action_step(self, delta: int) -> None:
         if self.examples:
