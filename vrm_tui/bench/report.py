@@ -12,6 +12,7 @@ from typing import Any
 import plotext
 
 from vrm_tui.bench.engine import Result
+from vrm_tui.core.units import percent
 
 
 def clean(report: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def table(report: dict[str, Any]) -> str:
         for step in found["steps"]:
             mark = "ok  " if step["passed"] else "STOP"
             lines.append(f"  {mark} c={step['concurrency']:<4} {step['rps']:>8} req/s "
-                         f"p99 {_ms(step['p99_ms'])} errors {100 * step['error_rate']:.1f}%")
+                         f"p99 {_ms(step['p99_ms'])} errors {percent(step['error_rate'])}")
     for name, found in report.get("resources", {}).items():
         lines.append(f"{name:28} cpu mean {found['cpu_pct']['mean']}% max "
                      f"{found['cpu_pct']['max']}%  rss mean {found['rss_mb']['mean']} MB")

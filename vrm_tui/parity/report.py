@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vrm_tui.core.units import percent
 from vrm_tui.parity.results import Counts, ParityResults
 
 __all__ = ["ParityReport", "lines"]
@@ -65,9 +66,6 @@ def _counts(c: Counts) -> dict[str, Any]:
             "settled": c.settled, "mismatch_rate": c.mismatch_rate, "interval": [low, high]}
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
-
 
 def lines(report: ParityReport, top: int = 10) -> list[str]:
     """The report as text: state, totals with the 95% interval, top paths, examples."""
@@ -82,16 +80,16 @@ def lines(report: ParityReport, top: int = 10) -> list[str]:
            f"routes   {', '.join(report.routes) or '-'}",
            f"since    {since}: sampled {report.results.sampled}, compared {total.compared}, "
            f"dropped {report.results.dropped}, failed {report.results.failed}",
-           f"mismatch {total.mismatched} of {total.compared} = {_pct(total.mismatch_rate)} "
-           f"(95% CI {_pct(low)}-{_pct(high)}); any difference incl. noise "
-           f"{_pct(total.raw_difference_rate)}"]
+           f"mismatch {total.mismatched} of {total.compared} = {percent(total.mismatch_rate, 2)} "
+           f"(95% CI {percent(low, 2)}-{percent(high, 2)}); any difference incl. noise "
+           f"{percent(total.raw_difference_rate, 2)}"]
     rows = report.results.top_paths(top)
     if rows:
         out.append(f"{'ENDPOINT':32} {'PATH':44} {'MISMATCH':>9} {'OF':>7}  95% CI")
         for endpoint, path, counts in rows:
             lo, hi = counts.interval
-            out.append(f"{endpoint:32} {path:44} {_pct(counts.mismatch_rate):>9} "
-                       f"{counts.compared:>7}  {_pct(lo)}-{_pct(hi)}")
+            out.append(f"{endpoint:32} {path:44} {percent(counts.mismatch_rate, 2):>9} "
+                       f"{counts.compared:>7}  {percent(lo, 2)}-{percent(hi, 2)}")
     else:
         out.append("no mismatched path")
     for example in report.examples:

@@ -16,6 +16,7 @@ from textual.reactive import reactive
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
+from vrm_tui.core.units import percent
 from vrm_tui.status import StackStatus
 from vrm_tui.telemetry.accesslog import RECENT_S, BackendWindow, TrafficSnapshot
 from vrm_tui.telemetry.health import Probe
@@ -144,9 +145,6 @@ class LatencyPane(Pane):
         self.show(Group(*lines))
 
 
-def _pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{100 * rate:.1f}%"
-
 
 def _error_line(stats: BackendWindow, window: str, now: Now) -> Text:
     """Errors now (10 s), over the window, and as clients saw them after nginx's retries."""
@@ -155,10 +153,10 @@ def _error_line(stats: BackendWindow, window: str, now: Now) -> Text:
     if recent is None:
         recent_text = "none answered" if now.word == "hanging" else "-"
     else:
-        recent_text = _pct(recent)
+        recent_text = percent(recent)
     line.append(f"{RECENT_S}s {recent_text}", style="red bold" if now.word in (
         "failing", "hanging") else "red" if stats.recent_errors else "")
-    line.append(f" · {window} {_pct(stats.error_rate)}", style="red" if stats.errors else "")
+    line.append(f" · {window} {percent(stats.error_rate)}", style="red" if stats.errors else "")
     client = stats.client_error_rate
-    line.append(f" · clients {_pct(client)}", style="red" if stats.client_errors else "")
+    line.append(f" · clients {percent(client)}", style="red" if stats.client_errors else "")
     return line

@@ -9,14 +9,12 @@ from __future__ import annotations
 from rich.console import Group
 from rich.text import Text
 
+from vrm_tui.core.units import percent
 from vrm_tui.parity.report import ParityReport
 from vrm_tui.tui.widgets.pane import Pane
 
 TOP = 3
 
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
 
 
 class ParityPane(Pane):
@@ -50,11 +48,12 @@ class ParityPane(Pane):
                      f"dropped {report.results.dropped}  failed {report.results.failed}")
         verdict = Text("✗ MISMATCH " if total.mismatched else "✓ no mismatch ",
                        style="red bold" if total.mismatched else "green")
-        verdict.append(f"{_pct(total.mismatch_rate)} (95% CI {_pct(low)}–{_pct(high)}) · "
-                       f"any difference incl. noise {_pct(total.raw_difference_rate)}")
+        verdict.append(f"{percent(total.mismatch_rate, 2)} "
+                       f"(95% CI {percent(low, 2)}–{percent(high, 2)}) · "
+                       f"any difference incl. noise {percent(total.raw_difference_rate, 2)}")
         lines = [state, verdict]
         for endpoint, path, counts in report.results.top_paths(TOP):
-            lines.append(Text(f"  {_pct(counts.mismatch_rate):>7}  {path}  ({endpoint}, "
+            lines.append(Text(f"  {percent(counts.mismatch_rate, 2):>7}  {path}  ({endpoint}, "
                               f"{counts.mismatched}/{counts.compared})"))
         self.show(Group(*lines))
 
