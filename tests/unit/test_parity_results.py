@@ -180,3 +180,15 @@ def test_an_example_keeps_its_mismatches_however_many_differences_come_before_th
     assert kept[0]["report_path"] == "$.label" and kept[0]["outcome"] == "mismatch"
     assert [d["path"] for d in kept[1:3]] == ["$.boxes[0]", "$.boxes[1]"]  # then in order
     assert example.left_out == 31 - ExampleStore.MAX_DIFFERENCES
+
+
+def test_top_paths_rank_by_what_the_evidence_supports_not_by_one_sample() -> None:
+    # Three paths seen once and mismatched once (100%) hid, in the pane's top three, a label
+    # path mismatched 400 times in 1,000.
+    results = ParityResults()
+    results.paths[ENDPOINT] = {"$.label": Counts(compared=1000, equal=600, mismatched=400)}
+    results.paths["GET /rare"] = {f"$.field{n}": Counts(compared=1, mismatched=1)
+                                  for n in range(3)}
+    top = results.top_paths(3)
+    assert top[0][:2] == (ENDPOINT, "$.label")
+    assert [p for _, p, _ in top[1:]] == ["$.field0", "$.field1"]

@@ -142,10 +142,14 @@ class ParityResults:
         return out
 
     def top_paths(self, limit: int = 10) -> list[tuple[str, str, Counts]]:
-        """(endpoint, path, counts) with mismatches, the highest mismatch rate first."""
+        """(endpoint, path, counts) with mismatches, the surest highest rate first.
+
+        Ranked by the interval's lower bound: one mismatch in one sample (100%) is weaker
+        evidence than 400 in 1,000, and must not push it out of a pane's top three.
+        """
         rows = [(e, p, c) for e, paths in self.paths.items() for p, c in paths.items()
                 if c.mismatched]
-        rows.sort(key=lambda row: (-row[2].mismatch_rate, -row[2].mismatched, row[0], row[1]))
+        rows.sort(key=lambda row: (-row[2].interval[0], -row[2].mismatch_rate, row[0], row[1]))
         return rows[:limit]
 
     def to_dict(self) -> dict[str, Any]:
