@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from vrm_tui.system.logfiles import follow, tail_once
+from vrm_tui.system.logfiles import follow, last_lines, tail_once
 
 
 def test_a_line_written_while_the_tail_is_shown_appears_once(tmp_path: Path) -> None:
@@ -34,3 +34,18 @@ def test_tail_once_merges_files_by_time(tmp_path: Path) -> None:
     assert [line.split(": ", 1)[0] for line in lines] == [
         "proxy-access.log", "proxy-error.log", "proxy-access.log"]
     assert "bind() failed" in lines[1] and '"/b"' in lines[2]
+
+
+def test_last_lines_since_an_offset_read_the_end_not_the_middle(tmp_path: Path) -> None:
+    # A backend that wrote 100 KB before dying: the start error showed lines from the middle of
+    # its log (the first 64 KB after the start), not the fatal line at the end.
+    log = tmp_path / "vision-manager-rust.log"
+    log.write_text("an earlier run's last words\n")
+    since = log.stat().st_size
+    with log.open("a") as handle:
+        handle.writelines(f"loading shard {n}\n" for n in range(8000))
+        handle.write("FATAL: CUDA out of memory\n")
+    assert last_lines(log, 2, since=since) == ["loading shard 7999", "FATAL: CUDA out of memory"]
+    with log.open("w") as handle:
+        handle.write("an earlier run's last words\nstarting\n")
+    assert last_lines(log, 3, since=since) == ["starting"]  # nothing from before `since`

@@ -326,14 +326,11 @@ class LocalRuntime:
     def _start_log(self, record: ProcRecord) -> str:
         """The last lines this start wrote to the service's log, as one line."""
         path = self.log_dir / f"{record.service}.log"
-        start = self._log_start.get(record.service, 0)
         try:
-            with open(path, "rb") as handle:
-                handle.seek(start)
-                text = handle.read(65536).decode(errors="replace")
+            written = logfiles.last_lines(path, 10, since=self._log_start.get(record.service, 0))
         except OSError:
-            text = ""
-        lines = [line.strip() for line in text.splitlines() if line.strip()][-3:]
+            written = []
+        lines = [line.strip() for line in written if line.strip()][-3:]
         return " | ".join(lines) or f"it wrote nothing to {path}"
 
     def _start_proxy(self) -> str:

@@ -11,9 +11,10 @@ from datetime import datetime
 from pathlib import Path
 
 
-def last_lines(path: Path, count: int, chunk: int = 65536, end: int | None = None) -> list[str]:
-    """The last `count` lines of a file (of its first `end` bytes, if given) without
-    reading all of it."""
+def last_lines(path: Path, count: int, chunk: int = 65536, end: int | None = None,
+               since: int = 0) -> list[str]:
+    """The last `count` lines of a file (of its bytes from `since` to `end`, if given)
+    without reading all of it."""
     if count <= 0:
         return []
     try:
@@ -21,8 +22,8 @@ def last_lines(path: Path, count: int, chunk: int = 65536, end: int | None = Non
             handle.seek(0, os.SEEK_END)
             end = handle.tell() if end is None else min(end, handle.tell())
             data = b""
-            while end > 0 and data.count(b"\n") <= count:
-                start = max(0, end - chunk)
+            while end > since and data.count(b"\n") <= count:
+                start = max(since, end - chunk)
                 handle.seek(start)
                 data = handle.read(end - start) + data
                 end = start
