@@ -192,3 +192,29 @@ def test_top_paths_rank_by_what_the_evidence_supports_not_by_one_sample() -> Non
     top = results.top_paths(3)
     assert top[0][:2] == (ENDPOINT, "$.label")
     assert [p for _, p, _ in top[1:]] == ["$.field0", "$.field1"]
+
+
+def test_a_frequent_mismatch_does_not_push_out_every_example_of_a_rare_one(
+        tmp_path: Path) -> None:
+    # With 1 mismatch in 60 on another path, the newest 50 often held no example of it: the
+    # report ranked the path, and `d` had nothing to show for it.
+    store = ExampleStore(capacity=5)
+    rules = make_rules()
+
+    def add(field: str, n: int) -> None:
+        primary = resp({"label": "cat", "score": 1, "n": n})
+        candidate = resp({**json.loads(primary.body), field: "dog" if field == "label" else 2})
+        store.add(ENDPOINT, "POST", "/p", {}, b"{}", primary, primary, candidate,
+                  compare(primary, primary, candidate, rules), now=float(n))
+
+    add("score", 0)
+    for n in range(1, 40):
+        add("label", n)
+    kept = list(store)
+    assert len(kept) == 5 and [e.mismatched for e in kept].count(["$.score"]) == 1
+    assert [e.time for e in kept] == [0.0, 36.0, 37.0, 38.0, 39.0]  # oldest first, as before
+    add("score", 40)  # the paths share the store: the most kept gives up its oldest
+    assert [e.time for e in store] == [0.0, 37.0, 38.0, 39.0, 40.0]
+    path = tmp_path / "examples.json"
+    store.save(path)
+    assert [e.time for e in ExampleStore.load(path, capacity=2)] == [39.0, 40.0]

@@ -10,7 +10,7 @@ import base64
 import json
 import math
 import time
-from collections import deque
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -287,20 +287,24 @@ class Example:
 
 
 class ExampleStore:
-    """The newest `capacity` mismatch examples (a ring); everything stored is redacted first."""
+    """Up to `capacity` mismatch examples, oldest first; everything stored is redacted first.
+
+    When full, the mismatched path with the most examples gives up its oldest, so a rare
+    mismatch keeps an example beside a frequent one (a plain ring of the newest would not).
+    """
 
     MAX_DIFFERENCES = 20
 
     def __init__(self, capacity: int = 50, redact: Iterable[str] = ()) -> None:
         self.capacity = capacity
         self.redactor = Redactor(redact)
-        self._ring: deque[Example] = deque(maxlen=max(0, capacity))
+        self._kept: list[Example] = []
 
     def __len__(self) -> int:
-        return len(self._ring)
+        return len(self._kept)
 
     def __iter__(self) -> Iterator[Example]:
-        return iter(self._ring)
+        return iter(self._kept)
 
     def add(self, endpoint: str, method: str, path: str, headers: Mapping[str, str],
             body: bytes, primary: Response, secondary: Response, candidate: Response,
@@ -331,12 +335,21 @@ class ExampleStore:
             primary=answer(primary), secondary=answer(secondary), candidate=answer(candidate),
             mismatched=comparison.paths(Outcome.MISMATCH), differences=differences,
             left_out=max(0, len(worst_first) - self.MAX_DIFFERENCES))
-        if self.capacity > 0:
-            self._ring.append(example)
+        self._keep(example)
         return example
 
+    def _keep(self, example: Example) -> None:
+        if self.capacity <= 0:
+            return
+        if len(self._kept) >= self.capacity:
+            groups = Counter(_group(e) for e in self._kept)
+            largest = max(groups.values())
+            oldest = next(n for n, e in enumerate(self._kept) if groups[_group(e)] == largest)
+            del self._kept[oldest]
+        self._kept.append(example)
+
     def to_list(self) -> list[dict[str, Any]]:
-        return [asdict(e) for e in self._ring]
+        return [asdict(e) for e in self._kept]
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, {"capacity": self.capacity, "examples": self.to_list()})
@@ -352,10 +365,15 @@ class ExampleStore:
         try:
             store = cls(capacity if capacity is not None else int(data["capacity"]), redact)
             for item in data["examples"]:
-                store._ring.append(Example(**item))
+                store._keep(Example(**item))
         except (TypeError, KeyError, ValueError) as exc:
             raise ValueError(f"{path}: not a parity examples file ({exc})") from None
         return store
+
+
+def _group(example: Example) -> tuple[str, str]:
+    """Examples share the store by endpoint and first mismatched path."""
+    return (example.endpoint, example.mismatched[0] if example.mismatched else "")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
