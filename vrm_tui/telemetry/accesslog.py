@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -38,9 +39,22 @@ class Bucket:
     attempts: int = 0
     errors: int = 0
     retried: int = 0
-    latencies: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # a uniform sample of `answered`
+    answered: int = 0  # successful attempts with a latency
     first: int = 0  # requests nginx sent here first (what a client of this backend saw)
     first_failed: int = 0  # ... whose final status, after any retry, was a failure
+
+
+def _sample(bucket: Bucket, latency_ms: float, rng: random.Random) -> None:
+    """Keep a uniform sample of a second's latencies (reservoir sampling): the first
+    MAX_SAMPLES_PER_BUCKET alone would hide a slowdown later in a busy second."""
+    bucket.answered += 1
+    if len(bucket.latencies) < MAX_SAMPLES_PER_BUCKET:
+        bucket.latencies.append(latency_ms)
+    else:
+        slot = rng.randrange(bucket.answered)
+        if slot < MAX_SAMPLES_PER_BUCKET:
+            bucket.latencies[slot] = latency_ms
 
 
 @dataclass
@@ -172,6 +186,7 @@ class TrafficStats:
         self.seconds: deque[Second] = deque()
         self.total = 0
         self.last_answer: dict[str, float] = {}
+        self._rng = random.Random(0)  # which latencies a busy second keeps; seeded: repeatable
 
     def _second(self, at: int) -> Second:
         if self.seconds and self.seconds[-1].at == at:
@@ -208,9 +223,8 @@ class TrafficStats:
                 if attempt.failed:
                     bucket.errors += 1
                     bucket.retried += int(attempt.retried)
-                elif attempt.latency_ms is not None \
-                        and len(bucket.latencies) < MAX_SAMPLES_PER_BUCKET:
-                    bucket.latencies.append(attempt.latency_ms)
+                elif attempt.latency_ms is not None:
+                    _sample(bucket, attempt.latency_ms, self._rng)
             if request.route == "balanced" and request.attempts:
                 sec.served[request.attempts[-1].backend] += 1
 
@@ -225,6 +239,7 @@ class TrafficStats:
                 merged.errors += bucket.errors
                 merged.retried += bucket.retried
                 merged.latencies.extend(bucket.latencies)
+                merged.answered += bucket.answered
         return merged
 
     def snapshot(self, window: str = "1m", now: float | None = None) -> TrafficSnapshot:
