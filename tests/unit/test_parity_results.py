@@ -218,3 +218,61 @@ def test_a_frequent_mismatch_does_not_push_out_every_example_of_a_rare_one(
     path = tmp_path / "examples.json"
     store.save(path)
     assert [e.time for e in ExampleStore.load(path, capacity=2)] == [39.0, 40.0]
+
+
+def test_a_volatile_element_never_excuses_a_real_mismatch_on_its_neighbour() -> None:
+    # Review: one element of `$.emb[*]` that changed every time made the whole path volatile,
+    # and rust's wrong value (or extra element, or a string for a number) on another element
+    # of it, where typescript agreed with itself exactly, was counted as noise.
+    results = ParityResults()
+    rules = make_rules()
+    wrong = 0
+    for n in range(200):
+        p, s = {"emb": [n + 0.1, 0.2]}, {"emb": [n + 0.2, 0.2]}
+        c: dict = {"emb": [n + 0.3, 0.2]}
+        if n % 20 == 19:
+            c = [{"emb": [n + 0.3, 9.0]}, {"emb": [n + 0.3, "0.2"]},
+                 {"emb": [n + 0.3, 0.2, 0.5]}][wrong % 3]
+            wrong += 1
+        results.record(ENDPOINT, compare(resp(p), resp(s), resp(c), rules))
+    assert results.total().mismatched == wrong == 10
+
+
+def test_a_volatile_field_answered_with_the_wrong_type_is_a_mismatch() -> None:
+    results = ParityResults()
+    rules = make_rules()
+    for n in range(20):
+        results.record(ENDPOINT, compare(resp({"ms": n}), resp({"ms": n + 1}),
+                                         resp({"ms": n + 2}), rules))
+    counted = results.record(ENDPOINT, compare(resp({"ms": 3}), resp({"ms": 3}),
+                                               resp({"ms": "4"}), rules))
+    assert counted.mismatched
+    counted = results.record(ENDPOINT, compare(resp({"ms": 3}), resp({"ms": 3}),
+                                               resp({"ms": 4.5}), rules))
+    assert not counted.mismatched  # an int and a float are both numbers
+
+
+def test_settled_counts_only_what_became_noise() -> None:
+    results = ParityResults()
+    rules = make_rules(tolerances={"$.ms": Tolerance(abs=1)})
+    for n in range(20):
+        results.record(ENDPOINT, compare(resp({"ms": 10.0 * n}), resp({"ms": 10.0 * n + 5}),
+                                         resp({"ms": 10.0 * n + 7}), rules))
+    results.record(ENDPOINT, compare(resp({"ms": 3.0}), resp({"ms": 3.0}), resp({"ms": 3.5}),
+                                     rules))  # within tolerance: not a settlement
+    ms = results.paths[ENDPOINT]["$.ms"]
+    assert (ms.noise, ms.within_tolerance, ms.settled) == (20, 1, 0)
+
+
+def test_a_rare_mismatch_seen_only_beside_a_frequent_one_keeps_an_example() -> None:
+    # Review: grouped by the first mismatched path, `$.b` (only ever with `$.a`) shared `$.a`'s
+    # group and was pushed out like in a plain ring.
+    store = ExampleStore(capacity=5)
+    rules = make_rules()
+    for n in range(30):
+        primary = resp({"a": 1, "b": 1, "n": n})
+        candidate = resp({"a": 2, "b": 2 if n == 3 else 1, "n": n})
+        store.add(ENDPOINT, "POST", "/p", {}, b"{}", primary, primary, candidate,
+                  compare(primary, primary, candidate, rules), now=float(n))
+    assert [e.mismatched for e in store].count(["$.a", "$.b"]) == 1
+    assert [e.time for e in store] == [3.0, 26.0, 27.0, 28.0, 29.0]

@@ -17,3 +17,12 @@ from vrm_tui.core.units import percent
 def test_a_share_never_reads_as_none_or_all_when_it_is_neither(
         rate: float | None, digits: int, shown: str) -> None:
     assert percent(rate, digits) == shown
+
+
+@pytest.mark.parametrize(("rate", "digits", "shown"), [
+    (1999 / 2000, 1, ">99.9%"), (19999 / 20000, 2, ">99.99%"), (0.005, 0, "<1%"),
+    (1 / 2000, 1, "0.1%"), (float("nan"), 1, "-"),
+])
+def test_halfway_shares_round_away_from_none_and_all(
+        rate: float, digits: int, shown: str) -> None:
+    assert percent(rate, digits) == shown

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["percent"]
 
 
@@ -11,12 +13,13 @@ def percent(rate: float | None, digits: int = 1) -> str:
     A share that is neither none nor all never reads as 0% or 100%: one error in 3,000 is
     "<0.1%", not a "0.0%" beside a red mark that says otherwise.
     """
-    if rate is None:
+    if rate is None or not math.isfinite(rate):
         return "-"
-    step = 10.0 ** -digits  # the smallest share shown, in percent
     value = 100 * rate
-    if 0 < value < step / 2:
-        return f"<{step:.{digits}f}%"
-    if 100 - step / 2 < value < 100:
-        return f">{100 - step:.{digits}f}%"
-    return f"{value:.{digits}f}%"
+    text = f"{value:.{digits}f}"
+    step = f"{10.0 ** -digits:.{digits}f}"
+    if value > 0 and float(text) == 0:
+        return f"<{step}%"
+    if value < 100 and float(text) >= 100:
+        return f">{100 - 10.0 ** -digits:.{digits}f}%"
+    return text + "%"

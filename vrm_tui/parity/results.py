@@ -21,6 +21,7 @@ from vrm_tui.parity.diff import (
     EMPTY_OBJECT,
     MISSING,
     Comparison,
+    Difference,
     Outcome,
     Response,
     child_path,
@@ -42,10 +43,12 @@ __all__ = [
 
 REDACTED = "<redacted>"
 Z95 = 1.959963984540054
-# A path is volatile (a clock, an id, a timing) once the two typescript answers have differed
-# there in this share of at least VOLATILE_AFTER compared samples.
+# A value (one leaf, `$.emb[3]`) is volatile, a clock, an id, a timing, once the two typescript
+# answers have differed there in this share of at least VOLATILE_AFTER compared samples.
 VOLATILE_AFTER = 5
 VOLATILE_SHARE = 0.9
+MAX_NOISY_LEAVES = 10_000  # per endpoint: leaves keyed by odd JSON keys must not grow it forever
+_MARKERS = (MISSING, EMPTY_OBJECT, EMPTY_ARRAY)
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -111,26 +114,38 @@ class ParityResults:
     failed: int = 0  # a shadow call got no answer (refused, timed out): nothing compared
     refused: int = 0  # a method/route parity.yaml does not allow: never replayed
     since: float = 0.0  # when counting began (parity switched on), epoch seconds
+    # per endpoint and leaf (`$.emb[3]`): samples in which the two typescript answers differed
+    noisy: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def record(self, endpoint: str, comparison: Comparison) -> Comparison:
         """Count one comparison, and give it back as counted (what examples and alerts see).
 
-        On a volatile path a difference is noise even in a sample where the two typescript
+        On a volatile value a difference is noise even in a sample where the two typescript
         answers happened to agree: whole milliseconds collide often, and a collision says
         nothing about rust. Diffy judged noise per field over many samples for the same reason.
+        Judged per leaf, never per `[*]` path: a neighbour of a volatile element is not volatile.
         """
         per_path = self.paths.setdefault(endpoint, {})
-        settled = _settled(comparison, per_path)
+        noisy = self.noisy.setdefault(endpoint, {})
+        settled = _settled(comparison, per_path, noisy)
         worst = max(settled.outcomes.values(), default=Outcome.EQUAL)
         request = self.endpoints.setdefault(endpoint, Counts())
         request.add(worst)
-        request.settled += comparison.mismatched and not settled.mismatched
+        request.settled += comparison.mismatched and worst is Outcome.NOISE
         for path, outcome in settled.outcomes.items():
             counts = per_path.get(path)
             if counts is None:
                 counts = per_path[path] = Counts()
             counts.add(outcome)
-            counts.settled += outcome is not comparison.outcomes[path]
+            counts.settled += (outcome is Outcome.NOISE
+                               and comparison.outcomes[path] is Outcome.MISMATCH)
+        for diff in comparison.differences:
+            if diff.outcome is Outcome.NOISE:
+                seen = noisy.get(diff.path)
+                if seen is not None:
+                    noisy[diff.path] = seen + 1
+                elif len(noisy) < MAX_NOISY_LEAVES:
+                    noisy[diff.path] = 1
         return settled
 
     def total(self) -> Counts:
@@ -157,7 +172,7 @@ class ParityResults:
                 "paths": {e: {p: asdict(c) for p, c in paths.items()}
                           for e, paths in self.paths.items()},
                 "dropped": self.dropped, "sampled": self.sampled, "failed": self.failed,
-                "refused": self.refused, "since": self.since}
+                "refused": self.refused, "since": self.since, "noisy": self.noisy}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ParityResults:
@@ -166,7 +181,9 @@ class ParityResults:
                           for e, paths in data.get("paths", {}).items()},
                    dropped=int(data.get("dropped", 0)), sampled=int(data.get("sampled", 0)),
                    failed=int(data.get("failed", 0)), refused=int(data.get("refused", 0)),
-                   since=float(data.get("since", 0.0)))
+                   since=float(data.get("since", 0.0)),
+                   noisy={e: {p: int(n) for p, n in leaves.items()}
+                          for e, leaves in data.get("noisy", {}).items()})
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.to_dict())
@@ -184,26 +201,42 @@ class ParityResults:
             raise ValueError(f"{path}: not a parity results file ({exc})") from None
 
 
-def _volatile(counts: Counts | None) -> bool:
+def _kind(value: Any) -> type:
+    return float if type(value) is int else type(value)  # an int and a float are both numbers
+
+
+def _volatile(diff: Difference, per_path: Mapping[str, Counts], noisy: Mapping[str, int]) -> bool:
+    """Whether a mismatch is typescript agreeing with itself by chance on a volatile value.
+
+    Never when rust's answer has another shape: a missing or extra value, or another type.
+    """
+    p, c = diff.primary, diff.candidate
+    if any(p is m or c is m for m in _MARKERS) or _kind(p) is not _kind(c):
+        return False
+    counts = per_path.get(diff.report_path)
     return (counts is not None and counts.compared >= VOLATILE_AFTER
-            and counts.noise - counts.settled >= VOLATILE_SHARE * counts.compared)
+            and noisy.get(diff.path, 0) >= VOLATILE_SHARE * counts.compared)
 
 
-def _settled(comparison: Comparison, per_path: Mapping[str, Counts]) -> Comparison:
-    """The comparison with mismatches on volatile paths counted as noise."""
-    volatile = {p for p, o in comparison.outcomes.items()
-                if o is Outcome.MISMATCH and _volatile(per_path.get(p))}
-    if not volatile:
+def _settled(comparison: Comparison, per_path: Mapping[str, Counts],
+             noisy: Mapping[str, int]) -> Comparison:
+    """The comparison with mismatches on volatile values counted as noise."""
+    if not noisy or not comparison.mismatched:
         return comparison
-    differences = tuple(
-        replace(d, outcome=Outcome.NOISE)
-        if d.report_path in volatile and d.outcome is Outcome.MISMATCH else d
-        for d in comparison.differences)
+    changed: set[str] = set()
+    differences = []
+    for diff in comparison.differences:
+        if diff.outcome is Outcome.MISMATCH and _volatile(diff, per_path, noisy):
+            diff = replace(diff, outcome=Outcome.NOISE)
+            changed.add(diff.report_path)
+        differences.append(diff)
+    if not changed:
+        return comparison
     outcomes = dict(comparison.outcomes)
-    for path in volatile:
+    for path in changed:
         outcomes[path] = max((d.outcome for d in differences if d.report_path == path),
                              default=Outcome.NOISE)
-    return Comparison(outcomes, differences)
+    return Comparison(outcomes, tuple(differences))
 
 
 class Redactor:
@@ -289,8 +322,9 @@ class Example:
 class ExampleStore:
     """Up to `capacity` mismatch examples, oldest first; everything stored is redacted first.
 
-    When full, the mismatched path with the most examples gives up its oldest, so a rare
-    mismatch keeps an example beside a frequent one (a plain ring of the newest would not).
+    When full, an example goes whose every mismatched path is shown by another one; of those,
+    the oldest of the path with the most examples. So a rare mismatch keeps an example beside
+    a frequent one, alone or together with it (a plain ring of the newest would lose it).
     """
 
     MAX_DIFFERENCES = 20
@@ -341,12 +375,15 @@ class ExampleStore:
     def _keep(self, example: Example) -> None:
         if self.capacity <= 0:
             return
-        if len(self._kept) >= self.capacity:
-            groups = Counter(_group(e) for e in self._kept)
-            largest = max(groups.values())
-            oldest = next(n for n, e in enumerate(self._kept) if groups[_group(e)] == largest)
-            del self._kept[oldest]
         self._kept.append(example)
+        if len(self._kept) > self.capacity:
+            shown = Counter(p for e in self._kept for p in _shown(e))
+            spare = [n for n, e in enumerate(self._kept) if all(shown[p] > 1 for p in _shown(e))]
+            candidates = spare or range(len(self._kept))
+            groups = Counter(_group(self._kept[n]) for n in candidates)
+            largest = max(groups.values())
+            del self._kept[next(n for n in candidates
+                                if groups[_group(self._kept[n])] == largest)]
 
     def to_list(self) -> list[dict[str, Any]]:
         return [asdict(e) for e in self._kept]
@@ -374,6 +411,11 @@ class ExampleStore:
 def _group(example: Example) -> tuple[str, str]:
     """Examples share the store by endpoint and first mismatched path."""
     return (example.endpoint, example.mismatched[0] if example.mismatched else "")
+
+
+def _shown(example: Example) -> list[tuple[str, str]]:
+    """The (endpoint, path) mismatches an example shows."""
+    return [(example.endpoint, path) for path in example.mismatched or [""]]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
