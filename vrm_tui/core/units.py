@@ -15,11 +15,10 @@ def percent(rate: float | None, digits: int = 1) -> str:
     """
     if rate is None or not math.isfinite(rate):
         return "-"
-    value = 100 * rate
+    value, step = 100 * rate, 10.0 ** -digits
     text = f"{value:.{digits}f}"
-    step = f"{10.0 ** -digits:.{digits}f}"
     if value > 0 and float(text) == 0:
-        return f"<{step}%"
+        return f"<{step:.{digits}f}%"
     if value < 100 and float(text) >= 100:
-        return f">{100 - 10.0 ** -digits:.{digits}f}%"
+        return f">{100 - step:.{digits}f}%"
     return text + "%"

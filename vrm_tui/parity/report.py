@@ -67,7 +67,6 @@ def _counts(c: Counts) -> dict[str, Any]:
             "settled": c.settled, "mismatch_rate": c.mismatch_rate, "interval": [low, high]}
 
 
-
 def lines(report: ParityReport, top: int = 10) -> list[str]:
     """The report as text: state, totals with the 95% interval, top paths, examples."""
     total = report.total

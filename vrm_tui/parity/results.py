@@ -73,8 +73,8 @@ class Counts:
     noise: int = 0
     within_tolerance: int = 0
     mismatched: int = 0
-    # of the noise, differences on a volatile path in a sample where the two typescript answers
-    # agreed by chance (kept apart so they never count towards judging the path volatile)
+    # of the noise, mismatches on a volatile value in a sample where the two typescript answers
+    # agreed by chance (what a per-sample diff would have reported)
     settled: int = 0
 
     def add(self, outcome: Outcome) -> None:

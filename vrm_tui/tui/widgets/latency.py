@@ -145,7 +145,6 @@ class LatencyPane(Pane):
         self.show(Group(*lines))
 
 
-
 def _error_line(stats: BackendWindow, window: str, now: Now) -> Text:
     """Errors now (10 s), over the window, and as clients saw them after nginx's retries."""
     line = Text("  err ")

@@ -16,7 +16,6 @@ from vrm_tui.tui.widgets.pane import Pane
 TOP = 3
 
 
-
 class ParityPane(Pane):
     DEFAULT_CSS = """
     ParityPane {
