@@ -167,8 +167,9 @@ def test_a_path_is_judged_volatile_only_after_enough_samples_mostly_noisy() -> N
 
 
 def test_an_example_keeps_its_mismatches_however_many_differences_come_before_them() -> None:
-    # CI (the parity pane's `d`): rust's jittered boxes differed within tolerance on the first
-    # 20 leaves, the label that diverged came later, and the example kept no mismatch at all.
+    # A full run here (the parity pane's `d`): rust's jittered boxes differed within tolerance
+    # on the first 20 leaves, the label that diverged came later, and the example kept no
+    # mismatch at all.
     rules = make_rules(tolerances={"$.boxes[*]": Tolerance(abs=0.5)})
     primary = resp({"boxes": [float(n) for n in range(30)], "label": "cat"})
     candidate = resp({"boxes": [n + 0.1 for n in range(30)], "label": "dog"})
