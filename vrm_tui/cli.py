@@ -152,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true")
     validate.add_argument("--speedup", type=_positive, default=2.0,
                           help="rust must be this many times faster at p50 (default 2)")
+    validate.add_argument("--check-timeout", type=_positive, default=20.0, metavar="SECONDS",
+                          help="each check's deadline: a check with no answer by then is a "
+                               "FAIL row (default 20)")
     parity = sub.add_parser("parity", parents=[common],
                             help="mirror live requests and compare rust with typescript")
     parity.add_argument("action", choices=["on", "off", "status", "report"])
@@ -451,14 +454,16 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
     from vrm_tui import validate
 
     host = args.host if args.host is not None else f"127.0.0.1:{settings.proxy_port}"
-    checks = Console(settings).validate(host, args.speedup)
+    checks = Console(settings).validate(host, args.speedup, args.check_timeout)
     if args.json:
         print(json.dumps(validate.as_dicts(checks), indent=2))
     else:
         print(validate.table(checks))
     failed = [c for c in checks if c.result == "FAIL"]
+    skipped = sum(c.result == "SKIP" for c in checks)
     if not args.json:
-        print(f"\n{len(checks) - len(failed)} of {len(checks)} checks without FAIL")
+        print(f"\n{len(checks) - len(failed) - skipped} of {len(checks)} checks without FAIL"
+              + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0
 
 

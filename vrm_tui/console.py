@@ -360,13 +360,15 @@ class Console:
 
     # --- validation ------------------------------------------------------------------------
 
-    def validate(self, host: str, speedup: float) -> list[Any]:
-        """The production checks as rows (PASS / WARN / FAIL)."""
+    def validate(self, host: str, speedup: float, check_timeout: float = 20.0) -> list[Any]:
+        """The production checks as rows (PASS / WARN / FAIL / SKIP), each under its own
+        deadline of `check_timeout` seconds."""
         import asyncio
 
         from vrm_tui import validate
 
-        return asyncio.run(validate.run(self.settings, validate.Options(host, speedup),
+        options = validate.Options(host, speedup, check_timeout=check_timeout)
+        return asyncio.run(validate.run(self.settings, options,
                                         self.controller.store.main_config, self.corpus()))
 
     # --- parity (vrm parity) ----------------------------------------------------------------

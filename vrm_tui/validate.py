@@ -1,7 +1,10 @@
-"""Production validation (the seed's validate.sh): PASS / WARN / FAIL rows with the evidence.
+"""Production validation (the seed's validate.sh): PASS / WARN / FAIL / SKIP rows with the evidence.
 
-Availability, performance, load balancing, security, monitoring. Each check is a function
-that returns a Check and never raises: a check that cannot run says why.
+Availability, performance, load balancing, security, monitoring. Each check runs under its own
+deadline (`Options.check_timeout`), so the whole command ends within the sum of them: a hung
+backend is a FAIL row saying "no answer within N s", never a traceback or an empty `--json`.
+A check that cannot run says why; one left out because of another row's failure is a SKIP
+naming that row.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import asyncio
 import ipaddress
 import re
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import aiohttp
 import httpx
@@ -30,11 +35,14 @@ DEFAULT_PASSWORDS = ("", "admin", "admin123")
 SECURITY_HEADERS = ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 
 
+Verdict = Literal["PASS", "WARN", "FAIL", "SKIP"]  # SKIP: not run, because of another row
+
+
 @dataclass(frozen=True)
 class Check:
     area: str
     name: str
-    result: str  # PASS | WARN | FAIL
+    result: Verdict
     detail: str
 
 
@@ -43,104 +51,155 @@ class Options:
     host: str  # host:port of the proxy
     speedup_factor: float = 2.0
     split_tolerance: float = 5.0  # percentage points
+    # Each check's deadline: a hung backend costs one row this long, not the proxy's 30 s
+    # upstream timeout (or forever); the command ends within the sum.
+    check_timeout: float = 20.0
+
+    @property
+    def quick(self) -> float:
+        """One probe's timeout: a few fit in a check's deadline."""
+        return min(2.0, self.check_timeout / 3)
+
+    @property
+    def request_timeout(self) -> float:
+        """One request through the proxy: half the check's deadline, so the check can say which
+        request went unanswered before its own deadline ends it."""
+        return min(5.0, self.check_timeout / 2)
 
 
-def _availability(settings: Settings, proxy: str) -> list[Check]:
-    checks = []
+def no_answer(seconds: float) -> str:
+    """The one wording for a timeout in validate's rows."""
+    return f"no answer within {seconds:g}s"  # as the health probes word it
+
+
+async def bounded(area: str, name: str, work: Callable[[], Awaitable[Check | list[Check]]],
+                  seconds: float, waiting_on: str) -> list[Check]:
+    """Run one check under its deadline. A timeout is a FAIL row naming what gave no answer;
+    any other error a FAIL row naming it, so one broken check never costs the others' rows."""
+    try:
+        found = await asyncio.wait_for(work(), seconds)
+    except TimeoutError:
+        return [Check(area, name, "FAIL", f"{no_answer(seconds)} from {waiting_on} "
+                                          "(a hung backend?)")]
+    except Exception as exc:  # the row is the report: see the docstring
+        return [Check(area, name, "FAIL", f"could not run: {type(exc).__name__}: {exc}")]
+    return found if isinstance(found, list) else [found]
+
+
+def _health_urls(settings: Settings, proxy: str) -> dict[str, str]:
+    """Availability's rows: proxy, rust and typescript /health, by row name."""
     health = settings.health_path
-    for name, url in (("proxy /health", f"{proxy}/health"),
-                      ("rust /health", f"{settings.backend_url('rust')}{health}"),
-                      ("typescript /health", f"{settings.backend_url('typescript')}{health}")):
-        found = probe(url, timeout=2.0)
-        checks.append(Check("availability", name, "PASS" if found.healthy else "FAIL",
-                            f"{found.latency_ms} ms" if found.healthy else found.error))
-    return checks
+    return {"proxy /health": f"{proxy}/health",
+            **{f"{b} /health": f"{settings.backend_url(b)}{health}" for b in Backend}}
 
 
-def _conventions(settings: Settings) -> list[Check]:
-    """What each backend offers of vrm's conventions: a lack is a WARN saying what vrm does
+def _availability(name: str, url: str, timeout: float) -> Check:
+    found = probe(url, timeout=timeout)
+    return Check("availability", name, "PASS" if found.healthy else "FAIL",
+                 f"{found.latency_ms} ms" if found.healthy else found.error)
+
+
+def _conventions(settings: Settings, backend: Backend, timeout: float) -> list[Check]:
+    """What a backend offers of vrm's conventions: a lack is a WARN saying what vrm does
     instead; only a backend that names itself as the other one FAILs (miswired ports)."""
-    checks = []
-    for backend in Backend:
-        offers = probe_offers(backend, settings.backend_url(backend), settings.health_path,
-                              settings.max_vram_gb)
-        said = offers.names_itself
-        if offers.miswired:
-            checks.append(Check("backends", f"{backend} names itself", "FAIL",
-                                f"{settings.backend_url(backend)} answers as {said}: backends "
-                                "wired to the wrong ports"))
-        elif said is None:
-            checks.append(Check("backends", f"{backend} names itself", "WARN",
-                                f"{backend}: no X-VRM-Backend of its own: the proxy names it"))
-        else:
-            checks.append(Check("backends", f"{backend} names itself", "PASS",
-                                f"X-VRM-Backend: {said}, as the proxy names it"))
-        vram = offers.vram
-        if not vram.reported:
-            checks.append(Check("backends", f"{backend} VRAM series", "WARN",
-                                f"{backend}: no vision_manager_vram_used_gb: VRAM gate uses "
-                                "NVML"))
-        else:
-            checks.append(Check("backends", f"{backend} VRAM series",
-                                "PASS" if vram.used_gb is not None else "WARN",
-                                f"{vram.used_gb:.1f} GB in use" if vram.used_gb is not None
-                                else vram.error))
+    offers = probe_offers(backend, settings.backend_url(backend), settings.health_path,
+                          settings.max_vram_gb, timeout)
+    named, vram_row = f"{backend} names itself", f"{backend} VRAM series"
+    if not offers.health.healthy:  # it answered availability's probe, but not this one
+        why = f"not checked: {backend} /health failed just now ({offers.health.error})"
+        return [Check("backends", named, "SKIP", why), Check("backends", vram_row, "SKIP", why)]
+    said = offers.names_itself
+    if offers.miswired:
+        checks = [Check("backends", named, "FAIL",
+                        f"{settings.backend_url(backend)} answers as {said}: backends wired "
+                        "to the wrong ports")]
+    elif said is None:
+        checks = [Check("backends", named, "WARN",
+                        f"{backend}: no X-VRM-Backend of its own: the proxy names it")]
+    else:
+        checks = [Check("backends", named, "PASS", f"X-VRM-Backend: {said}, as the proxy names it")]
+    vram = offers.vram
+    if not vram.reported:
+        checks.append(Check("backends", vram_row, "WARN",
+                            f"{backend}: no vision_manager_vram_used_gb: VRAM gate uses NVML"))
+    else:
+        checks.append(Check("backends", vram_row, "PASS" if vram.used_gb is not None else "WARN",
+                            f"{vram.used_gb:.1f} GB in use" if vram.used_gb is not None
+                            else vram.error))
     return checks
 
 
-async def _performance(settings: Settings, factor: float, corpus: Corpus) -> Check:
+async def _performance(settings: Settings, factor: float, corpus: Corpus,
+                       timeout: float) -> Check:
     samples = {}
     for backend in Backend:
         target = Target.of(backend, settings.backend_url(backend), corpus, backend)
-        result = await closed_loop(target, 4, duration=2.0)
+        result = await closed_loop(target, 4, duration=2.0, timeout=timeout)
         if result.failed or not result.ok:
+            kinds = ", ".join(f"{k} {n}" for k, n in
+                              (result.errors + Counter({f"HTTP {c}": n for c, n in
+                                                        result.statuses.items()
+                                                        if not c.startswith("2")})).items())
             return Check("performance", "rust faster than typescript", "FAIL",
-                         f"{backend}: {result.failed} of {result.requests} requests failed")
+                         f"{backend}: {result.failed} of {result.requests} requests failed"
+                         + (f" ({kinds}; timeout {timeout:g} s)" if kinds else ""))
         samples[backend] = [v for s in result.samples_ms.values() for v in s]
     found = median_ratio(samples[Backend.TYPESCRIPT], samples[Backend.RUST])
     if found is None:
         return Check("performance", "rust faster than typescript", "WARN", "too few samples")
     detail = (f"{found.ratio:.2f}x at p50 (95% CI {found.low:.2f}-{found.high:.2f}), "
               f"want >= {factor:g}x; requests: {corpus.name}")
-    verdict = "PASS" if found.low >= factor else ("WARN" if found.ratio > 1 else "FAIL")
+    verdict: Verdict = "PASS" if found.low >= factor else ("WARN" if found.ratio > 1 else "FAIL")
     return Check("performance", "rust faster than typescript", verdict, detail)
 
 
-async def _balancing(settings: Settings, proxy: str, tolerance: float) -> Check:
+async def _balancing(settings: Settings, proxy: str, tolerance: float,
+                     timeout: float) -> Check:
+    name = "observed split matches served"
     try:  # the served split is readable on this host's status listener only
-        expected = read_served("127.0.0.1", settings.proxy_status_port, timeout=2.0).split
+        expected = read_served("127.0.0.1", settings.proxy_status_port,
+                               timeout=min(2.0, timeout)).split
         source = "serving"
     except ProxyUnreachable:
         expected, source = settings.split, "configured (the status listener did not answer)"
     # Stay inside the rate limiter's burst, so this check never trips it.
     count = 400 if settings.proxy_rate_limit == 0 else min(400, 2 * settings.proxy_rate_limit)
     seen: Counter[str] = Counter()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        for _ in range(count):
-            async with session.get(f"{proxy}/api/v1/vision/metrics") as response:
-                await response.read()
-                # The proxy names the backend that answered (nginx's $vrm_backend_name).
-                name = response.headers.get("X-VRM-Backend")
-                ok = response.status < 400
-                seen[name if ok and name else ("unnamed" if ok else
-                                               f"http {response.status}")] += 1
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        for sent in range(1, count + 1):
+            try:
+                async with session.get(f"{proxy}/api/v1/vision/metrics") as response:
+                    await response.read()
+            except TimeoutError:
+                # One hung request would hold every later one as long: stop and say so.
+                return Check("load balancing", name, "FAIL",
+                             f"request {sent} of {count} through the proxy: "
+                             f"{no_answer(timeout)} (a hung backend?); answered before it: "
+                             f"{dict(seen) or 'none'}")
+            except aiohttp.ClientError as exc:
+                seen[f"error {type(exc).__name__}"] += 1
+                continue
+            # The proxy names the backend that answered (nginx's $vrm_backend_name).
+            backend = response.headers.get("X-VRM-Backend")
+            ok = response.status < 400
+            seen[backend if ok and backend else ("unnamed" if ok else
+                                                 f"http {response.status}")] += 1
     answered = seen["rust"] + seen["typescript"]
     if seen["unnamed"] and answered + seen["unnamed"] == count:
-        return Check("load balancing", "observed split matches served", "WARN",
+        return Check("load balancing", name, "WARN",
                      f"{seen['unnamed']} of {count} answers not named by the proxy (backend "
                      "host names on the same port?): cannot count the split")
     if answered < count:
-        return Check("load balancing", "observed split matches served", "FAIL",
+        return Check("load balancing", name, "FAIL",
                      f"{count - answered} of {count} requests failed: {dict(seen)}")
     observed = 100 * seen["rust"] / answered
     off = abs(observed - expected.rust)
-    return Check("load balancing", "observed split matches served",
-                 "PASS" if off <= tolerance else "FAIL",
+    return Check("load balancing", name, "PASS" if off <= tolerance else "FAIL",
                  f"rust {observed:.1f}% of {answered} requests; {source} {expected.rust}% "
                  f"(tolerance {tolerance:g} points)")
 
 
-async def _rate_limit(settings: Settings, proxy: str) -> Check:
+async def _rate_limit(settings: Settings, proxy: str, timeout: float) -> Check:
     if settings.proxy_rate_limit == 0:
         return Check("security", "rate limit rejects a burst", "FAIL",
                      "rate limiting is off (PROXY_RATE_LIMIT=0)")
@@ -149,7 +208,9 @@ async def _rate_limit(settings: Settings, proxy: str) -> Check:
     await asyncio.sleep(2.5)
     burst = 3 * settings.proxy_rate_limit + 50
     statuses: Counter[int] = Counter()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+    # The 429s come from nginx at once; a request it passes to a hung backend only needs to
+    # end before the check's deadline.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
 
         async def one() -> None:
             try:
@@ -161,14 +222,15 @@ async def _rate_limit(settings: Settings, proxy: str) -> Check:
 
         await asyncio.gather(*(one() for _ in range(burst)))
     rejected = statuses[429]
+    unanswered = f"; {statuses[0]} got {no_answer(timeout)}" if statuses[0] else ""
     return Check("security", "rate limit rejects a burst", "PASS" if rejected else "FAIL",
                  f"{rejected} of {burst} burst requests got 429 "
-                 f"(PROXY_RATE_LIMIT={settings.proxy_rate_limit}/s)")
+                 f"(PROXY_RATE_LIMIT={settings.proxy_rate_limit}/s){unanswered}")
 
 
-def _headers(proxy: str) -> list[Check]:
+def _headers(proxy: str, timeout: float) -> list[Check]:
     try:
-        response = shared_client().get(f"{proxy}/health", timeout=2.0)
+        response = shared_client().get(f"{proxy}/health", timeout=timeout)
     except httpx.HTTPError as exc:
         return [Check("security", "security headers", "FAIL", str(exc))]
     missing = [h for h in SECURITY_HEADERS if h not in response.headers]
@@ -268,22 +330,58 @@ def _monitoring(settings: Settings) -> Check:
 
 async def run(settings: Settings, options: Options, config: Path,
               corpus: Corpus) -> list[Check]:
-    """Every check, in the seed's order; the speed check sends `corpus` (VRM_REQUESTS)."""
+    """Every check, in the seed's order, each under `options.check_timeout`; the speed check
+    sends `corpus` (VRM_REQUESTS)."""
     proxy = f"http://{options.host}"
-    checks = _availability(settings, proxy)
-    down = any(c.result == "FAIL" for c in checks)
-    checks += _conventions(settings)
+    t = options.check_timeout
+
+    async def check(area: str, name: str, work: Callable[[], Awaitable[Check | list[Check]]],
+                    waiting_on: str) -> list[Check]:
+        return await bounded(area, name, work, t, waiting_on)
+
+    def blocking(fn: Callable[..., Check | list[Check]], *args: object) -> Callable[
+            [], Awaitable[Check | list[Check]]]:
+        return lambda: asyncio.to_thread(fn, *args)
+
+    checks = []
+    for name, url in _health_urls(settings, proxy).items():
+        checks += await check("availability", name, blocking(_availability, name, url,
+                                                             options.quick), url)
+    failed = {c.name: c.detail for c in checks if c.result != "PASS"}
+    for backend in Backend:
+        row = f"{backend} /health"
+        if row in failed:
+            why = f"not checked: {row} failed ({failed[row]})"
+            checks += [Check("backends", f"{backend} names itself", "SKIP", why),
+                       Check("backends", f"{backend} VRAM series", "SKIP", why)]
+        else:
+            checks += await check("backends", f"{backend} conventions",
+                                  blocking(_conventions, settings, backend, options.quick),
+                                  settings.backend_url(backend))
+    down = [f"{row} ({detail})" for row, detail in failed.items()
+            if row != "proxy /health"]
     if down:
-        checks.append(Check("performance", "rust faster than typescript", "FAIL",
-                            "skipped: a service is down"))
+        checks.append(Check("performance", "rust faster than typescript", "SKIP",
+                            f"not measured: {'; '.join(down)}"))
     else:
-        checks.append(await _performance(settings, options.speedup_factor, corpus))
-    checks.append(await _balancing(settings, proxy, options.split_tolerance))
-    checks += _headers(proxy)
-    checks.append(await _rate_limit(settings, proxy))
+        checks += await check("performance", "rust faster than typescript",
+                              lambda: _performance(settings, options.speedup_factor, corpus,
+                                                   options.request_timeout),
+                              "the backends")
+    checks += await check("load balancing", "observed split matches served",
+                          lambda: _balancing(settings, proxy, options.split_tolerance,
+                                             options.request_timeout), f"{proxy} (the proxy)")
+    checks += await check("security", "security headers", blocking(_headers, proxy,
+                                                                   options.quick),
+                          f"{proxy}/health")
+    checks += await check("security", "rate limit rejects a burst",
+                          lambda: _rate_limit(settings, proxy, options.request_timeout),
+                          f"{proxy} (the proxy)")
     checks.append(_status_loopback_only(config))
     checks.append(_password(settings))
-    checks.append(_monitoring(settings))
+    checks += await check("monitoring", "Prometheus targets and rules",
+                          blocking(_monitoring, settings),
+                          f"Prometheus on :{settings.prometheus_port}")
     return checks
 
 
@@ -292,7 +390,7 @@ def as_dicts(checks: list[Check]) -> list[dict[str, str]]:
 
 
 def table(checks: list[Check]) -> str:
-    marks = {"PASS": "✓ PASS", "WARN": "! WARN", "FAIL": "✗ FAIL"}
+    marks = {"PASS": "✓ PASS", "WARN": "! WARN", "FAIL": "✗ FAIL", "SKIP": "- SKIP"}
     lines = [f"{'AREA':16}{'CHECK':36}{'RESULT':8}  DETAIL"]
     lines += [f"{c.area:16}{c.name:36}{marks[c.result]:8}  {c.detail}" for c in checks]
     return "\n".join(lines)
