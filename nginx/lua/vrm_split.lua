@@ -13,7 +13,11 @@ local M = {}
 local floor = math.floor
 -- Filled in the master by init() and inherited by fork: each worker knows the config
 -- generation of the cycle it belongs to (what a reload is verified by).
-local cfg = { file = nil, token = "", config = 0 }
+local cfg = { file = nil, token = "", config = 0, secret = "" }
+
+-- A change may move the generation forward by at most this much: a caller cannot push it
+-- so far that later changes (and `%d` formatting) break.
+local MAX_STEP = 1000000
 
 local POOLS = {
     rust_first = "vrm_rust_first",            -- rust, typescript as the fallback (backup)
@@ -30,6 +34,18 @@ local function decode(value)
     local g, r = value:match("^(%d+):(%d+)$")
     if not g then return nil end
     return tonumber(g), tonumber(r)
+end
+
+-- The key that signs split changes: a 0600 file in the state dir, read by the master (it
+-- runs init) before the workers drop privileges, so only the state dir's owner and the
+-- master ever hold it. Never served.
+local function read_secret(path)
+    if not path then return "" end
+    local fh = io.open(path, "r")
+    if not fh then return "" end
+    local text = fh:read("*a") or ""
+    fh:close()
+    return (text:gsub("%s+$", ""))
 end
 
 local function read_file(path)
@@ -51,6 +67,7 @@ function M.init(opts)
     cfg.file = opts.file
     cfg.token = opts.token or ""
     cfg.config = opts.generation or 0
+    cfg.secret = read_secret(opts.secret_file)
     if dict():get("split") then return end
     local g, r = opts.generation or 0, opts.rust or 0
     local fg, fr = read_file(opts.file)
@@ -89,8 +106,32 @@ end
 
 local function state_json(g, r)
     return string.format(
-        '{"generation":%d,"rust":%d,"typescript":%d,"config":%d,"token":"%s","worker_pid":%d}',
-        g, r, 100 - r, cfg.config, cfg.token, ngx.worker.pid())
+        '{"generation":%d,"rust":%d,"typescript":%d,"config":%d,"token":"%s","worker_pid":%d,'
+        .. '"refused":%d,"refused_last":"%s"}',
+        g, r, 100 - r, cfg.config, cfg.token, ngx.worker.pid(),
+        dict():get("refused") or 0, dict():get("refused_last") or "")
+end
+
+-- A refused change is logged and counted: `vrm status` shows how many and the last reason.
+local function refuse(status, why, extra)
+    ngx.log(ngx.WARN, "vrm split change refused from ", ngx.var.remote_addr, ": ", why)
+    dict():incr("refused", 1, 0)
+    dict():set("refused_last", string.format("%d %s", ngx.time(), why))
+    return reply(status, '{"error":"' .. why .. '"' .. (extra or "") .. '}')
+end
+
+-- X-VRM-Signature: base64 HMAC-SHA1 of the body with the state dir's secret. Compared in
+-- constant time; no secret loaded means no change is accepted.
+local function signed(body)
+    local sig = ngx.req.get_headers()["x-vrm-signature"]
+    if cfg.secret == "" or type(sig) ~= "string" then return false end
+    local want = ngx.encode_base64(ngx.hmac_sha1(cfg.secret, body))
+    if #sig ~= #want then return false end
+    local diff = 0
+    for i = 1, #want do
+        if sig:byte(i) ~= want:byte(i) then diff = diff + 1 end
+    end
+    return diff == 0
 end
 
 function M.served()
@@ -103,14 +144,19 @@ local function int_field(body, name)
     return raw and tonumber(raw)
 end
 
--- POST {"generation":N,"rust":R}: vrm has written N to the split file; make it live.
--- Generations only go forward; repeating the live one is a no-op (a retried POST is safe).
+-- POST {"generation":N,"rust":R}, signed: vrm has written N to the split file; make it
+-- live. Only a caller holding the state dir's secret may; generations only go forward, by
+-- at most MAX_STEP; repeating the live one is a no-op (a retried POST is safe; replaying an
+-- older signed body changes nothing).
 function M.set()
     if ngx.req.get_method() ~= "POST" then
         return reply(405, '{"error":"POST {\\"generation\\":N,\\"rust\\":R}"}')
     end
     ngx.req.read_body()
     local body = ngx.req.get_body_data() or ""
+    if not signed(body) then
+        return refuse(403, "not signed with this state dir's secret")
+    end
     local g, r = int_field(body, "generation"), int_field(body, "rust")
     if not g or g < 0 or not r or r < 0 or r > 100 then
         return reply(400, '{"error":"expected {\\"generation\\":N,\\"rust\\":0-100}"}')
@@ -124,6 +170,11 @@ function M.set()
         dict():delete("lock")
         return reply(409, '{"error":"not newer than the live split","served":'
                      .. state_json(cg, cr) .. '}')
+    end
+    if g - cg > MAX_STEP then
+        dict():delete("lock")
+        return refuse(409, "generation jumps more than " .. MAX_STEP,
+                      ',"served":' .. state_json(cg, cr))
     end
     dict():set("split", g .. ":" .. r)
     dict():delete("lock")

@@ -7,6 +7,7 @@ nginx config generations, process records, logs, migration state, reports. Modul
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,31 @@ class StateDir:
     """The paths under one deployment's state dir (`VRM_STATE_DIR`, default `.vrm`)."""
 
     root: Path
+
+    def names(self) -> frozenset[str]:
+        """The names vrm keeps at the top of the state dir: those of every path named here."""
+        found = set()
+        for attribute in vars(type(self)).values():
+            if isinstance(attribute, property):
+                path = attribute.fget(self) if attribute.fget else None
+                if isinstance(path, Path) and self.root in path.parents:
+                    found.add(path.relative_to(self.root).parts[0])
+        return frozenset(found)
+
+    def holds_only_vrms(self) -> bool:
+        """Whether the folder holds nothing but what vrm keeps there (or nothing, or does not
+        exist): only then may vrm make it private. A folder with anything else in it (a
+        project folder named as the state dir) was not vrm's to change."""
+        own = self.names()
+        # `.NAME.*`: a temporary file written beside NAME and renamed over it.
+        temporary = tuple(f".{name}." for name in own)
+        try:
+            with os.scandir(self.root) as entries:
+                return all(e.name in own or e.name.startswith(temporary) for e in entries)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
 
     @property
     def journal(self) -> Path:
@@ -44,6 +70,18 @@ class StateDir:
         """The live split ("GENERATION RUST"), written before each zero-reload change and
         loaded by nginx at every start and reload: the disk stays the truth."""
         return self.nginx / "split"
+
+    @property
+    def nginx_verified(self) -> Path:
+        """The last split nginx was seen serving ("GENERATION RUST"): a split file ahead of
+        it was never verified, and a start serves this one instead."""
+        return self.nginx / "split.verified"
+
+    @property
+    def nginx_secret(self) -> Path:
+        """The key split changes are signed with (0600): nginx's master reads it at start
+        and reload, and takes a change over `/vrm/split` only when it is signed with it."""
+        return self.nginx / "secret"
 
     @property
     def nginx_splits_log(self) -> Path:
@@ -94,13 +132,15 @@ class StateDir:
         return self.root / "migration.json"
 
     @property
-    def migration_control(self) -> Path:
-        """A steering request (pause, resume, promote, abort) for the running migration."""
-        return self.root / "migration-control"
+    def migration_requests(self) -> Path:
+        """The steering queue: one `<id>.request` per pause, resume, promote or abort, and
+        the guard's `<id>.answer` to it (so two requests never overwrite each other)."""
+        return self.root / "migration-requests"
 
     @property
     def migration_heartbeat(self) -> Path:
-        """Written by the migration guard at least once a second."""
+        """Written in place by the migration guard at least once a second (preallocated, so
+        a full disk cannot stop the beat); names the migration it guards."""
         return self.root / "migration-heartbeat"
 
     @property

@@ -330,7 +330,7 @@ class ComposeRuntime:
 
     def set_live_split(self, generation: int, split: Split, timeout: float = 1.0) -> Served:
         return live.post_split("127.0.0.1", self.settings.proxy_status_port, generation, split,
-                               timeout)
+                               timeout, live.read_secret(self.settings.paths.nginx_secret))
 
     def signal_proxy_reload(self) -> None:
         container = self._container(services.PROXY)

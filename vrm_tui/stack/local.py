@@ -333,17 +333,20 @@ class LocalRuntime:
         lines = [line.strip() for line in written if line.strip()][-3:]
         return " | ".join(lines) or f"it wrote nothing to {path}"
 
-    def _start_proxy(self) -> str:
+    def _start_proxy(self, check_ports: bool = True) -> str:
         """Start nginx on `current` (retiring orphaned workers that hold its ports first);
-        the master is recorded as soon as its pid file names it."""
+        the master is recorded as soon as its pid file names it. A restart after a crash
+        skips the port checks: `current` may listen where nginx last did, not where changed
+        settings say (nginx's own bind error still says why it could not start)."""
         if self.store.current() is None:
             raise StackError("no nginx config generation yet: run `vrm deploy` or `vrm up`")
         orphans = self.proxy_orphans()
         if orphans:
             procs.retire(orphans)
         s = self.settings
-        self._check_port("PROXY_PORT", s.proxy_bind, s.proxy_port)
-        self._check_port("PROXY_STATUS_PORT", "127.0.0.1", s.proxy_status_port)
+        if check_ports:
+            self._check_port("PROXY_PORT", s.proxy_bind, s.proxy_port)
+            self._check_port("PROXY_STATUS_PORT", "127.0.0.1", s.proxy_status_port)
         params = self.proxy_params()
         params.pid_file.unlink(missing_ok=True)
         command = [nginx.nginx_binary(s.nginx_bin), "-e", str(params.error_log),
@@ -465,7 +468,7 @@ class LocalRuntime:
         record = self._record(services.PROXY)
         if record is not None:
             raise StackError(f"vision-proxy is running (master {record.pid}): nothing to restart")
-        return self._start_proxy()
+        return self._start_proxy(check_ports=False)
 
     def reopen_proxy_logs(self) -> None:
         record = self._record(services.PROXY)
@@ -479,7 +482,7 @@ class LocalRuntime:
 
     def set_live_split(self, generation: int, split: Split, timeout: float = 1.0) -> Served:
         return live.post_split("127.0.0.1", self.settings.proxy_status_port, generation, split,
-                               timeout)
+                               timeout, live.read_secret(self.settings.paths.nginx_secret))
 
     def signal_proxy_reload(self) -> None:
         record = self._record(services.PROXY)

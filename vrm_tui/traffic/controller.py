@@ -204,13 +204,38 @@ class TrafficController:
         `current` ahead of the last verified generation means a change was interrupted
         between the swap and its verification (it was never journaled as done); nginx is
         started on the last verified one instead. Returns what was done, for the journal."""
+        notes = [self._settle_pending_split()]
         good, current = self.store.good(), self.store.current()
-        if good is None or current is None or good.number == current.number \
-                or not good.path.is_dir():
+        if good is not None and current is not None and good.number != current.number \
+                and good.path.is_dir():
+            self.store.activate(good)
+            notes.append(f"generation {current.number} was never verified (an interrupted "
+                         f"change); starting on verified generation {good.number}")
+        return "; ".join(n for n in notes if n)
+
+    def _settle_pending_split(self) -> str:
+        """A split file ahead of the last verified split was written by a change that never
+        reached nginx (killed between the write and the set): a start must not serve it.
+        The verified split is written back under a newer generation; the pending one is
+        reported."""
+        paths = self.settings.paths
+        written = live.read_split(paths.nginx_split)
+        verified = live.read_split(paths.nginx_verified)
+        if written is None or verified is None or written[0] <= verified[0] \
+                or written[1] == verified[1]:
             return ""
-        self.store.activate(good)
-        return (f"generation {current.number} was never verified (an interrupted change); "
-                f"starting on verified generation {good.number}")
+        number = self._next_number(None)
+        try:
+            live.write_split(paths.nginx_split, number, verified[1], paths.nginx_splits_log,
+                             operator_identity(), "up")
+        except OSError as exc:
+            raise ApplyError(f"the split file holds generation {written[0]} ({written[1]}), "
+                             "which nginx never served, and it could not be put back to the "
+                             f"last verified split {verified[1]}: {exc.strerror or exc}") \
+                from None
+        return (f"pending split not served: generation {written[0]} ({written[1]}) was "
+                f"written but never verified; serving the last verified split {verified[1]} "
+                f"(generation {number})")
 
     def mark_started(self) -> None:
         """After a fresh start: remember the generation nginx answers with as verified."""
@@ -221,6 +246,7 @@ class TrafficController:
             return
         if current is not None and served.config_generation == current.number:
             self.store.mark_good(current)
+        live.mark_verified(self.settings.paths.nginx_verified, served.generation, served.split)
 
     def rotate_logs(self) -> list[Path]:
         """Rotate nginx's logs that grew past `log_max_bytes` (rename to `.1`, nginx
@@ -277,7 +303,9 @@ class TrafficController:
                 target = before or self.settings.split
             need = 0 if action == "rollback" else self.min_free_bytes
             params = self.host.proxy_params()
-            if recovering:
+            if action == "rollback":
+                result = self._rollback(before, target, served, params, recovering, watch)
+            elif recovering:
                 result = self._recover(action, before, target, served, need, watch)
             elif (served is not None and params.live is not None and action != "reload"
                     and self._config_unchanged(params)):
@@ -292,6 +320,7 @@ class TrafficController:
             if trouble:
                 raise ApplyError(f"{exc}; {trouble}") from None
             raise
+        self.store.keep_reserve()  # re-created after every use, whenever there is room
         detail = f"generation {result.generation} verified"
         if result.note:
             detail += f"; {result.note}"
@@ -394,8 +423,10 @@ class TrafficController:
         return aside
 
     def _apply(self, action: Action, before: Split | None, target: Split,
-               served: Served | None, need: int, watch: Stopwatch) -> ApplyResult:
-        gen = self._candidate(target, self._next_number(served), need)
+               served: Served | None, need: int, watch: Stopwatch,
+               gen: nginx.Generation | None = None) -> ApplyResult:
+        if gen is None:
+            gen = self._candidate(target, self._next_number(served), need)
         previous = self.store.good() or self.store.current()
         self._wait_settled()
         old_workers = self.host.proxy_worker_pids()
@@ -412,14 +443,82 @@ class TrafficController:
         self.store.prune()
         if free_after(self.store.root) >= self.min_free_bytes:
             self.store.keep_reserve()
-        split_live = self.host.proxy_params().live
-        if split_live is not None:
+        now = self.served(timeout=1.0)
+        if now.live and (now.generation, now.split) != (gen.number, target):
             # A reload never touches the split in shared memory: set it now the new config
             # is verified serving.
-            now = self.served(timeout=1.0)
-            if (now.generation, now.split) != (gen.number, target):
-                self._set_live(gen.number, target, split_live, now)
+            self._set_live(gen.number, target, self._live_paths(), now, action)
+        elif not now.live:
+            live.mark_verified(self.settings.paths.nginx_verified, now.generation, now.split)
         return ApplyResult(action, before, target, gen.number, watch.ms(), verified=True)
+
+    def _live_paths(self) -> nginx.LiveSplit:
+        """The state dir's zero-reload paths, whatever the settings say now: what the running
+        nginx loaded is what counts."""
+        return live.live_split(self.settings.paths.nginx)
+
+    def _rollback(self, before: Split | None, target: Split, served: Served | None,
+                  params: nginx.ProxyParams, recovering: bool,
+                  watch: Stopwatch) -> ApplyResult:
+        """Set the split and nothing else: never render, test or reload the current template
+        or settings. On the live path one signed write to shared memory; where a reload or a
+        restart cannot be avoided (no Lua module, nginx loaded another key, the master is
+        gone), the last config nginx accepted with only the split changed. A pending config
+        change is reported, never shipped."""
+        if recovering:
+            gen = self._accepted_candidate(target, self._next_number(served))
+            result = self._recover("rollback", before, target, served, 0, watch, gen)
+        elif served is not None and served.live:
+            try:
+                result = self._apply_live("rollback", before, target, served,
+                                          self._live_paths(), 0, watch)
+            except ApplyError as exc:
+                if not isinstance(exc.__cause__, live.SplitRefused):
+                    raise
+                gen = self._accepted_candidate(target, self._next_number(served))
+                result = self._apply("rollback", before, target, served, 0, watch, gen)
+                result = _with_note(result, f"the live change was refused ({exc}); "
+                                            "reloaded the last accepted config instead")
+        else:
+            gen = self._accepted_candidate(target, self._next_number(served))
+            result = self._apply("rollback", before, target, served, 0, watch, gen)
+        pending = self._pending_change(params)
+        return _with_note(result, pending) if pending else result
+
+    def _pending_change(self, params: nginx.ProxyParams) -> str:
+        """What a rollback left unapplied: the templates or settings render a config other
+        than the one nginx last accepted."""
+        if self._config_unchanged(params):
+            return ""
+        return ("pending change not applied: the nginx template or settings differ from the "
+                "config nginx serves; `vrm reload` applies them (nginx -t first)")
+
+    def _accepted_candidate(self, split: Split, number: int) -> nginx.Generation:
+        """A generation made of the last config nginx accepted, with only the split changed:
+        its main config verbatim, its upstream pools re-rendered from its own addresses. On
+        a full disk the reserve kept for this is spent."""
+        base = self.store.good() or self.store.current()
+        if base is None:
+            raise ApplyError("no config nginx accepted yet: start the stack with `vrm up`")
+        try:
+            main = base.main.read_text()
+            rust, ts, was_live = nginx.upstream_shape(base.upstream.read_text())
+            upstream = nginx.render_upstream(split, number, rust, ts, self.token,
+                                             self._live_paths() if was_live else None)
+        except (OSError, ValueError, Failure) as exc:
+            raise ApplyError(f"cannot read the last accepted config {base.path}: {exc}") \
+                from None
+        try:
+            try:
+                return self.store.write(number, main, upstream)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or not self.store.release_reserve():
+                    raise
+                return self.store.write(number, main, upstream)
+        except OSError as exc:
+            raise ApplyError(f"cannot write generation {number} in {self.store.root}: "
+                             f"{exc.strerror or exc}; nginx keeps serving what it serves") \
+                from None
 
     def _config_unchanged(self, params: nginx.ProxyParams) -> bool:
         """True when the running generation's config is what the templates and settings
@@ -476,7 +575,8 @@ class TrafficController:
                 raise ProxyUnreachable(f"nginx answers generation {now.generation} "
                                        f"({now.split}), not {number}")
         except (ProxyUnreachable, StackError) as exc:
-            raise ApplyError(self._unwrite(split_live, served, number, str(exc))) from None
+            raise ApplyError(self._unwrite(split_live, served, number, str(exc))) from exc
+        live.mark_verified(self.settings.paths.nginx_verified, number, target)
 
     def _unwrite(self, split_live: nginx.LiveSplit, served: Served, number: int,
                  why: str) -> str:
@@ -494,10 +594,13 @@ class TrafficController:
         return f"nginx did not take generation {number}: {why}; {keep.split} still serves"
 
     def _recover(self, action: Action, before: Split | None, target: Split,
-                 served: Served | None, need: int, watch: Stopwatch) -> ApplyResult:
-        """The master is gone and its orphaned workers serve: render and test the target,
-        retire the orphans, start a fresh master on the target, verify."""
-        gen = self._candidate(target, self._next_number(served), need)
+                 served: Served | None, need: int, watch: Stopwatch,
+                 gen: nginx.Generation | None = None) -> ApplyResult:
+        """The master is gone and its orphaned workers serve: render and test the target
+        (or take `gen`, made from the last accepted config), retire the orphans, start a
+        fresh master on it, verify."""
+        if gen is None:
+            gen = self._candidate(target, self._next_number(served), need)
         previous = self.store.good() or self.store.current()
         self.store.activate(gen)
         try:
@@ -510,6 +613,9 @@ class TrafficController:
                 from None
         self.store.mark_good(gen)
         self.store.prune()
+        now = self._served_or_none()
+        if now is not None:
+            live.mark_verified(self.settings.paths.nginx_verified, now.generation, now.split)
         return ApplyResult(action, before, target, gen.number, watch.ms(), verified=True,
                            note=note)
 
@@ -626,6 +732,12 @@ def _reload_errors(log: Path, offset: int) -> str:
             if message not in said:
                 said.append(message)
     return "; ".join(said)
+
+
+def _with_note(result: ApplyResult, note: str) -> ApplyResult:
+    joined = "; ".join(n for n in (result.note, note) if n)
+    return ApplyResult(result.action, result.before, result.after, result.generation,
+                       result.duration_ms, result.verified, joined, result.journal_error)
 
 
 def _d(split: Split | None) -> dict[str, int] | None:

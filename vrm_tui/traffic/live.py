@@ -11,6 +11,9 @@ start and reload. A split written but not set shows as PENDING in `vrm status`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -30,23 +33,69 @@ LUA_SOURCE = REPO_ROOT / "nginx" / "lua" / "vrm_split.lua"
 INSTALL_HINT = "sudo apt-get install -y libnginx-mod-http-lua"
 
 
+class SplitRefused(ProxyUnreachable):
+    """nginx did not accept the change's signature: the key it loaded is not the state
+    dir's (changed since its last start or reload). Only a reload fixes that."""
+
+
 def modules_installed(modules: tuple[Path, ...] = DEBIAN_MODULES) -> bool:
     return all(module.is_file() for module in modules)
 
 
 def live_split(nginx_dir: Path, modules: tuple[Path, ...] = DEBIAN_MODULES) -> LiveSplit:
     """The zero-reload paths for a state dir's `nginx/` folder."""
-    return LiveSplit(modules, nginx_dir / "split", nginx_dir / "lua")
+    return LiveSplit(modules, nginx_dir / "split", nginx_dir / "lua", nginx_dir / "secret")
 
 
 def install_lua(live: LiveSplit) -> None:
-    """Copy the Lua source next to the configs (a container sees the state dir, not vrm)."""
+    """Copy the Lua source next to the configs (a container sees the state dir, not vrm),
+    and make sure the signing secret exists before any config that loads it is tested."""
+    if live.secret_file is not None:
+        ensure_secret(live.secret_file)
     live.lua_dir.mkdir(parents=True, exist_ok=True)
     target = live.lua_dir / LUA_SOURCE.name
     if not target.is_file() or target.read_bytes() != LUA_SOURCE.read_bytes():
         tmp = target.with_suffix(".tmp")
         shutil.copyfile(LUA_SOURCE, tmp)
         os.replace(tmp, target)
+
+
+def ensure_secret(path: Path) -> None:
+    """Create the key split changes are signed with: random, 0600, never rewritten (nginx
+    reads it only at start and reload, so a new key would lock vrm out until then)."""
+    if path.is_file():
+        return
+    import secrets  # only here: `vrm rollback` does not pay for importing it
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (secrets.token_hex(32) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # never replaces a key another vrm created meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_secret(path: Path | None) -> bytes:
+    """The signing key, or b"" when there is none (nginx then refuses every change)."""
+    if path is None:
+        return b""
+    try:
+        return path.read_bytes().strip()
+    except OSError:
+        return b""
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """X-VRM-Signature: what nginx's Lua checks (base64 HMAC-SHA1 of the body)."""
+    return base64.b64encode(hmac.new(secret, body, hashlib.sha1).digest()).decode()
 
 
 def read_split(path: Path) -> tuple[int, Split] | None:
@@ -73,18 +122,45 @@ def write_split(path: Path, generation: int, split: Split, log: Path | None = No
     write_atomic(path, f"{generation} {split.rust}\n", mode=0o644, durable_dir=True)
 
 
-def post_split(host: str, port: int, generation: int, split: Split,
-               timeout: float = 1.0) -> Served:
-    """POST the split to nginx's status listener; returns what the answering worker now
-    serves. Raises ProxyUnreachable with nginx's reason."""
-    body = json.dumps({"generation": generation, "rust": split.rust})
+VERIFIED_RECORD_BYTES = 40
+
+
+def mark_verified(path: Path, generation: int, split: Split) -> bool:
+    """Record that nginx was seen serving `generation`: what a start may safely serve.
+
+    A fixed-size record written in place (no new blocks after the first write), so a full
+    disk cannot stop it; False when it could not be written."""
+    record = f"{generation} {split.rust}\n".encode().ljust(VERIFIED_RECORD_BYTES)
     try:
-        status, answer = loophttp.request(host, port, "POST", "/vrm/split", body=body.encode(),
-                                          headers={"Content-Type": "application/json"},
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            os.pwrite(fd, record, 0)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return True
+
+
+def post_split(host: str, port: int, generation: int, split: Split,
+               timeout: float = 1.0, secret: bytes = b"") -> Served:
+    """POST the split, signed with `secret`, to nginx's status listener; returns what the
+    answering worker now serves. Raises ProxyUnreachable with nginx's reason (SplitRefused
+    when nginx does not accept the signature)."""
+    body = json.dumps({"generation": generation, "rust": split.rust}).encode()
+    try:
+        status, answer = loophttp.request(host, port, "POST", "/vrm/split", body=body,
+                                          headers={"Content-Type": "application/json",
+                                                   "X-VRM-Signature": sign(secret, body)},
                                           timeout=timeout)
     except OSError as exc:
         raise ProxyUnreachable(f"proxy at {host}:{port} did not take the split: {exc}") \
             from None
+    if status == 403:
+        raise SplitRefused(f"proxy at {host}:{port} refused the split: "
+                           f"{answer[:200].decode(errors='replace').strip()} (nginx loaded "
+                           "another key; a reload loads this one)")
     if status != 200:
         raise ProxyUnreachable(f"proxy at {host}:{port} refused the split (HTTP "
                                f"{status}): {answer[:200].decode(errors='replace')}")

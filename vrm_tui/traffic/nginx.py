@@ -21,6 +21,7 @@ from pathlib import Path
 
 from vrm_tui.core import address
 from vrm_tui.core.errors import BadInput, Failure
+from vrm_tui.core.paths import StateDir
 from vrm_tui.core.split import Split
 from vrm_tui.system.files import fsync_dir
 from vrm_tui.traffic import mirror as mirror_mod
@@ -100,6 +101,7 @@ class LiveSplit:
     modules: tuple[Path, ...]
     split_file: Path
     lua_dir: Path
+    secret_file: Path | None = None  # the key /vrm/split changes are signed with (0600)
 
 
 def ensure_dirs(params: ProxyParams) -> None:
@@ -270,7 +272,10 @@ def unreachable_for(user: str, state_dir: Path) -> Path | None:
 
 def secure_state_dir(state_dir: Path, worker_user: str | None) -> None:
     """The state dir is private: 0700, or 0710 with the workers' group when nginx workers
-    run as another user (they may traverse it, never list or read what vrm keeps there)."""
+    run as another user (they may traverse it, never list or read what vrm keeps there).
+    A folder holding anything vrm does not keep there was not created by vrm: left as is."""
+    if not StateDir(state_dir).holds_only_vrms():
+        return
     state_dir.mkdir(parents=True, exist_ok=True)
     try:
         if worker_user is not None and os.geteuid() == 0:
@@ -318,6 +323,8 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
     health = "max_fails=3 fail_timeout=5s"
     canary = "max_fails=0"
     if live is not None:
+        secret_line = ("" if live.secret_file is None else
+                       f'        secret_file = "{_path("secret file", live.secret_file)}",\n')
         return header + (
             f'lua_package_path "{_path("Lua dir", live.lua_dir)}/?.lua;;";\n'
             "lua_shared_dict vrm 1m;\n"
@@ -326,6 +333,7 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
             f'        file = "{_path("split file", live.split_file)}",\n'
             f"        generation = {generation}, rust = {split.rust},\n"
             f'        token = "{token}",\n'
+            f"{secret_line}"
             "    }\n"
             "}\n"
             "upstream vrm_rust_first {\n"
@@ -367,6 +375,19 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
         f'map $host $vrm_generation {{ default "{generation}"; }}\n'
         f"map $host $vrm_served {{ default '{served}'; }}\n"
     )
+
+
+_UPSTREAM_SERVER = r"upstream {name} \{{\n\s+server (\S+);"
+
+
+def upstream_shape(text: str) -> tuple[str, str, bool]:
+    """(rust address, typescript address, live) of a rendered upstream.conf: what a
+    rollback re-renders it from, so it never takes an address from changed settings."""
+    found = [re.search(_UPSTREAM_SERVER.format(name=name), text)
+             for name in ("vision_rust", "vision_typescript")]
+    if found[0] is None or found[1] is None:
+        raise ValueError("no vision_rust / vision_typescript upstream in it")
+    return found[0].group(1), found[1].group(1), "init_by_lua_block" in text
 
 
 def backend_name_map(rust_address: str, ts_address: str) -> str:

@@ -23,6 +23,13 @@ class Served:
     worker_pid: int
     token: str = ""
     config: int | None = None  # the answering worker's config generation (None: `generation`)
+    refused: int = 0  # split changes nginx refused since it started (unsigned, too far ahead)
+    refused_last: str = ""  # "UNIX-TIME reason" of the last refusal
+
+    @property
+    def live(self) -> bool:
+        """Answered by the Lua module: the split lives in shared memory (set, not reloaded)."""
+        return self.config is not None
 
     @property
     def config_generation(self) -> int:
@@ -51,7 +58,8 @@ def parse_served(body: bytes, where: str) -> Served:
         data = json.loads(body)
         config = data.get("config")
         return Served(int(data["generation"]), Split(int(data["rust"])), int(data["worker_pid"]),
-                      str(data.get("token", "")), int(config) if config is not None else None)
+                      str(data.get("token", "")), int(config) if config is not None else None,
+                      int(data.get("refused", 0)), str(data.get("refused_last", "")))
     except (ValueError, KeyError, TypeError):
         raise ProxyUnreachable(
             f"proxy at {where} answered with {body[:80]!r}: not vrm's config"
