@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vrm_tui.parity.config import ParityConfigError, Route, load_parity_config
-from vrm_tui.parity.diff import ArrayOrder, Tolerance
+from vrm_tui.parity.diff import ArrayOrder, Kind, Tolerance
 
 
 def test_shipped_config_suits_the_rehearsal_backends() -> None:
@@ -56,6 +56,11 @@ def test_route_rules_extend_the_global_ones(tmp_path: Path) -> None:
     ("examples: -1", "examples"),
     ("examples: many", "examples"),
     ("redact: [$.a, 3]", "redact[1]"),
+    ("kinds: {$.a: clock}", "kinds.$.a"),
+    ("kinds: {$.a: [id]}", "kinds.$.a"),
+    ("routes: {GET /x: {kinds: {status: id}}}", "routes.GET /x.kinds.status"),
+    ("timestamp_tolerance: -1", "timestamp_tolerance"),
+    ("timestamp_tolerance: soon", "timestamp_tolerance"),
     ("[1, 2]", "top level"),
     ("ignore: [", "parity.yaml"),
 ])
@@ -68,6 +73,16 @@ def test_bad_values_raise_one_line_naming_file_and_field(tmp_path: Path, text: s
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and field in message and "\n" not in message
     assert isinstance(caught.value, ValueError)
+
+
+def test_kinds_and_timestamp_tolerance_are_read_per_route(tmp_path: Path) -> None:
+    path = tmp_path / "parity.yaml"
+    path.write_text("kinds: {$.at: timestamp}\ntimestamp_tolerance: 2.5\n"
+                    "routes:\n  GET /r:\n    kinds: {$.n: counter}\n")
+    config = load_parity_config(path)
+    rules = config.rules_for("GET", "/r")
+    assert rules.kinds == {"$.at": Kind.TIMESTAMP, "$.n": Kind.COUNTER}
+    assert rules.timestamp_tolerance == 2.5 == config.rules.timestamp_tolerance
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:

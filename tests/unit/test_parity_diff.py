@@ -9,12 +9,16 @@ import pytest
 
 from vrm_tui.parity.diff import (
     ArrayOrder,
+    Kind,
     Outcome,
     Response,
     Tolerance,
     compare,
+    epoch_seconds,
+    kind_accepts,
     make_rules,
     normalize_path,
+    value_kind,
 )
 
 JSON = {"Content-Type": "application/json"}
@@ -172,3 +176,52 @@ def test_float_leaves_take_the_same_rules_as_any_other() -> None:
     rel = make_rules(tolerances={"$.x": Tolerance(rel=0.1)})
     assert compare(r({"x": -10.0}), r({"x": -10.0}), r({"x": -10.5}),
                    rel).outcomes["$.x"] is Outcome.WITHIN_TOLERANCE
+
+
+NOW = 1_780_000_000.0
+WINDOW = (NOW, NOW + 0.05)
+
+
+@pytest.mark.parametrize(("path", "value", "kind"), [
+    ("$.served_at", "2026-05-28T20:26:40.010Z", Kind.TIMESTAMP),  # Node's toISOString()
+    ("$.served_at", "2026-05-28T20:26:40.010+00:00", Kind.TIMESTAMP),  # Python's isoformat()
+    ("$.served_at", "2026-05-28 20:26:40", Kind.TIMESTAMP),  # naive: UTC
+    ("$.t", "Thu, 28 May 2026 20:26:41 GMT", Kind.TIMESTAMP),  # an HTTP date
+    ("$.t", NOW + 0.01, Kind.TIMESTAMP), ("$.t", int(NOW * 1000), Kind.TIMESTAMP),
+    ("$.released", "2024-01-01T00:00:00Z", None),  # a date, not the request's time
+    ("$.t", 12.5, None),
+    ("$.request_id", "9b2f0c3e-1a2b-4c3d-8e9f-001122334455", Kind.ID),
+    ("$.trace", "0af7651916cd43dd8448eb211c80319c", Kind.ID),
+    ("$.id", "req_8f3a2b91", Kind.ID),
+    ("$.label", "cat", None), ("$.model", "resnet-50", None), ("$.model", "yolov8n", None),
+    ("$.processing_ms", 0, Kind.DURATION), ("$.stats.latencyMs", 2.5, Kind.DURATION),
+    ("$.duration", 1, Kind.DURATION), ("$.inference_time", 3, Kind.DURATION),
+    ("$.uptime_s", 12, Kind.COUNTER), ("$.uptimeSeconds", 12.5, Kind.COUNTER),
+    ("$.tasks_total", 40, Kind.COUNTER), ("$.m[2].tasks_processed", 3, Kind.COUNTER),
+    ("$.count", 3, None), ("$.detections", 3, None), ("$.score_ms", "3", None),
+    ("$.timeout_s", 30, None), ("$.class_id", 3, None),
+])
+def test_value_kind_by_shape_and_key(path: str, value: Any, kind: Kind | None) -> None:
+    assert value_kind(path, value, WINDOW) is kind
+
+
+def test_epoch_seconds_reads_iso_http_and_epoch_numbers() -> None:
+    assert epoch_seconds("2026-05-28T20:26:40.010Z") == pytest.approx(NOW + 0.010)
+    assert epoch_seconds("2026-05-28T22:26:40.010+02:00") == pytest.approx(NOW + 0.010)
+    assert epoch_seconds(NOW * 1e6) == pytest.approx(NOW)
+    for value in ("2026-13-40T00:00:00Z", "soon", 5, True, None, float("nan")):
+        assert epoch_seconds(value) is None
+
+
+def test_kind_rules_hold_rusts_value_to_its_kind() -> None:
+    stamp = "2026-05-28T20:26:40.010Z"
+    assert kind_accepts(Kind.TIMESTAMP, stamp, "2026-05-28T20:26:44.000Z", WINDOW)
+    assert not kind_accepts(Kind.TIMESTAMP, stamp, "2026-05-28T20:26:46.000Z", WINDOW)
+    assert not kind_accepts(Kind.TIMESTAMP, stamp, NOW, WINDOW)  # a number for a string
+    assert kind_accepts(Kind.TIMESTAMP, stamp, "2026-05-28T20:26:46Z", WINDOW, tolerance=10)
+    assert kind_accepts(Kind.ID, "req_8f3a2b91", "9b2f0c3e1a2b4c3d8e9f001122334455")
+    assert not kind_accepts(Kind.ID, "req_8f3a2b91", "cat")
+    assert not kind_accepts(Kind.ID, "req_8f3a2b91", 7)
+    assert kind_accepts(Kind.DURATION, 3, 0.5) and not kind_accepts(Kind.DURATION, 3, -1)
+    assert not kind_accepts(Kind.COUNTER, 3, float("inf"))
+    assert not kind_accepts(Kind.COUNTER, 3, "3")

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from vrm_tui.parity.diff import Outcome, Response, Tolerance, compare, make_rules
+from vrm_tui.parity.diff import Kind, Outcome, Response, Tolerance, compare, make_rules
 from vrm_tui.parity.results import (
     REDACTED,
-    VOLATILE_AFTER,
     Counts,
     ExampleStore,
     ParityResults,
+    varies,
     wilson_interval,
 )
 
@@ -135,35 +136,141 @@ def test_a_volatile_path_stays_noise_when_the_two_typescript_answers_agree_by_ch
     assert results.total().mismatched == 0
 
 
-def test_a_path_is_judged_volatile_only_after_enough_samples_mostly_noisy() -> None:
+def test_a_value_of_no_kind_is_noise_once_typescript_varies_it_beyond_chance() -> None:
     rules = make_rules()
-    chance = (resp({"ms": 12}), resp({"ms": 12}), resp({"ms": 4}))
-    noisy = (resp({"ms": 12}), resp({"ms": 13}), resp({"ms": 4}))
-    # too few samples to call the path volatile: a difference is a difference
+    chance = (resp({"v": 12}), resp({"v": 12}), resp({"v": 4}))
+    noisy = (resp({"v": 12}), resp({"v": 13}), resp({"v": 4}))
+    # nothing learned yet: a difference where typescript agreed is a difference
     results = ParityResults()
-    for _ in range(VOLATILE_AFTER - 1):
-        results.record(ENDPOINT, compare(*noisy, rules))
     assert results.record(ENDPOINT, compare(*chance, rules)).mismatched
-    # typescript agreeing with itself in a third of the samples: not volatile, rust is judged
+    # typescript agreeing with itself in two thirds of the samples still varies: the old
+    # rule (90% of samples) called this stable and every collision a rust mismatch
     results = ParityResults()
     for n in range(30):
-        results.record(ENDPOINT, compare(*(chance if n % 3 == 0 else noisy), rules))
-    assert results.paths[ENDPOINT]["$.ms"].mismatched == 10
-    # what was excused never counts as typescript differing: it cannot keep a path volatile
+        results.record(ENDPOINT, compare(*(chance if n % 3 else noisy), rules))
+    v = results.paths[ENDPOINT]["$.v"]
+    assert (v.mismatched, v.noise, v.settled) == (0, 30, 20)
+    # what was excused never counts as typescript differing
     results = ParityResults()
-    for _ in range(VOLATILE_AFTER):
+    for _ in range(5):
         results.record(ENDPOINT, compare(*noisy, rules))
     outcomes = [results.record(ENDPOINT, compare(*chance, rules)).mismatched for _ in range(20)]
-    assert outcomes[0] is False and sum(outcomes) >= 19
-    # a real divergence on a stable path is never excused by a volatile one beside it
+    assert not any(outcomes) and results.noisy[ENDPOINT]["$.v"] == 5
+    # a real divergence on a stable path is never excused by a varying one beside it
     results = ParityResults()
     for _ in range(20):
         results.record(ENDPOINT, compare(*noisy, rules))
     counted = results.record(ENDPOINT, compare(
-        resp({"ms": 12, "label": "cat"}), resp({"ms": 12, "label": "cat"}),
-        resp({"ms": 4, "label": "dog"}), rules))
+        resp({"v": 12, "label": "cat"}), resp({"v": 12, "label": "cat"}),
+        resp({"v": 4, "label": "dog"}), rules))
     assert counted.mismatched and counted.paths(Outcome.MISMATCH) == ["$.label"]
     assert results.total().settled == 0
+
+
+def test_varies_is_a_one_sided_test_against_a_chance_glitch() -> None:
+    assert not varies(0, 10_000)
+    assert varies(1, 10) and not varies(1, 11)  # P(X >= 1 | 11, 0.001) = 1.1% > 1%
+    assert varies(2, 100) and not varies(2, 200)
+    assert varies(3, 300) and varies(13, 2000) and not varies(2, 2000)
+    assert varies(1700, 2000) and varies(2000, 2000)  # a clock that mostly differs
+    assert not varies(5, 4000)  # at the chance rate itself
+
+
+def test_a_stable_field_stays_exact_however_many_samples() -> None:
+    results = ParityResults()
+    rules = make_rules()
+    for n in range(50):
+        same = {"label": "cat", "model": "yolov8"}
+        rust = {"label": "dog" if n % 10 == 0 else "cat", "model": "yolov8"}
+        results.record(ENDPOINT, compare(resp(same), resp(same), resp(rust), rules))
+    assert results.paths[ENDPOINT]["$.label"].mismatched == 5
+
+
+WINDOW = (1_780_000_000.0, 1_780_000_000.050)
+
+
+def iso(seconds: float, zulu: bool = True) -> str:
+    text = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z") if zulu else text
+
+
+def test_a_whole_millisecond_clock_shared_by_chance_is_noise_from_the_first_sample() -> None:
+    # Issue 20: two concurrent typescript calls stamped the same millisecond in 13-19% of
+    # samples, and each collision counted against rust.
+    results = ParityResults()
+    rules = make_rules()
+    stamp = iso(WINDOW[0] + 0.010)
+    for rust in (iso(WINDOW[0] + 0.020, zulu=False), iso(WINDOW[1] + 4.0)):
+        counted = results.record(ENDPOINT, compare(
+            resp({"served_at": stamp}), resp({"served_at": stamp}),
+            resp({"served_at": rust}), rules), rules, WINDOW)
+        assert not counted.mismatched
+    # rust's clock an hour off, or a string that is no time, or a number for a string
+    for rust in (iso(WINDOW[0] - 3600), "yesterday", 1_780_000_000.01):
+        counted = results.record(ENDPOINT, compare(
+            resp({"served_at": stamp}), resp({"served_at": stamp}),
+            resp({"served_at": rust}), rules), rules, WINDOW)
+        assert counted.mismatched, rust
+    # a date that is part of the answer (not the request's time) stays exact
+    counted = results.record(ENDPOINT, compare(
+        resp({"released": "2024-01-01T00:00:00Z"}), resp({"released": "2024-01-01T00:00:00Z"}),
+        resp({"released": "2024-01-02T00:00:00Z"}), rules), rules, WINDOW)
+    assert counted.mismatched
+    # with no window (the request's time unknown) no clock is assumed
+    assert results.record(ENDPOINT, compare(
+        resp({"served_at": stamp}), resp({"served_at": stamp}),
+        resp({"served_at": iso(WINDOW[0])}), rules)).mismatched
+
+
+def test_durations_and_counters_by_key_and_a_counter_never_goes_back() -> None:
+    results = ParityResults()
+    rules = make_rules()
+
+    def sample(body: dict, rust: dict, start: float) -> bool:
+        return results.record(ENDPOINT, compare(resp(body), resp(body), resp(rust), rules),
+                              rules, (start, start + 0.01)).mismatched
+
+    assert not sample({"processing_ms": 3}, {"processing_ms": 1}, 0.0)
+    assert not sample({"uptime_s": 100}, {"uptime_s": 98}, 1.0)
+    assert not sample({"uptime_s": 101}, {"uptime_s": 99}, 2.0)
+    assert sample({"uptime_s": 102}, {"uptime_s": 3}, 3.0)  # rust restarted: went back
+    assert sample({"uptime_s": 103}, {"uptime_s": -1}, 4.0)
+    assert sample({"processing_ms": 3}, {"processing_ms": "1"}, 5.0)  # a string
+    assert sample({"processing_ms": 3}, {}, 6.0)  # missing
+    # concurrent samples finish in any order: only one that ended before this began counts
+    assert not sample({"tasks_total": 50}, {"tasks_total": 20}, 10.0)
+    assert not sample({"tasks_total": 50}, {"tasks_total": 19}, 10.005)
+    assert sample({"tasks_total": 51}, {"tasks_total": 18}, 10.02)
+    # a count of things in the answer is no counter
+    assert sample({"count": 3}, {"count": 2}, 11.0)
+
+
+def test_ids_are_noise_once_typescript_changed_them_and_kinds_can_be_named() -> None:
+    results = ParityResults()
+    rules = make_rules()
+    stable = "0f9d4b3c2a1e4f5d8c7b6a5948372615"
+    body = {"model_id": stable}
+    assert results.record(ENDPOINT, compare(resp(body), resp(body),
+                                            resp({"model_id": "a" * 32}), rules)).mismatched
+    results = ParityResults()
+    results.record(ENDPOINT, compare(resp({"id": "req_1a2b3c"}), resp({"id": "req_1a2b3d"}),
+                                     resp({"id": "req_9z9z9z"}), rules))
+    assert not results.record(ENDPOINT, compare(
+        resp({"id": "req_1a2b3e"}), resp({"id": "req_1a2b3e"}), resp({"id": "req_7y7y7y"}),
+        rules)).mismatched
+    assert results.record(ENDPOINT, compare(
+        resp({"id": "req_1a2b3f"}), resp({"id": "req_1a2b3f"}), resp({"id": "cat"}),
+        rules)).mismatched
+    # the deployment names a path's kind; the kind's rule still holds
+    named = make_rules(kinds={"$.generated": Kind.TIMESTAMP})
+    results = ParityResults()
+    body = {"generated": "2026-01-01T00:00:00Z"}
+    assert not results.record(ENDPOINT, compare(
+        resp(body), resp(body), resp({"generated": "2026-01-01T00:00:03Z"}), named),
+        named).mismatched
+    assert results.record(ENDPOINT, compare(
+        resp(body), resp(body), resp({"generated": "2026-01-01T00:01:00Z"}), named),
+        named).mismatched
 
 
 def test_an_example_keeps_its_mismatches_however_many_differences_come_before_them() -> None:

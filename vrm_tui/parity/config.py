@@ -15,15 +15,24 @@ from typing import Any
 import yaml
 
 from vrm_tui.core.errors import BadInput
-from vrm_tui.parity.diff import ArrayOrder, Rules, Tolerance, make_rules, normalize_path
+from vrm_tui.parity.diff import (
+    TIMESTAMP_TOLERANCE_S,
+    ArrayOrder,
+    Kind,
+    Rules,
+    Tolerance,
+    make_rules,
+    normalize_path,
+)
 
 __all__ = ["DEFAULT_PATH", "ParityConfig", "ParityConfigError", "Route", "config_for",
            "load_parity_config"]
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "configs" / "parity.yaml"
 
-TOP_KEYS = {"headers", "ignore", "tolerance", "arrays", "routes", "redact", "mirror", "examples"}
-RULE_KEYS = {"headers", "ignore", "tolerance", "arrays"}
+TOP_KEYS = {"headers", "ignore", "tolerance", "arrays", "kinds", "timestamp_tolerance", "routes",
+            "redact", "mirror", "examples"}
+RULE_KEYS = {"headers", "ignore", "tolerance", "arrays", "kinds"}
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -89,7 +98,12 @@ def parse_parity_config(data: Any, source: str) -> ParityConfig:
     if unknown:
         raise fail(sorted(unknown)[0], f"unknown key; known: {', '.join(sorted(TOP_KEYS))}")
 
+    stamp = data.get("timestamp_tolerance", TIMESTAMP_TOLERANCE_S)
+    if (isinstance(stamp, bool) or not isinstance(stamp, int | float) or not math.isfinite(stamp)
+            or not 0 <= stamp <= 86400):
+        raise fail("timestamp_tolerance", f"{stamp!r}: expected seconds, 0 to 86400")
     base = _rules_spec(data, "", fail)
+    base["timestamp_tolerance"] = float(stamp)
     rules = _build(base, "", fail)
     route_rules: dict[Route, Rules] = {}
     routes = data.get("routes") or {}
@@ -98,7 +112,8 @@ def parse_parity_config(data: Any, source: str) -> ParityConfig:
     for name, spec in routes.items():
         route = _route(name, f"routes.{name}", fail)
         if not isinstance(spec, dict):
-            raise fail(f"routes.{name}", "expected a mapping with ignore/tolerance/arrays/headers")
+            raise fail(f"routes.{name}",
+                       "expected a mapping with ignore/tolerance/arrays/kinds/headers")
         extra = set(spec) - RULE_KEYS
         if extra:
             raise fail(f"routes.{name}.{sorted(extra)[0]}",
@@ -109,6 +124,8 @@ def parse_parity_config(data: Any, source: str) -> ParityConfig:
             "tolerance": {**base["tolerance"], **own["tolerance"]},
             "arrays": {**base["arrays"], **own["arrays"]},
             "headers": base["headers"] + own["headers"],
+            "kinds": {**base["kinds"], **own["kinds"]},
+            "timestamp_tolerance": base["timestamp_tolerance"],
         }
         route_rules[route] = _build(merged, f"routes.{name}.", fail)
 
@@ -211,14 +228,30 @@ def _rules_spec(data: dict[str, Any], prefix: str, fail: Any) -> dict[str, Any]:
         else:
             raise fail(where, f"{value!r}: expected ordered, set or {{sort_by: KEY}}")
 
+    kinds: dict[str, Kind] = {}
+    spec = data.get("kinds") or {}
+    if not isinstance(spec, dict):
+        raise fail(f"{prefix}kinds", "expected a mapping of path to " + _KIND_NAMES)
+    for key, value in spec.items():
+        where = f"{prefix}kinds.{key}"
+        path = _path_key(key, where, fail)
+        if not isinstance(value, str) or value not in _KINDS:
+            raise fail(where, f"{value!r}: expected {_KIND_NAMES}")
+        kinds[path] = Kind(value)
+
     return {"ignore": _paths(data.get("ignore", []), f"{prefix}ignore", fail),
-            "tolerance": tolerance, "arrays": arrays, "headers": headers}
+            "tolerance": tolerance, "arrays": arrays, "headers": headers, "kinds": kinds}
+
+
+_KINDS = {kind.value for kind in Kind}
+_KIND_NAMES = ", ".join(kind.value for kind in Kind)
 
 
 def _build(spec: dict[str, Any], prefix: str, fail: Any) -> Rules:
     try:
         return make_rules(ignore=spec["ignore"], tolerances=spec["tolerance"],
-                          arrays=spec["arrays"], headers=spec["headers"])
+                          arrays=spec["arrays"], headers=spec["headers"], kinds=spec["kinds"],
+                          timestamp_tolerance=spec["timestamp_tolerance"])
     except ValueError as exc:  # already checked above; kept so no message escapes unnamed
         raise fail(prefix.rstrip(".") or "rules", str(exc)) from None
 

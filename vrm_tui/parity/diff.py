@@ -6,6 +6,10 @@ which outcomes are counted. A difference between primary and candidate at a conc
 primary and secondary (two known-good answers) also differ is noise, not a mismatch. Pure
 functions: the comparator calls `compare` for every sample, so it must stay well above 1,000
 comparisons a second.
+
+A value's kind (a clock, an id, a duration, a counter) is read from its shape and its key here
+(`value_kind`), and `kind_accepts` holds the rule rust's value must meet for that kind; which
+differences those rules settle is decided per value in `results`, which sees every sample.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 __all__ = [
@@ -24,14 +30,17 @@ __all__ = [
     "ArrayOrder",
     "Comparison",
     "Difference",
+    "Kind",
     "Outcome",
     "Response",
     "Rules",
     "Tolerance",
     "child_path",
     "compare",
+    "kind_accepts",
     "make_rules",
     "normalize_path",
+    "value_kind",
 ]
 
 
@@ -42,6 +51,15 @@ class Outcome(enum.IntEnum):
     NOISE = 1
     WITHIN_TOLERANCE = 2
     MISMATCH = 3
+
+
+class Kind(enum.StrEnum):
+    """What a value is, when it is a value typescript itself does not repeat exactly."""
+
+    TIMESTAMP = "timestamp"  # the answer's own clock: within a tolerance of the request's time
+    ID = "id"  # a request or task id: any id will do
+    DURATION = "duration"  # how long something took: any number >= 0
+    COUNTER = "counter"  # the process's own count or uptime: >= 0 and never going back
 
 
 class _Marker:
@@ -94,6 +112,9 @@ class ArrayOrder:
         return items
 
 
+TIMESTAMP_TOLERANCE_S = 5.0
+
+
 @dataclass(frozen=True)
 class Rules:
     """What to compare and how, for one endpoint. Build it with `make_rules`."""
@@ -103,6 +124,8 @@ class Rules:
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     arrays: Mapping[str, ArrayOrder] = field(default_factory=dict)
     headers: tuple[str, ...] = ("content-type",)
+    kinds: Mapping[str, Kind] = field(default_factory=dict)  # named by the deployment
+    timestamp_tolerance: float = TIMESTAMP_TOLERANCE_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +220,9 @@ def normalize_path(text: str) -> str:
 
 def make_rules(*, ignore: Iterable[str] = (), tolerances: Mapping[str, Tolerance] | None = None,
                arrays: Mapping[str, ArrayOrder] | None = None,
-               headers: Iterable[str] = ("content-type",)) -> Rules:
+               headers: Iterable[str] = ("content-type",),
+               kinds: Mapping[str, Kind] | None = None,
+               timestamp_tolerance: float = TIMESTAMP_TOLERANCE_S) -> Rules:
     """Rules from configured paths (normalized here; ValueError names a bad one)."""
     plain, keys = set(), set()
     for path in ignore:
@@ -211,6 +236,8 @@ def make_rules(*, ignore: Iterable[str] = (), tolerances: Mapping[str, Tolerance
         tolerances={normalize_path(p): t for p, t in (tolerances or {}).items()},
         arrays={normalize_path(p): a for p, a in (arrays or {}).items()},
         headers=tuple(dict.fromkeys(h.lower() for h in headers)),
+        kinds={normalize_path(p): k for p, k in (kinds or {}).items()},
+        timestamp_tolerance=timestamp_tolerance,
     )
 
 
@@ -301,6 +328,118 @@ def compare(primary: Response, secondary: Response, candidate: Response,
             s_entry = s_flat.get(path)
             leaf(path, report, MISSING, MISSING if s_entry is None else s_entry[1], c, None)
     return Comparison(outcomes, tuple(differences))
+
+
+# -- kinds ------------------------------------------------------------------------------------
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?",
+                  re.IGNORECASE)
+_HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
+_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}",
+                   re.IGNORECASE)
+_HEX_ID = re.compile(r"(?:[A-Za-z]{1,12}[_:-])?[0-9a-f]{16,}", re.IGNORECASE)
+_TOKEN_ID = re.compile(r"[A-Za-z]{1,12}[_:-](?=[A-Za-z0-9]*\d)[A-Za-z0-9]{6,}")
+# Key names (lower case, `_` for camelCase humps). A count of things in the answer
+# (`detections`, `count`) is no counter: only a process's own running totals are.
+_COUNTER_KEY = re.compile(r"(^|_)(uptime|seq|sequence|counter)(_|$)|_total$|(^|_)total_|"
+                          r"(^|_)(served|processed|handled)$")
+_DURATION_KEY = re.compile(r"(^|_)(duration|latency|elapsed|took)(_|$)|"
+                           r"(^|_)(processing|response|inference|compute)_?time(_|$)|"
+                           r"(^|_)time_?taken(_|$)|_(ms|us|ns)$")
+_EPOCH_SCALES = ((1e9, 1e10, 1.0), (1e12, 1e13, 1e-3), (1e15, 1e16, 1e-6))
+
+
+def _key_name(path: str) -> str:
+    """The last member name in a concrete path (`$.a[2].served_at` -> `served_at`), snake_case."""
+    end = len(path)
+    while end and path[end - 1] == "]" and path.rfind("[", 0, end) != -1 \
+            and path[path.rfind("[", 0, end) + 1:end - 1].isdigit():
+        end = path.rfind("[", 0, end)
+    head = path[:end]
+    if head.endswith('"]'):
+        start = head.rfind('["')
+        name = json.loads(head[start + 1:-1]) if start != -1 else ""
+    else:
+        name = head.rsplit(".", 1)[-1] if "." in head else ""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def epoch_seconds(value: Any) -> float | None:
+    """A timestamp's time in seconds since the epoch, or None when the value is no timestamp.
+
+    ISO 8601 (`2026-01-05T10:00:00.123Z`, an offset, or none: then UTC), an HTTP date, or a
+    number of seconds, milliseconds or microseconds since 1970 in a plausible range."""
+    kind = type(value)
+    if kind is str:
+        text = value.strip()
+        if len(text) < 16 or len(text) > 40:
+            return None
+        if _ISO.fullmatch(text):
+            try:
+                moment = datetime.fromisoformat(text.replace("z", "Z"))
+            except ValueError:
+                return None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return moment.timestamp()
+        if _HTTP_DATE.fullmatch(text):
+            return parsedate_to_datetime(text).timestamp()
+        return None
+    if kind in (int, float) and math.isfinite(value):
+        for low, high, scale in _EPOCH_SCALES:
+            if low <= value < high:
+                return value * scale
+    return None
+
+
+def _is_id(value: Any) -> bool:
+    return type(value) is str and bool(_UUID.fullmatch(value) or _HEX_ID.fullmatch(value)
+                                       or _TOKEN_ID.fullmatch(value))
+
+
+def value_kind(path: str, value: Any, window: tuple[float, float] | None = None,
+               tolerance: float = TIMESTAMP_TOLERANCE_S) -> Kind | None:
+    """The kind of typescript's value at a concrete path, by its shape and its key, or None.
+
+    A timestamp only when it lies within `tolerance` of `window` (when the request ran): a
+    date that is part of the answer (a model's release date) is no clock. Durations and
+    counters are numbers under a key that says so (`processing_ms`, `uptime_s`,
+    `tasks_total`). Ids by shape alone (a uuid, 16+ hex digits, `req_8f3a2b`); the caller
+    settles an id only where typescript has changed it, so a stable id stays exact."""
+    if window is not None:
+        moment = epoch_seconds(value)
+        if moment is not None and window[0] - tolerance <= moment <= window[1] + tolerance:
+            return Kind.TIMESTAMP
+    if _is_number(value):
+        key = _key_name(path)
+        if _COUNTER_KEY.search(key):
+            return Kind.COUNTER
+        if _DURATION_KEY.search(key):
+            return Kind.DURATION
+        return None
+    return Kind.ID if _is_id(value) else None
+
+
+def kind_accepts(kind: Kind, primary: Any, candidate: Any,
+                 window: tuple[float, float] | None = None,
+                 tolerance: float = TIMESTAMP_TOLERANCE_S) -> bool:
+    """Whether rust's value meets the rule for typescript's value's kind.
+
+    Its shape must match in every kind: a timestamp must be one, within `tolerance` of when
+    the request ran; an id a string of an id's shape; a duration or counter a number >= 0
+    (a counter's going back is judged where its history is kept)."""
+    if kind is Kind.TIMESTAMP:
+        moment = epoch_seconds(candidate)
+        if moment is None or _is_number(primary) != _is_number(candidate):
+            return False
+        if window is None:
+            return abs(moment - (epoch_seconds(primary) or 0.0)) <= tolerance
+        return window[0] - tolerance <= moment <= window[1] + tolerance
+    if kind is Kind.ID:
+        return type(candidate) is type(primary) and (type(candidate) is not str
+                                                     or _is_id(candidate))
+    return (_is_number(candidate) and _is_number(primary) and math.isfinite(candidate)
+            and candidate >= 0)
 
 
 def _decode(body: bytes) -> Any:

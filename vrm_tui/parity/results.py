@@ -20,35 +20,65 @@ from vrm_tui.parity.diff import (
     EMPTY_ARRAY,
     EMPTY_OBJECT,
     MISSING,
+    TIMESTAMP_TOLERANCE_S,
     Comparison,
     Difference,
+    Kind,
     Outcome,
     Response,
+    Rules,
     child_path,
+    kind_accepts,
+    value_kind,
 )
 from vrm_tui.system.files import write_atomic
 
 __all__ = [
+    "CHANCE_RATE",
     "REDACTED",
-    "VOLATILE_AFTER",
-    "VOLATILE_SHARE",
+    "VARIES_ALPHA",
     "Counts",
     "Example",
     "ExampleStore",
     "ParityResults",
     "Redactor",
+    "varies",
     "wilson_interval",
     "write_json_atomic",
 ]
 
 REDACTED = "<redacted>"
 Z95 = 1.959963984540054
-# A value (one leaf, `$.emb[3]`) is volatile, a clock, an id, a timing, once the two typescript
-# answers have differed there in this share of at least VOLATILE_AFTER compared samples.
-VOLATILE_AFTER = 5
-VOLATILE_SHARE = 0.9
+# A value (one leaf, `$.emb[3]`) varies when the two typescript answers have differed there
+# more often than a stable value would by chance (a glitch in CHANCE_RATE of samples), by a
+# one-sided binomial test at VARIES_ALPHA. Whole-millisecond clocks and integer timings differ
+# in most samples yet agree in many: any share beyond chance marks them, not only 90%.
+CHANCE_RATE = 0.001
+VARIES_ALPHA = 0.01
 MAX_NOISY_LEAVES = 10_000  # per endpoint: leaves keyed by odd JSON keys must not grow it forever
+COUNTER_HISTORY = 64  # rust's recent counter values per leaf, to see one go back
 _MARKERS = (MISSING, EMPTY_OBJECT, EMPTY_ARRAY)
+
+
+def varies(differed: int, samples: int, chance: float = CHANCE_RATE,
+           alpha: float = VARIES_ALPHA) -> bool:
+    """One-sided binomial test: did typescript differ from itself in `differed` of `samples`
+    more often than a stable value would by chance? P(X >= differed | samples, chance) <= alpha.
+    """
+    if differed <= 0 or differed <= chance * samples:
+        return False
+    log_p, log_q = math.log(chance), math.log1p(-chance)
+    lg = math.lgamma
+    tail = 0.0
+    for j in range(differed, samples + 1):
+        term = math.exp(lg(samples + 1) - lg(j + 1) - lg(samples - j + 1)
+                        + j * log_p + (samples - j) * log_q)
+        tail += term
+        if tail > alpha:
+            return False
+        if term < tail * 1e-12:
+            break
+    return True
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -116,18 +146,25 @@ class ParityResults:
     since: float = 0.0  # when counting began (parity switched on), epoch seconds
     # per endpoint and leaf (`$.emb[3]`): samples in which the two typescript answers differed
     noisy: dict[str, dict[str, int]] = field(default_factory=dict)
+    # per endpoint and leaf: rust's recent counter values, (sample's end, value); not saved
+    _counters: dict[str, dict[str, list[tuple[float, float]]]] = field(
+        default_factory=dict, repr=False, compare=False)
 
-    def record(self, endpoint: str, comparison: Comparison) -> Comparison:
+    def record(self, endpoint: str, comparison: Comparison, rules: Rules | None = None,
+               window: tuple[float, float] | None = None) -> Comparison:
         """Count one comparison, and give it back as counted (what examples and alerts see).
 
-        On a volatile value a difference is noise even in a sample where the two typescript
-        answers happened to agree: whole milliseconds collide often, and a collision says
-        nothing about rust. Diffy judged noise per field over many samples for the same reason.
-        Judged per leaf, never per `[*]` path: a neighbour of a volatile element is not volatile.
+        Where rust differs and the two typescript answers agreed, the difference is settled
+        as noise when typescript's value is of a kind whose rule rust's value meets (see
+        `_judge`), or varies beyond chance: whole milliseconds collide often, and a collision
+        says nothing about rust. Diffy judged noise per field over many samples for the same
+        reason. Judged per leaf, never per `[*]` path: a neighbour of a changing element is
+        no noise. `window` is when the three calls ran (epoch seconds): a timestamp is the
+        answer's own clock when it lies within it.
         """
         per_path = self.paths.setdefault(endpoint, {})
         noisy = self.noisy.setdefault(endpoint, {})
-        settled = _settled(comparison, per_path, noisy)
+        settled = self._settled(endpoint, comparison, per_path, noisy, rules, window)
         worst = max(settled.outcomes.values(), default=Outcome.EQUAL)
         request = self.endpoints.setdefault(endpoint, Counts())
         request.add(worst)
@@ -147,6 +184,80 @@ class ParityResults:
                 elif len(noisy) < MAX_NOISY_LEAVES:
                     noisy[diff.path] = 1
         return settled
+
+    def _settled(self, endpoint: str, comparison: Comparison, per_path: Mapping[str, Counts],
+                 noisy: Mapping[str, int], rules: Rules | None,
+                 window: tuple[float, float] | None) -> Comparison:
+        """The comparison with the mismatches its values' kinds or variation excuse as noise."""
+        if not comparison.mismatched:
+            return comparison
+        changed: set[str] = set()
+        differences = []
+        for diff in comparison.differences:
+            if diff.outcome is Outcome.MISMATCH and self._judge(
+                    endpoint, diff, per_path, noisy, rules, window) is Outcome.NOISE:
+                diff = replace(diff, outcome=Outcome.NOISE)
+                changed.add(diff.report_path)
+            differences.append(diff)
+        if not changed:
+            return comparison
+        outcomes = dict(comparison.outcomes)
+        for path in changed:
+            outcomes[path] = max((d.outcome for d in differences if d.report_path == path),
+                                 default=Outcome.NOISE)
+        return Comparison(outcomes, tuple(differences))
+
+    def _judge(self, endpoint: str, diff: Difference, per_path: Mapping[str, Counts],
+               noisy: Mapping[str, int], rules: Rules | None,
+               window: tuple[float, float] | None) -> Outcome:
+        """One mismatch where the two typescript answers agreed: noise or mismatch.
+
+        Never noise when rust's answer has another shape: a missing or extra value, or
+        another type. Then the value's kind decides, named in parity.yaml or read from its
+        shape: a timestamp within the tolerance of when the request ran, an id that
+        typescript has changed before, a duration or counter (>= 0; a counter never below
+        what rust answered in a sample that ended before this one began). A value of no
+        kind is noise when typescript has varied it beyond chance; otherwise it stays exact.
+        """
+        p, c = diff.primary, diff.candidate
+        if any(p is m or c is m for m in _MARKERS) or _type(p) is not _type(c):
+            return Outcome.MISMATCH
+        tolerance = rules.timestamp_tolerance if rules is not None else TIMESTAMP_TOLERANCE_S
+        differed = noisy.get(diff.path, 0)
+        kind = rules.kinds.get(diff.report_path) if rules is not None else None
+        if kind is None:
+            kind = value_kind(diff.path, p, window, tolerance)
+            if kind is Kind.ID and not differed:
+                kind = None  # an id typescript repeats (a model's) is part of the answer
+        if kind is not None:
+            ok = kind_accepts(kind, p, c, window, tolerance)
+            if ok and kind is Kind.COUNTER:
+                ok = self._counter_holds(endpoint, diff.path, c, window)
+            return Outcome.NOISE if ok else Outcome.MISMATCH
+        counts = per_path.get(diff.report_path)
+        if counts is not None and varies(differed, counts.compared):
+            return Outcome.NOISE
+        return Outcome.MISMATCH
+
+    def _counter_holds(self, endpoint: str, leaf: str, value: float,
+                       window: tuple[float, float] | None) -> bool:
+        """Rust's counter is not below its value in any sample that ended before this began.
+
+        Samples run concurrently and are counted as they finish, so only samples known to
+        come earlier are compared (a reordered pair is no counter going back)."""
+        if window is None:
+            return True
+        seen = self._counters.setdefault(endpoint, {})
+        history = seen.get(leaf)
+        if history is None:
+            if len(seen) >= MAX_NOISY_LEAVES:
+                return True
+            history = seen[leaf] = []
+        floor = max((v for end, v in history if end < window[0]), default=-math.inf)
+        history.append((window[1], value))
+        if len(history) > COUNTER_HISTORY:
+            del history[0]
+        return value >= floor
 
     def total(self) -> Counts:
         out = Counts()
@@ -201,42 +312,8 @@ class ParityResults:
             raise ValueError(f"{path}: not a parity results file ({exc})") from None
 
 
-def _kind(value: Any) -> type:
+def _type(value: Any) -> type:
     return float if type(value) is int else type(value)  # an int and a float are both numbers
-
-
-def _volatile(diff: Difference, per_path: Mapping[str, Counts], noisy: Mapping[str, int]) -> bool:
-    """Whether a mismatch is typescript agreeing with itself by chance on a volatile value.
-
-    Never when rust's answer has another shape: a missing or extra value, or another type.
-    """
-    p, c = diff.primary, diff.candidate
-    if any(p is m or c is m for m in _MARKERS) or _kind(p) is not _kind(c):
-        return False
-    counts = per_path.get(diff.report_path)
-    return (counts is not None and counts.compared >= VOLATILE_AFTER
-            and noisy.get(diff.path, 0) >= VOLATILE_SHARE * counts.compared)
-
-
-def _settled(comparison: Comparison, per_path: Mapping[str, Counts],
-             noisy: Mapping[str, int]) -> Comparison:
-    """The comparison with mismatches on volatile values counted as noise."""
-    if not noisy or not comparison.mismatched:
-        return comparison
-    changed: set[str] = set()
-    differences = []
-    for diff in comparison.differences:
-        if diff.outcome is Outcome.MISMATCH and _volatile(diff, per_path, noisy):
-            diff = replace(diff, outcome=Outcome.NOISE)
-            changed.add(diff.report_path)
-        differences.append(diff)
-    if not changed:
-        return comparison
-    outcomes = dict(comparison.outcomes)
-    for path in changed:
-        outcomes[path] = max((d.outcome for d in differences if d.report_path == path),
-                             default=Outcome.NOISE)
-    return Comparison(outcomes, tuple(differences))
 
 
 class Redactor:

@@ -162,6 +162,7 @@ class Comparator:
     async def compare_one(self, session: aiohttp.ClientSession, sample: Sample) -> None:
         headers = dict(sample.headers)
         headers[SHADOW_HEADER] = "1"
+        started = time.time()
         answers = await asyncio.gather(
             self._call(session, self.targets.primary, sample, headers),
             self._call(session, self.targets.primary, sample, headers),
@@ -172,8 +173,10 @@ class Comparator:
             self.results.failed += 1
             return
         primary, secondary, candidate = (a for a in answers if isinstance(a, Response))
-        comparison = self.results.record(sample.endpoint, compare(
-            primary, secondary, candidate, self.config.rules_for(sample.method, sample.path)))
+        rules = self.config.rules_for(sample.method, sample.path)
+        comparison = self.results.record(sample.endpoint,
+                                         compare(primary, secondary, candidate, rules),
+                                         rules, (started, time.time()))
         if comparison.mismatched:
             self.examples.add(sample.endpoint, sample.method, sample.uri, headers, sample.body,
                               primary, secondary, candidate, comparison)
