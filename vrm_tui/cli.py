@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, NoReturn
 from vrm_tui import settings as settings_mod
 from vrm_tui.console import Console
 from vrm_tui.core import address, services
-from vrm_tui.core.errors import BadInput, Failure, StackError, VrmError
+from vrm_tui.core.errors import BadInput, Failure, StackError, VrmError, environment_fault, shown
 from vrm_tui.core.split import SplitError, parse_weight
 from vrm_tui.settings import Settings
+from vrm_tui.system.files import write_atomic
 from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.controller import ApplyResult
 
@@ -48,19 +49,27 @@ class _Parser(argparse.ArgumentParser):
 
 def _count(text: str) -> int:
     """A whole number >= 0 in ASCII digits (`int()` takes `٥٠` and `1_000`)."""
-    if not re.fullmatch(r"[0-9]+", text.strip()):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 0 or more")
+    if not re.fullmatch(r"[0-9]{1,18}", text.strip()):  # int() fails past 4300 digits
+        raise argparse.ArgumentTypeError(f"{shown(text)}: expected a whole number, 0 or more")
     return int(text)
 
 
 def _positive(text: str) -> float:
     """A finite number above 0 in ASCII digits (`float()` takes `inf`, `nan` and `1_0`)."""
     if not re.fullmatch(r"([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", text.strip()):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number above 0")
+        raise argparse.ArgumentTypeError(f"{shown(text)}: expected a number above 0")
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number above 0")
+        raise argparse.ArgumentTypeError(f"{shown(text)}: expected a finite number above 0")
     return value
+
+
+def _folder(text: str) -> Path:
+    """A folder named on the command line; an empty one is a mistake (`--state-dir "$X"`
+    with X unset), not the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a folder, got nothing")
+    return Path(text)
 
 
 # Commands that change what runs or what is served; `--read-only` refuses them.
@@ -73,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--deploy-dir", type=Path, default=argparse.SUPPRESS,
                         help="directory holding .env (default: current directory)")
-    common.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
+    common.add_argument("--state-dir", type=_folder, default=argparse.SUPPRESS,
                         help="runtime files: configs, pids, logs, journal (VRM_STATE_DIR)")
     common.add_argument("--rust-weight", default=argparse.SUPPRESS, metavar="N",
                         help="percent of traffic to rust, 0-100 (RUST_BACKEND_WEIGHT)")
@@ -126,10 +135,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("mode", nargs="?", default="benchmark",
                        choices=["benchmark", "stress", "compare", "all", "monitor"])
     bench.add_argument("--requests", type=_count, help="per target (default 500)")
-    bench.add_argument("--concurrency", type=_count, help="requests in flight (default 10)")
+    bench.add_argument("--concurrency", type=_count,
+                       help="requests in flight (default 10); stress: the most it tries "
+                            "(default 256)")
     bench.add_argument("--duration", type=_positive, help="seconds per target instead of a count")
     bench.add_argument("--rate", type=_positive,
-                       help="open loop: requests per second, latency from the intended send")
+                       help="open loop: requests per second, latency from the intended send "
+                            "(not for stress). Through the proxy the default is 80%% of "
+                            "PROXY_RATE_LIMIT, so its own limit does not answer for the "
+                            "backends")
     bench.add_argument("--requests-file", type=Path, metavar="FILE",
                        help="send this request corpus (YAML, like configs/requests/*.yaml) "
                             "instead of VRM_REQUESTS' set, like hey -D / oha -D")
@@ -141,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
                     "only requests without a body (GET, HEAD, DELETE, OPTIONS) are replayable; "
                     "POST/PUT/PATCH requests are listed, counted, as commented-out entries to "
                     "complete with body: or body_file:.")
-    capture.add_argument("--sample", type=int, default=200, metavar="N",
+    capture.add_argument("--sample", type=_count, default=200, metavar="N",
                          help="how many of the latest proxied requests (default 200)")
     capture.add_argument("--redact-param", action="append", default=[], metavar="NAME",
                          help="replace this query parameter's value with REDACTED (repeatable)")
@@ -162,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="on: percent of balanced requests mirrored (default: PARITY_SAMPLE "
                              "or the last one, else 5)")
     parity.add_argument("--json", action="store_true", help="status, report: JSON for scripts")
-    parity.add_argument("--examples", type=int, default=3, metavar="N",
+    parity.add_argument("--examples", type=_count, default=3, metavar="N",
                         help="report: the newest N mismatch examples (default 3)")
     sub.add_parser("demo", parents=[common], help="local stack, rehearsal backends, TUI "
                                                    "(--read-only: the TUI in observer mode)")
@@ -193,23 +207,34 @@ def _load_settings(args: argparse.Namespace) -> Settings:
             raise UsageError(str(exc)) from None
         flags["RUST_BACKEND_WEIGHT"] = str(weight)
     if hasattr(args, "state_dir"):
-        flags["VRM_STATE_DIR"] = str(args.state_dir.resolve())
+        flags["VRM_STATE_DIR"] = str(Path.cwd() / args.state_dir)  # Settings resolves it
     return settings_mod.load(flags, deploy_dir=getattr(args, "deploy_dir", None))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     command = "tui"
+    state_dir: Path | None = None  # where a write that names no file most likely failed
     try:
         try:
             args = _parser().parse_args(argv)
             command = args.command or "tui"
             _check_args(args)
             settings = _load_settings(args)
+            state_dir = settings.state_dir
             code = COMMANDS[command](settings, args)
         except VrmError as exc:
             prefix = "vrm" if exc.exit_code == 2 else f"vrm {command}"
             print(f"{prefix}: {exc}", file=sys.stderr)
             code = exc.exit_code
+        except OSError as exc:
+            # The backstop for a full disk, a read-only mount or permissions wherever a command
+            # writes (sites that must clean up a partial action handle it themselves): one
+            # line, exit 1. Any other OSError is a bug and keeps its traceback.
+            fault = environment_fault(exc, state_dir)
+            if fault is None:
+                raise
+            print(f"vrm {command}: {fault}", file=sys.stderr)
+            code = fault.exit_code
         sys.stdout.flush()
         return code
     except BrokenPipeError:
@@ -408,6 +433,7 @@ def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
                             corpus=console.corpus(args.requests_file))
     install_uvloop()
     with Progress(TextColumn("{task.description:<28}"), BarColumn(),
+                            stress_cap=args.concurrency or modes.STRESS_CAP,
                   TextColumn("{task.fields[line]}"), TimeElapsedColumn(),
                   transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("starting", total=1.0, line="")
@@ -415,7 +441,9 @@ def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
         def show(phase: str, result: Result, fraction: float) -> None:
             p50 = result.latency.percentile_ms(50)
             line = f"{result.requests} req {result.rps:7.1f} req/s p50 " + (
-                f"{p50:.1f}ms" if p50 is not None else "-") + f" errors {result.failed}"
+                f"{p50:.1f}ms" if p50 is not None else "-") + \
+                f" errors {result.errors_besides_429}" + (
+                f" 429 (proxy's limit) {result.rate_limited}" if result.rate_limited else "")
             bar.update(task, description=phase, completed=fraction, line=line)
 
         run = console.run_benchmark(args.mode, options, show)
@@ -436,15 +464,23 @@ def cmd_capture(settings: Settings, args: argparse.Namespace) -> int:
     found = Console(settings).capture(args.sample, tuple(args.redact_param))
     if found.corpus is None:
         raise Failure(f"no replayable request among the last {found.seen} proxied requests "
+    output: Path | None = args.output
+    if output is not None and (output.is_dir() or not output.parent.is_dir()):
+        where = "is a folder; name a file" if output.is_dir() else \
+            f"{output.parent} is not a folder"
+        raise UsageError(f"-o {shown(str(output))}: {where}")
                          f"in {found.log}" + (f" ({sum(found.needs_body.values())} carry a "
                                               "body, which the access log does not hold)"
                                               if found.needs_body else ""))
     text = corpus.dump(found.corpus, found.header()) + found.trailer()
-    if args.output is None:
+    if output is None:
         print(text, end="")
         return 0
-    args.output.write_text(text)
-    print(f"wrote {found.corpus.describe()} from {found.seen} requests to {args.output}"
+    try:  # all or nothing: a full disk leaves no half corpus behind
+        write_atomic(output, text, mode=0o644)
+    except OSError as exc:
+        raise environment_fault(exc, output) or exc from None
+    print(f"wrote {found.corpus.describe()} from {found.seen} requests to {output}"
           + (f"; {len(found.needs_body)} request kind(s) with a body left commented out"
              if found.needs_body else ""), file=sys.stderr)
     return 0

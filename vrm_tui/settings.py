@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from vrm_tui.core import address
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.errors import BadInput
+from vrm_tui.core.errors import BadInput, shown
 from vrm_tui.core.paths import StateDir
 from vrm_tui.core.split import Split, SplitError, parse_weight
 
@@ -33,12 +34,16 @@ class SettingsError(BadInput):
 def _parse_env_file(path: Path) -> dict[str, str]:
     """Read KEY=VALUE lines (comments, blank lines, `export` and quotes allowed).
 
-    Read as bytes so that a line that is not UTF-8 is reported with its number."""
+    Read as bytes so that a line that is not UTF-8 is reported with its number. A key that
+    is not vrm's but within two edits of one is a typo that would silently do nothing."""
     values: dict[str, str] = {}
-    if not path.is_file():
-        return values
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        return values
+    except IsADirectoryError:
+        raise SettingsError(f"{path}: is a directory, expected a file of KEY=VALUE lines") \
+            from None
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read it: {exc.strerror}") from None
     for number, raw_bytes in enumerate(data.splitlines(), start=1):
@@ -54,7 +59,11 @@ def _parse_env_file(path: Path) -> dict[str, str]:
         line = line.removeprefix("export ").strip()
         key, sep, value = line.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
-            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {shown(raw)}")
+        meant = _near_miss(key.strip())
+        if meant is not None:
+            raise SettingsError(f"{path}:{number}: {key.strip()} is not a vrm setting; "
+                                f"did you mean {meant}?")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
@@ -70,6 +79,32 @@ _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _PATH_UNSAFE = re.compile(r"[\s;{}'\"$#\\`\x00-\x1f\x7f]")
 
 
+def _near_miss(key: str) -> str | None:
+    """The known key `key` misspells (at most two edits, any case), None if none is near."""
+    if key in _KNOWN:
+        return None
+    upper = key.upper()
+    distance, meant = min((_edits(upper, known), known) for known in _KNOWN)
+    return meant if distance <= 2 else None
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance, with adjacent transpositions counted as one edit (WIEGHT)."""
+    if abs(len(a) - len(b)) > 2:
+        return 3  # farther than any near miss; saves the table
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            row.append(cost)
+        previous2, previous = previous, row
+    return previous[-1]
+
+
 def _int(name: str, raw: str, low: int = 1, high: int = 65535) -> int:
     try:
         return address.parse_int(name, raw, low, high)
@@ -80,10 +115,10 @@ def _int(name: str, raw: str, low: int = 1, high: int = 65535) -> int:
 def _float(name: str, raw: str) -> float:
     text = raw.strip()
     if not _FLOAT.fullmatch(text):
-        raise SettingsError(f"{name}={raw!r}: expected a number such as 20.0")
+        raise SettingsError(f"{name}={shown(raw)}: expected a number such as 20.0")
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
-        raise SettingsError(f"{name}={raw!r}: expected a positive number")
+        raise SettingsError(f"{name}={shown(raw)}: expected a positive number")
     return value
 
 
@@ -93,7 +128,7 @@ def _flag(name: str, raw: str) -> bool:
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise SettingsError(f"{name}={raw!r}: expected 1 or 0")
+    raise SettingsError(f"{name}={shown(raw)}: expected 1 or 0")
 
 
 def parse_sample(name: str, raw: str) -> float:
@@ -101,7 +136,7 @@ def parse_sample(name: str, raw: str) -> float:
     decimals (nginx's split_clients granularity)."""
     text = raw.strip().removesuffix("%")
     if not re.fullmatch(r"\d{1,3}(\.\d{1,2})?", text) or not 0 <= float(text) <= 100:
-        raise SettingsError(f"{name}={raw!r}: expected a percent from 0 (off) to 100, "
+        raise SettingsError(f"{name}={shown(raw)}: expected a percent from 0 (off) to 100, "
                             "e.g. 5 or 0.5")
     return float(text)
 
@@ -116,7 +151,7 @@ def _bind(name: str, raw: str) -> str:
 def _path(name: str, raw: str) -> str:
     value = raw.strip() or "/health"
     if not re.fullmatch(r"/[A-Za-z0-9._~%/-]*", value):
-        raise SettingsError(f"{name}={raw!r}: expected a URL path such as /health")
+        raise SettingsError(f"{name}={shown(raw)}: expected a URL path such as /health")
     return value
 
 
@@ -128,18 +163,33 @@ def _url(name: str, raw: str) -> str:
         raise SettingsError(str(exc)) from None
 
 
-def _state_dir(name: str, path: Path) -> Path:
-    """A state dir nginx's config can name (unquoted) and that is, or can become, a folder."""
+def state_dir_path(name: str, path: Path) -> Path:
+    """`path` resolved: a state dir nginx's config can name (unquoted), that the OS can name
+    (no symlink loop, within its length limits), and that is, or can become, a folder of
+    vrm's own. A folder others may write to (/tmp, mode 1777) is refused, not chmodded: vrm
+    keeps its secret and its lock there, and changes no folder it did not create."""
+    try:
+        path = path.resolve()
+        found = next(((f, f.stat()) for f in (path, *path.parents)
+                      if f.exists() or f.is_symlink()), None)
+    except RuntimeError:  # Python 3.11 reports a symlink loop this way
+        raise SettingsError(f"{name}={shown(str(path))}: a symlink loop") from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise SettingsError(f"{name}={shown(str(path))}: {reason}") from None
     text = str(path)
     if _PATH_UNSAFE.search(text) or not text.isprintable():
-        raise SettingsError(f"{name}={text!r}: a state dir path may not contain whitespace, "
-                            "quotes or any of ; {{ }} $ # \\ `")
-    for folder in (path, *path.parents):
-        if folder.exists() or folder.is_symlink():
-            if not folder.is_dir():
-                what = "is" if folder == path else f"is under {folder}, which is"
-                raise SettingsError(f"{name}={text!r}: {what} not a directory")
-            break
+        raise SettingsError(f"{name}={shown(text)}: a state dir path may not contain "
+                            "whitespace, quotes or any of ; {{ }} $ # \\ `")
+    if found is not None:
+        folder, info = found
+        if not stat.S_ISDIR(info.st_mode):
+            what = "is" if folder == path else f"is under {folder}, which is"
+            raise SettingsError(f"{name}={shown(text)}: {what} not a directory")
+        if folder == path and info.st_mode & (stat.S_ISVTX | stat.S_IWOTH):
+            raise SettingsError(f"{name}={shown(text)}: a folder everyone may write to (mode "
+                                f"{info.st_mode & 0o7777:o}); name a folder of vrm's own "
+                                f"inside it, e.g. {path / 'vrm'}")
     return path
 
 
@@ -269,10 +319,10 @@ def load(
 
     runtime = layered.get("VRM_RUNTIME", "").strip()
     if runtime and runtime not in RUNTIMES:
-        raise SettingsError(f"VRM_RUNTIME={runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        raise SettingsError(f"VRM_RUNTIME={shown(runtime)}: expected one of {', '.join(RUNTIMES)}")
     profile = layered.get("VRM_COMPOSE_PROFILE", "rehearsal").strip() or "rehearsal"
     if profile not in COMPOSE_PROFILES:
-        raise SettingsError(f"VRM_COMPOSE_PROFILE={profile!r}: expected one of "
+        raise SettingsError(f"VRM_COMPOSE_PROFILE={shown(profile)}: expected one of "
                             f"{', '.join(COMPOSE_PROFILES)}")
     preference = layered.get("BACKEND_PREFERENCE", "rust").strip() or "rust"
     if preference == "typescript":
@@ -283,13 +333,13 @@ def load(
                             "primary and typescript the fallback; set the split with "
                             "RUST_BACKEND_WEIGHT (0 sends rust nothing) or remove the line")
     if preference != "rust":
-        raise SettingsError(f"BACKEND_PREFERENCE={preference!r}: expected rust")
+        raise SettingsError(f"BACKEND_PREFERENCE={shown(preference)}: expected rust")
 
     state_raw = layered.get("VRM_STATE_DIR", "").strip()
     state_dir = Path(state_raw) if state_raw else base / ".vrm"
     if not state_dir.is_absolute():
         state_dir = base / state_dir
-    state_dir = _state_dir("VRM_STATE_DIR", state_dir.resolve())
+    state_dir = state_dir_path("VRM_STATE_DIR", state_dir)
 
     # The rehearsal backends' process endpoint has no side effects: retrying it is safe.
     rehearsal = not (layered.get("RUST_BACKEND_URL", "").strip()
@@ -352,8 +402,8 @@ def load(
 def _project(raw: str) -> str:
     """Compose's own grammar for project names (it lowercases nothing for us)."""
     if raw and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", raw):
-        raise SettingsError(f"COMPOSE_PROJECT_NAME={raw!r}: expected lowercase letters, digits, "
-                            "- and _, starting with a letter or digit")
+        raise SettingsError(f"COMPOSE_PROJECT_NAME={shown(raw)}: expected lowercase letters, "
+                            "digits, - and _, starting with a letter or digit")
     return raw
 
 

@@ -201,3 +201,138 @@ def test_status_allow_takes_addresses_and_networks(tmp_path: Path) -> None:
     params = replace(FakeProxyHost(tmp_path).proxy_params(),
                      status_allow=("127.0.0.1", "::1", "172.30.7.0/24"))
     assert "allow 127.0.0.1; allow ::1; allow 172.30.7.0/24;" in nginx.render_main(params)
+
+
+# --- issue 19 item 9: values past Python's limits, odd files, odd paths ----------------------
+
+HUGE = "9" * 5000  # past Python's int-string limit (4300 digits): int() raises ValueError
+
+
+@pytest.mark.parametrize("variable", ["RUST_BACKEND_WEIGHT", "PROXY_PORT",
+                                      "TS_VISION_MANAGER_PORT", "PROXY_RATE_LIMIT"])
+def test_a_huge_number_in_a_variable_is_one_short_line(tmp_path: Path, variable: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(environ={variable: HUGE}, deploy_dir=tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{variable}='999") and "5000 characters" in message, message
+    assert len(message) < 200, message
+
+
+def _plan(tmp_path: Path, text: str) -> str:
+    (tmp_path / "plan.yaml").write_text(text)
+    return str(tmp_path / "plan.yaml")
+
+
+def _corpus(tmp_path: Path, data: bytes) -> str:
+    (tmp_path / "corpus.yaml").write_bytes(data)
+    return str(tmp_path / "corpus.yaml")
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["deploy", "--rust-weight", HUGE], "--rust-weight='999"),
+    (["migrate", "--steps", HUGE, "--yes"], "--steps='999"),
+    (["migrate", "--steps", f"10,{HUGE}", "--yes"], "--steps='10,999"),
+    (["validate", "--host", f"127.0.0.1:{HUGE}"], "--host='127.0.0.1:999"),
+    (["migrate", "--plan", "{plan}", "--yes"], "plan.yaml"),
+    (["benchmark", "--requests-file", "{corpus}"], "corpus.yaml"),
+    (["benchmark", "--requests", HUGE], "--requests"),
+    (["journal", "-n", HUGE], "--lines"),
+])
+def test_a_huge_number_in_a_flag_or_file_exits_2_with_one_short_line(
+        tmp_path: Path, argv: list[str], named: str) -> None:
+    plan = _plan(tmp_path, f"steps: [10, 50]\nmin_samples: {HUGE}\n")
+    corpus = _corpus(tmp_path, f"requests:\n- path: /x\n  weight: {HUGE}\n".encode())
+    argv = [a.format(plan=plan, corpus=corpus) for a in argv]
+    code, err = _main(*argv, "--deploy-dir", str(tmp_path))
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and named in err, err
+    assert len(err) < 300, err
+
+
+def test_a_plan_and_a_corpus_name_the_huge_numbers_line(tmp_path: Path) -> None:
+    from vrm_tui.core import corpus
+    from vrm_tui.migrate import plan
+
+    path = Path(_plan(tmp_path, f"steps: [10, 50]\nmin_samples: {HUGE}\n"))
+    with pytest.raises(BadInput, match=r"plan\.yaml.*line 2.*digits"):
+        plan.load(path)
+    path = Path(_corpus(tmp_path, f"requests:\n- path: /x\n  weight: {HUGE}\n".encode()))
+    with pytest.raises(corpus.CorpusError, match=r"corpus\.yaml.*line 3.*digits"):
+        corpus.load(path)
+
+
+def test_a_requests_file_that_is_not_utf8_names_file_and_byte(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path, b"requests:\n- path: /caf\xe9\n")
+    code, err = _main("benchmark", "--requests-file", corpus, "--deploy-dir", str(tmp_path))
+    assert code == 2 and f"{corpus}: not valid UTF-8" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("output", ["missing/corpus.yaml", "/", "."])
+def test_capture_output_that_cannot_be_a_file_exits_2_before_reading(
+        tmp_path: Path, output: str) -> None:
+    code, err = _main("capture", "-o", output, "--deploy-dir", str(tmp_path))
+    assert code == 2, err
+    assert "-o" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / ".vrm").exists()
+
+
+def _loop(tmp_path: Path) -> Path:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    return loop
+
+
+@pytest.mark.parametrize("state", ["/tmp/" + "s" * 5000, "/tmp/" + "/".join(["s" * 200] * 30),
+                                   "{loop}", "{loop}/state"])
+def test_a_state_dir_the_os_cannot_name_exits_2(tmp_path: Path, state: str) -> None:
+    state = state.format(loop=_loop(tmp_path))
+    with pytest.raises(SettingsError) as caught:
+        load(environ={"VRM_STATE_DIR": state}, deploy_dir=tmp_path)
+    assert str(caught.value).startswith("VRM_STATE_DIR=") and len(str(caught.value)) < 300
+    code, err = _main("status", "--state-dir", state, "--deploy-dir", str(tmp_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and len(err) < 300, err
+    assert "--state-dir" in err or "VRM_STATE_DIR" in err, err
+
+
+@pytest.mark.parametrize("blank", ["", " "])
+def test_an_empty_state_dir_flag_is_refused_and_nothing_is_chmodded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blank: str) -> None:
+    tmp_path.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    code, err = _main("setup", "--state-dir", blank, "--deploy-dir", str(tmp_path))
+    assert code == 2 and "--state-dir" in err and len(err.strip().splitlines()) == 1, err
+    assert tmp_path.stat().st_mode & 0o7777 == 0o755
+    assert not (tmp_path / ".env").exists()
+
+
+def test_a_shared_folder_is_refused_as_a_state_dir_and_left_as_it_is(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(SettingsError, match=r"VRM_STATE_DIR=.*shared.*1777"):
+        load(environ={"VRM_STATE_DIR": str(shared)}, deploy_dir=tmp_path)
+    code, err = _main("setup", "--state-dir", str(shared), "--deploy-dir", str(tmp_path))
+    assert code == 2 and "1777" in err, err
+    assert shared.stat().st_mode & 0o7777 == 0o1777
+
+
+def test_securing_never_chmods_a_folder_vrm_did_not_create(tmp_path: Path) -> None:
+    """A state dir that holds anything vrm does not keep there (a project folder named as the
+    state dir) is not vrm's to close; one holding only vrm's files, or nothing, is."""
+    theirs = tmp_path / "project"
+    theirs.mkdir()
+    theirs.chmod(0o755)
+    (theirs / "README").write_text("mine\n")
+    nginx.secure_state_dir(theirs, None)
+    assert theirs.stat().st_mode & 0o777 == 0o755
+    ours = tmp_path / "state"
+    ours.mkdir()
+    ours.chmod(0o755)
+    (ours / "journal.jsonl").write_text("")
+    (ours / "logs").mkdir()
+    nginx.secure_state_dir(ours, None)
+    assert ours.stat().st_mode & 0o777 == 0o700
+    fresh = tmp_path / "fresh"
+    nginx.secure_state_dir(fresh, None)
+    assert fresh.stat().st_mode & 0o777 == 0o700

@@ -103,3 +103,34 @@ def test_compose_project_is_the_deployments_own(tmp_path: Path) -> None:
     for bad in ("Vision", "-x", "a b", "a;b"):
         with pytest.raises(SettingsError, match="COMPOSE_PROJECT_NAME="):
             load(environ={"COMPOSE_PROJECT_NAME": bad}, deploy_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("line", "known"), [
+    ("RUST_BACKEND_WIEGHT=50", "RUST_BACKEND_WEIGHT"),
+    ("PROXY_PROT=4000", "PROXY_PORT"),
+    ("VRM_STAT_DIR=/tmp/x", "VRM_STATE_DIR"),
+    ("rust_backend_weight=50", "RUST_BACKEND_WEIGHT"),
+])
+def test_a_misspelt_env_key_names_the_known_one(tmp_path: Path, line: str, known: str) -> None:
+    (tmp_path / ".env").write_text(f"PROXY_PORT=3000\n{line}\n")
+    with pytest.raises(SettingsError) as caught:
+        load(environ={}, deploy_dir=tmp_path)
+    message = str(caught.value)
+    assert ".env:2" in message and line.split("=")[0] in message and known in message, message
+
+
+def test_env_keys_far_from_vrms_are_left_alone(tmp_path: Path) -> None:
+    """`.env` is shared with compose and other tools: only near-misses of vrm's keys are
+    errors, and the shipped template has none."""
+    (tmp_path / ".env").write_text("COMPOSE_FILE=x.yml\nMY_APP_TOKEN=abc\nTZ=UTC\n")
+    assert load(environ={}, deploy_dir=tmp_path).proxy_port == 3000
+    from vrm_tui.cli import ENV_TEMPLATE
+
+    (tmp_path / ".env").write_text(ENV_TEMPLATE.read_text())
+    load(environ={}, deploy_dir=tmp_path)
+
+
+def test_an_env_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".env").mkdir()
+    with pytest.raises(SettingsError, match=r"\.env: is a directory"):
+        load(environ={}, deploy_dir=tmp_path)

@@ -12,12 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from vrm_tui.core.errors import BadInput
+from vrm_tui.core.errors import BadInput, shown
 
 __all__ = ["BackendUrl", "HostPort", "parse_backend_url", "parse_host", "parse_hostport",
            "parse_int", "parse_ip", "parse_port"]
 
-_ASCII_INT = re.compile(r"[+-]?[0-9]+")
+# At most 18 digits: past 4300 `int()` raises ValueError instead of refusing the value.
+_ASCII_INT = re.compile(r"[+-]?[0-9]{1,18}")
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _URL = re.compile(r"(https?)://(\[[^\]]*\]|[^:/\[\]]*)(?::([^/]*))?(/?)")
 
@@ -27,10 +28,10 @@ def parse_int(name: str, raw: str, low: int, high: int, text: str | None = None)
     `raw` that holds the number (errors show all of `raw`)."""
     text = str(raw if text is None else text).strip()
     if not _ASCII_INT.fullmatch(text):
-        raise BadInput(f"{name}={raw!r}: expected a whole number from {low} to {high}")
+        raise BadInput(f"{name}={shown(raw)}: expected a whole number from {low} to {high}")
     value = int(text)
     if not low <= value <= high:
-        raise BadInput(f"{name}={raw!r}: expected a whole number from {low} to {high}")
+        raise BadInput(f"{name}={shown(raw)}: expected a whole number from {low} to {high}")
     return value
 
 
@@ -39,7 +40,7 @@ def parse_port(name: str, raw: str, text: str | None = None) -> int:
     try:
         return parse_int(name, raw, 1, 65535, text)
     except BadInput:
-        raise BadInput(f"{name}={raw!r}: expected a port from 1 to 65535") from None
+        raise BadInput(f"{name}={shown(raw)}: expected a port from 1 to 65535") from None
 
 
 def parse_ip(name: str, raw: str) -> str:
@@ -47,21 +48,21 @@ def parse_ip(name: str, raw: str) -> str:
     on a scoped address); returned in its canonical form."""
     text = str(raw).strip()
     if "%" in text:
-        raise BadInput(f"{name}={raw!r}: scoped IPv6 addresses (with %zone) are not supported; "
-                       "use a global address, or :: for every interface")
+        raise BadInput(f"{name}={shown(raw)}: scoped IPv6 addresses (with %zone) are not "
+                       "supported; use a global address, or :: for every interface")
     if not text.isascii():
-        raise BadInput(f"{name}={raw!r}: expected an IP address such as 127.0.0.1")
+        raise BadInput(f"{name}={shown(raw)}: expected an IP address such as 127.0.0.1")
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        raise BadInput(f"{name}={raw!r}: expected an IP address such as 127.0.0.1") from None
+        raise BadInput(f"{name}={shown(raw)}: expected an IP address such as 127.0.0.1") from None
 
 
 def parse_host(name: str, raw: str, text: str | None = None) -> str:
     """An IPv4 address, a bracketed IPv6 address (returned without brackets), or a DNS name
     made of RFC 1123 labels. `text` is the part of `raw` that holds the host."""
     host = raw if text is None else text
-    bad = BadInput(f"{name}={raw!r}: expected a host: an IPv4 address, [IPv6] or a DNS name")
+    bad = BadInput(f"{name}={shown(raw)}: expected a host: an IPv4 address, [IPv6] or a DNS name")
     if host.startswith("[") and host.endswith("]"):
         inner = host[1:-1]
         if "%" in inner or not inner.isascii():
@@ -103,9 +104,9 @@ def parse_hostport(name: str, raw: str) -> HostPort:
     text = str(raw).strip()
     host, sep, port = text.rpartition(":")
     if not sep or not host:
-        raise BadInput(f"{name}={raw!r}: expected HOST:PORT such as 127.0.0.1:3000")
+        raise BadInput(f"{name}={shown(raw)}: expected HOST:PORT such as 127.0.0.1:3000")
     if ":" in host and not host.startswith("["):
-        raise BadInput(f"{name}={raw!r}: write an IPv6 address in brackets: [::1]:3000")
+        raise BadInput(f"{name}={shown(raw)}: write an IPv6 address in brackets: [::1]:3000")
     return HostPort(parse_host(name, raw, host), parse_port(name, raw, port))
 
 
@@ -132,7 +133,7 @@ def parse_backend_url(name: str, raw: str) -> BackendUrl:
     text = str(raw).strip()
     match = _URL.fullmatch(text)
     if match is None:
-        raise BadInput(f"{name}={raw!r}: expected a base URL such as http://10.0.0.5:3001 "
+        raise BadInput(f"{name}={shown(raw)}: expected a base URL such as http://10.0.0.5:3001 "
                        "(http or https, a host, an optional port, no path)")
     scheme, host_text, port_text, _slash = match.groups()
     host = parse_host(name, raw, host_text)

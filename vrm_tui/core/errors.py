@@ -11,7 +11,9 @@ and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["BadInput", "Failure", "StackError", "VrmError"]
+import errno
+
+__all__ = ["BadInput", "Failure", "StackError", "VrmError", "environment_fault", "shown"]
 
 
 class VrmError(Exception):
@@ -35,3 +37,34 @@ class Failure(VrmError, RuntimeError):
 class StackError(Failure):
     """A runtime (local processes, docker compose) could not do what was asked; the message
     says what to do about it."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """The value as the operator wrote it, cut short: a 5000-digit number or a path past the
+    OS limit still makes a one-line error that names it."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str | bytes) else ""
+    return text[:limit - 3] + "..." + size
+
+
+# What the host did, in the words an operator searches for (DESIGN: exit 1, one line).
+_FAULTS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def environment_fault(exc: OSError, where: object = None) -> Failure | None:
+    """An OSError that is the host's doing (a full disk, a read-only mount, permissions) as
+    one Failure naming the path (`where` when the error has none, as a failed write() has
+    not); None for any other error, which is a bug and keeps its traceback."""
+    what = _FAULTS.get(exc.errno or 0)
+    if what is None:
+        return None
+    path = exc.filename if exc.filename is not None else where
+    return Failure(f"{what} at {path}" if path is not None else what)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vrm_tui.core.errors import BadInput
+from vrm_tui.core.errors import BadInput, shown
 
 
 class SplitError(BadInput):
@@ -16,11 +16,11 @@ def parse_weight(text: str, name: str = "rust weight") -> int:
     """Parse one weight as an operator typed it; the error names `name` and the value."""
     raw = str(text).strip()
     # ASCII digits only: `\d` and `int()` also take `٥٠`, and `int()` takes `1_0`.
-    if not re.fullmatch(r"[+-]?[0-9]+", raw):
-        raise SplitError(f"{name}={text!r}: expected a whole number from 0 to 100")
+    if not re.fullmatch(r"[+-]?[0-9]{1,18}", raw):  # int() fails past 4300 digits
+        raise SplitError(f"{name}={shown(text)}: expected a whole number from 0 to 100")
     value = int(raw)
     if not 0 <= value <= 100:
-        raise SplitError(f"{name}={text!r}: expected a whole number from 0 to 100")
+        raise SplitError(f"{name}={shown(text)}: expected a whole number from 0 to 100")
     return value
 
 

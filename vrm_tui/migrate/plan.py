@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from vrm_tui.core import yamlfile
 from vrm_tui.core.errors import BadInput
 
 SHADOW = 0
@@ -101,7 +102,8 @@ def parse_steps(value: object, name: str) -> tuple[int, ...]:
     items: list[object]
     if isinstance(value, str):
         parts = [part.strip() for part in value.split(",")]
-        if not all(re.fullmatch(r"[0-9]+|shadow", part) for part in parts):
+        # At most 18 digits: past 4300 int() raises ValueError instead of refusing it.
+        if not all(re.fullmatch(r"[0-9]{1,18}|shadow", part) for part in parts):
             raise PlanError(f"{name}={_show(value)}: expected whole numbers like 10,50,100 "
                             "(shadow may come first)")
         items = [part if part == "shadow" else int(part) for part in parts]
@@ -216,7 +218,7 @@ def _checked(plan: Plan, source: str) -> Plan:
     return plan
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yamlfile.Loader):  # a 5000-digit min_samples: an error with a line
     """safe_load that refuses a key given twice (YAML keeps the last one silently)."""
 
 
