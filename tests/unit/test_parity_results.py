@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,11 +207,11 @@ def test_a_whole_millisecond_clock_shared_by_chance_is_noise_from_the_first_samp
             resp({"served_at": rust}), rules), rules, WINDOW)
         assert not counted.mismatched
     # rust's clock an hour off, or a string that is no time, or a number for a string
-    for rust in (iso(WINDOW[0] - 3600), "yesterday", 1_780_000_000.01):
+    for wrong in (iso(WINDOW[0] - 3600), "yesterday", 1_780_000_000.01):
         counted = results.record(ENDPOINT, compare(
             resp({"served_at": stamp}), resp({"served_at": stamp}),
-            resp({"served_at": rust}), rules), rules, WINDOW)
-        assert counted.mismatched, rust
+            resp({"served_at": wrong}), rules), rules, WINDOW)
+        assert counted.mismatched, wrong
     # a date that is part of the answer (not the request's time) stays exact
     counted = results.record(ENDPOINT, compare(
         resp({"released": "2024-01-01T00:00:00Z"}), resp({"released": "2024-01-01T00:00:00Z"}),
@@ -226,7 +227,7 @@ def test_durations_and_counters_by_key_and_a_counter_never_goes_back() -> None:
     results = ParityResults()
     rules = make_rules()
 
-    def sample(body: dict, rust: dict, start: float) -> bool:
+    def sample(body: dict[str, Any], rust: dict[str, Any], start: float) -> bool:
         return results.record(ENDPOINT, compare(resp(body), resp(body), resp(rust), rules),
                               rules, (start, start + 0.01)).mismatched
 

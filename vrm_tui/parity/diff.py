@@ -388,7 +388,7 @@ def epoch_seconds(value: Any) -> float | None:
     if kind in (int, float) and math.isfinite(value):
         for low, high, scale in _EPOCH_SCALES:
             if low <= value < high:
-                return value * scale
+                return float(value) * scale
     return None
 
 
