@@ -194,3 +194,13 @@ def test_validate_checks_targets_and_rules(monitored: Stack) -> None:
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     row = rows["Prometheus targets and rules"]
     assert row["result"] == "PASS" and "5 targets up" in row["detail"], row  # parity on
+
+
+def test_no_local_user_can_stop_monitoring_over_http(monitored: Stack) -> None:
+    """Prometheus's lifecycle API is off: `/-/quit` and `/-/reload` are refused, and
+    Prometheus keeps running (vrm reloads it with SIGHUP)."""
+    base = f"http://127.0.0.1:{monitored.settings.prometheus_port}"
+    for path in ("/-/quit", "/-/reload"):
+        answer = httpx.post(base + path, timeout=5)
+        assert answer.status_code == 403, (path, answer.status_code, answer.text)
+    assert httpx.get(base + "/-/ready", timeout=5).status_code == 200

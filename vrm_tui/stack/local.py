@@ -218,17 +218,16 @@ class LocalRuntime:
         return config
 
     def _refresh_prometheus(self) -> None:
-        """Re-render Prometheus's targets (parity switched) and ask it to reload, if it runs."""
-        if not self._record(services.PROMETHEUS):
+        """Re-render Prometheus's targets (parity switched) and ask it to reload, if it runs.
+
+        By SIGHUP, which only the user that started it may send: its HTTP lifecycle API
+        (`/-/reload`, `/-/quit`) is off, or any local user could stop monitoring."""
+        record = self._record(services.PROMETHEUS)
+        if record is None:
             return
-        import httpx
-
-        from vrm_tui.telemetry.http import shared_client
-
         self._write_prometheus_config()
-        with contextlib.suppress(httpx.HTTPError):
-            shared_client().post(f"http://127.0.0.1:{self.settings.prometheus_port}/-/reload",
-                                 timeout=2)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGHUP)
 
     def down(self) -> list[str]:
         return [name for name in reversed(services.MANAGED) if self.stop_service(name)]
@@ -367,6 +366,7 @@ class LocalRuntime:
                 raise StackError(f"nginx started but wrote no pid file; see {params.error_log}")
             time.sleep(0.01)
         ProcRecord.of(services.PROXY, pid, command, {"port": s.proxy_port}).save(self.run_dir)
+        self._start_logkeeper(pid)
         note = f"started nginx (master {pid})"
         if orphans:
             note = (f"master was gone; retired {len(orphans)} orphan workers "
@@ -380,6 +380,21 @@ class LocalRuntime:
                 last = str(exc)
             time.sleep(0.02)
         raise StackError(f"nginx started but does not answer: {last}")
+
+    def _start_logkeeper(self, master: int) -> None:
+        """Keep nginx's logs capped while this master runs (`stack/logkeeper.py`); it exits
+        with the master. Best effort: without it, logs still rotate on every vrm action."""
+        log = self.log_dir / "vrm-logkeeper.log"
+        try:
+            with open(log, "ab") as out:
+                subprocess.Popen(
+                    [sys.executable, "-m", "vrm_tui.stack.logkeeper",
+                     "--deploy-dir", str(self.settings.deploy_dir),
+                     "--state-dir", str(self.settings.state_dir), "--master", str(master)],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True, close_fds=True, cwd=self.settings.deploy_dir)
+        except OSError:
+            pass
 
     # --- reading -------------------------------------------------------------------------
 

@@ -62,8 +62,9 @@ def render_prometheus(settings: Settings, rules: Path, parity: bool = False) -> 
 def prometheus_command(settings: Settings, config: Path, data: Path) -> list[str]:
     return [binary(services.PROMETHEUS) or "prometheus", f"--config.file={config}",
             f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=2d",
-            f"--web.listen-address=127.0.0.1:{settings.prometheus_port}",
-            "--web.enable-lifecycle"]
+            f"--web.listen-address=127.0.0.1:{settings.prometheus_port}"]
+    # No --web.enable-lifecycle: its /-/quit lets any local user stop monitoring; vrm
+    # reloads Prometheus with SIGHUP instead.
 
 
 def exporter_command(settings: Settings) -> list[str]:
