@@ -523,8 +523,9 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
             print("\n".join(timeline.lines(view.state, view.guarded)))
         return _outcome(view) if args.wait else 0
     if args.action in ("pause", "promote", "abort"):
-        print(console.steer(args.action).text)
-        return 0
+        steered = console.steer(args.action)
+        print(steered.text)
+        return 0 if steered.applied else 1
     if args.action == "resume":
         state = console.resume_migration(restart_step=args.restart_step)
         print(f"migration {state.id} runs under guard pid {state.owner_pid}")

@@ -79,10 +79,17 @@ class MigrationView:
 
 @dataclass(frozen=True)
 class Steered:
-    """What a steering request did, for the face to say."""
+    """What a steering request did, for the face to say; `applied` False when it was
+    superseded (by an abort or a pause asked at the same time) or could not apply."""
 
     state: MigrationState
     text: str
+    applied: bool = True
+
+
+ANSWER_WAIT_S = 5.0
+"""How long a steering command waits for the guard's answer (it drains every 0.25 s; a tick
+that probes a hung backend can take a few seconds)."""
 
 
 class Console:
@@ -211,7 +218,7 @@ class Console:
             return None
         guarded = self.migrations.guarded(state)
         if state.active and not guarded and self.migrations.note_unguarded(state):
-            beat = self.migrations.last_beat()
+            beat = self.migrations.last_beat(state.id)
             silent = f"silent since {time.strftime('%H:%M:%S', time.localtime(beat))}" \
                 if beat else "never beat"
             self.journal.append(Record(
@@ -254,35 +261,85 @@ class Console:
             if restart_step:
                 raise BadInput("--restart-step adopts an unguarded migration; this one runs "
                                f"(guard pid {state.owner_pid}): pause it, abort it, or wait")
-            self.migrations.request("resume", operator_identity())
-            return state
+            steered = self._ask_guard(state, "resume", operator_identity())
+            if not steered.applied:
+                raise Failure(steered.text)
+            return self.migrations.load() or state
         guard.spawn(self.settings, restart_step=restart_step)
         return self.migrations.load() or state
 
     def steer(self, action: Control) -> Steered:
-        """pause | resume | promote | abort, from whichever face asked; the guard journals
-        it with the name of the person who asked.
+        """pause | resume | promote | abort, from whichever face asked: queued for the guard,
+        which journals it with the name of the person who asked and answers it (applied, or
+        superseded by an abort or pause asked at the same time).
 
-        An unguarded migration can only be aborted here (resume adopts it with a new guard)."""
+        An abort always rolls back: when the guard is gone, cannot be asked (a full disk) or
+        does not answer, this process rolls back itself. An unguarded migration can otherwise
+        only be resumed (a new guard adopts it)."""
         state = self.migrations.load()
         if state is None or not state.active:
             raise Failure("no migration is running")
         who = operator_identity()
         if self.migrations.guarded(state):
-            self.migrations.request(action, who)
-            return Steered(state, f"asked migration {state.id} (guard pid {state.owner_pid}) "
-                                  f"to {action}")
+            return self._ask_guard(state, action, who)
         if action == "abort":
-            from vrm_tui.migrate.runner import Runner
-
-            Runner(self.controller).abort(state, who)
-            return Steered(state, f"migration {state.id} aborted; rolled back")
+            return self._abort_here(state, who, "its guard is gone")
         if action == "resume":
             return Steered(self.resume_migration(), f"migration {state.id} adopted by a new "
                                                     "guard")
         raise Failure(f"migration {state.id} is UNGUARDED (its guard is gone, cut off at step "
                       f"{state.step + 1}); `vrm migrate resume` adopts it, "
                       "`vrm migrate abort` stops it")
+
+    def _ask_guard(self, state: MigrationState, action: Control, who: str) -> Steered:
+        """Queue `action` for the running guard and wait for its answer."""
+        queue = self.migrations.queue
+        try:
+            request = queue.ask(action, who)
+        except OSError as exc:
+            if action == "abort":
+                return self._abort_here(state, who,
+                                        f"could not queue it: {_write_fault(exc, queue.folder)}")
+            raise Failure(f"could not ask migration {state.id} to {action}: "
+                          f"{_write_fault(exc, queue.folder)}") from None
+        answer = queue.wait(request.id, ANSWER_WAIT_S)
+        if answer is None and action == "abort":
+            return self._abort_here(state, who, f"its guard did not answer within "
+                                                f"{ANSWER_WAIT_S:g}s")
+        if answer is None and queue.withdraw(request.id):
+            return Steered(state, f"migration {state.id}: {action} {request.id}: not-applied: "
+                                  f"its guard did not answer within {ANSWER_WAIT_S:g}s "
+                                  "(request withdrawn)", applied=False)
+        if answer is None:  # taken just now: its answer follows
+            answer = queue.wait(request.id, ANSWER_WAIT_S)
+        if answer is None:
+            return Steered(state, f"migration {state.id}: {action} {request.id}: taken by its "
+                                  "guard, no answer yet (`vrm journal` shows it)", applied=False)
+        return Steered(self.migrations.load() or state, f"migration {state.id}: {answer.text}",
+                       answer.applied)
+
+    def _abort_here(self, state: MigrationState, who: str, why: str) -> Steered:
+        """Abort without the guard: roll back from this process. A live guard that did not
+        answer notices the rollback on its next tick and stops; a migration nobody guards is
+        marked aborted here."""
+        from vrm_tui.migrate.runner import Runner
+
+        if self.migrations.guarded(state) and state.owner_pid is not None:
+            try:
+                result = self.controller.rollback()
+            except OSError as exc:
+                raise Failure(f"migration {state.id}: abort ({why}): rollback failed: "
+                              f"{_write_fault(exc)}") from None
+            return Steered(state, f"migration {state.id} abort ({why}): rolled back here to "
+                                  f"{result.after}; its guard stops when it notices")
+        runner = Runner(self.controller)
+        runner.abort(state, who)
+        if "ROLLBACK FAILED" in state.reason:
+            raise Failure(f"migration {state.id} abort ({why}): {state.reason}")
+        if runner.write_error:
+            raise Failure(f"migration {state.id} rolled back ({why}), but its abort is not "
+                          f"recorded: {runner.write_error}")
+        return Steered(state, f"migration {state.id} aborted ({why}); rolled back")
 
     def wait_migration(self, poll: float = 0.5,
                        on_change: Callable[[MigrationView], None] | None = None,
@@ -395,3 +452,13 @@ class Console:
 
     def journal_records(self, limit: int | None = None) -> list[Record]:
         return self.journal.read(limit=limit)
+
+
+def _write_fault(exc: OSError, path: Path | None = None) -> str:
+    """An environment fault in one phrase: "disk full at <path>" for ENOSPC."""
+    import errno
+
+    where = f" at {exc.filename or path}" if exc.filename or path else ""
+    if exc.errno == errno.ENOSPC:
+        return f"disk full{where}"
+    return f"{exc.strerror or exc}{where}"

@@ -319,6 +319,19 @@ def parity_gate(plan: Plan, compared: int, mismatched: int, unanswered: int = 0)
                 f"{100 * plan.gates.error_confidence:g}%")
 
 
+PROXY_DOWN_FAIL_S = 1.0
+"""A step whose bake saw the proxy unreachable this long fails: it never passes an outage."""
+
+
+def proxy_gate(down_s: float) -> Gate | None:
+    """A failing gate when the proxy was down for a second or more of this step's bake
+    (nothing was measured meanwhile, so the step cannot have passed); None otherwise."""
+    if down_s < PROXY_DOWN_FAIL_S:
+        return None
+    return Gate("proxy up", "fail", f"unreachable {down_s:.1f}s of the bake",
+                f"fail if unreachable >= {PROXY_DOWN_FAIL_S:g}s")
+
+
 def shadow_verdict(plan: Plan, parity: Gate, health: Probe) -> Verdict:
     """A shadow step: rust serves nobody, so only parity and rust's health are judged."""
     gates = (parity, Gate("rust health", "pass" if health.healthy else "fail",

@@ -3,13 +3,15 @@ the TUI and the SSH session that started it.
 
 `spawn()` starts it (new session, no terminal, output to `logs/migration-guard.log`) and waits
 until it has claimed the migration. The guard holds `migration-guard.lock` for its whole life,
-so two guards never run one migration; it beats a heartbeat every second, so a guard that dies
-shows everywhere as UNGUARDED within seconds. `python -m vrm_tui.migrate.guard` is its entry.
+so two guards never run one migration; it beats a heartbeat every second (naming its
+migration, into a file allocated at its start so a full disk cannot stop it), so a guard that
+dies shows everywhere as UNGUARDED within seconds. `python -m vrm_tui.migrate.guard` is its entry.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import os
 import signal
@@ -22,7 +24,7 @@ from pathlib import Path
 from vrm_tui.core import services
 from vrm_tui.core.errors import Failure
 from vrm_tui.migrate.runner import MigrationBusy, Runner
-from vrm_tui.migrate.state import StateStore
+from vrm_tui.migrate.state import CLAIM_TIMEOUT_S, StateStore
 from vrm_tui.parity.control import ParityControl
 from vrm_tui.settings import Settings
 from vrm_tui.settings import load as load_settings
@@ -32,7 +34,6 @@ from vrm_tui.system.procs import ProcRecord
 from vrm_tui.traffic.controller import TrafficController
 
 SERVICE = services.MIGRATION_GUARD
-CLAIM_TIMEOUT_S = 15.0
 
 
 def spawn(settings: Settings, restart_step: bool = False) -> ProcRecord:
@@ -57,7 +58,7 @@ def spawn(settings: Settings, restart_step: bool = False) -> ProcRecord:
     deadline = time.monotonic() + CLAIM_TIMEOUT_S
     while time.monotonic() < deadline:
         state = store.load()
-        if state is not None and state.owner_pid == proc.pid and store.last_beat():
+        if state is not None and state.owner_pid == proc.pid and store.last_beat(state.id):
             return record
         if proc.poll() is not None:
             break
@@ -90,6 +91,12 @@ def _hold_lock(path: Path) -> int:
     return fd
 
 
+def _say(text: str) -> None:
+    """A line in the guard's log; a full disk loses the line, never the guard."""
+    with contextlib.suppress(OSError):
+        print(f"guard {os.getpid()}: {text}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vrm_tui.migrate.guard")
     parser.add_argument("--deploy-dir", type=Path, required=True)
@@ -104,23 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lock = _hold_lock(settings.paths.migration_guard_lock)
     except MigrationBusy as exc:
-        print(f"guard {os.getpid()}: {exc}", flush=True)
+        _say(f"{exc}")
         return 1
     try:
         store = StateStore(settings.state_dir)
         state = store.load()
         if state is None or not state.active:
-            print(f"guard {os.getpid()}: no active migration to run", flush=True)
+            _say("no active migration to run")
             return 1
         runtime = lifecycle.runtime_for(settings)
         controller = TrafficController(settings, runtime)
         parity = ParityControl(settings, runtime, controller, controller.journal)
-        print(f"guard {os.getpid()}: running migration {state.id} at step {state.step + 1} "
-              f"({state.phase})", flush=True)
+        _say(f"running migration {state.id} at step {state.step + 1} ({state.phase})")
         state = Runner(controller, stop=stop, parity=parity).run(
             state, restart_step=args.restart_step)
-        print(f"guard {os.getpid()}: migration {state.id} {state.phase}: {state.reason}",
-              flush=True)
+        _say(f"migration {state.id} {state.phase}: {state.reason}")
         return 0
     finally:
         os.close(lock)

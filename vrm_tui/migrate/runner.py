@@ -10,6 +10,13 @@ evidence, the sequential error-rate test runs on every tick, health is probed ev
 (two failed probes in a row fail the step: a hung backend answers no probe), and the full
 verdict (latency per route, p95, VRAM) every gate interval. The evidence and the bake clock
 survive pause and resume in migration.json.
+
+Steering requests are drained from their queue on every tick and answered by precedence
+(abort > pause > promote; see `vrm_tui.migrate.control`). A full disk is a state, not a
+crash: the heartbeat is written in place into a preallocated file, a state or journal write
+that fails is noted (`write_error`) and retried at the next save, and a failed gate rolls
+back whatever could or could not be written. A second of the bake with the proxy
+unreachable fails the step: it never passes on an outage.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from vrm_tui.core.errors import Failure
 from vrm_tui.core.names import SPLIT_ACTIONS, Phase, Result
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Record, operator_identity
+from vrm_tui.migrate.control import Answer, Request, settle
 from vrm_tui.migrate.gates import (
     ORDER,
     BackendEvidence,
@@ -34,12 +42,13 @@ from vrm_tui.migrate.gates import (
     attempt_outcome,
     evaluate,
     parity_gate,
+    proxy_gate,
     shadow_verdict,
     stratum,
 )
 from vrm_tui.migrate.plan import SHADOW, Plan
 from vrm_tui.migrate.sequential import error_rate_test
-from vrm_tui.migrate.state import MigrationState, Request, StateStore
+from vrm_tui.migrate.state import MigrationState, StateStore
 from vrm_tui.parity.control import ParityControl
 from vrm_tui.system.logfiles import LogCursor
 from vrm_tui.telemetry.accesslog import parse_request
@@ -80,6 +89,8 @@ class Runner:
         self._next_beat = 0.0
         self._next_save = 0.0
         self._vram: VramReading | None = None
+        self._proxy_down_since: float | None = None  # monotonic; None while it answers
+        self.write_error = ""  # the newest state or journal write that failed (a full disk)
 
     # --- starting ------------------------------------------------------------------------
 
@@ -94,9 +105,10 @@ class Runner:
             raise MigrationBusy(f"migration {existing.id} was cut off at step "
                                 f"{existing.step + 1} ({existing.phase}); continue it with "
                                 "`vrm migrate resume` or stop it with `vrm migrate abort`")
-        self.store.take_request()  # a stale request must not steer the new migration
         who = operator or operator_identity()
         state = MigrationState(plan=plan.to_dict(), started_by=who)
+        # a request left from before must not steer the new migration
+        self.store.queue.refuse_all(f"it was asked before migration {state.id} started")
         self.store.save(state)
         self._journal(state, "started", "ok", f"plan {list(plan.steps)}, bake "
                       f"{plan.bake_seconds:g}s, gates every {plan.gate_interval_seconds:g}s",
@@ -104,10 +116,10 @@ class Runner:
         return state
 
     def abort(self, state: MigrationState, operator: str) -> MigrationState:
-        """Stop a migration whose guard is gone, and roll back."""
-        self._finish(state, "aborted", f"aborted by {operator}; rolling back",
-                     operator=operator)
-        self._rollback(state, "migration aborted")
+        """Stop a migration whose guard is gone: roll back first, then record it (a full
+        disk leaves the record unwritten, never the rollback undone; see `write_error`)."""
+        self._stop(state, "aborted", f"aborted by {operator}", "migration aborted",
+                   operator=operator)
         return state
 
     # --- running -------------------------------------------------------------------------
@@ -123,7 +135,8 @@ class Runner:
                 state.start_clock()
         elif state.phase == "baking" and state.bake_since is None:
             state.start_clock()
-        self.store.beat()
+        self.store.heartbeat.open()  # allocated now, while there is room for it
+        self.store.beat(state.id)
         self._save(state, None)
         if adopted:
             self._journal(state, "adopted", "ok", f"a new guard (pid {state.owner_pid}) runs "
@@ -133,7 +146,7 @@ class Runner:
         while state.active and not self.stop.is_set():
             now = time.monotonic()
             if now >= self._next_beat:
-                self.store.beat()
+                self.store.beat(state.id)
                 self._next_beat = now + HEARTBEAT_S
             self._control(state, plan)
             if not state.active:
@@ -142,7 +155,11 @@ class Runner:
                 self._apply(state)
                 next_gate = time.monotonic() + plan.gate_interval_seconds
             elif state.phase == "baking":
-                if self._preempted(state):
+                preempted = self._preempted(state)
+                if preempted is None:  # blind: no verdict, and the outage is counted
+                    self.stop.wait(TICK_S)
+                    continue
+                if preempted:
                     break
                 self._bake(state, plan, judge=time.monotonic() >= next_gate)
                 if time.monotonic() >= next_gate:
@@ -150,29 +167,57 @@ class Runner:
             else:  # paused: evidence is neither gathered nor judged
                 self._drain()
             self.stop.wait(TICK_S)
+        if not state.active:  # what arrived too late is answered, not left waiting
+            self.store.queue.refuse_all(f"migration {state.id} already {state.phase}")
         self._save(state, None)
         return state
 
     def _control(self, state: MigrationState, plan: Plan) -> None:
-        request = self.store.take_request()
-        if request is None:
+        """Drain every queued request and answer each (see `vrm_tui.migrate.control`)."""
+        requests = self.store.queue.pending()
+        if not requests:
             return
+        if state.phase == "applying" and not any(r.control == "abort" for r in requests):
+            return  # the step is applied this tick; it is steered once it bakes
+        settle(self.store.queue, requests, lambda request: self._act(state, plan, request))
+
+    def _act(self, state: MigrationState, plan: Plan, request: Request) -> Answer:
+        """Carry out one request; the answer says what became of it."""
         who = request.operator or "someone"
+
+        def answer(detail: str, applied: bool = True) -> Answer:
+            return Answer(request.id, request.control,
+                          "applied" if applied else "not-applied", detail)
+
+        step = f"step {state.step + 1} (rust {state.target}%)"
+        if not state.active:
+            return answer(f"migration {state.id} already {state.phase}", applied=False)
         if request.control == "abort":
-            self._finish(state, "aborted", f"aborted by {who}; rolling back", operator=who)
-            self._rollback(state, "migration aborted")
-        elif request.control == "pause" and state.phase == "baking":
+            self._stop(state, "aborted", f"aborted by {who}", "migration aborted",
+                       operator=who)
+            failed = "ROLLBACK FAILED" in state.reason
+            return answer(f"migration {state.id} {state.reason}", applied=not failed)
+        if request.control == "pause":
+            if state.phase == "paused":
+                return answer(f"{step} already paused since {_clock(state.paused_at)}")
             state.stop_clock()
             state.phase, state.paused_at = "paused", time.time()
             state.reason = f"paused by {who}"
             self._save(state, None)
             self._journal(state, "paused", "paused", state.reason, operator=who)
-        elif request.control == "resume" and state.phase == "paused":
-            self._resume(state, request, who)
-        elif request.control == "promote" and state.phase in ("baking", "paused"):
-            self._promote(state, plan, request, who)
+            return answer(f"{step} paused with {state.baked():.0f}s of "
+                          f"{state.plan['bake_seconds']:g}s baked")
+        if request.control == "resume":
+            if state.phase == "baking":
+                return answer(f"{step} already baking")
+            self._resume(state, who)
+            return answer(f"{step} bakes again ({state.baked():.0f}s of "
+                          f"{state.plan['bake_seconds']:g}s baked)")
+        self._promote(state, plan, who)
+        return answer(f"{step} promoted; " + (
+            f"next: rust {state.target}%" if state.active else state.reason))
 
-    def _resume(self, state: MigrationState, request: Request, who: str) -> None:
+    def _resume(self, state: MigrationState, who: str) -> None:
         since = _clock(state.paused_at)
         state.phase, state.reason, state.paused_at = "baking", "", None
         state.start_clock()
@@ -182,7 +227,7 @@ class Runner:
                       f"since {since}; {state.baked():.0f}s of "
                       f"{state.plan['bake_seconds']:g}s baked, evidence kept)", operator=who)
 
-    def _promote(self, state: MigrationState, plan: Plan, request: Request, who: str) -> None:
+    def _promote(self, state: MigrationState, plan: Plan, who: str) -> None:
         status = (state.verdict or {}).get("status", "inconclusive")
         honest = "gates passed" if status in ("pass", "warn") else f"gates {status}"
         detail = f"promoted by {who} ({honest})"
@@ -203,6 +248,7 @@ class Runner:
             self._save(state, None)
             return
         state.parity_base = self._parity_counts()
+        state.proxy_down_s = 0.0
         state.phase, state.step_started, state.reason = "baking", time.time(), ""
         state.evidence, state.baked_s, state.paused_at = None, 0.0, None
         state.start_clock()
@@ -241,12 +287,24 @@ class Runner:
         return parity_gate(plan, max(0, now[0] - base[0]), max(0, now[1] - base[1]),
                            max(0, now[2] - base[2]))
 
-    def _preempted(self, state: MigrationState) -> bool:
+    def _preempted(self, state: MigrationState) -> bool | None:
+        """True when someone else changed the split (the migration stops); None while the
+        proxy does not answer: its down time is added to the step's `proxy_down_s`."""
+        now = time.monotonic()
         try:
             served = self.controller.served(timeout=1.0).split
         except ProxyUnreachable as exc:
-            state.reason = f"proxy unreachable: {exc}"
-            return False
+            if self._proxy_down_since is not None:
+                state.proxy_down_s += now - self._proxy_down_since
+            self._proxy_down_since = now
+            state.reason = f"proxy unreachable for {state.proxy_down_s:.0f}s: {exc}"
+            if time.monotonic() >= self._next_save:
+                self._save(state, None)
+            return None
+        if self._proxy_down_since is not None:  # down until this answer
+            state.proxy_down_s += now - self._proxy_down_since
+            self._proxy_down_since = None
+            state.reason = ""
         if served.rust != state.target:
             self._finish(state, "aborted", f"stopped: {self._who_changed()} (nginx now "
                          f"serves {served}; changed outside the migration)")
@@ -328,13 +386,17 @@ class Runner:
                 verdict = Verdict(max((verdict.status, parity.status),
                                       key=lambda status: ORDER[status]),
                                   (*verdict.gates, parity))
+        outage = proxy_gate(state.proxy_down_s)
+        if outage is not None:
+            verdict = Verdict(max((verdict.status, outage.status),
+                                  key=lambda status: ORDER[status]), (outage, *verdict.gates))
         state.verdict = verdict.to_dict()
         baked = state.baked() >= plan.bake_seconds
         if verdict.status == "fail":
             state.record_step("failed", verdict.summary())
-            self._finish(state, "rolled-back", f"step {state.step + 1} failed its gates: "
-                         f"{verdict.summary()}", verdict)
-            self._rollback(state, f"gate failed at step {state.step + 1}")
+            self._stop(state, "rolled-back", f"step {state.step + 1} failed its gates: "
+                       f"{verdict.summary()}", f"gate failed at step {state.step + 1}",
+                       verdict)
         elif baked and verdict.status == "inconclusive":
             state.stop_clock()
             state.phase, state.paused_at = "paused", time.time()
@@ -356,7 +418,8 @@ class Runner:
                     health: Probe) -> bool:
         """The cheap checks that run on every tick: the sequential error-rate test and two
         failed health probes in a row. True when the full verdict should be taken now."""
-        if self._health_failures >= HEALTH_FAILURES_TO_FAIL:
+        if self._health_failures >= HEALTH_FAILURES_TO_FAIL \
+                or proxy_gate(state.proxy_down_s) is not None:
             return True
         g = plan.gates
         baseline = BackendEvidence.from_dict(state.baseline) if state.baseline else None
@@ -377,13 +440,17 @@ class Runner:
         state.evidence, state.baked_s, state.bake_since = None, 0.0, None
         self._save(state, None)
 
-    def _rollback(self, state: MigrationState, why: str) -> None:
+    def _stop(self, state: MigrationState, phase: Phase, reason: str, why: str,
+              verdict: Verdict | None = None, operator: str | None = None) -> None:
+        """End the migration with a rollback: the split first (nothing waits on a write, a
+        journal or parity), then the record of it."""
         try:
             self.controller.rollback()
-        except ApplyError as exc:
-            state.reason += f"; ROLLBACK FAILED: {exc}"
-            self._save(state, None)
+            reason += "; rolled back"
+        except (ApplyError, Failure, OSError) as exc:
+            reason += f"; ROLLBACK FAILED: {exc}"
             self._journal(state, "rollback", "failed", f"{why}: {exc}")
+        self._finish(state, phase, reason, verdict, operator)
 
     def _finish(self, state: MigrationState, phase: Phase, reason: str,
                 verdict: Verdict | None = None, operator: str | None = None) -> None:
@@ -404,9 +471,18 @@ class Runner:
             self._save(state, None)
 
     def _save(self, state: MigrationState, verdict: Verdict | None) -> None:
+        """Persist the state; a write that fails (a full disk) is noted, never fatal: the
+        guard keeps guarding from memory and writes again at the next save."""
         self._next_save = time.monotonic() + SAVE_EVERY_S
-        self.store.save(state)
+        try:
+            self.store.save(state)
+        except OSError as exc:
+            self._note_write_error(exc)
         self.on_update(state, verdict)
+
+    def _note_write_error(self, exc: OSError) -> None:
+        where = f" at {exc.filename}" if exc.filename else ""
+        self.write_error = f"cannot write{where}: {exc.strerror or exc}"
 
     def _journal(self, state: MigrationState, what: str, result: Result, detail: str,
                  operator: str | None = None) -> None:
@@ -416,7 +492,10 @@ class Runner:
         if operator:
             record = Record(action=record.action, result=record.result, operator=operator,
                             to=record.to, detail=record.detail)
-        self.controller.journal.append(record)
+        try:
+            self.controller.journal.append(record)
+        except OSError as exc:
+            self._note_write_error(exc)
 
 
 def _clock(at: float | None) -> str:

@@ -2,14 +2,14 @@
 state dir.
 
 The migration is run by a detached guard process (`vrm_tui.migrate.guard`) that no terminal
-owns. Everyone else (the CLI, every TUI) reads the state and steers through control requests:
-small files that name the person who asked, which the guard consumes and journals. A guard
-that has not beaten for `UNGUARDED_AFTER_S` is shown everywhere as UNGUARDED.
+owns. Everyone else (the CLI, every TUI) reads the state and steers through the control queue
+(`vrm_tui.migrate.control`): one small file per request, naming the person who asked, which
+the guard drains, answers and journals. A guard that has not beaten for `UNGUARDED_AFTER_S`
+is shown everywhere as UNGUARDED; a beat counts only for the migration it names.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vrm_tui.core.names import ACTIVE_PHASES, CONTROLS, Control, Phase
+from vrm_tui.core.names import ACTIVE_PHASES, Control, Phase
 from vrm_tui.core.paths import StateDir
+from vrm_tui.migrate.control import ControlQueue, Request
 from vrm_tui.migrate.plan import SHADOW, Plan
 from vrm_tui.system.files import write_atomic
 from vrm_tui.system.procs import start_ticks
@@ -27,6 +28,10 @@ from vrm_tui.system.procs import start_ticks
 ACTIVE = ACTIVE_PHASES
 UNGUARDED_AFTER_S = 5.0
 """A guard silent this long is gone as far as anyone can tell: the migration is UNGUARDED."""
+CLAIM_TIMEOUT_S = 15.0
+"""How long a new migration may wait for its guard to claim it before it counts as UNGUARDED."""
+HEARTBEAT_BYTES = 256
+"""The heartbeat file's fixed size: allocated once, then overwritten in place."""
 
 
 @dataclass
@@ -58,6 +63,7 @@ class MigrationState:
     parity_base: list[int] | None = None  # parity's (compared, mismatched, unanswered) at
     # the step's start: the parity gate judges what was compared since
     parity_by_migration: bool = False  # this migration switched mirroring on (and turns it off)
+    proxy_down_s: float = 0.0  # bake seconds of this step the proxy did not answer
     started: float = field(default_factory=time.time)
     started_by: str = ""
     updated: float = field(default_factory=time.time)
@@ -122,21 +128,72 @@ class MigrationState:
         return step_end, step_end + remaining_steps * bake
 
 
-@dataclass(frozen=True)
-class Request:
-    """A steering request: what, and who asked."""
+class Heartbeat:
+    """The guard's beat, written in place into a file allocated when the guard starts.
 
-    control: Control
-    operator: str
-    at: float
+    A full disk cannot fail an overwrite of blocks the file already owns, so the guard keeps
+    beating (and so stays GUARDED) when nothing else can be written; the newest beat is also
+    kept in memory (`last`), and the newest write failure in `error`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last: float | None = None
+        self.error = ""
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        """Allocate the file (done at the guard's start, while there is room)."""
+        if self._fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < HEARTBEAT_BYTES:
+                os.posix_fallocate(fd, 0, HEARTBEAT_BYTES)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def beat(self, migration_id: str) -> None:
+        now = time.time()
+        self.last = now
+        record = json.dumps({"pid": os.getpid(), "migration": migration_id, "at": now})
+        try:
+            self.open()
+            assert self._fd is not None
+            os.pwrite(self._fd, record.encode().ljust(HEARTBEAT_BYTES), 0)
+            self.error = ""
+        except OSError as exc:
+            self.error = f"heartbeat {self.path}: {exc.strerror or exc}"
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_beat(path: Path) -> tuple[str, float] | None:
+    """(migration id, time) of the newest beat in `path`, or None. A read that overlapped
+    an overwrite is read again."""
+    for _ in range(3):
+        try:
+            data = json.loads(path.read_bytes().decode().strip("\0 \n"))
+            return str(data.get("migration", "")), float(data["at"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return None
 
 
 class StateStore:
     def __init__(self, state_dir: Path) -> None:
         paths = StateDir(state_dir)
         self.path = paths.migration
-        self.control_path = paths.migration_control
+        self.queue = ControlQueue(paths.migration_requests)
         self.heartbeat_path = paths.migration_heartbeat
+        self.heartbeat = Heartbeat(self.heartbeat_path)
         self.paths = paths
 
     def load(self) -> MigrationState | None:
@@ -155,22 +212,26 @@ class StateStore:
 
     # --- the guard's heartbeat ----------------------------------------------------------------
 
-    def beat(self) -> None:
-        """The guard is alive and looking (called at least once a second)."""
-        write_atomic(self.heartbeat_path, json.dumps({"pid": os.getpid(), "at": time.time()}),
-                      sync=False)
+    def beat(self, migration_id: str) -> None:
+        """The guard is alive and looking after `migration_id` (called at least once a
+        second); never raises: a full disk is noted in `heartbeat.error`."""
+        self.heartbeat.beat(migration_id)
 
-    def last_beat(self) -> float | None:
-        try:
-            return float(json.loads(self.heartbeat_path.read_text())["at"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+    def last_beat(self, migration_id: str) -> float | None:
+        """When a guard last beat for `migration_id`; a beat for another migration (the
+        previous one's file) never counts."""
+        found = read_beat(self.heartbeat_path)
+        return found[1] if found is not None and found[0] == migration_id else None
 
     def guarded(self, state: MigrationState, now: float | None = None) -> bool:
-        """True while a guard runs this migration and beat within UNGUARDED_AFTER_S."""
-        beat = self.last_beat()
-        return (state.owner_alive() and beat is not None
-                and (now or time.time()) - beat <= UNGUARDED_AFTER_S)
+        """True while a guard runs this migration and beat for it within UNGUARDED_AFTER_S,
+        or while a new migration waits (up to CLAIM_TIMEOUT_S) for its first guard to claim
+        it: requests queue meanwhile, and it is not UNGUARDED."""
+        now = now or time.time()
+        if state.owner_pid is None:
+            return now - state.started <= CLAIM_TIMEOUT_S
+        beat = self.last_beat(state.id)
+        return state.owner_alive() and beat is not None and now - beat <= UNGUARDED_AFTER_S
 
     def note_unguarded(self, state: MigrationState) -> bool:
         """True exactly once per lost guard (across every vrm process): the caller journals."""
@@ -186,21 +247,6 @@ class StateStore:
 
     # --- steering -----------------------------------------------------------------------------
 
-    def request(self, control: Control, operator: str) -> None:
-        if control not in CONTROLS:
-            raise ValueError(f"unknown migration control {control!r}")
-        write_atomic(self.control_path, json.dumps({"control": control, "operator": operator,
-                                                     "at": time.time()}))
-
-    def take_request(self) -> Request | None:
-        try:
-            raw = self.control_path.read_text()
-            self.control_path.unlink()
-        except FileNotFoundError:
-            return None
-        with contextlib.suppress(ValueError, TypeError, KeyError):
-            data = json.loads(raw)
-            control = data["control"]
-            if control in CONTROLS:
-                return Request(control, str(data.get("operator", "")), float(data["at"]))
-        return None
+    def request(self, control: Control, operator: str) -> Request:
+        """Queue a steering request (OSError when it cannot be written)."""
+        return self.queue.ask(control, operator)
