@@ -430,10 +430,10 @@ def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
     console = Console(settings)
     options = modes.Options(requests=args.requests or 500, concurrency=args.concurrency or 10,
                             duration=args.duration, rate=args.rate,
+                            stress_cap=args.concurrency or modes.STRESS_CAP,
                             corpus=console.corpus(args.requests_file))
     install_uvloop()
     with Progress(TextColumn("{task.description:<28}"), BarColumn(),
-                            stress_cap=args.concurrency or modes.STRESS_CAP,
                   TextColumn("{task.fields[line]}"), TimeElapsedColumn(),
                   transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("starting", total=1.0, line="")

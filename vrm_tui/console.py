@@ -373,6 +373,7 @@ class Console:
                            f"{', '.join((*BENCH_MODES, 'all'))}")
         if isinstance(options, modes.Options) and options.corpus is None:
             options = replace(options, corpus=self.corpus())
+        modes.refuse(mode, options)
         self.require_running()
         pids = {s.name: s.pid for s in self.runtime.services() if s.pid}
         chosen = list(BENCH_MODES) if mode == "all" else [mode]
@@ -382,12 +383,13 @@ class Console:
 
         async def run() -> list[dict[str, Any]]:
             found = []
-            for name in chosen:
+            for done, name in enumerate(chosen):
+                share = modes.share(progress, done, len(chosen))  # one bar over all modes
                 if name == "monitor":
-                    found.append(await modes.monitor(self.settings, options, pids, progress,
+                    found.append(await modes.monitor(self.settings, options, pids, share,
                                                      stop))
                 else:
-                    found.append(await runners[name](self.settings, options, progress, stop))
+                    found.append(await runners[name](self.settings, options, share, stop))
             return found
 
         import asyncio

@@ -3,7 +3,8 @@
 Closed loop keeps `concurrency` requests in flight. Open loop sends at a fixed rate and
 measures each latency from the request's intended send time, so a stalled server cannot hide
 its queueing delay (coordinated omission). Every response is counted by status and by the
-backend named in `X-VRM-Backend`.
+backend named in `X-VRM-Backend`; a 429 the proxy gave itself (no backend named) is counted
+apart from backend errors, because it measures the proxy's rate limit, not a backend.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Result:
     elapsed_s: float = 0.0
     engine: str = "vrm"
     samples_ms: dict[str, list[float]] = field(default_factory=dict)
+    rate_limited: int = 0  # 429s from the proxy's own rate limit (no backend answered)
 
     @property
     def requests(self) -> int:
@@ -77,6 +79,11 @@ class Result:
     @property
     def failed(self) -> int:
         return self.requests - self.ok
+
+    @property
+    def errors_besides_429(self) -> int:
+        """Failures that are not the proxy's rate limit: backend errors, timeouts, refusals."""
+        return self.failed - self.rate_limited
 
     @property
     def error_rate(self) -> float:
@@ -105,7 +112,9 @@ class Result:
         return {
             "target": self.target, "url": self.url, "mode": self.mode, "engine": self.engine,
             "concurrency": self.concurrency, "requests": self.requests, "ok": self.ok,
-            "failed": self.failed, "error_rate": round(self.error_rate, 5),
+            "failed": self.failed, "rate_limited": self.rate_limited,
+            "backend_errors": self.errors_besides_429,
+            "error_rate": round(self.error_rate, 5),
             "elapsed_s": round(self.elapsed_s, 3), "rps": round(self.rps, 1),
             "latency": self.latency.to_dict(),
             "by_backend": {k: {"requests": h.total, **h.to_dict()}
@@ -133,6 +142,8 @@ async def _one(pool: Pool, result: Result, started: float, backend: str | None =
     except RequestFailed as exc:
         result.record(time.perf_counter() - started, None, None, exc.kind)
         return
+    if response.status == 429 and response.backend is None and backend is None:
+        result.rate_limited += 1  # nginx's limit_req answered: no upstream, so no name
     result.record(time.perf_counter() - started, response.status, response.backend or backend)
 
 
@@ -176,21 +187,26 @@ async def closed_loop(target: Target, concurrency: int, requests: int | None = N
     return result
 
 
-async def open_loop(target: Target, rate: float, duration: float, timeout: float = 30.0,
-                    progress: Progress | None = None,
-                    stop: asyncio.Event | None = None, max_in_flight: int = 1000) -> Result:
-    """Send `rate` requests a second for `duration`; latency counts from the intended send."""
+async def open_loop(target: Target, rate: float, duration: float | None = None,
+                    timeout: float = 30.0, progress: Progress | None = None,
+                    stop: asyncio.Event | None = None, max_in_flight: int = 1000,
+                    requests: int | None = None) -> Result:
+    """Send `rate` requests a second for `duration`, or until `requests` are sent; latency
+    counts from the intended send."""
+    if requests is None and duration is None:
+        raise ValueError("give requests or duration")
     result = Result(target.name, target.url, "open", max_in_flight)
     interval = 1.0 / rate
     began = time.perf_counter()
     result.started = time.time()
     in_flight: set[asyncio.Task[None]] = set()
     pool = _pool(target, timeout)
-    async with _running(pool, result, began, None, duration, progress):
+    async with _running(pool, result, began, requests, duration, progress):
         n = 0
         while stop is None or not stop.is_set():
             due = began + n * interval
-            if due - began >= duration:
+            if (duration is not None and due - began >= duration) or \
+                    (requests is not None and n >= requests):
                 break
             delay = due - time.perf_counter()
             if delay > 0:

@@ -18,12 +18,19 @@ from typing import Any
 from vrm_tui.bench.engine import Result, Target, closed_loop, open_loop
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.corpus import Corpus, configured
+from vrm_tui.core.errors import BadInput
 from vrm_tui.core.stats import median_ratio
 from vrm_tui.settings import Settings
 from vrm_tui.system.procs import children, start_ticks
 from vrm_tui.telemetry.backend_metrics import scrape_vram
 
-Progress = Callable[[str, Result, float], None]  # (phase, result so far, fraction)
+Progress = Callable[[str, Result, float], None]  # (phase, result so far, fraction of the run)
+
+# Through the proxy, requests are paced at this share of PROXY_RATE_LIMIT: the limit counts
+# every request from this client address (a TUI's or a smoke test's too), and nginx's
+# bucket tolerates a burst, not a steady excess.
+PACE_SHARE = 0.8
+STRESS_CAP = 256  # stress doubles concurrency up to this (or --concurrency)
 
 
 @dataclass(frozen=True)
@@ -31,10 +38,51 @@ class Options:
     requests: int = 500
     concurrency: int = 10
     duration: float | None = None  # seconds per target (per step for stress), not a count
-    rate: float | None = None  # open loop at this rate (for --duration, default 10 s)
+    rate: float | None = None  # open loop at this rate (for --requests, or --duration)
     stress_p99_ms: float = 1000.0
     stress_step_s: float = 3.0
+    stress_cap: int = STRESS_CAP  # the most requests in flight stress tries
     corpus: Corpus | None = None  # what to send; None: the deployment's (VRM_REQUESTS)
+
+
+def refuse(mode: str, options: Options) -> None:
+    """Refuse, before anything runs, an option that has no meaning for `mode`."""
+    if mode in ("stress", "all") and options.rate is not None:
+        raise BadInput(f"--rate={options.rate:g}: stress finds the highest rate itself (it "
+                       "doubles the requests in flight), so it takes no --rate"
+                       + ("; `all` runs stress: run the other modes one by one"
+                          if mode == "all" else ""))
+
+
+def proxy_pace(settings: Settings, options: Options) -> tuple[float | None, str]:
+    """The rate to load the proxy at, and why: --rate when given, else under the proxy's own
+    rate limit, so a benchmark measures the backends rather than vrm's limiter (its 429s
+    would read as errors). None: closed loop (the limit is off)."""
+    limit = settings.proxy_rate_limit
+    if options.rate is not None:
+        over = limit > 0 and options.rate > limit
+        return options.rate, f"{options.rate:g} req/s as asked (--rate)" + (
+            f", above PROXY_RATE_LIMIT={limit}/s: expect 429s from the proxy" if over else "")
+    if limit == 0:
+        return None, ""
+    rate = round(PACE_SHARE * limit, 1)
+    return rate, (f"paced at {rate:g} req/s, under the proxy's rate limit "
+                  f"(PROXY_RATE_LIMIT={limit}/s per client address); --rate sets another")
+
+
+def share(progress: Progress | None, done: int, total: int) -> Progress | None:
+    """Report phase `done` of `total` as its share of the whole run, so the bar never jumps
+    back between phases."""
+    if progress is None:
+        return None
+    last = 0.0
+
+    def report(phase: str, result: Result, fraction: float) -> None:
+        nonlocal last
+        last = max(last, min(1.0, (done + fraction) / total))
+        progress(phase, result, last)
+
+    return report
 
 
 def targets(settings: Settings, corpus: Corpus | None = None) -> dict[str, Target]:
@@ -51,12 +99,14 @@ def targets(settings: Settings, corpus: Corpus | None = None) -> dict[str, Targe
 async def _run(phase: str, target: Target, concurrency: int, requests: int | None,
                duration: float | None, progress: Progress | None,
                stop: asyncio.Event | None = None, rate: float | None = None) -> Result:
+    """Closed loop, or open loop at `rate` for `duration` (else `requests` of them)."""
     def report(result: Result, fraction: float) -> None:
         if progress:
             progress(phase, result, fraction)
 
     if rate:
-        return await open_loop(target, rate, duration or 10.0, progress=report, stop=stop)
+        return await open_loop(target, rate, duration, progress=report, stop=stop,
+                               requests=None if duration else requests)
     return await closed_loop(target, concurrency, requests=None if duration else requests,
                              duration=duration, progress=report, stop=stop)
 
@@ -77,40 +127,56 @@ def _speedup(rust: Result, typescript: Result) -> dict[str, Any] | None:
 async def benchmark(settings: Settings, options: Options,
                     progress: Progress | None = None,
                     stop: asyncio.Event | None = None) -> dict[str, Any]:
+    """Each backend directly (closed loop, or --rate), then the proxy paced by `proxy_pace`."""
     results = {}
-    for name, target in targets(settings, options.corpus).items():
+    chosen = targets(settings, options.corpus)
+    pace, why = proxy_pace(settings, options)
+    for done, (name, target) in enumerate(chosen.items()):
+        rate = pace if name == "proxy" else options.rate
         results[name] = await _run(f"benchmark {name}", target, options.concurrency,
-                                   options.requests, options.duration, progress, stop,
-                                   options.rate)
+                                   options.requests, options.duration,
+                                   share(progress, done, len(chosen)), stop, rate)
     return {"mode": "benchmark", "results": {k: r.to_dict() for k, r in results.items()},
             "speedup": _speedup(results["rust"], results["typescript"]),
-            "_results": results}
+            "notes": {"proxy": why} if why else {}, "_results": results}
 
 
 async def compare(settings: Settings, options: Options, progress: Progress | None = None,
                   stop: asyncio.Event | None = None) -> dict[str, Any]:
-    """The quick one (~10 s): each backend directly for 5 s."""
+    """The quick one (~10 s): each backend directly for 5 s (closed loop, or --rate)."""
     found = {}
-    for name in Backend:
+    for done, name in enumerate(Backend):
         found[name] = await _run(f"compare {name}", targets(settings, options.corpus)[name],
                                  max(1, min(options.concurrency, 8)), None,
-                                 options.duration or 5.0, progress, stop)
+                                 options.duration or 5.0, share(progress, done, len(Backend)),
+                                 stop, options.rate)
+    notes = {str(b): f"{options.rate:g} req/s as asked (--rate)" for b in Backend} \
+        if options.rate else {}
     return {"mode": "compare", "results": {k: r.to_dict() for k, r in found.items()},
-            "speedup": _speedup(found[Backend.RUST], found[Backend.TYPESCRIPT]), "_results": found}
+            "speedup": _speedup(found[Backend.RUST], found[Backend.TYPESCRIPT]),
+            "notes": notes, "_results": found}
 
 
 async def stress(settings: Settings, options: Options, progress: Progress | None = None,
                  stop: asyncio.Event | None = None) -> dict[str, Any]:
-    """Double concurrency per backend until errors > 1% or p99 over the threshold."""
+    """Double concurrency per backend until errors > 1% or p99 over the threshold, or up to
+    `stress_cap`; a run that ends at the cap found a floor, not the maximum, and says so."""
     summary: dict[str, Any] = {}
-    for name in Backend:
-        steps = []
+    per_backend = options.stress_cap.bit_length()  # steps 1, 2, 4 ... up to the cap
+    for index, name in enumerate(Backend):
+        steps: list[dict[str, Any]] = []
         best = 0.0
         concurrency = 1
-        while concurrency <= 256 and not (stop and stop.is_set()):
+        stopped = "stopped"  # by the operator, unless the loop says otherwise
+        while not (stop and stop.is_set()):
+            if concurrency > options.stress_cap:
+                stopped = "cap"
+                break
             result = await _run(f"stress {name} c={concurrency}",
                                 targets(settings, options.corpus)[name], concurrency, None,
-                                options.duration or options.stress_step_s, progress, stop)
+                                options.duration or options.stress_step_s,
+                                share(progress, index * per_backend + len(steps),
+                                       len(Backend) * per_backend), stop)
             p99 = result.latency.percentile_ms(99)
             passed = result.error_rate <= 0.01 and p99 is not None \
                 and p99 <= options.stress_p99_ms
@@ -118,10 +184,12 @@ async def stress(settings: Settings, options: Options, progress: Progress | None
                           "p99_ms": p99, "error_rate": round(result.error_rate, 4),
                           "passed": passed})
             if not passed:
+                stopped = "limit"
                 break
             best = max(best, result.rps)
             concurrency *= 2
         summary[name] = {"max_sustainable_rps": round(best, 1), "steps": steps,
+                         "stopped": stopped, "cap": options.stress_cap,
                          "limit": f"error rate <= 1%, p99 <= {options.stress_p99_ms:g} ms"}
     return {"mode": "stress", "stress": summary}
 
@@ -148,7 +216,8 @@ def _proc_sample(pid: int) -> tuple[float, float] | None:
 async def monitor(settings: Settings, options: Options, pids: dict[str, int],
                   progress: Progress | None = None,
                   stop: asyncio.Event | None = None) -> dict[str, Any]:
-    """Load the proxy while sampling each service's CPU and memory, and VRAM, every second."""
+    """Load the proxy (paced by `proxy_pace`) while sampling each service's CPU and memory,
+    and VRAM, every second."""
     duration = options.duration or 20.0
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in pids}
     vram: dict[str, list[float]] = {"rust": [], "typescript": []}
@@ -176,9 +245,10 @@ async def monitor(settings: Settings, options: Options, pids: dict[str, int],
                 if reading.used_gb is not None:
                     vram[backend].append(reading.used_gb)
 
+    pace, why = proxy_pace(settings, options)
     sampler = asyncio.create_task(sample())
     result = await _run("monitor proxy", targets(settings, options.corpus)["proxy"],
-                        options.concurrency, None, duration, progress, stop)
+                        options.concurrency, None, duration, progress, stop, pace)
     done.set()
     await sampler
 
@@ -187,6 +257,7 @@ async def monitor(settings: Settings, options: Options, pids: dict[str, int],
                 "max": max(values) if values else None}
 
     return {"mode": "monitor", "results": {"proxy": result.to_dict()},
+            "notes": {"proxy": why} if why else {},
             "resources": {name: {"cpu_pct": summary([s["cpu_pct"] for s in rows]),
                                  "rss_mb": summary([s["rss_mb"] for s in rows])}
                           for name, rows in samples.items()},
