@@ -385,3 +385,24 @@ def test_a_rare_mismatch_seen_only_beside_a_frequent_one_keeps_an_example() -> N
                   compare(primary, primary, candidate, rules), now=float(n))
     assert [e.mismatched for e in store].count(["$.a", "$.b"]) == 1
     assert [e.time for e in store] == [3.0, 26.0, 27.0, 28.0, 29.0]
+
+
+def test_noise_is_still_held_to_its_kind_and_shape() -> None:
+    # The two typescript clocks differ in most samples: rust's clock an hour off must not
+    # pass as noise there, nor a missing or retyped value beside a varying one.
+    results = ParityResults()
+    rules = make_rules()
+    a, b = iso(WINDOW[0] + 0.001), iso(WINDOW[0] + 0.002)
+
+    def counted(rust: object, key: str = "served_at") -> bool:
+        return results.record(ENDPOINT, compare(
+            resp({key: a}), resp({key: b}), resp({} if rust is None else {key: rust}),
+            rules), rules, WINDOW).mismatched
+
+    assert not counted(iso(WINDOW[0] + 0.003, zulu=False))
+    assert counted(iso(WINDOW[0] - 3600))
+    assert counted(None)
+    assert counted(17)
+    assert not results.record(ENDPOINT, compare(  # a value of no kind: noise, as before
+        resp({"label": "cat"}), resp({"label": "dog"}), resp({"label": "bus"}), rules),
+        rules, WINDOW).mismatched

@@ -9,6 +9,7 @@ migration.json.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -299,24 +300,55 @@ def evaluate(plan: Plan, evidence: StepEvidence, health: Probe, vram: VramReadin
     return Verdict(worst, tuple(gates))
 
 
-def parity_gate(plan: Plan, compared: int, mismatched: int, unanswered: int = 0) -> Gate:
-    """Does rust answer like typescript? The mismatch rate of this step's compared requests
-    (noise between two typescript answers already removed) against the plan's ceiling, by
-    the same sequential rule as the error rate: valid however often it is looked at."""
-    ceiling = plan.gates.parity_mismatch_fail
-    counts = Counts(compared, mismatched)
-    threshold = 1 / (1 - plan.gates.error_confidence)
-    status: Status = "inconclusive"
-    if above_evalue(counts, ceiling) >= threshold:
-        status = "fail"
-    elif compared >= plan.min_samples and below_evalue(counts, ceiling) >= threshold:
-        status = "pass"
+def parity_gate(plan: Plan, now: Mapping[str, Any], base: Any = None) -> Gate:
+    """Does rust answer like typescript on every route? Each route (method and route, e.g.
+    `POST /api/v1/vision/process`) is judged on its own mismatch rate since the step began
+    (noise between two typescript answers already removed), by the same sequential rule as
+    the error rate: valid however often it is looked at. Pooled, a 5% divergence on one route
+    read as 2% beside the metrics GETs and the gate stayed inconclusive. The step fails when
+    any route fails and passes when every compared route passes; each route's evidence must
+    reach the threshold times the number of routes, so a healthy step false-alarms no more
+    often with many routes than with one. `now` and `base` are `ParityReport.gate_counts()`
+    now and at the step's start (an older list base counts everything)."""
+    g = plan.gates
+    ceiling = g.parity_mismatch_fail
+    old = base if isinstance(base, Mapping) else {}
+    old_routes = old.get("routes", {})
+    routes: dict[str, Counts] = {}
+    for route, (compared, mismatched) in sorted(now.get("routes", {}).items()):
+        was = old_routes.get(route, (0, 0))
+        c = max(0, compared - was[0])
+        if c:
+            routes[route] = Counts(c, min(c, max(0, mismatched - was[1])))
+    unanswered = max(0, int(now.get("unanswered", 0)) - int(old.get("unanswered", 0)))
+    threshold = max(1, len(routes)) / (1 - g.error_confidence)
+    judged: list[tuple[int, str, Counts, Status]] = []
+    for route, counts in routes.items():
+        status: Status = "inconclusive"
+        if above_evalue(counts, ceiling) >= threshold:
+            status = "fail"
+        elif counts.attempts >= plan.min_samples and below_evalue(counts, ceiling) >= threshold:
+            status = "pass"
+        judged.append((ORDER[status], route, counts, status))
+    overall: Status = "inconclusive"
+    if any(s == "fail" for *_, s in judged):
+        overall = "fail"
+    elif judged and all(s == "pass" for *_, s in judged):
+        overall = "pass"
     extra = f", {unanswered} unanswered" if unanswered else ""
-    value = f"{counts}{extra}" + (f", need {plan.min_samples}" if status == "inconclusive"
-                                  and compared < plan.min_samples else "")
-    return Gate("rust answers like typescript", status, value,
-                f"fail if mismatches above {100 * ceiling:g}% at "
-                f"{100 * plan.gates.error_confidence:g}%")
+    if judged:
+        # the route that decides: a failing one, else one not yet passed, the worst rate first
+        _, route, counts, shown = max(
+            judged, key=lambda j: (j[0], j[2].failures / j[2].attempts, j[1]))
+        need = (f", need {plan.min_samples}" if shown == "inconclusive"
+                and counts.attempts < plan.min_samples else "")
+        value = f"{route} {counts}{need}" + (f"; {len(judged)} routes" if len(judged) > 1
+                                              else "") + extra
+    else:
+        value = f"nothing compared yet, need {plan.min_samples} per route{extra}"
+    return Gate("rust answers like typescript", overall, value,
+                f"fail if any route's mismatches above {100 * ceiling:g}% at "
+                f"{100 * g.error_confidence:g}%")
 
 
 PROXY_DOWN_FAIL_S = 1.0

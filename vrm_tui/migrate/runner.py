@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import Failure
@@ -266,8 +267,8 @@ class Runner:
             self._journal(state, "parity on", "ok", f"mirroring "
                           f"{state.plan_obj.parity_sample:g}% for the shadow step")
 
-    def _parity_counts(self) -> list[int] | None:
-        """(compared, mismatched, unanswered) so far, when parity is on."""
+    def _parity_counts(self) -> dict[str, Any] | None:
+        """Per route (compared, mismatched), and unanswered, so far, when parity is on."""
         if self.parity is None:
             return None
         try:
@@ -276,16 +277,13 @@ class Runner:
             return None
         if not report.on:
             return None
-        total = report.total
-        return [total.compared, total.mismatched, report.results.failed]
+        return report.gate_counts()
 
     def _parity_gate(self, state: MigrationState, plan: Plan) -> Gate | None:
         now = self._parity_counts()
         if now is None:
             return None
-        base = state.parity_base or [0, 0, 0]
-        return parity_gate(plan, max(0, now[0] - base[0]), max(0, now[1] - base[1]),
-                           max(0, now[2] - base[2]))
+        return parity_gate(plan, now, state.parity_base)
 
     def _preempted(self, state: MigrationState) -> bool | None:
         """True when someone else changed the split (the migration stops); None while the

@@ -60,8 +60,8 @@ class MigrationState:
     bake_since: float | None = None  # when the bake clock last started; None: stopped
     paused_at: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # StepRecord dicts
-    parity_base: list[int] | None = None  # parity's (compared, mismatched, unanswered) at
-    # the step's start: the parity gate judges what was compared since
+    parity_base: dict[str, Any] | list[int] | None = None  # parity's gate counts (per route)
+    # at the step's start: the parity gate judges what was compared since
     parity_by_migration: bool = False  # this migration switched mirroring on (and turns it off)
     proxy_down_s: float = 0.0  # bake seconds of this step the proxy did not answer
     started: float = field(default_factory=time.time)

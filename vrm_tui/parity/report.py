@@ -36,6 +36,13 @@ class ParityReport:
     def total(self) -> Counts:
         return self.results.total()
 
+    def gate_counts(self) -> dict[str, Any]:
+        """What the parity gate judges, cumulative (a step judges the change since its start):
+        per route `[compared, mismatched]`, and shadow calls that got no answer."""
+        return {"routes": {e: [c.compared, c.mismatched]
+                           for e, c in sorted(self.results.endpoints.items())},
+                "unanswered": self.results.failed}
+
     def as_dict(self, top: int = 20) -> dict[str, Any]:
         total = self.total
         low, high = total.interval
@@ -52,6 +59,7 @@ class ParityReport:
             "dropped": self.results.dropped, "failed": self.results.failed,
             "refused": self.results.refused,
             "endpoints": {e: _counts(c) for e, c in sorted(self.results.endpoints.items())},
+            "by_route": [{"route": e, **_counts(c)} for e, c in self.results.ranked_routes()],
             "top_paths": [{"endpoint": e, "path": p, **_counts(c)}
                           for e, p, c in self.results.top_paths(top)],
             "paths": {e: {p: _counts(c) for p, c in sorted(paths.items())}
@@ -68,7 +76,9 @@ def _counts(c: Counts) -> dict[str, Any]:
 
 
 def lines(report: ParityReport, top: int = 10) -> list[str]:
-    """The report as text: state, totals with the 95% interval, top paths, examples."""
+    """The report as text: state, totals with the 95% interval, routes worst first (each is
+    judged on its own: a pooled rate dilutes one route's divergence by the others' traffic),
+    top paths, examples."""
     total = report.total
     low, high = total.interval
     state = (f"on, {report.sample:g}% of balanced requests mirrored" if report.on else "off")
@@ -83,6 +93,13 @@ def lines(report: ParityReport, top: int = 10) -> list[str]:
            f"mismatch {total.mismatched} of {total.compared} = {percent(total.mismatch_rate, 2)} "
            f"(95% CI {percent(low, 2)}-{percent(high, 2)}); any difference incl. noise "
            f"{percent(total.raw_difference_rate, 2)}"]
+    routes = report.results.ranked_routes()
+    if routes:
+        out.append(f"{'ROUTE (worst first)':42} {'MISMATCH':>9} {'OF':>7}  95% CI")
+        for endpoint, counts in routes:
+            lo, hi = counts.interval
+            out.append(f"{endpoint:42} {percent(counts.mismatch_rate, 2):>9} "
+                       f"{counts.compared:>7}  {percent(lo, 2)}-{percent(hi, 2)}")
     rows = report.results.top_paths(top)
     if rows:
         out.append(f"{'ENDPOINT':32} {'PATH':44} {'MISMATCH':>9} {'OF':>7}  95% CI")

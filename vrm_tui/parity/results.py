@@ -188,24 +188,51 @@ class ParityResults:
     def _settled(self, endpoint: str, comparison: Comparison, per_path: Mapping[str, Counts],
                  noisy: Mapping[str, int], rules: Rules | None,
                  window: tuple[float, float] | None) -> Comparison:
-        """The comparison with the mismatches its values' kinds or variation excuse as noise."""
-        if not comparison.mismatched:
-            return comparison
+        """The comparison judged per value: mismatches its values' kinds or variation excuse
+        become noise, and noise rust's value fails its kind's rule on becomes a mismatch."""
         changed: set[str] = set()
         differences = []
         for diff in comparison.differences:
-            if diff.outcome is Outcome.MISMATCH and self._judge(
-                    endpoint, diff, per_path, noisy, rules, window) is Outcome.NOISE:
-                diff = replace(diff, outcome=Outcome.NOISE)
+            if diff.outcome is Outcome.MISMATCH:
+                outcome = self._judge(endpoint, diff, per_path, noisy, rules, window)
+            elif diff.outcome is Outcome.NOISE:
+                outcome = self._judge_noise(endpoint, diff, rules, window)
+            else:
+                outcome = diff.outcome
+            if outcome is not diff.outcome:
+                diff = replace(diff, outcome=outcome)
                 changed.add(diff.report_path)
             differences.append(diff)
         if not changed:
             return comparison
         outcomes = dict(comparison.outcomes)
         for path in changed:
-            outcomes[path] = max((d.outcome for d in differences if d.report_path == path),
-                                 default=Outcome.NOISE)
+            outcomes[path] = max(d.outcome for d in differences if d.report_path == path)
         return Comparison(outcomes, tuple(differences))
+
+    def _judge_noise(self, endpoint: str, diff: Difference, rules: Rules | None,
+                     window: tuple[float, float] | None) -> Outcome:
+        """A difference the two typescript answers also had: noise, unless rust's value has
+        no shape either of them had (missing, or another type) or breaks the rule of
+        typescript's value's kind: a clock an hour off is wrong however much typescript's
+        milliseconds differ."""
+        p, s, c = diff.primary, diff.secondary, diff.candidate
+        if c is MISSING and p is not MISSING and s is not MISSING:
+            return Outcome.MISMATCH
+        if _type(c) is not _type(p) and _type(c) is not _type(s):
+            return Outcome.MISMATCH
+        if p in _MARKERS or c in _MARKERS:
+            return Outcome.NOISE
+        tolerance = rules.timestamp_tolerance if rules is not None else TIMESTAMP_TOLERANCE_S
+        kind = rules.kinds.get(diff.report_path) if rules is not None else None
+        if kind is None:
+            kind = value_kind(diff.path, p, window, tolerance)
+        if kind is None:
+            return Outcome.NOISE
+        ok = kind_accepts(kind, p, c, window, tolerance)
+        if ok and kind is Kind.COUNTER:
+            ok = self._counter_holds(endpoint, diff.path, c, window)
+        return Outcome.NOISE if ok else Outcome.MISMATCH
 
     def _judge(self, endpoint: str, diff: Difference, per_path: Mapping[str, Counts],
                noisy: Mapping[str, int], rules: Rules | None,
@@ -266,6 +293,13 @@ class ParityResults:
                          "settled"):
                 setattr(out, name, getattr(out, name) + getattr(counts, name))
         return out
+
+    def ranked_routes(self) -> list[tuple[str, Counts]]:
+        """(route, counts of its requests), the surest highest mismatch rate first, as
+        `top_paths` ranks; routes are what the parity gate judges, each on its own."""
+        rows = list(self.endpoints.items())
+        rows.sort(key=lambda row: (-row[1].interval[0], -row[1].mismatch_rate, row[0]))
+        return rows
 
     def top_paths(self, limit: int = 10) -> list[tuple[str, str, Counts]]:
         """(endpoint, path, counts) with mismatches, the surest highest rate first.
