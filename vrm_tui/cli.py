@@ -207,7 +207,9 @@ def _load_settings(args: argparse.Namespace) -> Settings:
             raise UsageError(str(exc)) from None
         flags["RUST_BACKEND_WEIGHT"] = str(weight)
     if hasattr(args, "state_dir"):
-        flags["VRM_STATE_DIR"] = str(Path.cwd() / args.state_dir)  # Settings resolves it
+        # Checked here too, so that an error names the flag rather than the variable.
+        state_dir = settings_mod.state_dir_path("--state-dir", Path.cwd() / args.state_dir)
+        flags["VRM_STATE_DIR"] = str(state_dir)
     return settings_mod.load(flags, deploy_dir=getattr(args, "deploy_dir", None))
 
 

@@ -68,6 +68,7 @@ class MigrationView:
 
     state: MigrationState
     guarded: bool
+    last_beat: float | None = None  # its guard's newest beat for this migration
 
     @property
     def label(self) -> str:
@@ -75,6 +76,18 @@ class MigrationView:
         if self.state.active and not self.guarded:
             return "UNGUARDED"
         return self.state.phase
+
+    @property
+    def unguarded_reason(self) -> str:
+        """Why nobody guards it and what to do, in one line ("" while guarded or ended)."""
+        if self.label != "UNGUARDED":
+            return ""
+        silent = (f"silent since {time.strftime('%H:%M:%S', time.localtime(self.last_beat))}"
+                  if self.last_beat else "it never beat")
+        guard = f"its guard (pid {self.state.owner_pid}) is gone" \
+            if self.state.owner_pid else "no guard ever took it over"
+        return (f"{guard} ({silent}); rust stays at {self.state.target}% unchecked until "
+                "`vrm migrate resume` or `vrm migrate abort`")
 
 
 @dataclass(frozen=True)
@@ -216,18 +229,14 @@ class Console:
         state = self.migrations.load()
         if state is None:
             return None
-        guarded = self.migrations.guarded(state)
-        if state.active and not guarded and self.migrations.note_unguarded(state):
-            beat = self.migrations.last_beat(state.id)
-            silent = f"silent since {time.strftime('%H:%M:%S', time.localtime(beat))}" \
-                if beat else "never beat"
+        view = MigrationView(state, self.migrations.guarded(state),
+                             self.migrations.last_beat(state.id))
+        if view.label == "UNGUARDED" and self.migrations.note_unguarded(state):
             self.journal.append(Record(
                 action="migration", result="failed",
                 to={"rust": state.target, "typescript": 100 - state.target},
-                detail=f"{state.id} UNGUARDED: its guard (pid {state.owner_pid}) is gone "
-                       f"({silent}); rust stays at {state.target}% unchecked until "
-                       "`vrm migrate resume` or `vrm migrate abort`"))
-        return MigrationView(state, guarded)
+                detail=f"{state.id} UNGUARDED: {view.unguarded_reason}"))
+        return view
 
     def load_plan(self, path: Path | None = None, steps: str | None = None,
                   bake: str | float | None = None,

@@ -92,6 +92,7 @@ class Runner:
         self._vram: VramReading | None = None
         self._proxy_down_since: float | None = None  # monotonic; None while it answers
         self.write_error = ""  # the newest state or journal write that failed (a full disk)
+        self._unsaved = False  # the newest state is only in memory
 
     # --- starting ------------------------------------------------------------------------
 
@@ -171,6 +172,12 @@ class Runner:
         if not state.active:  # what arrived too late is answered, not left waiting
             self.store.queue.refuse_all(f"migration {state.id} already {state.phase}")
         self._save(state, None)
+        while self._unsaved and not self.stop.is_set():
+            # An ending no one can read is no ending: keep beating (the migration is not
+            # UNGUARDED meanwhile) until there is room to record it.
+            self.store.beat(state.id)
+            self.stop.wait(HEARTBEAT_S)
+            self._save(state, None)
         return state
 
     def _control(self, state: MigrationState, plan: Plan) -> None:
@@ -474,7 +481,9 @@ class Runner:
         self._next_save = time.monotonic() + SAVE_EVERY_S
         try:
             self.store.save(state)
+            self._unsaved = False
         except OSError as exc:
+            self._unsaved = True
             self._note_write_error(exc)
         self.on_update(state, verdict)
 

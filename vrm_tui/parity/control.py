@@ -70,9 +70,20 @@ class ParityControl:
             for path in (self.settings.paths.parity_results, self.settings.paths.parity_examples):
                 path.unlink(missing_ok=True)
         old.with_sample(sample, routes, operator_identity()).save(self.settings.paths.parity_state)
-        if self.runtime.proxy_running():
-            lifecycle.bring_up(self.runtime, self.controller)  # the comparator first
-            self.controller.reload()
+        try:
+            if self.runtime.proxy_running():
+                lifecycle.bring_up(self.runtime, self.controller)  # the comparator first
+                self.controller.reload()
+        except BaseException:
+            # Failed (its port taken, a reload refused): recorded as it was, so no later
+            # render mirrors to a comparator that is not there and status never says "on".
+            if was_on:
+                old.save(self.settings.paths.parity_state)
+            else:
+                old.with_sample(0.0, old.routes, operator_identity()).save(
+                    self.settings.paths.parity_state)
+                self.runtime.stop_service(services.PARITY)
+            raise
         self.journal.append(Record(action="parity", result="ok",
                                    detail=f"mirroring {sample:g}% of balanced requests "
                                           f"({', '.join(routes)})"))
