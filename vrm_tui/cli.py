@@ -347,12 +347,31 @@ def cmd_reload(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    status = Console(settings).status()
+    """The stack, and a migration nobody guards (exit 1: rust's share goes unchecked)."""
+    console = Console(settings)
+    status = console.status()
+    try:
+        view, unreadable = console.migration(), ""
+    except ValueError as exc:  # migration.json unreadable: said, never a traceback
+        view, unreadable = None, str(exc)
+    unguarded = bool(unreadable) or (view is not None and view.label == "UNGUARDED")
     if args.json:
-        print(json.dumps(status.as_dict(), indent=2))
+        data = status.as_dict()
+        data["migration"] = {"label": "unreadable", "reason": unreadable} if unreadable \
+            else None if view is None else {
+            "id": view.state.id, "phase": view.state.phase, "label": view.label,
+            "guarded": view.guarded, "step": view.state.step + 1, "rust": view.state.target,
+            "reason": view.unguarded_reason or view.state.reason}
+        print(json.dumps(data, indent=2))
     else:
         _print_status(status)
-    return 0 if status.healthy else 1
+        if unreadable:
+            print(f"migration  {unreadable}")
+        elif view is not None and view.state.active:
+            print(f"migration {view.state.id}  {view.label}  step {view.state.step + 1} "
+                  f"(rust {view.state.target}%)"
+                  + (f": {view.unguarded_reason}" if unguarded else ""))
+    return 0 if status.healthy and not unguarded else 1
 
 
 def _print_status(status: StackStatus) -> None:
