@@ -29,6 +29,7 @@ async def test_pane_shows_mismatches_and_d_opens_them_side_by_side(stack: Stack)
         await until(pilot, lambda: pane.display and "MISMATCH" in rendered(pane), timeout=10)
         text = rendered(pane)
         assert "mirroring 100%" in text and "$.result.detections[*].label" in text
+        assert "routes: POST /api/v1/vision/process 100" in text
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, ParityScreen))
         screen = app.screen

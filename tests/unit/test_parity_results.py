@@ -406,3 +406,23 @@ def test_noise_is_still_held_to_its_kind_and_shape() -> None:
     assert not results.record(ENDPOINT, compare(  # a value of no kind: noise, as before
         resp({"label": "cat"}), resp({"label": "dog"}), resp({"label": "bus"}), rules),
         rules, WINDOW).mismatched
+
+
+def test_the_report_ranks_routes_worst_first_in_text_and_json() -> None:
+    from vrm_tui.parity.report import ParityReport, lines
+
+    results = ParityResults()
+    results.endpoints = {"GET /api/v1/vision/metrics": Counts(compared=600, equal=600),
+                         ENDPOINT: Counts(compared=300, equal=285, mismatched=15),
+                         "GET /rare": Counts(compared=1, mismatched=1)}
+    # by the interval's lower bound, as paths are: 1 in 1 says at least 21%, 15 in 300 3%
+    assert [r for r, _ in results.ranked_routes()] == ["GET /rare", ENDPOINT,
+                                                        "GET /api/v1/vision/metrics"]
+    report = ParityReport(10.0, "test", (ENDPOINT,), results)
+    text = lines(report)
+    at = next(n for n, line in enumerate(text) if line.startswith("ROUTE"))
+    assert text[at + 2].startswith(ENDPOINT) and "5.00%" in text[at + 2]
+    assert [r["route"] for r in report.as_dict()["by_route"]][1] == ENDPOINT
+    assert report.gate_counts() == {"routes": {"GET /api/v1/vision/metrics": [600, 0],
+                                               ENDPOINT: [300, 15], "GET /rare": [1, 1]},
+                                    "unanswered": 0}

@@ -337,9 +337,10 @@ def parity_gate(plan: Plan, now: Mapping[str, Any], base: Any = None) -> Gate:
         overall = "pass"
     extra = f", {unanswered} unanswered" if unanswered else ""
     if judged:
-        # the route that decides: a failing one, else one not yet passed, the worst rate first
+        # the route that decides: a failing one, else one not yet passed; the worst rate,
+        # then the least evidence, first
         _, route, counts, shown = max(
-            judged, key=lambda j: (j[0], j[2].failures / j[2].attempts, j[1]))
+            judged, key=lambda j: (j[0], j[2].failures / j[2].attempts, -j[2].attempts))
         need = (f", need {plan.min_samples}" if shown == "inconclusive"
                 and counts.attempts < plan.min_samples else "")
         value = f"{route} {counts}{need}" + (f"; {len(judged)} routes" if len(judged) > 1

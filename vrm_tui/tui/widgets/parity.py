@@ -21,7 +21,7 @@ class ParityPane(Pane):
     ParityPane {
         display: none;
         height: auto;
-        max-height: 7;
+        max-height: 8;
         border: round $primary;
         padding: 0 1;
     }
@@ -51,6 +51,12 @@ class ParityPane(Pane):
                        f"(95% CI {percent(low, 2)}–{percent(high, 2)}) · "
                        f"any difference incl. noise {percent(total.raw_difference_rate, 2)}")
         lines = [state, verdict]
+        routes = report.results.ranked_routes()
+        if routes:  # each route is judged on its own: the worst first
+            lines.append(Text("  routes: " + " · ".join(
+                f"{endpoint} {percent(counts.mismatch_rate, 2)} "
+                f"({counts.mismatched}/{counts.compared})" for endpoint, counts in routes),
+                no_wrap=True, overflow="ellipsis"))
         for endpoint, path, counts in report.results.top_paths(TOP):
             lines.append(Text(f"  {percent(counts.mismatch_rate, 2):>7}  {path}  ({endpoint}, "
                               f"{counts.mismatched}/{counts.compared})"))
