@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -37,9 +38,15 @@ _INJECT = st.sampled_from([";", "#", "{", "}", "'", '"', "$", "`", "\\", "@", "?
                            " x", "\tx", ";#"])
 
 
+# Past Python's int-string limit (4300 digits): int() raises ValueError, not a refusal.
+_HUGE = st.integers(4301, 6000).map(lambda n: "9" * n)
+
+
 def _out_of(low: int, high: int) -> st.SearchStrategy[str]:
-    """Whole numbers outside low..high, or numbers written so that int() would take them."""
+    """Whole numbers outside low..high (past Python's limit too), or numbers written so that
+    int() would take them."""
     return st.one_of(
+        _HUGE,
         st.integers(max_value=low - 1).map(str),
         st.integers(min_value=high + 1).map(str),
         _OTHER_DIGITS,
@@ -92,7 +99,11 @@ FLAGS = st.one_of(
     st.builds(lambda r: ["benchmark", f"--rate={r}"], BAD_FLOAT),
     st.builds(lambda s: ["migrate", f"--steps={s}", "--yes"], st.one_of(
         _OTHER_DIGITS, st.just("50,10"), st.just("0,50"), st.just("10,101"), st.just(""),
-        st.just("1_0,50"))),
+        st.just("1_0,50"), _HUGE, _HUGE.map(lambda h: f"10,{h}"))),
+    st.builds(lambda n: ["capture", f"--sample={n}"], _HUGE),
+    st.builds(lambda n: ["parity", "report", f"--examples={n}"], _HUGE),
+    st.builds(lambda o: ["capture", "-o", o],
+              st.sampled_from(["/", ".", "/no-such-folder-of-vrm/x.yaml"])),
     st.builds(lambda b: ["migrate", f"--bake={b}", "--yes"], BAD_FLOAT),
     st.builds(lambda p: ["deploy", f"--state-dir={p}"], st.one_of(BAD_PATH,
                                                                   st.just("/dev/null"))),
@@ -124,6 +135,8 @@ PLANS = st.one_of(
         _ANY_BAD_NUMBER)),
     st.builds(lambda k, v: _document({k: v}), st.sampled_from(
         ["bake_seconds", "gate_interval_seconds", "min_samples"]), _ANY_BAD_NUMBER),
+    st.builds(lambda k, h: f"{k}: {h}\n".encode(), st.sampled_from(
+        ["bake_seconds", "gate_interval_seconds", "min_samples"]), _HUGE),
     st.builds(lambda k, v: _document({"gates": {k: v}}), st.sampled_from(
         ["error_rate_fail", "error_confidence", "p95_ceiling_ms"]), _ANY_BAD_NUMBER),
     st.builds(lambda k: _document({k: 1}), st.from_regex(r"[a-z_]{3,12}", fullmatch=True)
@@ -142,6 +155,23 @@ PROFILES = st.one_of(
                                "models", "latency_ms"]), _ANY_BAD_NUMBER),
     st.builds(lambda b: _document({"backend": b, "latency_ms": _GOOD_LATENCY}), st.one_of(
         st.just("typescript"), st.just("go"), _ANY_BAD_NUMBER)),
+)
+
+_REQUEST = b"requests:\n- path: /api/v1/vision/metrics\n"
+REQUEST_FILES = st.one_of(
+    _BAD_BYTES.map(lambda b: _REQUEST + b"# " + b + b"\n"),
+    _BAD_BYTES.map(lambda b: b"requests:\n- path: /api/v1/" + b + b"\n"),
+    _HUGE.map(lambda h: _REQUEST + f"  weight: {h}\n".encode()),
+    st.builds(lambda v: _document({"requests": [{"path": "/x", "weight": v}]}),
+              _ANY_BAD_NUMBER),
+    st.just(b"requests: [\n"), st.just(b""), st.just(b"- /x\n"),
+)
+# Paths the OS cannot name, or that are not vrm's to take: `{name}` is a place made by the
+# `odd_places` fixture.
+STATE_DIRS = st.one_of(
+    st.integers(256, 5000).map(lambda n: "/tmp/" + "s" * n),
+    st.integers(21, 40).map(lambda n: "/tmp/" + "/".join(["d" * 200] * n)),  # past PATH_MAX
+    st.sampled_from(["{loop}", "{loop}/state", "{shared}", "{file}", "{file}/state"]),
 )
 
 # --- the real stack and the checks ---------------------------------------------------------
@@ -226,6 +256,47 @@ def test_bad_plan_files(steady: Stack, tmp_path_factory: pytest.TempPathFactory,
     assert str(plan) in err
 
 
+@given(REQUEST_FILES)
+@EXAMPLES
+def test_bad_requests_files(steady: Stack, tmp_path_factory: pytest.TempPathFactory,
+                            content: bytes) -> None:
+    corpus = tmp_path_factory.mktemp("corpus") / "requests.yaml"
+    corpus.write_bytes(content)
+    code, err = _vrm(["benchmark", f"--requests-file={corpus}"], steady.deploy_dir)
+    _refused(steady, (code, err), content[:80])
+    assert str(corpus) in err and len(err) < 400, err
+
+
+@pytest.fixture(scope="module")
+def odd_places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A symlink loop, a folder everyone may write to (1777) and a file."""
+    root = tmp_path_factory.mktemp("odd")
+    (root / "loop").symlink_to(root / "loop")
+    (root / "shared").mkdir()
+    (root / "shared").chmod(0o1777)
+    (root / "file").write_text("")
+    return {name: str(root / name) for name in ("loop", "shared", "file")}
+
+
+@given(STATE_DIRS, st.sampled_from(["--state-dir", "VRM_STATE_DIR"]))
+@EXAMPLES
+def test_bad_state_dirs(steady: Stack, odd_places: dict[str, str], raw: str, door: str) -> None:
+    path = raw.format(**odd_places)
+    if door == "--state-dir":
+        code, err = _vrm(["deploy", f"--state-dir={path}"], steady.deploy_dir)
+    else:
+        code, err = _vrm(["deploy"], steady.deploy_dir, VRM_STATE_DIR=path)
+    _refused(steady, (code, err), (door, raw[:80]))
+    assert door in err and len(err) < 400, err
+    assert os.stat(odd_places["shared"]).st_mode & 0o7777 == 0o1777
+
+
+def test_an_empty_state_dir_flag_is_refused(steady: Stack) -> None:
+    """`--state-dir "$UNSET"` took the current directory (and chmodded it 0710)."""
+    for blank in ("", " "):
+        _refused(steady, _vrm(["deploy", f"--state-dir={blank}"], steady.deploy_dir), blank)
+
+
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A deployment that is not running: `vrm up` there must check its profiles first."""
@@ -244,6 +315,129 @@ def test_bad_rehearsal_profiles(steady: Stack, stopped: Stack, content: bytes) -
     _refused(steady, (code, err), content)
     assert str(own) in err
     assert [s.name for s in stopped.runtime.services() if s.state == "running"] == []
+
+
+# --- issue 19 items 4 and 9: a full or read-only state dir is one line, exit 1 --------------
+
+
+def _mount(*args: str) -> None:
+    done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"SKIPPED LOUDLY: cannot mount here: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB tmpfs (as root; skipped loudly where mounting is not allowed)."""
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED LOUDLY: mounting a tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    _mount("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount))
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(folder: Path) -> None:
+    """Write zeros into `folder` until the file system says it is full."""
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _one_fault_line(done: subprocess.CompletedProcess[str], fault: str, where: Path) -> None:
+    assert done.returncode == 1, (done.args, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"{fault} at {where}" in last, done.stderr
+    # Besides the fault, at most a warning that the journal could not record it.
+    assert all("journal" in line for line in done.stderr.strip().splitlines()[:-1]), done.stderr
+
+
+def test_a_full_disk_is_one_line_for_every_command_and_leaves_nothing_half_done(
+        small_disk: Path) -> None:
+    """The deployment and its state dir on a 16 MB tmpfs, filled: `parity on`, `migrate`,
+    `capture -o`, `benchmark` each say "disk full at PATH" and exit 1; nothing is left
+    half-done (parity off, no migration, no half corpus or report, no stray temp file), and
+    the split nginx serves is untouched."""
+    (small_disk / "deploy").mkdir()
+    stack = new_stack(small_disk / "deploy")
+    stack.up()
+    try:
+        served = stack.controller.served()
+        for _ in range(5):
+            subprocess.run(["curl", "-s", "-o", "/dev/null", f"{stack.proxy}/api/v1/vision/"
+                            "metrics"], check=False)
+        state = stack.settings.state_dir
+        _fill(small_disk)
+        _one_fault_line(stack.vrm("parity", "on"), "disk full", state)
+        _one_fault_line(stack.vrm("migrate", "--yes", "--detach", "--steps", "20"),
+                        "disk full", state)
+        out = small_disk / "captured.yaml"
+        _one_fault_line(stack.vrm("capture", "-o", str(out)), "disk full", out)
+        _one_fault_line(stack.vrm("benchmark", "--requests", "20", timeout=120), "disk full",
+                        state)
+        assert not out.exists()
+        assert not list((stack.deploy_dir / "results").glob("*/")), "a half report is left"
+        assert stack.settings.paths.holds_only_vrms(), sorted(os.listdir(state))
+        assert "off" in stack.vrm("parity", "status").stdout.splitlines()[0]
+        assert stack.vrm("migrate", "status").stdout.strip() == "no migration yet"
+        assert stack.controller.served().split == served.split
+    finally:
+        stack.down()
+
+
+def test_up_on_a_full_disk_stops_what_it_started_and_says_so(
+        tmp_path: Path, small_disk: Path) -> None:
+    """`vrm up` that cannot write its records exits 1 with nothing of the stack running (it
+    used to leave a backend up behind the error); with space again, `up` starts it all."""
+    stack = new_stack(tmp_path, VRM_STATE_DIR=str(small_disk / "state"))
+    try:
+        _fill(small_disk)
+        _one_fault_line(stack.vrm("up"), "disk full", small_disk / "state")
+        running = [s.name for s in stack.runtime.services() if s.state == "running"]
+        assert running == [], running
+        (small_disk / "filler").unlink()
+        done = stack.vrm("up")
+        assert done.returncode == 0, done.stderr
+        assert stack.controller.served().split == Split(10)
+    finally:
+        stack.down()
+
+
+def _read_only(folder: Path) -> None:
+    """`folder` read-only from now on, for vrm; processes that have files open keep them."""
+    _mount("--bind", str(folder), str(folder))
+    _mount("-o", "remount,bind,ro", str(folder))
+
+
+def test_a_read_only_state_dir_is_one_line_for_rollback_parity_and_setup(
+        stack: Stack) -> None:
+    state = stack.settings.state_dir
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED LOUDLY: a read-only bind mount needs root")
+    served = stack.controller.served()
+    _read_only(state)
+    try:
+        rolled = stack.vrm("rollback")
+        _one_fault_line(rolled, "read-only file system", state)
+        _one_fault_line(stack.vrm("parity", "on"), "read-only file system", state)
+        _read_only(stack.deploy_dir)
+        try:
+            fresh = stack.vrm("setup", f"--state-dir={stack.deploy_dir / 'elsewhere'}")
+            _one_fault_line(fresh, "read-only file system", stack.deploy_dir / "elsewhere")
+        finally:
+            subprocess.run(["umount", str(stack.deploy_dir)], check=True)
+    finally:
+        subprocess.run(["umount", str(state)], check=True)
+    assert stack.controller.served().split == served.split
 
 
 async def test_traffic_after_all_of_it(steady: Stack) -> None:

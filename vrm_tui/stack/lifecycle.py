@@ -6,7 +6,7 @@ import contextlib
 import sys
 
 from vrm_tui.core import services
-from vrm_tui.core.errors import StackError
+from vrm_tui.core.errors import StackError, environment_fault
 from vrm_tui.journal import Record, Stopwatch
 from vrm_tui.settings import Settings
 from vrm_tui.stack.runtime import Runtime
@@ -47,6 +47,7 @@ def bring_up(runtime: Runtime, controller: TrafficController) -> list[str]:
     watch = Stopwatch()
     notes: list[str] = []
     started: list[str] = []
+    running = _running(runtime)
     try:
         with controller.lock.hold("up", timeout=LIFECYCLE_LOCK_WAIT_S):
             controller.rotate_logs()
@@ -59,18 +60,23 @@ def bring_up(runtime: Runtime, controller: TrafficController) -> list[str]:
             if services.PROXY in started:
                 controller.mark_started()
             controller.settings.paths.runtime_marker.write_text(runtime.name + "\n")
-    except (StackError, ApplyError) as exc:
+    except (StackError, ApplyError, OSError) as exc:
         # Nothing this bring-up started is left running for an operator who got an error
-        # (a rejected first config would otherwise leave the backends up, untracked by intent).
-        for name in reversed(started):
-            with contextlib.suppress(StackError):
+        # (a rejected first config would otherwise leave the backends up, untracked by intent;
+        # a full disk fails inside runtime.up(), after some services started).
+        error: Exception = exc
+        if isinstance(exc, OSError):
+            fault = environment_fault(exc, controller.settings.state_dir)
+            error = StackError(f"cannot start the stack: {fault or exc}")
+        late = [name for name in _running(runtime) if name not in running | set(started)]
+        for name in reversed(started + late):
+            with contextlib.suppress(StackError, OSError):
                 runtime.stop_service(name)
         _journal(controller, Record(action="up", result="failed", duration_ms=watch.ms(),
-                                    detail=str(exc)))
-        raise
-    except OSError as exc:
-        raise StackError(f"cannot start the stack in {controller.settings.state_dir}: "
-                         f"{exc.strerror or exc}") from None
+                                    detail=str(error)))
+        if error is exc:
+            raise
+        raise error from None
     if started:
         _journal(controller, Record(action="up", result="ok", duration_ms=watch.ms(),
                                     detail="; ".join(["started " + ", ".join(started), *notes])))
@@ -90,6 +96,10 @@ def bring_down(runtime: Runtime, controller: TrafficController,
         _journal(controller, Record(action="down", result="ok", duration_ms=watch.ms(),
                                     detail="stopped " + ", ".join(stopped)))
     return stopped
+
+
+def _running(runtime: Runtime) -> set[str]:
+    return {found.name for found in runtime.services() if found.state == "running"}
 
 
 def _journal(controller: TrafficController, record: Record) -> None:
