@@ -377,8 +377,10 @@ async def run(settings: Settings, options: Options, config: Path,
     checks += await check("security", "rate limit rejects a burst",
                           lambda: _rate_limit(settings, proxy, options.request_timeout),
                           f"{proxy} (the proxy)")
-    checks.append(_status_loopback_only(config))
-    checks.append(_password(settings))
+    checks += await check("security", "status endpoints loopback only",
+                          blocking(_status_loopback_only, config), str(config))
+    checks += await check("security", "no default Grafana password",
+                          blocking(_password, settings), "the settings")
     checks += await check("monitoring", "Prometheus targets and rules",
                           blocking(_monitoring, settings),
                           f"Prometheus on :{settings.prometheus_port}")

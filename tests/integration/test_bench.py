@@ -236,3 +236,16 @@ async def test_progress_never_goes_back_between_phases(shared_stack: Stack) -> N
     assert {p for p, _ in seen} == {"compare rust", "compare typescript"}
     assert fractions == sorted(fractions) and fractions[-1] == 1.0, seen
     assert max(f for p, f in seen if p == "compare rust") <= 0.5, seen
+
+
+async def test_a_paced_run_says_when_it_sends_fewer_requests(limited_stack: Stack,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """A low rate limit would stretch 500 paced requests over minutes: the run is held to
+    PACED_MAX_S (lowered here) and the note says how many it sent and why."""
+    monkeypatch.setattr(modes, "PACED_MAX_S", 2.0)
+    found = await modes.benchmark(limited_stack.settings, modes.Options(requests=300))
+    proxy = found["results"]["proxy"]
+    assert proxy["requests"] == 160 and proxy["rate_limited"] == 0, proxy
+    assert found["results"]["rust"]["requests"] == 300
+    assert "160 of 300 requests, 2 s at that rate" in found["notes"]["proxy"]

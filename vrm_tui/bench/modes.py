@@ -30,6 +30,7 @@ Progress = Callable[[str, Result, float], None]  # (phase, result so far, fracti
 # every request from this client address (a TUI's or a smoke test's too), and nginx's
 # bucket tolerates a burst, not a steady excess.
 PACE_SHARE = 0.8
+PACED_MAX_S = 30.0  # a paced count-based proxy run sends at most this long (a low limit)
 STRESS_CAP = 256  # stress doubles concurrency up to this (or --concurrency)
 
 
@@ -131,11 +132,18 @@ async def benchmark(settings: Settings, options: Options,
     results = {}
     chosen = targets(settings, options.corpus)
     pace, why = proxy_pace(settings, options)
+    proxy_requests = options.requests
+    if pace and options.rate is None and options.duration is None \
+            and options.requests > pace * PACED_MAX_S:
+        proxy_requests = max(1, int(pace * PACED_MAX_S))
+        why += (f"; {proxy_requests} of {options.requests} requests, {PACED_MAX_S:g} s at that "
+                "rate (--duration or --rate to choose)")
     for done, (name, target) in enumerate(chosen.items()):
-        rate = pace if name == "proxy" else options.rate
+        proxied = name == "proxy"
         results[name] = await _run(f"benchmark {name}", target, options.concurrency,
-                                   options.requests, options.duration,
-                                   share(progress, done, len(chosen)), stop, rate)
+                                   proxy_requests if proxied else options.requests,
+                                   options.duration, share(progress, done, len(chosen)), stop,
+                                   pace if proxied else options.rate)
     return {"mode": "benchmark", "results": {k: r.to_dict() for k, r in results.items()},
             "speedup": _speedup(results["rust"], results["typescript"]),
             "notes": {"proxy": why} if why else {}, "_results": results}
