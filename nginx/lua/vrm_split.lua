@@ -13,7 +13,8 @@ local M = {}
 local floor = math.floor
 -- Filled in the master by init() and inherited by fork: each worker knows the config
 -- generation of the cycle it belongs to (what a reload is verified by).
-local cfg = { file = nil, token = "", config = 0, secret = "" }
+local cfg = { file = nil, token = "", config = 0, secret = "", canary = nil,
+              upstream_ms = 30000, canary_ms = 30000 }
 
 -- A change may move the generation forward by at most this much: a caller cannot push it
 -- so far that later changes (and `%d` formatting) break.
@@ -68,6 +69,9 @@ function M.init(opts)
     cfg.token = opts.token or ""
     cfg.config = opts.generation or 0
     cfg.secret = read_secret(opts.secret_file)
+    cfg.canary = opts.canary  -- {rust = {ip, port}, typescript = {ip, port}} or nil
+    cfg.upstream_ms = opts.upstream_ms or cfg.upstream_ms
+    cfg.canary_ms = opts.canary_ms or cfg.upstream_ms
     if dict():get("split") then return end
     local g, r = opts.generation or 0, opts.rust or 0
     local fg, fr = read_file(opts.file)
@@ -92,6 +96,44 @@ function M.pick()
     return POOLS.typescript_first
 end
 
+-- The canary's read timeout (ms): what a rust attempt may take before nginx gives up on it
+-- and (when the request may be repeated) retries it on typescript. vrm sets it with the
+-- split (derived from typescript's measured latency); a new master starts with the config's.
+local function canary_ms()
+    return math.min(dict():get("canary_ms") or cfg.canary_ms, cfg.upstream_ms)
+end
+
+-- balancer_by_lua in the rust-first pool: rust first with the canary's timeouts, then
+-- typescript (the fallback) with the full upstream timeout. A hung canary holds a client
+-- no longer than the canary timeout, not PROXY_UPSTREAM_TIMEOUT. nginx's proxy_next_upstream
+-- rules still decide whether the second attempt happens (never for a request that is not
+-- declared safe to repeat).
+function M.balance()
+    local balancer = require("ngx.balancer")
+    local peers = cfg.canary
+    local attempt = (ngx.ctx.vrm_attempt or 0) + 1
+    ngx.ctx.vrm_attempt = attempt
+    local ok, err
+    if attempt == 1 then
+        ok, err = balancer.set_current_peer(peers.rust[1], peers.rust[2])
+        if ok then
+            local t = canary_ms() / 1000
+            balancer.set_timeouts(2, t, t)
+            balancer.set_more_tries(1)
+        end
+    else
+        ok, err = balancer.set_current_peer(peers.typescript[1], peers.typescript[2])
+        if ok then
+            local t = cfg.upstream_ms / 1000
+            balancer.set_timeouts(2, t, t)
+        end
+    end
+    if not ok then
+        ngx.log(ngx.ERR, "vrm balancer: ", err)
+        return ngx.exit(500)
+    end
+end
+
 -- set_by_lua_block $vrm_generation (after pick): the generation that served this request.
 function M.generation()
     return tostring(ngx.ctx.vrm_generation or 0)
@@ -107,9 +149,10 @@ end
 local function state_json(g, r)
     return string.format(
         '{"generation":%d,"rust":%d,"typescript":%d,"config":%d,"token":"%s","worker_pid":%d,'
-        .. '"refused":%d,"refused_last":"%s"}',
+        .. '"refused":%d,"refused_last":"%s","canary_ms":%d}',
         g, r, 100 - r, cfg.config, cfg.token, ngx.worker.pid(),
-        dict():get("refused") or 0, dict():get("refused_last") or "")
+        dict():get("refused") or 0, dict():get("refused_last") or "",
+        cfg.canary and canary_ms() or 0)
 end
 
 -- A refused change is logged and counted: `vrm status` shows how many and the last reason.
@@ -175,6 +218,10 @@ function M.set()
         dict():delete("lock")
         return refuse(409, "generation jumps more than " .. MAX_STEP,
                       ',"served":' .. state_json(cg, cr))
+    end
+    local canary = int_field(body, "canary_ms")
+    if canary and canary >= 100 and canary <= cfg.upstream_ms then
+        dict():set("canary_ms", canary)
     end
     dict():set("split", g .. ":" .. r)
     dict():delete("lock")

@@ -38,9 +38,20 @@ def test_a_rejected_config_changes_nothing(tmp_path: Path) -> None:
     controller, host = _controller(tmp_path)
     host.reject_test = "unknown directive \"bogus\""
     with pytest.raises(ApplyError, match="nginx -t rejected"):
-        controller.rollback()
+        controller.set_split(Split(50))
     assert host.served().split == Split(10) and host.reloads == 0
     assert controller.configured() == Split(10)
+
+
+def test_a_rollback_never_asks_nginx_t(tmp_path: Path) -> None:
+    """Rollback reuses the last config nginx accepted: a template or setting that `nginx -t`
+    would reject now cannot block it."""
+    controller, host = _controller(tmp_path)
+    controller.set_split(Split(60))
+    host.reject_test = "unknown directive \"bogus\""
+    result = controller.rollback()
+    assert result.verified and host.served().split == Split(0)
+    assert controller.configured() == Split(0)
 
 
 def test_a_refused_reload_leaves_the_previous_generation_current(tmp_path: Path) -> None:

@@ -495,9 +495,11 @@ class LocalRuntime:
     def served(self, timeout: float = 1.0) -> Served:
         return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)
 
-    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0) -> Served:
+    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0,
+                       canary_ms: int | None = None) -> Served:
         return live.post_split("127.0.0.1", self.settings.proxy_status_port, generation, split,
-                               timeout, live.read_secret(self.settings.paths.nginx_secret))
+                               timeout, live.read_secret(self.settings.paths.nginx_secret),
+                               canary_ms)
 
     def signal_proxy_reload(self) -> None:
         record = self._record(services.PROXY)

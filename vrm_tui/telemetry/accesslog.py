@@ -140,6 +140,12 @@ class LoggedRequest:
     attempts: tuple[Attempt, ...]
 
 
+def client_failed(status: int | None) -> bool:
+    """What a client saw as a failure after nginx's retries: a 5xx (504 when every attempt
+    timed out), no status, or 499 (the client gave up waiting, e.g. on a hung canary)."""
+    return status is None or status >= 500 or status == 499
+
+
 def parse_request(line: str, addresses: Mapping[str, Backend]) -> LoggedRequest | None:
     """One JSON access-log line as a request to a backend route; None for anything else.
 
@@ -214,7 +220,7 @@ class TrafficStats:
             if request.attempts:
                 first = sec.backends[request.attempts[0].backend]
                 first.first += 1
-                first.first_failed += int(request.status is None or request.status >= 500)
+                first.first_failed += int(client_failed(request.status))
             for attempt in request.attempts:
                 self.last_answer[attempt.backend] = max(
                     request.at, self.last_answer.get(attempt.backend, 0.0))

@@ -181,6 +181,17 @@ class TrafficController:
         """Make nginx serve `split`, verified, or raise ApplyError with the old config serving."""
         return self._act(action, split, wait)
 
+    def set_canary_timeout(self, canary_ms: int) -> Served | None:
+        """Set how long a rust attempt may take before nginx gives up on it (and retries it
+        on typescript when the request is safe to repeat), in shared memory, no reload.
+        None where nginx has no canary timeout of its own (no Lua module, or backends it
+        reaches by name). Raises ProxyUnreachable when nginx does not take it."""
+        served = self.served(timeout=1.0)
+        if not served.live or not served.canary_ms:
+            return None
+        return self.host.set_live_split(served.generation, served.split, timeout=1.0,
+                                        canary_ms=canary_ms)
+
     def rollback(self, wait: float = 10.0) -> ApplyResult:
         """All traffic to typescript. Depends on nothing but nginx and the state dir; works
         with the nginx master gone (its orphaned workers are retired, a new master starts)."""
@@ -389,7 +400,8 @@ class TrafficController:
                 raise ApplyError(f"cannot install the Lua split module in "
                                  f"{params.live.lua_dir}: {exc.strerror or exc}") from None
         upstream = nginx.render_upstream(split, number, params.rust_address, params.ts_address,
-                                         self.token, params.live)
+                                         self.token, params.live,
+                                         params.upstream_timeout * 1000, params.canary_ms)
         try:
             try:
                 gen = self.store.write(number, main, upstream)
@@ -502,9 +514,11 @@ class TrafficController:
             raise ApplyError("no config nginx accepted yet: start the stack with `vrm up`")
         try:
             main = base.main.read_text()
-            rust, ts, was_live = nginx.upstream_shape(base.upstream.read_text())
-            upstream = nginx.render_upstream(split, number, rust, ts, self.token,
-                                             self._live_paths() if was_live else None)
+            shape = nginx.upstream_shape(base.upstream.read_text())
+            upstream = nginx.render_upstream(split, number, shape.rust_address,
+                                             shape.ts_address, self.token,
+                                             self._live_paths() if shape.live else None,
+                                             shape.upstream_ms, shape.canary_ms)
         except (OSError, ValueError, Failure) as exc:
             raise ApplyError(f"cannot read the last accepted config {base.path}: {exc}") \
                 from None
@@ -530,7 +544,8 @@ class TrafficController:
         try:
             main = nginx.render_main(params)
             upstream = nginx.render_upstream(split, current.number, params.rust_address,
-                                             params.ts_address, self.token, params.live)
+                                             params.ts_address, self.token, params.live,
+                                             params.upstream_timeout * 1000, params.canary_ms)
             return (current.main.read_text() == main
                     and current.upstream.read_text() == upstream)
         except (OSError, KeyError, Failure):

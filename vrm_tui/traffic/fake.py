@@ -67,7 +67,8 @@ class FakeProxyHost:
             rust_address="127.0.0.1:3", ts_address="127.0.0.1:4",
             live=live_split(self.root / "nginx") if self.live else None)
 
-    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0) -> Served:
+    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0,
+                       canary_ms: int | None = None) -> Served:
         if not self.live:
             raise ProxyUnreachable("no /vrm/split here: nginx has no Lua module")
         if self.refuse_live or not (self.running and self.answering):

@@ -144,11 +144,15 @@ def mark_verified(path: Path, generation: int, split: Split) -> bool:
 
 
 def post_split(host: str, port: int, generation: int, split: Split,
-               timeout: float = 1.0, secret: bytes = b"") -> Served:
+               timeout: float = 1.0, secret: bytes = b"",
+               canary_ms: int | None = None) -> Served:
     """POST the split, signed with `secret`, to nginx's status listener; returns what the
     answering worker now serves. Raises ProxyUnreachable with nginx's reason (SplitRefused
     when nginx does not accept the signature)."""
-    body = json.dumps({"generation": generation, "rust": split.rust}).encode()
+    fields = {"generation": generation, "rust": split.rust}
+    if canary_ms is not None:
+        fields["canary_ms"] = canary_ms
+    body = json.dumps(fields).encode()
     try:
         status, answer = loophttp.request(host, port, "POST", "/vrm/split", body=body,
                                           headers={"Content-Type": "application/json",

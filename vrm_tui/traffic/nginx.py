@@ -85,6 +85,7 @@ class ProxyParams:
     status_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     client_keepalive_timeout: int = 0
     upstream_timeout: int = 30
+    canary_ms: int | None = None  # a rust attempt's read timeout; None: the upstream timeout
     retry_process: bool = False  # POST /api/v1/vision/process is safe to retry elsewhere
     health_path: str = "/health"  # VRM_HEALTH_PATH: where the backends answer health checks
     template: Path = TEMPLATE
@@ -288,7 +289,8 @@ def secure_state_dir(state_dir: Path, worker_user: str | None) -> None:
 
 
 def render_upstream(split: Split, generation: int, rust_address: str, ts_address: str,
-                    token: str = "", live: LiveSplit | None = None) -> str:
+                    token: str = "", live: LiveSplit | None = None,
+                    upstream_ms: int = 30_000, canary_ms: int | None = None) -> str:
     """The upstream pools for a split, with DESIGN's rules for 0 and 100.
 
     Without the Lua module: one weighted upstream; nginx rejects `weight=0`, so rust 0 is
@@ -321,10 +323,33 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
     # anyway (users do not see it), and taking it out would hide from the gates the very
     # failures they must see to roll back within seconds.
     health = "max_fails=3 fail_timeout=5s"
-    canary = "max_fails=0"
+    never_out = "max_fails=0"
     if live is not None:
         secret_line = ("" if live.secret_file is None else
                        f'        secret_file = "{_path("secret file", live.secret_file)}",\n')
+        peers = _canary_peers(rust_address, ts_address)
+        _number("upstream timeout (ms)", upstream_ms, 1, 3_600_000)
+        canary = upstream_ms if canary_ms is None else canary_ms
+        _number("canary timeout (ms)", canary, 100, upstream_ms)
+        timeouts = f"        upstream_ms = {upstream_ms}, canary_ms = {canary},\n"
+        if peers:
+            secret_line += timeouts + f"        canary = {peers},\n"
+            rust_first = (
+                # The servers are placeholders for nginx: the balancer picks the attempt's
+                # peer and its timeouts (rust with the canary's, then typescript).
+                "upstream vrm_rust_first {\n"
+                f"    server {rust_address} {never_out};\n"
+                "    balancer_by_lua_block { require(\"vrm_split\").balance() }\n"
+                "    keepalive 64;\n"
+                "}\n")
+        else:
+            secret_line += timeouts
+            rust_first = (
+                "upstream vrm_rust_first {\n"
+                f"    server {rust_address} {never_out};\n"
+                f"    server {ts_address} backup;\n"
+                "    keepalive 64;\n"
+                "}\n")
         return header + (
             f'lua_package_path "{_path("Lua dir", live.lua_dir)}/?.lua;;";\n'
             "lua_shared_dict vrm 1m;\n"
@@ -336,11 +361,7 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
             f"{secret_line}"
             "    }\n"
             "}\n"
-            "upstream vrm_rust_first {\n"
-            f"    server {rust_address} {canary};\n"
-            f"    server {ts_address} backup;\n"
-            "    keepalive 64;\n"
-            "}\n"
+            f"{rust_first}"
             "upstream vrm_typescript_first {\n"
             f"    server {ts_address} {health};\n"
             f"    server {rust_address} backup;\n"
@@ -355,10 +376,10 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
         rust_line = f"server {rust_address} down;"
         ts_line = f"server {ts_address} weight=100 {health};"
     elif split.rust == 100:
-        rust_line = f"server {rust_address} weight=100 {canary};"
+        rust_line = f"server {rust_address} weight=100 {never_out};"
         ts_line = f"server {ts_address} backup;"
     else:
-        rust_line = f"server {rust_address} weight={split.rust} {canary};"
+        rust_line = f"server {rust_address} weight={split.rust} {never_out};"
         ts_line = f"server {ts_address} weight={split.typescript} {health};"
     served = json.dumps(
         {"generation": generation, "rust": split.rust, "typescript": split.typescript,
@@ -377,17 +398,46 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
     )
 
 
+def _canary_peers(rust_address: str, ts_address: str) -> str:
+    """The Lua table of both peers when they are IPv4 literals (the balancer cannot resolve
+    names; nginx itself resolves a name only when it loads the config), else ''."""
+    found = []
+    for name, hostport in (("rust", rust_address), ("typescript", ts_address)):
+        host, _, port = hostport.rpartition(":")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return ""
+        found.append(f'{name} = {{"{host}", {int(port)}}}')
+    return "{ " + ", ".join(found) + " }"
+
+
 _UPSTREAM_SERVER = r"upstream {name} \{{\n\s+server (\S+);"
 
 
-def upstream_shape(text: str) -> tuple[str, str, bool]:
-    """(rust address, typescript address, live) of a rendered upstream.conf: what a
-    rollback re-renders it from, so it never takes an address from changed settings."""
+@dataclass(frozen=True)
+class UpstreamShape:
+    """What a rendered upstream.conf was rendered from, besides its split: a rollback
+    re-renders it from these, never from settings that changed since."""
+
+    rust_address: str
+    ts_address: str
+    live: bool
+    upstream_ms: int = 30_000
+    canary_ms: int | None = None
+
+
+def upstream_shape(text: str) -> UpstreamShape:
     found = [re.search(_UPSTREAM_SERVER.format(name=name), text)
              for name in ("vision_rust", "vision_typescript")]
     if found[0] is None or found[1] is None:
         raise ValueError("no vision_rust / vision_typescript upstream in it")
-    return found[0].group(1), found[1].group(1), "init_by_lua_block" in text
+    timeouts = re.search(r"upstream_ms = (\d+), canary_ms = (\d+)", text)
+    if timeouts is None:
+        return UpstreamShape(found[0].group(1), found[1].group(1),
+                             "init_by_lua_block" in text)
+    return UpstreamShape(found[0].group(1), found[1].group(1), "init_by_lua_block" in text,
+                         int(timeouts.group(1)), int(timeouts.group(2)))
 
 
 def backend_name_map(rust_address: str, ts_address: str) -> str:

@@ -43,10 +43,11 @@ class ProxyHost(Protocol):
         failed."""
         ...
 
-    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0) -> Served:
-        """Set the split in nginx's shared memory (the Lua module; no reload) and return what
-        the answering worker serves now. Only when `proxy_params().live` is set. Raises
-        `ProxyUnreachable` with nginx's reason."""
+    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0,
+                       canary_ms: int | None = None) -> Served:
+        """Set the split (and, if given, the canary's read timeout) in nginx's shared memory
+        (the Lua module; no reload) and return what the answering worker serves now. Only
+        when `proxy_params().live` is set. Raises `ProxyUnreachable` with nginx's reason."""
         ...
 
     def signal_proxy_reload(self) -> None:

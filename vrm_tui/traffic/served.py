@@ -25,6 +25,7 @@ class Served:
     config: int | None = None  # the answering worker's config generation (None: `generation`)
     refused: int = 0  # split changes nginx refused since it started (unsigned, too far ahead)
     refused_last: str = ""  # "UNIX-TIME reason" of the last refusal
+    canary_ms: int = 0  # a rust attempt's read timeout in the rust-first pool (0: none of its own)
 
     @property
     def live(self) -> bool:
@@ -59,7 +60,8 @@ def parse_served(body: bytes, where: str) -> Served:
         config = data.get("config")
         return Served(int(data["generation"]), Split(int(data["rust"])), int(data["worker_pid"]),
                       str(data.get("token", "")), int(config) if config is not None else None,
-                      int(data.get("refused", 0)), str(data.get("refused_last", "")))
+                      int(data.get("refused", 0)), str(data.get("refused_last", "")),
+                      int(data.get("canary_ms", 0)))
     except (ValueError, KeyError, TypeError):
         raise ProxyUnreachable(
             f"proxy at {where} answered with {body[:80]!r}: not vrm's config"
