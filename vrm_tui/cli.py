@@ -270,8 +270,10 @@ def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
         import secrets
 
         text = ENV_TEMPLATE.read_text().replace("__GRAFANA_PASSWORD__", secrets.token_urlsafe(18))
-        env_file.write_text(text)
-        env_file.chmod(0o600)
+        try:  # whole or not at all: a half .env would be "kept" by the next setup
+            write_atomic(env_file, text, mode=0o600)
+        except OSError as exc:
+            raise environment_fault(exc, target=env_file) or exc from None
         print(f"wrote {env_file} (random GRAFANA_PASSWORD; review it: cat .env)")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     print(f"state dir {settings.state_dir}")
@@ -482,14 +484,14 @@ def cmd_capture(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.sample < 1:
         raise UsageError(f"--sample={args.sample}: expected 1 or more")
-    found = Console(settings).capture(args.sample, tuple(args.redact_param))
-    if found.corpus is None:
-        raise Failure(f"no replayable request among the last {found.seen} proxied requests "
     output: Path | None = args.output
     if output is not None and (output.is_dir() or not output.parent.is_dir()):
         where = "is a folder; name a file" if output.is_dir() else \
             f"{output.parent} is not a folder"
         raise UsageError(f"-o {shown(str(output))}: {where}")
+    found = Console(settings).capture(args.sample, tuple(args.redact_param))
+    if found.corpus is None:
+        raise Failure(f"no replayable request among the last {found.seen} proxied requests "
                          f"in {found.log}" + (f" ({sum(found.needs_body.values())} carry a "
                                               "body, which the access log does not hold)"
                                               if found.needs_body else ""))
@@ -500,7 +502,7 @@ def cmd_capture(settings: Settings, args: argparse.Namespace) -> int:
     try:  # all or nothing: a full disk leaves no half corpus behind
         write_atomic(output, text, mode=0o644)
     except OSError as exc:
-        raise environment_fault(exc, output) or exc from None
+        raise environment_fault(exc, target=output) or exc from None
     print(f"wrote {found.corpus.describe()} from {found.seen} requests to {output}"
           + (f"; {len(found.needs_body)} request kind(s) with a body left commented out"
              if found.needs_body else ""), file=sys.stderr)

@@ -13,6 +13,7 @@ import io
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -410,6 +411,18 @@ def test_up_on_a_full_disk_stops_what_it_started_and_says_so(
         assert stack.controller.served().split == Split(10)
     finally:
         stack.down()
+
+
+def test_setup_on_a_full_disk_leaves_no_half_env(small_disk: Path) -> None:
+    """A half-written `.env` would be "kept existing" by the next setup."""
+    deploy = small_disk / "deploy"
+    deploy.mkdir()
+    _fill(small_disk)
+    done = subprocess.run([sys.executable, "-m", "vrm_tui.cli", "setup", "--deploy-dir",
+                           str(deploy)], env=clean_env(), capture_output=True, text=True,
+                          timeout=60, check=False)
+    _one_fault_line(done, "disk full", deploy / ".env")
+    assert sorted(os.listdir(deploy)) == []
 
 
 def _read_only(folder: Path) -> None:

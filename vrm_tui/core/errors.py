@@ -59,12 +59,14 @@ _FAULTS = {
 }
 
 
-def environment_fault(exc: OSError, where: object = None) -> Failure | None:
+def environment_fault(exc: OSError, where: object = None, *,
+                      target: object = None) -> Failure | None:
     """An OSError that is the host's doing (a full disk, a read-only mount, permissions) as
-    one Failure naming the path (`where` when the error has none, as a failed write() has
-    not); None for any other error, which is a bug and keeps its traceback."""
+    one Failure naming the path: `target` (the file being written, not the temporary file
+    beside it), else the error's own, else `where` (a failed write() names none); None for
+    any other error, which is a bug and keeps its traceback."""
     what = _FAULTS.get(exc.errno or 0)
     if what is None:
         return None
-    path = exc.filename if exc.filename is not None else where
+    path = next((p for p in (target, exc.filename, where) if p is not None), None)
     return Failure(f"{what} at {path}" if path is not None else what)
