@@ -349,6 +349,17 @@ _DURATION_KEY = re.compile(r"(^|_)(duration|latency|elapsed|took)(_|$)|"
 _EPOCH_SCALES = ((1e9, 1e10, 1.0), (1e12, 1e13, 1e-3), (1e15, 1e16, 1e-6))
 
 
+@functools.lru_cache(maxsize=8192)
+def _number_kind(path: str) -> Kind | None:
+    """A number's kind by its key (paths repeat in every sample: cached)."""
+    key = _key_name(path)
+    if _COUNTER_KEY.search(key):
+        return Kind.COUNTER
+    if _DURATION_KEY.search(key):
+        return Kind.DURATION
+    return None
+
+
 def _key_name(path: str) -> str:
     """The last member name in a concrete path (`$.a[2].served_at` -> `served_at`), snake_case."""
     end = len(path)
@@ -411,12 +422,7 @@ def value_kind(path: str, value: Any, window: tuple[float, float] | None = None,
         if moment is not None and window[0] - tolerance <= moment <= window[1] + tolerance:
             return Kind.TIMESTAMP
     if _is_number(value):
-        key = _key_name(path)
-        if _COUNTER_KEY.search(key):
-            return Kind.COUNTER
-        if _DURATION_KEY.search(key):
-            return Kind.DURATION
-        return None
+        return _number_kind(path)
     return Kind.ID if _is_id(value) else None
 
 
