@@ -358,7 +358,7 @@ async def run(settings: Settings, options: Options, config: Path,
             checks += await check("backends", f"{backend} conventions",
                                   blocking(_conventions, settings, backend, options.quick),
                                   settings.backend_url(backend))
-    down = [f"{row} ({detail})" for row, detail in failed.items()
+    down = [f"{row} failed ({detail})" for row, detail in failed.items()
             if row != "proxy /health"]
     if down:
         checks.append(Check("performance", "rust faster than typescript", "SKIP",
