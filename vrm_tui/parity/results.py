@@ -76,7 +76,7 @@ def varies(differed: int, samples: int, chance: float = CHANCE_RATE,
         tail += term
         if tail > alpha:
             return False
-        if term < tail * 1e-12:
+        if term <= tail * 1e-12:  # the rest adds nothing (or all underflows: tail ~ 0)
             break
     return True
 
