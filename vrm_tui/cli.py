@@ -80,7 +80,7 @@ READING_MIGRATE = {"status"}
 
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    common.add_argument("--deploy-dir", type=Path, default=argparse.SUPPRESS,
+    common.add_argument("--deploy-dir", type=_folder, default=argparse.SUPPRESS,
                         help="directory holding .env (default: current directory)")
     common.add_argument("--state-dir", type=_folder, default=argparse.SUPPRESS,
                         help="runtime files: configs, pids, logs, journal (VRM_STATE_DIR)")
@@ -192,8 +192,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--read-only: `vrm {shown}` changes the stack or the split; "
                          "run it without --read-only")
     deploy_dir = getattr(args, "deploy_dir", None)
-    if deploy_dir is not None and not deploy_dir.is_dir():
-        raise UsageError(f"--deploy-dir={str(deploy_dir)!r}: not a directory")
+    if deploy_dir is not None:
+        args.deploy_dir = settings_mod.deploy_dir_path("--deploy-dir", deploy_dir)
     if getattr(args, "host", None) is not None:
         args.host = str(address.parse_hostport("--host", args.host))
 

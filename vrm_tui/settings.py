@@ -45,7 +45,7 @@ def _parse_env_file(path: Path) -> dict[str, str]:
         raise SettingsError(f"{path}: is a directory, expected a file of KEY=VALUE lines") \
             from None
     except OSError as exc:
-        raise SettingsError(f"{path}: cannot read it: {exc.strerror}") from None
+        raise SettingsError(f"{shown(str(path), 200)}: cannot read it: {exc.strerror}") from None
     for number, raw_bytes in enumerate(data.splitlines(), start=1):
         try:
             raw = raw_bytes.decode("utf-8")
@@ -163,17 +163,39 @@ def _url(name: str, raw: str) -> str:
         raise SettingsError(str(exc)) from None
 
 
+def _resolved(name: str, path: Path) -> Path:
+    """`path` made absolute with its links followed; a symlink loop or a name past the OS's
+    limits is one error naming the setting."""
+    try:
+        return path.resolve()
+    except RuntimeError:  # Python 3.11 reports a symlink loop this way
+        raise SettingsError(f"{name}={shown(str(path))}: a symlink loop") from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise SettingsError(f"{name}={shown(str(path))}: {reason}") from None
+
+
+def deploy_dir_path(name: str, path: Path) -> Path:
+    """`path` resolved: an existing folder (it holds `.env` and `configs/`)."""
+    path = _resolved(name, path)
+    try:
+        if path.is_dir():
+            return path
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise SettingsError(f"{name}={shown(str(path))}: {reason}") from None
+    raise SettingsError(f"{name}={shown(str(path))}: not a directory")
+
+
 def state_dir_path(name: str, path: Path) -> Path:
     """`path` resolved: a state dir nginx's config can name (unquoted), that the OS can name
     (no symlink loop, within its length limits), and that is, or can become, a folder of
     vrm's own. A folder others may write to (/tmp, mode 1777) is refused, not chmodded: vrm
     keeps its secret and its lock there, and changes no folder it did not create."""
+    path = _resolved(name, path)
     try:
-        path = path.resolve()
         found = next(((f, f.stat()) for f in (path, *path.parents)
                       if f.exists() or f.is_symlink()), None)
-    except RuntimeError:  # Python 3.11 reports a symlink loop this way
-        raise SettingsError(f"{name}={shown(str(path))}: a symlink loop") from None
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
         raise SettingsError(f"{name}={shown(str(path))}: {reason}") from None
@@ -306,7 +328,8 @@ def load(
     `flags` uses the environment variable names as keys (None means "not given").
     """
     environ = os.environ if environ is None else environ
-    base = Path(deploy_dir or environ.get("VRM_DEPLOY_DIR") or Path.cwd()).resolve()
+    base = _resolved("VRM_DEPLOY_DIR", Path(deploy_dir or environ.get("VRM_DEPLOY_DIR")
+                                            or Path.cwd()))
     layered: dict[str, str] = _parse_env_file(base / ".env")
     layered.update({k: v for k, v in environ.items() if k in _KNOWN})
     given_flags = {k: str(v) for k, v in (flags or {}).items() if v is not None}

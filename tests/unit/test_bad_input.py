@@ -336,3 +336,15 @@ def test_securing_never_chmods_a_folder_vrm_did_not_create(tmp_path: Path) -> No
     fresh = tmp_path / "fresh"
     nginx.secure_state_dir(fresh, None)
     assert fresh.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("deploy", ["", "/tmp/" + "d" * 300, "{loop}", "/dev/null"])
+def test_a_deploy_dir_the_os_cannot_name_exits_2(tmp_path: Path, deploy: str) -> None:
+    deploy = deploy.format(loop=_loop(tmp_path))
+    code, err = _main("journal", "--deploy-dir", deploy)
+    assert code == 2 and "--deploy-dir" in err, err
+    assert len(err.strip().splitlines()) == 1 and len(err) < 300, err
+    if deploy.strip() and deploy != "/dev/null":
+        with pytest.raises(SettingsError) as caught:
+            load(environ={"VRM_DEPLOY_DIR": deploy})
+        assert len(str(caught.value)) < 300
