@@ -61,7 +61,7 @@ ensure_lua() {
 }
 
 bootstrap() {
-    ensure_debs nginx:nginx apache2-utils:ab prometheus:prometheus \
+    ensure_debs nginx:nginx apache2-utils:ab wrk:wrk prometheus:prometheus \
         prometheus-nginx-exporter:prometheus-nginx-exporter
     ensure_lua
     ensure_venv

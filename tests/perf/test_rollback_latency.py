@@ -250,3 +250,29 @@ def test_cli_rollback_whole_command_on_an_idle_stack(stack: Stack) -> None:
     print(f"\nvrm rollback, whole command, idle stack ({TRIALS} trials, ms; goal p95 <= 150)\n"
           f"vrm rollback       p50 {_pct(rollbacks, 50):6.1f}  p95 {_pct(rollbacks, 95):6.1f}\n"
           f"python -c pass     p50 {_pct(floors, 50):6.1f}  p95 {_pct(floors, 95):6.1f}")
+
+
+async def test_rollback_with_a_pending_rejected_config(stack: Stack) -> None:
+    """Rollback beside the same rollback with a pending config nginx rejects (issue 19's
+    reproduction: PROXY_PORT changed to a taken port; it used to fail), same run, same
+    stream. Goal: live p95 within 1.5x of the plain one."""
+    (port,) = free_ports(1)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        pending = Console(settings_mod.load({"PROXY_PORT": str(port)}, environ={},
+                                            deploy_dir=stack.deploy_dir))
+
+        def cli_pending() -> None:
+            subprocess.run([sys.executable, "-m", "vrm_tui.cli", "rollback"],
+                           cwd=stack.deploy_dir, env=clean_env(PROXY_PORT=str(port)),
+                           check=True, capture_output=True, timeout=60)
+
+        await run_cases(stack, f"Rollback with and without a pending config nginx rejects "
+                        f"({RATE} req/s, ms; goal: pending live p95 <= 1.5x plain)", [
+                            ("plain: in-process", Split(50), lambda: stack.controller.rollback()),
+                            ("pending: in-process", Split(50),
+                             lambda: pending.controller.rollback()),
+                            ("plain: vrm CLI", Split(50), _cli(stack, "rollback")),
+                            ("pending: vrm CLI", Split(50), cli_pending),
+                        ])
