@@ -93,3 +93,19 @@ def test_template_has_the_seed_routes() -> None:
         assert f"location {route}" in text
     assert "server_tokens off;" in text and "non_idempotent" not in text.replace(
         "`non_idempotent`", "")
+
+
+def test_only_the_host_may_even_ask_to_change_the_split_under_compose(tmp_path: Path) -> None:
+    """The status listener admits the compose subnet (the exporter scrapes /nginx_status);
+    `/vrm/split` admits loopback and the network's gateway (the host) only."""
+    from dataclasses import replace
+
+    from vrm_tui.traffic import live
+
+    params = replace(_params(tmp_path, 0), status_allow=("127.0.0.1", "172.30.9.0/24"),
+                     split_allow=("127.0.0.1", "172.30.9.1"),
+                     live=live.live_split(tmp_path / "nginx"))
+    text = nginx.render_main(params)
+    split_block = text.split("location = /vrm/split {", 1)[1].split("}", 1)[0]
+    assert "allow 127.0.0.1; allow 172.30.9.1; deny all;" in split_block
+    assert "172.30.9.0/24" not in split_block

@@ -183,7 +183,10 @@ class ComposeRuntime:
             rust_address=f"{services.RUST}:{PORTS[services.RUST]}",
             ts_address=f"{services.TYPESCRIPT}:{PORTS[services.TYPESCRIPT]}",
             daemon=False,
+            # The subnet for the exporter's /nginx_status scrape; a split change only from
+            # the host (through the published port, seen as the network's gateway).
             status_allow=("127.0.0.1", "::1", str(self.subnet)),
+            split_allow=("127.0.0.1", "::1", str(self.subnet.network_address + 1)),
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
             retry_process=s.proxy_retry_process,

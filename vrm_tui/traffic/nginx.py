@@ -83,6 +83,7 @@ class ProxyParams:
     worker_processes: int = 2
     daemon: bool = True
     status_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    split_allow: tuple[str, ...] = ("127.0.0.1", "::1")  # who may even try POST /vrm/split
     client_keepalive_timeout: int = 0
     upstream_timeout: int = 30
     canary_ms: int | None = None  # a rust attempt's read timeout; None: the upstream timeout
@@ -178,7 +179,7 @@ def render_main(params: ProxyParams) -> str:
         "PARITY_HTTP": mirror_mod.render_http(params.mirror),
         "PARITY_MIRROR": mirror_mod.render_mirror(params.mirror),
         "PARITY_LOCATION": mirror_mod.render_location(params.mirror),
-        **_split_placeholders(params.live),
+        **_split_placeholders(params.live, params.split_allow),
     }
     template = params.template
     text = template.read_text()
@@ -192,7 +193,8 @@ def render_main(params: ProxyParams) -> str:
     return re.sub(r"\{\{\s*([A-Z_]+)\s*\}\}", fill, text)
 
 
-def _split_placeholders(live: LiveSplit | None) -> dict[str, str]:
+def _split_placeholders(live: LiveSplit | None,
+                        split_allow: tuple[str, ...] = ("127.0.0.1", "::1")) -> dict[str, str]:
     """How a request picks its pool and how nginx answers for its split, per mode."""
     if live is None:
         return {
@@ -204,6 +206,7 @@ def _split_placeholders(live: LiveSplit | None) -> dict[str, str]:
                 "            return 200 $vrm_served;\n"
                 "        }"),
         }
+    allow = " ".join(f"allow {_network(a)};" for a in split_allow)
     return {
         "LOAD_MODULES": "\n".join(f"load_module {_path('Lua module', m)};"
                                   for m in live.modules),
@@ -216,6 +219,7 @@ def _split_placeholders(live: LiveSplit | None) -> dict[str, str]:
             "            content_by_lua_block { require(\"vrm_split\").served() }\n"
             "        }\n"
             "        location = /vrm/split {\n"
+            f"            {allow} deny all;\n"
             "            client_max_body_size 1k;\n"
             "            client_body_buffer_size 1k;\n"
             "            content_by_lua_block { require(\"vrm_split\").set() }\n"
