@@ -348,3 +348,16 @@ def test_a_deploy_dir_the_os_cannot_name_exits_2(tmp_path: Path, deploy: str) ->
         with pytest.raises(SettingsError) as caught:
             load(environ={"VRM_DEPLOY_DIR": deploy})
         assert len(str(caught.value)) < 300
+
+
+def test_vrms_hidden_files_do_not_make_its_state_dir_foreign(tmp_path: Path) -> None:
+    from vrm_tui.core.paths import StateDir
+
+    state = StateDir(tmp_path / "state")
+    assert state.holds_only_vrms()  # not there yet: vrm creates it
+    state.root.mkdir()
+    for name in ("journal.jsonl", ".journal.jsonl.x1y2.tmp", ".migration-unguarded-7-42"):
+        (state.root / name).write_text("")
+    assert state.holds_only_vrms()
+    (state.root / ".git").mkdir()
+    assert not state.holds_only_vrms()

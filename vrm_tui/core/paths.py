@@ -35,8 +35,9 @@ class StateDir:
         exist): only then may vrm make it private. A folder with anything else in it (a
         project folder named as the state dir) was not vrm's to change."""
         own = self.names()
-        # `.NAME.*`: a temporary file written beside NAME and renamed over it.
-        temporary = tuple(f".{name}." for name in own)
+        # Hidden files vrm keeps beside its own (`.journal.jsonl.*.tmp` renamed over
+        # journal.jsonl, `.migration-unguarded-*`) start with a dot and one of its stems.
+        temporary = tuple(f".{name.split('.')[0]}" for name in own)
         try:
             with os.scandir(self.root) as entries:
                 return all(e.name in own or e.name.startswith(temporary) for e in entries)
