@@ -244,3 +244,30 @@ def test_a_plain_rollback_stays_fast(stack: Stack) -> None:
     _break_template(stack)
     stack.controller.rollback()
     assert not calls and stack.controller.served().split == Split(0)
+
+
+def test_rollback_on_a_full_disk_twice(tmp_path: Path) -> None:
+    """Issue 19: fill -> rollback ok -> free -> deploy 40 -> fill -> rollback failed (the
+    reserve was spent by the first rollback and never made again)."""
+    from tests.fullfs import fill, small_tmpfs
+    from tests.support import new_stack
+
+    with small_tmpfs(tmp_path / "state") as state:
+        full = new_stack(tmp_path, VRM_STATE_DIR=str(state), VRM_MONITORING="0")
+        full.up()
+        try:
+            assert full.vrm("deploy", "--rust-weight", "50").returncode == 0
+            filler = fill(state)
+            first = full.vrm("rollback")
+            assert first.returncode == 0, first.stderr
+            assert full.controller.served().split == Split(0)
+            filler.unlink()
+            assert full.vrm("deploy", "--rust-weight", "40").returncode == 0
+            assert full.controller.store.reserve.exists(), "the reserve is made again"
+            filler = fill(state)
+            second = full.vrm("rollback")
+            assert second.returncode == 0, second.stderr
+            assert full.controller.served().split == Split(0)
+            filler.unlink()
+        finally:
+            full.down()
