@@ -234,7 +234,6 @@ class Console:
         if view.label == "UNGUARDED" and self.migrations.note_unguarded(state):
             self.journal.append(Record(
                 action="migration", result="failed",
-                to={"rust": state.target, "typescript": 100 - state.target},
                 detail=f"{state.id} UNGUARDED: {view.unguarded_reason}"))
         return view
 

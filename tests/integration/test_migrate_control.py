@@ -124,6 +124,10 @@ async def test_a_lost_guard_is_unguarded_in_status_and_abort_rolls_back_itself(
     assert stack.controller.served().split == Split(0)
     final = store.load()
     assert final is not None and final.phase == "aborted" and "frank" in final.reason
+    journal = stack.vrm("journal").stdout
+    assert "?->" not in journal, journal  # a migration record changes no split
+    assert f"{final.id} rust 10% UNGUARDED" in journal or f"{final.id} UNGUARDED" in journal
+    assert f"{final.id} rust 10% aborted: aborted by frank; rolled back" in journal, journal
 
 
 async def test_no_false_unguarded_while_a_new_migration_starts(stack: Stack) -> None:

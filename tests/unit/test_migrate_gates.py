@@ -11,6 +11,7 @@ from vrm_tui.migrate.gates import (
     StepEvidence,
     attempt_outcome,
     evaluate,
+    proxy_gate,
     stratified_slower,
     stratum,
 )
@@ -162,3 +163,27 @@ def test_health_vram_and_p95_gates_still_apply() -> None:
     _fill(ts_fast, POST, 900, 20.0, rng)
     unread = evaluate(PLAN, StepEvidence(fast, ts_fast), HEALTHY, None)
     assert unread.status == "inconclusive" and unread.summary().startswith("rust VRAM")
+
+
+def test_gate_texts_compare_like_with_like() -> None:
+    """Issue 20 item 7: "P(rust slower)=0.84 (fail if rust slower at 98%)" set an effect size
+    against a confidence; "no answer within 1s (healthy) fail" read as healthy."""
+    rng = random.Random(5)
+    step = StepEvidence()
+    _fill(step.rust, POST, 200, 20.0, rng)
+    _fill(step.typescript, POST, 200, 10.0, rng)
+    hung = Probe("http://rust/health", False, None, None, error="no answer within 1s")
+    verdict = evaluate(PLAN, step, hung, VRAM)
+    latency = next(g for g in verdict.gates if g.name == "latency vs typescript")
+    assert latency.status == "fail"
+    assert latency.value.startswith("p=") and "fail if p < 0.02" in latency.threshold
+    assert "P(rust slower)" not in latency.value and "% of pairs (50% = alike)" in latency.value
+    health = next(g for g in verdict.gates if g.name == "rust health")
+    assert "healthy" not in f"{health.value} ({health.threshold})"
+    assert "rust health no answer within 1s (fail unless" in verdict.summary()
+
+
+def test_a_second_of_the_bake_with_the_proxy_down_fails() -> None:
+    assert proxy_gate(0.9) is None
+    gate = proxy_gate(1.5)
+    assert gate is not None and gate.status == "fail" and "1.5s" in gate.value

@@ -247,7 +247,11 @@ def _error_gate(plan: Plan, rust: BackendEvidence, ts: BackendEvidence,
 def _latency_gate(plan: Plan, rust: BackendEvidence, ts: BackendEvidence,
                   ts_label: str) -> Gate:
     conf = plan.gates.latency_confidence
-    threshold = f"fail if rust slower at {100 * conf:g}%, per route/method/task"
+    # The value and the threshold in one unit (p against 1 - confidence); the effect size
+    # is said apart, in words: "P(rust slower)=0.84 (fail if rust slower at 98%)" read as
+    # 84% against 98%.
+    threshold = (f"fail if p < {1 - conf:g} (rust slower at {100 * conf:g}% confidence), "
+                 "per route/method/task")
     test = stratified_slower(rust.latencies, ts.latencies)
     n = plan.min_samples
     if test.p_value is None or test.rust_n < n or test.typescript_n < n:
@@ -259,7 +263,16 @@ def _latency_gate(plan: Plan, rust: BackendEvidence, ts: BackendEvidence,
     status: Status = "fail" if test.p_value < 1 - conf else "pass"
     return Gate("latency vs typescript", status,
                 f"p={test.p_value:.3f} over {len(test.strata)} strata{skipped}; worst "
-                f"{worst.key}: P(rust slower)={worst.effect:.2f}", threshold)
+                f"{worst.key}: rust slower in {100 * worst.effect:.0f}% of pairs "
+                "(50% = alike)", threshold)
+
+
+def _health_gate(health: Probe) -> Gate:
+    """rust's health probe. The threshold says what fails, so a failure never reads as
+    "no answer within 1s (healthy) fail"."""
+    return Gate("rust health", "pass" if health.healthy else "fail",
+                "answers" if health.healthy else (health.error or "unhealthy"),
+                "fail unless its health check answers ok")
 
 
 def evaluate(plan: Plan, evidence: StepEvidence, health: Probe, vram: VramReading | None,
@@ -282,8 +295,7 @@ def evaluate(plan: Plan, evidence: StepEvidence, health: Probe, vram: VramReadin
     else:
         gates.append(Gate("rust p95", "fail" if p95 > g.p95_ceiling_ms else "pass",
                           f"{p95:.1f} ms", f"<= {g.p95_ceiling_ms:g} ms"))
-    gates.append(Gate("rust health", "pass" if health.healthy else "fail",
-                      "healthy" if health.healthy else (health.error or "unhealthy"), "healthy"))
+    gates.append(_health_gate(health))
     if vram is not None and not vram.reported:
         # n/a: rust does not offer the seed's VRAM gauge (a convention it need not follow);
         # waiting for a reading that can never come would hold the migration forever.
@@ -367,8 +379,6 @@ def proxy_gate(down_s: float) -> Gate | None:
 
 def shadow_verdict(plan: Plan, parity: Gate, health: Probe) -> Verdict:
     """A shadow step: rust serves nobody, so only parity and rust's health are judged."""
-    gates = (parity, Gate("rust health", "pass" if health.healthy else "fail",
-                          "healthy" if health.healthy else (health.error or "unhealthy"),
-                          "healthy"))
+    gates = (parity, _health_gate(health))
     worst = max(gates, key=lambda gate: ORDER[gate.status]).status
     return Verdict(worst, gates)

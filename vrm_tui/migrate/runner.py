@@ -50,6 +50,7 @@ from vrm_tui.migrate.gates import (
 from vrm_tui.migrate.plan import SHADOW, Plan
 from vrm_tui.migrate.sequential import error_rate_test
 from vrm_tui.migrate.state import MigrationState, StateStore
+from vrm_tui.migrate.timeline import step_name
 from vrm_tui.parity.control import ParityControl
 from vrm_tui.system.logfiles import LogCursor
 from vrm_tui.telemetry.accesslog import parse_request
@@ -137,7 +138,10 @@ class Runner:
                 state.start_clock()
         elif state.phase == "baking" and state.bake_since is None:
             state.start_clock()
-        self.store.heartbeat.open()  # allocated now, while there is room for it
+        try:
+            self.store.heartbeat.open()  # allocated now, while there is room for it
+        except OSError as exc:
+            self._note_write_error(exc)  # each beat tries again
         self.store.beat(state.id)
         self._save(state, None)
         if adopted:
@@ -250,7 +254,7 @@ class Runner:
             self.controller.set_split(target, action="migrate")
             if state.target == SHADOW:
                 self._mirror(state)
-        except (ApplyError, Failure) as exc:
+        except (ApplyError, Failure, OSError) as exc:  # OSError: a full disk, say
             state.phase, state.reason = "paused", f"could not apply step {state.step + 1}: {exc}"
             state.paused_at = time.time()
             self._save(state, None)
@@ -493,12 +497,13 @@ class Runner:
 
     def _journal(self, state: MigrationState, what: str, result: Result, detail: str,
                  operator: str | None = None) -> None:
+        # No from/to: a migration record changes no split (the "migrate" records do), and a
+        # bare `to` read as "migration rust ?->10"; the step's weight is in the detail.
         record = Record(action="migration", result=result,
-                        to={"rust": state.target, "typescript": 100 - state.target},
-                        detail=f"{state.id} {what}: {detail}")
+                        detail=f"{state.id} {step_name(state.target)} {what}: {detail}")
         if operator:
             record = Record(action=record.action, result=record.result, operator=operator,
-                            to=record.to, detail=record.detail)
+                            detail=record.detail)
         try:
             self.controller.journal.append(record)
         except OSError as exc:

@@ -59,7 +59,7 @@ def lines(state: MigrationState, guarded: bool, now: float | None = None) -> lis
     label = "UNGUARDED" if state.active and not guarded else state.phase
     out = [f"migration {state.id}: {label}, started {clock(state.started)}"
            + (f" by {state.started_by}" if state.started_by else "")
-           + (f", guard pid {state.owner_pid}" if guarded else "")]
+           + (f", guard pid {state.owner_pid}" if guarded and state.owner_pid else "")]
     outcomes = step_outcomes(state)
     bake = float(state.plan["bake_seconds"])
     for index, weight in enumerate(state.steps):

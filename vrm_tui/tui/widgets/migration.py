@@ -57,12 +57,11 @@ class MigrationPane(Pane):
         if state.active:  # a lost guard's clock stopped with its last save
             baked = state.baked(None if view.guarded else state.updated)
             line.append(f" {baked:.0f}/{state.plan['bake_seconds']:g}s")
+        # next_line says an ended migration's reason: it is not repeated below it
         parts: list[Text | Table] = [line, Text(next_line(state, view.guarded),
                                                 style=PHASE_STYLE.get(label, "dim"))]
         promoted = [text for text in outcomes.values() if text.startswith("promoted")]
         parts += [Text(f"! {text}", style="yellow") for text in promoted]
-        if state.reason and not state.active:
-            parts.append(Text(state.reason, style=PHASE_STYLE.get(state.phase, "")))
         gates = sorted((state.verdict or {}).get("gates", []),
                        key=lambda gate: GATE_ORDER.get(gate["status"], 9))
         if gates:
