@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.errors import BadInput, Failure
+from vrm_tui.core.errors import BadInput, Failure, environment_fault
 from vrm_tui.core.names import Control
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Journal, Record, operator_identity
@@ -465,10 +465,5 @@ class Console:
 
 
 def _write_fault(exc: OSError, path: Path | None = None) -> str:
-    """An environment fault in one phrase: "disk full at <path>" for ENOSPC."""
-    import errno
-
-    where = f" at {exc.filename or path}" if exc.filename or path else ""
-    if exc.errno == errno.ENOSPC:
-        return f"disk full{where}"
-    return f"{exc.strerror or exc}{where}"
+    """An OSError as one phrase ("disk full at <path>"), whatever its kind."""
+    return str(environment_fault(exc, path) or exc)
