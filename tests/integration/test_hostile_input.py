@@ -431,17 +431,23 @@ def _read_only(folder: Path) -> None:
     _mount("-o", "remount,bind,ro", str(folder))
 
 
-def test_a_read_only_state_dir_is_one_line_for_rollback_parity_and_setup(
+def test_a_read_only_state_dir_rolls_back_and_is_one_line_for_the_rest(
         stack: Stack) -> None:
     state = stack.settings.state_dir
     if os.geteuid() != 0:
         pytest.skip("SKIPPED LOUDLY: a read-only bind mount needs root")
-    served = stack.controller.served()
+    stack.controller.set_split(Split(30))
     _read_only(state)
     try:
+        # Rollback still moves the traffic, and says what the disk does not hold.
         rolled = stack.vrm("rollback")
-        _one_fault_line(rolled, "read-only file system", state)
+        assert rolled.returncode == 0, rolled.stderr
+        assert "could not be written" in rolled.stdout and "Traceback" not in rolled.stderr
+        assert stack.controller.served().split == Split(0)
+        served = stack.controller.served()
         _one_fault_line(stack.vrm("parity", "on"), "read-only file system", state)
+        _one_fault_line(stack.vrm("deploy", "--rust-weight", "40"), "read-only file system",
+                        state)
         _read_only(stack.deploy_dir)
         try:
             fresh = stack.vrm("setup", f"--state-dir={stack.deploy_dir / 'elsewhere'}")

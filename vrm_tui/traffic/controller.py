@@ -101,8 +101,7 @@ class StateLock:
             finally:
                 depths[self.path] -= 1
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        fd = self._open()
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -129,6 +128,18 @@ class StateLock:
                 depths[self.path] = 0
         finally:
             os.close(fd)  # closing the descriptor releases the flock
+
+    def _open(self) -> int:
+        """The lock file, read-write; read-only where the state dir cannot be written (a
+        read-only file system): an flock needs no write access, and a rollback still runs."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) \
+                    or not self.path.is_file():
+                raise
+            return os.open(self.path, os.O_RDONLY)
 
     def holder(self) -> str:
         try:
@@ -563,12 +574,17 @@ class TrafficController:
                 f"only {free_after(self.store.root) / 2**20:.1f} MB free in {self.store.root} "
                 f"(a change needs {need / 2**20:.0f} MB: the logs and journal live there "
                 "too); free some space; nginx keeps serving the previous split")
-        self._set_live(number, target, split_live, served, action, need)
-        return ApplyResult(action, before, target, number, watch.ms(), verified=True)
+        note = self._set_live(number, target, split_live, served, action, need)
+        return ApplyResult(action, before, target, number, watch.ms(), verified=True,
+                           note=note)
 
     def _set_live(self, number: int, target: Split, split_live: nginx.LiveSplit,
-                  served: Served, action: Action = "deploy", need: int = 0) -> None:
-        """Write the split file, set it in shared memory, verify; or put the file back."""
+                  served: Served, action: Action = "deploy", need: int = 0) -> str:
+        """Write the split file, set it in shared memory, verify; or put the file back.
+
+        A rollback whose split file cannot be written at all (a read-only state dir) still
+        moves the traffic: the returned note says a restart would load the old split."""
+        note = ""
         try:
             try:
                 live.write_split(split_live.split_file, number, target,
@@ -580,9 +596,14 @@ class TrafficController:
                     raise
                 live.write_split(split_live.split_file, number, target)
         except OSError as exc:
-            raise ApplyError(f"cannot write the split to {split_live.split_file}: "
-                             f"{exc.strerror or exc}; nginx keeps serving {served.split}") \
-                from None
+            if action != "rollback":
+                raise ApplyError(f"cannot write the split to {split_live.split_file}: "
+                                 f"{exc.strerror or exc}; nginx keeps serving "
+                                 f"{served.split}") from None
+            note = (f"the split file {split_live.split_file} could not be written "
+                    f"({exc.strerror or exc}): nginx serves {target} now, but a restart of "
+                    "nginx would load the split on disk; fix the state dir and roll back "
+                    "again")
         try:
             self.host.set_live_split(number, target, timeout=1.0)
             now = self.served(timeout=1.0)
@@ -592,6 +613,7 @@ class TrafficController:
         except (ProxyUnreachable, StackError) as exc:
             raise ApplyError(self._unwrite(split_live, served, number, str(exc))) from exc
         live.mark_verified(self.settings.paths.nginx_verified, number, target)
+        return note
 
     def _unwrite(self, split_live: nginx.LiveSplit, served: Served, number: int,
                  why: str) -> str:
