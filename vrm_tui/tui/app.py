@@ -599,7 +599,13 @@ class VrmApp(App[None]):
                                        f"{view.state.step + 1} ({view.label})"), answered)
 
     def _steer(self, action: Control) -> None:
-        self._migration_call(action, lambda: self.vrm.steer(action).text)
+        def call() -> str:
+            steered = self.vrm.steer(action)
+            if not steered.applied:  # superseded by an abort or pause, or not applicable
+                raise VrmError(steered.text)
+            return steered.text
+
+        self._migration_call(action, call)
 
     def _migration_call(self, what: str, call: Callable[[], object]) -> None:
         """Steering talks to files and may spawn a guard: a worker, never the UI thread."""
