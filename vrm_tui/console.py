@@ -156,11 +156,31 @@ class Console:
     def deploy(self, split: Split | None = None) -> tuple[list[str], ApplyResult]:
         """Start the stack if needed, then serve `split` (default: the configured one)."""
         started = self.up()
-        return started, self.controller.set_split(split or self.settings.split, "deploy")
+        result = self.controller.set_split(split or self.settings.split, "deploy")
+        self.settle_canary_timeout()
+        return started, result
 
     def set_split(self, split: Split) -> ApplyResult:
         """An operator's weight change from the TUI."""
-        return self.controller.set_split(split, action="set-split")
+        result = self.controller.set_split(split, action="set-split")
+        self.settle_canary_timeout()
+        return result
+
+    def settle_canary_timeout(self) -> int | None:
+        """Give rust attempts the read timeout derived from typescript's latency now
+        (telemetry/canary.py); best effort: the split is already verified. The timeout set,
+        or None where nginx has none of its own or did not answer."""
+        from vrm_tui.telemetry import canary  # not on `vrm rollback`'s import path
+
+        fixed = self.settings.proxy_canary_timeout
+        ms = fixed * 1000 if fixed is not None else canary.timeout_for(
+            self.runtime.access_log(), self.settings.backend_addresses,
+            self.settings.proxy_upstream_timeout)
+        try:
+            served = self.controller.set_canary_timeout(ms)
+        except Failure:
+            return None
+        return served.canary_ms if served else None
 
     def rollback(self) -> ApplyResult:
         """All traffic to typescript, verified. A running migration notices and stops."""

@@ -112,6 +112,18 @@ def _int(name: str, raw: str, low: int = 1, high: int = 65535) -> int:
         raise SettingsError(str(exc)) from None
 
 
+def _canary(raw: str, upstream: str) -> int | None:
+    """PROXY_CANARY_TIMEOUT: `auto` (None), or whole seconds from 1 to the upstream timeout."""
+    if raw.strip().lower() == "auto":
+        return None
+    ceiling = _int("PROXY_UPSTREAM_TIMEOUT", upstream, low=1, high=3600)
+    try:
+        return address.parse_int("PROXY_CANARY_TIMEOUT", raw, 1, ceiling)
+    except BadInput:
+        raise SettingsError(f"PROXY_CANARY_TIMEOUT={shown(raw)}: expected auto, or whole "
+                            f"seconds from 1 to PROXY_UPSTREAM_TIMEOUT ({ceiling})") from None
+
+
 def _float(name: str, raw: str) -> float:
     text = raw.strip()
     if not _FLOAT.fullmatch(text):
@@ -234,6 +246,9 @@ class Settings:
     proxy_rate_limit: int = 100
     proxy_keepalive_timeout: int = 65
     proxy_upstream_timeout: int = 30  # PROXY_UPSTREAM_TIMEOUT: seconds before an attempt fails
+    # PROXY_CANARY_TIMEOUT: seconds a rust attempt may take while rust takes traffic; None:
+    # "auto", derived from typescript's latency (telemetry/canary.py)
+    proxy_canary_timeout: int | None = None
     proxy_retry_process: bool = False  # PROXY_RETRY_PROCESS: POST /process may be retried
     live_split: bool = True  # VRM_LIVE_SPLIT: weight changes without a reload (Lua module)
     runtime: str = ""  # "" = detect: see stack.lifecycle.runtime_for
@@ -397,6 +412,8 @@ def load(
         proxy_upstream_timeout=_int(
             "PROXY_UPSTREAM_TIMEOUT", layered.get("PROXY_UPSTREAM_TIMEOUT", "30"), low=1,
             high=3600),
+        proxy_canary_timeout=_canary(layered.get("PROXY_CANARY_TIMEOUT", "auto"),
+                                     layered.get("PROXY_UPSTREAM_TIMEOUT", "30")),
         proxy_retry_process=_flag("PROXY_RETRY_PROCESS", layered.get(
             "PROXY_RETRY_PROCESS", "1" if rehearsal else "0")),
         live_split=_flag("VRM_LIVE_SPLIT", layered.get("VRM_LIVE_SPLIT", "1")),
@@ -483,6 +500,7 @@ _KNOWN = {
     "VRM_BUILD_NETWORK",
     "VRM_NGINX_BIN",
     "PROXY_UPSTREAM_TIMEOUT",
+    "PROXY_CANARY_TIMEOUT",
     "PROXY_RETRY_PROCESS",
     "VRM_LIVE_SPLIT",
     "COMPOSE_PROJECT_NAME",

@@ -74,3 +74,12 @@ async def test_a_hung_canary_holds_no_client_after_the_rollback(stack: Stack) ->
     assert not failed, failed[:3]
     assert any(s.backend == "typescript" and s.end - s.start > 1.5 for s in sent), \
         "some requests did wait out the canary timeout on rust"
+
+
+def test_a_fixed_canary_timeout_is_served_and_bad_values_name_the_setting(stack: Stack) -> None:
+    stack.configure(PROXY_CANARY_TIMEOUT="3")
+    stack.console.set_split(Split(20))
+    assert stack.controller.served().canary_ms == 3000
+    bad = stack.vrm("status", PROXY_CANARY_TIMEOUT="31")
+    assert bad.returncode == 2 and "PROXY_CANARY_TIMEOUT='31'" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -189,6 +189,7 @@ class ComposeRuntime:
             split_allow=("127.0.0.1", "::1", str(self.subnet.network_address + 1)),
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
+            canary_ms=None if s.proxy_canary_timeout is None else s.proxy_canary_timeout * 1000,
             retry_process=s.proxy_retry_process,
             health_path=s.health_path,
             template=nginx.template_for(s.deploy_dir),

@@ -66,6 +66,7 @@ class LocalRuntime:
             template=nginx.template_for(s.deploy_dir),
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
+            canary_ms=None if s.proxy_canary_timeout is None else s.proxy_canary_timeout * 1000,
             retry_process=s.proxy_retry_process,
             worker_user=self.worker_user(),
             mirror=self.mirror(),
