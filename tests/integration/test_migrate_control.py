@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fullfs import fill, small_tmpfs
 from tests.support import Stack, clean_env, new_stack
@@ -61,29 +62,33 @@ def _journal(stack: Stack) -> list[str]:
             if r.action == "migration"]
 
 
-async def test_an_abort_is_never_lost_behind_a_promote_through_the_cli(stack: Stack) -> None:
+@pytest.mark.parametrize("rival", ["promote", "pause"])
+async def test_an_abort_is_never_lost_behind_a_rival_through_the_cli(stack: Stack,
+                                                                     rival: str) -> None:
     """`vrm migrate abort & sleep 0.01; vrm migrate promote &` lost the abort and advanced to
-    50%: now the abort wins and both commands say what became of their request."""
+    50% (with pause: 9 in 10 lost): now the abort wins and both commands say what became of
+    their request."""
     store = await _baking(stack)
     abort = _vrm(stack, "migrate", "abort", user="alice")
-    promote = _vrm(stack, "migrate", "promote", user="bob")
+    other = _vrm(stack, "migrate", rival, user="bob")
     aborted_out, aborted_err = abort.communicate(timeout=60)
-    promoted_out, promoted_err = promote.communicate(timeout=60)
+    other_out, other_err = other.communicate(timeout=60)
     assert abort.returncode == 0, aborted_out + aborted_err
     assert "abort" in aborted_out and "applied" in aborted_out, aborted_out
-    assert "Traceback" not in promoted_err + aborted_err
+    assert "Traceback" not in other_err + aborted_err
     final = store.load()
     assert final is not None and final.phase == "aborted", final
     assert stack.controller.served().split == Split(0)
-    if promote.returncode == 0:  # it reached the guard a tick before the abort did
-        assert "promote" in promoted_out and "applied" in promoted_out
-        assert [h["outcome"] for h in final.history] == ["promoted", "stopped"]
+    outcomes = [h["outcome"] for h in final.history]
+    if other.returncode == 0:  # it reached the guard a tick before the abort did
+        assert rival in other_out and "applied" in other_out
+        assert outcomes == (["promoted", "stopped"] if rival == "promote" else ["stopped"])
     else:  # superseded in the same tick, or answered after the migration ended
-        assert promote.returncode == 1, promoted_out + promoted_err
-        assert any(word in promoted_out + promoted_err
+        assert other.returncode == 1, other_out + other_err
+        assert any(word in other_out + other_err
                    for word in ("superseded by abort", "not-applied", "no migration")), \
-            promoted_out + promoted_err
-        assert [h["outcome"] for h in final.history] == ["stopped"]
+            other_out + other_err
+        assert outcomes == ["stopped"]
     assert store.queue.pending() == [], "every request was answered"
 
 
