@@ -384,6 +384,12 @@ def _print_status(status: StackStatus) -> None:
         print(f"compose override: {status.compose_override}")
     if status.served:
         print(f"serving  {status.served.split}  (nginx generation {status.served.generation})")
+        if status.served.canary_ms:
+            print(f"canary   a rust attempt may take {status.served.canary_ms / 1000:g} s before "
+                  "nginx gives up on it (retried on typescript when safe to repeat)")
+        if status.served.refused:
+            print(f"REFUSED  {status.served.refused} split change(s) nginx refused since it "
+                  f"started; last: {status.refused_last}")
     else:
         print(f"serving  unknown: {status.served_error}")
     if status.pending and status.configured:

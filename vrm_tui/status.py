@@ -6,6 +6,7 @@ remembered; when nginx does not answer, the split is unknown and the reason is k
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -94,6 +95,19 @@ class StackStatus:
                 and self.served.split != self.configured)
 
     @property
+    def refused_last(self) -> str:
+        """The last split change nginx refused (someone without the state dir's secret, or a
+        generation jump), with its local time."""
+        if self.served is None or not self.served.refused_last:
+            return ""
+        when, _, why = self.served.refused_last.partition(" ")
+        try:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(when)))
+        except ValueError:
+            return self.served.refused_last
+        return f"{stamp}: {why}"
+
+    @property
     def healthy(self) -> bool:
         """Every service that should run answers (an optional one not installed is fine)."""
         return all(s.healthy for s in self.services if s.state.state != "not installed")
@@ -105,6 +119,9 @@ class StackStatus:
             "split_error": self.served_error,
             "configured": self.configured.as_dict() if self.configured else None,
             "pending": self.pending,
+            "refused": self.served.refused if self.served else None,
+            "canary_ms": self.served.canary_ms if self.served else None,
+            "refused_last": self.refused_last,
             "services": [s.as_dict() for s in self.services],
             "runtime": self.runtime,
             "state_dir": self.state_dir,
