@@ -17,14 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vrm_tui.core import address
+from vrm_tui.core import address, repeat
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, shown
 from vrm_tui.core.paths import StateDir
+from vrm_tui.core.repeat import SafeToRepeat
 from vrm_tui.core.split import Split, SplitError, parse_weight
 
 RUNTIMES = ("local", "compose")
 COMPOSE_PROFILES = ("rehearsal", "production")
+PROCESS_ROUTE = "/api/v1/vision/process"  # the seed's vision task (the template's own location)
 
 
 class SettingsError(BadInput):
@@ -249,7 +251,8 @@ class Settings:
     # PROXY_CANARY_TIMEOUT: seconds a rust attempt may take while rust takes traffic; None:
     # "auto", derived from typescript's latency (telemetry/canary.py)
     proxy_canary_timeout: int | None = None
-    proxy_retry_process: bool = False  # PROXY_RETRY_PROCESS: POST /process may be retried
+    # PROXY_RETRY_PROCESS: POST /process may be retried; None: as configs/routes.yaml says
+    proxy_retry_process: bool | None = None
     live_split: bool = True  # VRM_LIVE_SPLIT: weight changes without a reload (Lua module)
     runtime: str = ""  # "" = detect: see stack.lifecycle.runtime_for
     compose_profile: str = "rehearsal"
@@ -274,6 +277,18 @@ class Settings:
     def paths(self) -> StateDir:
         """Every file in the state dir, named once."""
         return StateDir(self.state_dir)
+
+    def safe_to_repeat(self) -> SafeToRepeat:
+        """Which requests may be repeated (retried, replayed): configs/routes.yaml."""
+        return repeat.load(self.deploy_dir, self.rehearsal)
+
+    @property
+    def retry_process(self) -> bool:
+        """Whether nginx may retry POST /api/v1/vision/process on the other backend:
+        PROXY_RETRY_PROCESS when set, else the routes declaration."""
+        if self.proxy_retry_process is not None:
+            return self.proxy_retry_process
+        return self.safe_to_repeat().allows("POST", PROCESS_ROUTE)
 
     @property
     def compose_project(self) -> str:
@@ -414,8 +429,8 @@ def load(
             high=3600),
         proxy_canary_timeout=_canary(layered.get("PROXY_CANARY_TIMEOUT", "auto"),
                                      layered.get("PROXY_UPSTREAM_TIMEOUT", "30")),
-        proxy_retry_process=_flag("PROXY_RETRY_PROCESS", layered.get(
-            "PROXY_RETRY_PROCESS", "1" if rehearsal else "0")),
+        proxy_retry_process=(_flag("PROXY_RETRY_PROCESS", layered["PROXY_RETRY_PROCESS"])
+                             if layered.get("PROXY_RETRY_PROCESS", "").strip() else None),
         live_split=_flag("VRM_LIVE_SPLIT", layered.get("VRM_LIVE_SPLIT", "1")),
         runtime=runtime,
         compose_profile=profile,

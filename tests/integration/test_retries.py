@@ -44,8 +44,30 @@ async def test_rust_failing_every_request_costs_clients_nothing(stack: Stack) ->
 
 
 def test_process_retry_is_off_for_backends_vrm_did_not_write(stack: Stack) -> None:
+    assert stack.settings.retry_process, "the rehearsal backends declare /process"
     stack.reload_settings(RUST_BACKEND_URL=f"http://127.0.0.1:{stack.settings.rust_port}")
-    assert not stack.settings.proxy_retry_process
+    assert not stack.settings.retry_process
     stack.reload_settings(RUST_BACKEND_URL=f"http://127.0.0.1:{stack.settings.rust_port}",
                           PROXY_RETRY_PROCESS="1")
-    assert stack.settings.proxy_retry_process
+    assert stack.settings.retry_process
+
+
+def test_one_declaration_says_what_may_be_repeated(stack: Stack) -> None:
+    """configs/routes.yaml beside .env: nginx retries what it declares, for any backends;
+    a bad entry is one line naming the file and the entry (exit 2)."""
+    own = stack.deploy_dir / "configs" / "routes.yaml"
+    own.parent.mkdir(exist_ok=True)
+    own.write_text("safe_to_repeat:\n  - POST /api/v1/vision/process\n")
+    stack.reload_settings(RUST_BACKEND_URL=f"http://127.0.0.1:{stack.settings.rust_port}")
+    assert stack.settings.retry_process
+    safe = stack.settings.safe_to_repeat()
+    assert safe.allows("GET", "/anything") and safe.allows("post", "/api/v1/vision/process")
+    assert not safe.allows("POST", "/api/v1/vision/other")
+    own.write_text("safe_to_repeat:\n  - process everything\n")
+    bad = stack.vrm("reload")
+    assert bad.returncode == 2 and "routes.yaml" in bad.stderr and "process everything" \
+        in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
+    # A rollback does not need the declaration: it still works, and says what is pending.
+    rolled = stack.vrm("rollback")
+    assert rolled.returncode == 0, rolled.stderr

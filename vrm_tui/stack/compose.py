@@ -190,7 +190,7 @@ class ComposeRuntime:
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
             canary_ms=None if s.proxy_canary_timeout is None else s.proxy_canary_timeout * 1000,
-            retry_process=s.proxy_retry_process,
+            retry_process=s.retry_process,
             health_path=s.health_path,
             template=nginx.template_for(s.deploy_dir),
             live=self._live(),

@@ -67,7 +67,7 @@ class LocalRuntime:
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
             canary_ms=None if s.proxy_canary_timeout is None else s.proxy_canary_timeout * 1000,
-            retry_process=s.proxy_retry_process,
+            retry_process=s.retry_process,
             worker_user=self.worker_user(),
             mirror=self.mirror(),
             live=self._live(),

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vrm_tui.core.errors import Failure, StackError
+from vrm_tui.core.errors import BadInput, Failure, StackError
 from vrm_tui.core.names import Action
 from vrm_tui.core.split import ROLLBACK, Split
 from vrm_tui.journal import Journal, Record, Stopwatch, operator_identity
@@ -324,17 +324,18 @@ class TrafficController:
             if target is None:
                 target = before or self.settings.split
             need = 0 if action == "rollback" else self.min_free_bytes
-            params = self.host.proxy_params()
-            if action == "rollback":
-                result = self._rollback(before, target, served, params, recovering, watch)
+            if action == "rollback":  # reads no settings beyond the state dir before acting
+                result = self._rollback(before, target, served, recovering, watch)
             elif recovering:
                 result = self._recover(action, before, target, served, need, watch)
-            elif (served is not None and params.live is not None and action != "reload"
-                    and self._config_unchanged(params)):
-                result = self._apply_live(action, before, target, served, params.live,
-                                          need, watch)
             else:
-                result = self._apply(action, before, target, served, need, watch)
+                params = self.host.proxy_params()
+                if (served is not None and params.live is not None and action != "reload"
+                        and self._config_unchanged(params)):
+                    result = self._apply_live(action, before, target, served, params.live,
+                                              need, watch)
+                else:
+                    result = self._apply(action, before, target, served, need, watch)
         except ApplyError as exc:
             trouble = self._journal(Record(action=action, result="failed", from_=_d(before),
                                            to=_d(target), duration_ms=watch.ms(),
@@ -481,8 +482,7 @@ class TrafficController:
         return live.live_split(self.settings.paths.nginx)
 
     def _rollback(self, before: Split | None, target: Split, served: Served | None,
-                  params: nginx.ProxyParams, recovering: bool,
-                  watch: Stopwatch) -> ApplyResult:
+                  recovering: bool, watch: Stopwatch) -> ApplyResult:
         """Set the split and nothing else: never render, test or reload the current template
         or settings. On the live path one signed write to shared memory; where a reload or a
         restart cannot be avoided (no Lua module, nginx loaded another key, the master is
@@ -505,12 +505,16 @@ class TrafficController:
         else:
             gen = self._accepted_candidate(target, self._next_number(served))
             result = self._apply("rollback", before, target, served, 0, watch, gen)
-        pending = self._pending_change(params)
+        pending = self._pending_change()
         return _with_note(result, pending) if pending else result
 
-    def _pending_change(self, params: nginx.ProxyParams) -> str:
+    def _pending_change(self) -> str:
         """What a rollback left unapplied: the templates or settings render a config other
-        than the one nginx last accepted."""
+        than the one nginx last accepted (or cannot be rendered at all)."""
+        try:
+            params = self.host.proxy_params()
+        except (Failure, BadInput) as exc:
+            return f"pending change not applied: the settings cannot be rendered ({exc})"
         if self._config_unchanged(params):
             return ""
         return ("pending change not applied: the nginx template or settings differ from the "
@@ -559,7 +563,7 @@ class TrafficController:
                                              params.upstream_timeout * 1000, params.canary_ms)
             return (current.main.read_text() == main
                     and current.upstream.read_text() == upstream)
-        except (OSError, KeyError, Failure):
+        except (OSError, KeyError, Failure, BadInput):
             return False
 
     def _apply_live(self, action: Action, before: Split | None, target: Split,
