@@ -27,7 +27,6 @@ import yaml
 
 from tests.conftest import _require_nginx
 from tests.support import Stack, new_stack
-
 from vrm_tui.core.paths import StateDir
 from vrm_tui.migrate.gates import parity_gate, shadow_verdict
 from vrm_tui.migrate.plan import Plan, load
