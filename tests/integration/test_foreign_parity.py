@@ -250,8 +250,12 @@ async def _shadow(stack: Stack, pair: Pair, rust: str, bake: float) -> Migration
     traffic = asyncio.create_task(_traffic(stack, stop))
     ended: list[MigrationState] = []
     done = threading.Event()
-    worker = threading.Thread(target=lambda: (ended.append(copy.deepcopy(runner.run(state))),
-                                              done.set()))
+
+    def run() -> None:
+        ended.append(copy.deepcopy(runner.run(state)))
+        done.set()
+
+    worker = threading.Thread(target=run)
     worker.start()
     try:
         assert await asyncio.to_thread(done.wait, bake + 60), "the shadow step did not end"
