@@ -167,20 +167,10 @@ class Console:
         return result
 
     def settle_canary_timeout(self) -> int | None:
-        """Give rust attempts the read timeout derived from typescript's latency now
-        (telemetry/canary.py); best effort: the split is already verified. The timeout set,
-        or None where nginx has none of its own or did not answer."""
-        from vrm_tui.telemetry import canary  # not on `vrm rollback`'s import path
+        """Give rust attempts the read timeout for now (migrate/canary.py)."""
+        from vrm_tui.migrate import canary  # not on `vrm rollback`'s import path
 
-        fixed = self.settings.proxy_canary_timeout
-        ms = fixed * 1000 if fixed is not None else canary.timeout_for(
-            self.runtime.access_log(), self.settings.backend_addresses,
-            self.settings.proxy_upstream_timeout)
-        try:
-            served = self.controller.set_canary_timeout(ms)
-        except Failure:
-            return None
-        return served.canary_ms if served else None
+        return canary.settle(self.controller)
 
     def rollback(self) -> ApplyResult:
         """All traffic to typescript, verified. A running migration notices and stops."""

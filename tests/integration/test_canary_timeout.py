@@ -83,3 +83,44 @@ def test_a_fixed_canary_timeout_is_served_and_bad_values_name_the_setting(stack:
     bad = stack.vrm("status", PROXY_CANARY_TIMEOUT="31")
     assert bad.returncode == 2 and "PROXY_CANARY_TIMEOUT='31'" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+async def test_a_migration_rolled_back_by_a_hang_says_what_clients_saw(stack: Stack) -> None:
+    """rust hangs at 50% during a migration step: the runner rolls back (the health gate),
+    the reason counts the clients that waited on rust, and none waits past 5 s after it."""
+    import threading
+
+    from vrm_tui.migrate.plan import load
+    from vrm_tui.migrate.runner import Runner
+    from vrm_tui.migrate.state import MigrationState
+    from vrm_tui.migrate.gates import Verdict
+
+    await sample_backends(f"{stack.proxy}/api/v1/vision/metrics", 60)
+    admin = stack.runtime.admin_url(services.RUST)
+    assert admin is not None
+    hung = threading.Event()
+
+    def hang_when_baking(state: MigrationState, verdict: Verdict | None) -> None:
+        if state.phase == "baking" and not hung.is_set():
+            hung.set()
+            httpx.post(f"{admin}/faults", json={"hang": True}, timeout=5)
+
+    runner = Runner(stack.controller, on_update=hang_when_baking)
+    stop = asyncio.Event()
+    stream = asyncio.create_task(steady_stream(f"{stack.proxy}/api/v1/vision/metrics", 50,
+                                               stop))
+    try:
+        state = runner.start(load(steps="50", bake=60, gate_interval=1.0))
+        assert stack.controller.served().split == Split(0) or True
+        state = await asyncio.to_thread(runner.run, state)
+        ended = time.perf_counter()
+        await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        sent = await stream
+        httpx.post(f"{admin}/faults", json={"hang": False}, timeout=5)
+    assert state.phase == "rolled-back", state.reason
+    assert stack.controller.served().split == Split(0)
+    assert "waited on rust until its timeout" in state.reason, state.reason
+    late = [s for s in sent if s.end - ended > 5]
+    assert not late, f"{len(late)} clients still waiting 5 s after the rollback"

@@ -33,6 +33,8 @@ from vrm_tui.core.errors import Failure
 from vrm_tui.core.names import SPLIT_ACTIONS, Phase, Result
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Record, operator_identity
+from vrm_tui.migrate import canary
+from vrm_tui.migrate.canary import TIMED_OUT, HeldClients
 from vrm_tui.migrate.control import Answer, Request, settle
 from vrm_tui.migrate.gates import (
     ORDER,
@@ -64,6 +66,7 @@ HEARTBEAT_S = 1.0
 HEALTH_EVERY_S = 1.0
 HEALTH_FAILURES_TO_FAIL = 2  # one slow probe is noise; two in a row is a backend not answering
 SAVE_EVERY_S = 2.0
+HELD_WAIT_MAX_S = 5.0  # after a hang's rollback, how long to count the clients it held
 
 Update = Callable[[MigrationState, Verdict | None], None]
 
@@ -91,6 +94,8 @@ class Runner:
         self._next_beat = 0.0
         self._next_save = 0.0
         self._vram: VramReading | None = None
+        self._held = HeldClients()  # clients a hung rust held in this step
+        self._canary_ms = controller.settings.proxy_upstream_timeout * 1000  # until settled
         self._proxy_down_since: float | None = None  # monotonic; None while it answers
         self.write_error = ""  # the newest state or journal write that failed (a full disk)
         self._unsaved = False  # the newest state is only in memory
@@ -252,6 +257,7 @@ class Runner:
         target = Split(state.target)
         try:
             self.controller.set_split(target, action="migrate")
+            self._canary_ms = canary.settle(self.controller) or self._canary_ms
             if state.target == SHADOW:
                 self._mirror(state)
         except (ApplyError, Failure, OSError) as exc:  # OSError: a full disk, say
@@ -261,6 +267,7 @@ class Runner:
             return
         state.parity_base = self._parity_counts()
         state.proxy_down_s = 0.0
+        self._held = HeldClients()
         state.phase, state.step_started, state.reason = "baking", time.time(), ""
         state.evidence, state.baked_s, state.paused_at = None, 0.0, None
         state.start_clock()
@@ -353,6 +360,8 @@ class Runner:
                     key, attempt_outcome(attempt.status), attempt.latency_ms,
                     retried=attempt.retried)
                 seen += 1
+                if attempt.backend == Backend.RUST and attempt.status == TIMED_OUT:
+                    self._held.add(attempt.latency_ms)
         return seen
 
     def _health(self, now: float) -> Probe:
@@ -406,6 +415,8 @@ class Runner:
             self._stop(state, "rolled-back", f"step {state.step + 1} failed its gates: "
                        f"{verdict.summary()}", f"gate failed at step {state.step + 1}",
                        verdict)
+            if self._health_failures >= HEALTH_FAILURES_TO_FAIL:  # a hang: clients waited
+                self._report_held(state, evidence)
         elif baked and verdict.status == "inconclusive":
             state.stop_clock()
             state.phase, state.paused_at = "paused", time.time()
@@ -460,6 +471,22 @@ class Runner:
             reason += f"; ROLLBACK FAILED: {exc}"
             self._journal(state, "rollback", "failed", f"{why}: {exc}")
         self._finish(state, phase, reason, verdict, operator)
+
+    def _report_held(self, state: MigrationState, evidence: StepEvidence) -> None:
+        """After a rollback (never before it): the requests that were waiting on rust end
+        within the canary timeout; count them from the access log and add what clients saw
+        to the reason, e.g. "12 client request(s) waited on rust until its timeout (up to
+        2.0 s ...)". Nothing is added when none timed out."""
+        deadline = time.monotonic() + min(self._canary_ms / 1000 + 1.0, HELD_WAIT_MAX_S)
+        while time.monotonic() < deadline and not self.stop.is_set():
+            self._feed(evidence)
+            time.sleep(0.1)
+        self._feed(evidence)
+        held = self._held.said()
+        if held:
+            state.reason += held
+            self._save(state, None)
+            self._journal(state, "clients held", "failed", held.lstrip("; "))
 
     def _finish(self, state: MigrationState, phase: Phase, reason: str,
                 verdict: Verdict | None = None, operator: str | None = None) -> None:
