@@ -45,7 +45,8 @@ METRICS = "GET /api/v1/vision/metrics"
 MODELS = "GET /api/v1/vision/models"
 ROUTES = (PROCESS, METRICS, MODELS)
 # What a new team would write: the routes to mirror, nothing ignored, no kinds named.
-CONFIG = {"mirror": {"routes": list(ROUTES), "side_effect_free": [PROCESS]}}
+CONFIG = {"mirror": {"routes": list(ROUTES)}}
+ROUTES_FILE = {"safe_to_repeat": [PROCESS]}  # configs/routes.yaml: the comparator replays it
 
 
 @dataclass
@@ -203,6 +204,7 @@ def mirrored(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                       TS_BACKEND_URL=pair.typescript, PARITY_MAX_RPS="1000")
     (stack.deploy_dir / "configs").mkdir(exist_ok=True)
     (stack.deploy_dir / "configs" / "parity.yaml").write_text(yaml.safe_dump(CONFIG))
+    (stack.deploy_dir / "configs" / "routes.yaml").write_text(yaml.safe_dump(ROUTES_FILE))
     stack.up()
     try:
         yield stack

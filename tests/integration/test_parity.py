@@ -373,3 +373,20 @@ async def test_a_shadow_step_without_divergence_proceeds_to_ten_percent(
     assert mirrored.controller.served().split.rust == 10
     history = {h["step"]: h["outcome"] for h in state.history}
     assert history.get(0) == "passed", state.history
+
+
+def test_mirroring_a_route_not_declared_safe_to_repeat_is_refused(stack: Stack) -> None:
+    """The one declaration (configs/routes.yaml) decides what parity may replay: a backend
+    pair vrm did not write declares nothing, so mirroring POST /process is refused, naming
+    the file, until the deployment declares it."""
+    stack.configure(RUST_BACKEND_URL=f"http://127.0.0.1:{stack.settings.rust_port}",
+                    TS_BACKEND_URL=f"http://127.0.0.1:{stack.settings.ts_port}")
+    refused = stack.vrm("parity", "on")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "not declared safe to repeat" in refused.stderr and "routes.yaml" in refused.stderr
+    own = stack.deploy_dir / "configs" / "routes.yaml"
+    own.parent.mkdir(exist_ok=True)
+    own.write_text("safe_to_repeat:\n  - POST /api/v1/vision/process\n")
+    on = stack.vrm("parity", "on")
+    assert on.returncode == 0, on.stdout + on.stderr
+    assert stack.vrm("parity", "off").returncode == 0

@@ -16,7 +16,7 @@ def test_shipped_config_suits_the_rehearsal_backends() -> None:
         assert noise in config.rules.ignore
     assert config.rules.tolerances["$.result.detections[*].confidence"] == Tolerance(abs=0.01)
     assert config.mirrored("post", "/api/v1/vision/process")
-    assert Route("POST", "/api/v1/vision/process") in config.side_effect_free
+    assert Route("POST", "/api/v1/vision/process") in config.mirror
     assert not config.mirrored("DELETE", "/api/v1/vision/process")
     metrics = config.rules_for("GET", "/api/v1/vision/metrics")
     assert "$.uptime_seconds" in metrics.ignore and "$.request_id" in metrics.ignore
@@ -50,7 +50,7 @@ def test_route_rules_extend_the_global_ones(tmp_path: Path) -> None:
     ("headers: [bad header]", "headers[0]"),
     ("routes: {FETCH /x: {}}", "routes.FETCH /x"),
     ("routes: {GET /x: {examples: 3}}", "routes.GET /x.examples"),
-    ("mirror: {routes: [POST /api/v1/vision/process]}", "mirror.routes[0]"),
+    ("mirror: {routes: [GET /a], side_effect_free: []}", "mirror.side_effect_free"),
     ("mirror: {routes: [GET]}", "mirror.routes[0]"),
     ("mirror: {paths: []}", "mirror"),
     ("examples: -1", "examples"),
@@ -88,3 +88,14 @@ def test_kinds_and_timestamp_tolerance_are_read_per_route(tmp_path: Path) -> Non
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ParityConfigError, match=r"nowhere\.yaml"):
         load_parity_config(tmp_path / "nowhere.yaml")
+
+
+def test_side_effect_free_moved_to_the_one_declaration() -> None:
+    """parity.yaml no longer says what may be repeated: configs/routes.yaml does, for nginx's
+    retries and parity alike."""
+    import pytest
+
+    from vrm_tui.parity.config import ParityConfigError, parse_parity_config
+
+    with pytest.raises(ParityConfigError, match="moved to configs/routes.yaml"):
+        parse_parity_config({"mirror": {"routes": ["GET /a"], "side_effect_free": []}}, "t")

@@ -110,8 +110,7 @@ async def test_comparator_compares_marks_shadow_and_counts_by_path(tmp_path: Pat
     ts_port, rust_port = free_ports(2)
     runners = [await _backend("typescript", "cat", ts_port),
                await _backend("rust", "dog", rust_port)]
-    config = parse_parity_config({"mirror": {"routes": list(ROUTES),
-                                             "side_effect_free": [ROUTES[1]]}}, "test")
+    config = parse_parity_config({"mirror": {"routes": list(ROUTES)}}, "test")
     comparator = Comparator(config, Targets(f"http://127.0.0.1:{ts_port}",
                                             f"http://127.0.0.1:{rust_port}"),
                             StateDir(tmp_path), max_rps=1000, queue_size=5, workers=2)

@@ -34,7 +34,6 @@ TOP_KEYS = {"headers", "ignore", "tolerance", "arrays", "kinds", "timestamp_tole
             "redact", "mirror", "examples"}
 RULE_KEYS = {"headers", "ignore", "tolerance", "arrays", "kinds"}
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 class ParityConfigError(BadInput):
@@ -60,7 +59,6 @@ class ParityConfig:
     route_rules: Mapping[Route, Rules] = field(default_factory=dict)
     redact: frozenset[str] = frozenset()
     mirror: tuple[Route, ...] = ()
-    side_effect_free: frozenset[Route] = frozenset()
     examples: int = 50
     source: str = field(default="", compare=False)
 
@@ -132,25 +130,20 @@ def parse_parity_config(data: Any, source: str) -> ParityConfig:
     redact = frozenset(_paths(data.get("redact", []), "redact", fail))
 
     mirror_spec = data.get("mirror") or {}
-    if not isinstance(mirror_spec, dict) or set(mirror_spec) - {"routes", "side_effect_free"}:
-        raise fail("mirror", "expected a mapping with routes and side_effect_free")
+    if isinstance(mirror_spec, dict) and "side_effect_free" in mirror_spec:
+        raise fail("mirror.side_effect_free", "moved to configs/routes.yaml (safe_to_repeat): "
+                   "one declaration for nginx's retries, parity's replays and benchmarks")
+    if not isinstance(mirror_spec, dict) or set(mirror_spec) - {"routes"}:
+        raise fail("mirror", "expected a mapping with routes")
     mirror = tuple(_route(r, f"mirror.routes[{i}]", fail)
                    for i, r in enumerate(_list(mirror_spec.get("routes", []), "mirror.routes",
                                                fail)))
-    free = frozenset(_route(r, f"mirror.side_effect_free[{i}]", fail)
-                     for i, r in enumerate(_list(mirror_spec.get("side_effect_free", []),
-                                                 "mirror.side_effect_free", fail)))
-    for i, route in enumerate(mirror):
-        if route.method not in SAFE_METHODS and route not in free:
-            raise fail(f"mirror.routes[{i}]",
-                       f"{route} changes state unless listed in mirror.side_effect_free; "
-                       "mirroring it would run it twice")
 
     examples = data.get("examples", 50)
     if isinstance(examples, bool) or not isinstance(examples, int) or not 0 <= examples <= 10000:
         raise fail("examples", f"{examples!r}: expected a whole number 0 to 10000")
     return ParityConfig(rules=rules, route_rules=route_rules, redact=redact, mirror=mirror,
-                        side_effect_free=free, examples=examples, source=source)
+                        examples=examples, source=source)
 
 
 def _list(value: Any, where: str, fail: Any) -> list[Any]:

@@ -47,6 +47,13 @@ class ParityControl:
         if not config.mirror:
             raise BadInput(f"{config.source}: mirror.routes: empty; list the routes nginx may "
                            "mirror, e.g. GET /api/v1/vision/metrics")
+        safe = self.settings.safe_to_repeat()
+        for route in config.mirror:
+            if not safe.allows(route.method, route.path):
+                raise BadInput(
+                    f"{config.source}: mirror.routes: {route} is not declared safe to repeat "
+                    f"({', '.join(safe.sources)}); mirroring it would run it three more "
+                    "times: declare it under safe_to_repeat, or stop mirroring it")
         return tuple(str(route) for route in config.mirror)
 
     def on(self, sample: float | None = None) -> ParityReport:
