@@ -3,7 +3,9 @@
 
 It answers what typescript_server.js answers, in its own dialect: `+00:00` instead of `Z` in
 its whole-millisecond clock, a hex request id instead of a uuid, its own uptime and counters,
-keys in another order. Modes (POST /_mode {"mode": ...}) as in typescript_server.js.
+keys in another order. Modes (POST /_mode {"mode": ...}) as in typescript_server.js, and the
+faults: err30 / err100 (30% / every API answer a 500; /health stays ok), slow (every answer
+2 s late), hang (no answer at all, /health included: a stuck process).
 Usage: python rust_server.py PORT   (prints "listening PORT" once bound)
 """
 
@@ -21,7 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 LABELS = ("cat", "dog", "bus")
-MODES = {"ok", "diverge5", "diverge-field"}
+MODES = {"ok", "diverge5", "diverge-field", "err30", "err100", "slow", "hang"}
+HANG_S = 600.0
 STARTED = time.monotonic()
 state: dict[str, Any] = {"mode": "ok", "tasks_total": 0, "processed": 0}
 lock = threading.Lock()
@@ -65,6 +68,18 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 state.update(mode=wanted, processed=0)
             return self.send(200, {"mode": wanted})
+        mode = state["mode"]
+        if mode == "hang":
+            time.sleep(HANG_S)  # a daemon thread: the server stops without waiting for it
+            return None
+        if mode == "slow":
+            time.sleep(2.0)
+        if route.split(" ", 1)[1].startswith("/api/") and mode in ("err30", "err100"):
+            with lock:
+                state["errors_seen"] = state.get("errors_seen", 0) + 1
+                nth = state["errors_seen"]
+            if mode == "err100" or nth % 10 < 3:
+                return self.send(500, {**common(), "error": "internal error"})
         if route == "GET /health":
             return self.send(200, {**common(), "status": "ok"})
         if route == "GET /api/v1/vision/metrics":

@@ -12,20 +12,16 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
-import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import httpx
 import pytest
 import yaml
 
 from tests.conftest import _require_nginx
+from tests.foreign_pair import Pair, started_pair
 from tests.support import Stack, new_stack
 from vrm_tui.core.paths import StateDir
 from vrm_tui.migrate.gates import parity_gate, shadow_verdict
@@ -36,10 +32,12 @@ from vrm_tui.parity.config import ParityConfig, parse_parity_config
 from vrm_tui.parity.report import ParityReport
 from vrm_tui.parity.results import ParityResults
 from vrm_tui.parity.service import Comparator, Sample, Targets
-from vrm_tui.system.procs import free_ports
 from vrm_tui.telemetry.health import Probe
 
-HERE = Path(__file__).resolve().parents[1] / "foreign_backends"
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    yield from started_pair()
 PROCESS = "POST /api/v1/vision/process"
 METRICS = "GET /api/v1/vision/metrics"
 MODELS = "GET /api/v1/vision/models"
@@ -47,49 +45,6 @@ ROUTES = (PROCESS, METRICS, MODELS)
 # What a new team would write: the routes to mirror, nothing ignored, no kinds named.
 CONFIG = {"mirror": {"routes": list(ROUTES)}}
 ROUTES_FILE = {"safe_to_repeat": [PROCESS]}  # configs/routes.yaml: the comparator replays it
-
-
-@dataclass
-class Pair:
-    typescript: str
-    rust: str
-
-    def mode(self, rust: str, typescript: str = "ok") -> None:
-        for base, mode in ((self.rust, rust), (self.typescript, typescript)):
-            httpx.post(f"{base}/_mode", json={"mode": mode}, timeout=5).raise_for_status()
-
-
-def _start(command: list[str]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # "listening PORT" once bound, or why it could not start
-    if not line.startswith("listening"):
-        proc.kill()
-        proc.wait()
-        pytest.fail(f"{command[:2]} did not start: {line}{proc.stdout.read()[-2000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[Pair]:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
-    ts_port, rust_port = free_ports(2)
-    procs = [_start([node, str(HERE / "typescript_server.js"), str(ts_port)])]
-    try:
-        procs.append(_start([sys.executable, str(HERE / "rust_server.py"), str(rust_port)]))
-        yield Pair(f"http://127.0.0.1:{ts_port}", f"http://127.0.0.1:{rust_port}")
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _sample(route: str, n: int) -> Sample:
