@@ -10,7 +10,6 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,21 +17,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from vrm_tui import settings as settings_mod
-from vrm_tui.console import Console
+from vrm_tui import console as console_mod
+from vrm_tui.console import ENV_TEMPLATE, ApplyResult, Console, Settings
 from vrm_tui.core import address, services
 from vrm_tui.core.errors import BadInput, Failure, StackError, VrmError, environment_fault, shown
 from vrm_tui.core.split import SplitError, parse_weight
-from vrm_tui.settings import Settings
-from vrm_tui.system.files import write_atomic
-from vrm_tui.traffic import live, nginx
-from vrm_tui.traffic.controller import ApplyResult
 
 if TYPE_CHECKING:  # `vrm rollback` must start fast: these load where they are used
     from vrm_tui.console import MigrationView
-    from vrm_tui.status import StackStatus
+    from vrm_tui.views import StackStatus
 
-ENV_TEMPLATE = nginx.REPO_ROOT / "configs" / "env.template"
+__all__ = ["ENV_TEMPLATE", "main"]
 
 
 class UsageError(BadInput):
@@ -180,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="report: the newest N mismatch examples (default 3)")
     sub.add_parser("demo", parents=[common], help="local stack, rehearsal backends, TUI "
                                                    "(--read-only: the TUI in observer mode)")
+    _add_fleet(sub, common)
     return parser
 
 
@@ -193,7 +189,7 @@ def _check_args(args: argparse.Namespace) -> None:
                          "run it without --read-only")
     deploy_dir = getattr(args, "deploy_dir", None)
     if deploy_dir is not None:
-        args.deploy_dir = settings_mod.deploy_dir_path("--deploy-dir", deploy_dir)
+        args.deploy_dir = console_mod.deploy_dir_path("--deploy-dir", deploy_dir)
     if getattr(args, "host", None) is not None:
         args.host = str(address.parse_hostport("--host", args.host))
 
@@ -208,9 +204,9 @@ def _load_settings(args: argparse.Namespace) -> Settings:
         flags["RUST_BACKEND_WEIGHT"] = str(weight)
     if hasattr(args, "state_dir"):
         # Checked here too, so that an error names the flag rather than the variable.
-        state_dir = settings_mod.state_dir_path("--state-dir", Path.cwd() / args.state_dir)
+        state_dir = console_mod.state_dir_path("--state-dir", Path.cwd() / args.state_dir)
         flags["VRM_STATE_DIR"] = str(state_dir)
-    return settings_mod.load(flags, deploy_dir=getattr(args, "deploy_dir", None))
+    return console_mod.load_settings(flags, deploy_dir=getattr(args, "deploy_dir", None))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -261,52 +257,14 @@ def _say_applied(result: ApplyResult) -> None:
 
 
 def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
-    env_file = settings.deploy_dir / ".env"
-    if env_file.exists():
-        print(f"kept existing {env_file}")
-        if settings.grafana_password in ("", "admin123"):
-            print("  warning: GRAFANA_PASSWORD is empty or the seed's default; set a strong one")
-    else:
-        import secrets
-
-        text = ENV_TEMPLATE.read_text().replace("__GRAFANA_PASSWORD__", secrets.token_urlsafe(18))
-        try:  # whole or not at all: a half .env would be "kept" by the next setup
-            write_atomic(env_file, text, mode=0o600)
-        except OSError as exc:
-            raise environment_fault(exc, target=env_file) or exc from None
-        print(f"wrote {env_file} (random GRAFANA_PASSWORD; review it: cat .env)")
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    print(f"state dir {settings.state_dir}")
+    found = Console(settings).setup()
+    print("\n".join(found.notes))
     if args.skip_build:
         print("--skip-build: nothing to build for the local runtime")
-    missing_required = False
-    for name, found, required, hint in _requirements():
-        mark = "ok  " if found else ("MISSING" if required else "absent")
-        line = f"  {mark:8} {name}"
-        if not found:
-            line += f": {hint}"
-            missing_required |= required
-        print(line)
-    return 1 if missing_required else 0
-
-
-def _requirements() -> list[tuple[str, bool, bool, str]]:
-    def which(name: str) -> bool:
-        return bool(shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin"))
-
-    return [
-        ("nginx (the proxy)", which("nginx"), True, nginx.NGINX_INSTALL_HINT),
-        ("nginx Lua module (weight changes without a reload)", live.modules_installed(), False,
-         live.INSTALL_HINT),
-        ("docker engine (VRM_RUNTIME=compose only)", which("dockerd") or which("docker"), False,
-         "sudo apt-get install -y docker.io"),
-        ("ab (benchmarks against the seed's tool)", which("ab"), False,
-         "sudo apt-get install -y apache2-utils"),
-        ("prometheus (monitoring)", which("prometheus"), False,
-         "sudo apt-get install -y prometheus"),
-        ("prometheus-nginx-exporter (proxy metrics)", which("prometheus-nginx-exporter"), False,
-         "sudo apt-get install -y prometheus-nginx-exporter"),
-    ]
+    for need in found.requirements:
+        mark = "ok  " if need.found else ("MISSING" if need.required else "absent")
+        print(f"  {mark:8} {need.name}" + ("" if need.found else f": {need.hint}"))
+    return 1 if found.missing_required else 0
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
@@ -325,10 +283,9 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
     console = Console(settings)
-    view = console.migration()
-    if view is not None and view.state.active and not args.yes and not _confirm(
-            f"This stops migration {view.state.id} (step {view.state.step + 1}, {view.label}). "
-            f"Deploy rust {settings.split.rust}% anyway?", "vrm deploy --yes"):
+    question = console.split_change_question(settings.split)
+    if question is not None and not args.yes and not _confirm(
+            f"{question.text} {question.detail}", "vrm deploy --yes"):
         print("not deployed")
         return 1
     started, result = console.deploy()
@@ -377,7 +334,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_status(status: StackStatus) -> None:
-    from vrm_tui.status import HEALTH_SYMBOL
+    from vrm_tui.views import HEALTH_SYMBOL
 
     print(f"runtime {status.runtime}, state {status.state_dir}")
     if status.compose_override:
@@ -405,11 +362,10 @@ def _print_status(status: StackStatus) -> None:
 
 
 def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
-    runtime = Console(settings).runtime
+    console = Console(settings)
     if args.lines < 0:
         raise UsageError(f"--lines={args.lines}: expected 0 or more")
-    names = [args.service] if args.service else [s.name for s in runtime.services()
-                                                 if s.state != "not installed"]
+    names = [args.service] if args.service else console.service_names()
     if args.follow and len(names) > 1:
         raise UsageError("-f follows one service: vrm logs SERVICE -f "
                          f"(one of {', '.join(names)})")
@@ -417,7 +373,7 @@ def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
         if len(names) > 1:
             print(f"==> {name} <==")
         try:
-            for line in runtime.log_lines(name, tail=args.lines, follow=args.follow):
+            for line in console.log_lines(name, tail=args.lines, follow=args.follow):
                 print(line, flush=args.follow)
         except StackError as exc:
             if len(names) == 1:
@@ -447,8 +403,7 @@ def cmd_journal(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vrm_tui.bench import modes, report
-    from vrm_tui.bench.engine import Result, install_uvloop
+    from vrm_tui.views import BenchResult, install_uvloop
 
     for name, value in (("--requests", args.requests), ("--concurrency", args.concurrency),
                         ("--duration", args.duration), ("--rate", args.rate)):
@@ -457,17 +412,15 @@ def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency > 1000:
         raise UsageError(f"--concurrency={args.concurrency}: at most 1000")
     console = Console(settings)
-    options = modes.Options(requests=args.requests or 500, concurrency=args.concurrency or 10,
-                            duration=args.duration, rate=args.rate,
-                            stress_cap=args.concurrency or modes.STRESS_CAP,
-                            corpus=console.corpus(args.requests_file))
+    options = console.bench_options(args.requests, args.concurrency, args.duration, args.rate,
+                                    args.requests_file)
     install_uvloop()
     with Progress(TextColumn("{task.description:<28}"), BarColumn(),
                   TextColumn("{task.fields[line]}"), TimeElapsedColumn(),
                   transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("starting", total=1.0, line="")
 
-        def show(phase: str, result: Result, fraction: float) -> None:
+        def show(phase: str, result: BenchResult, fraction: float) -> None:
             p50 = result.latency.percentile_ms(50)
             line = f"{result.requests} req {result.rps:7.1f} req/s p50 " + (
                 f"{p50:.1f}ms" if p50 is not None else "-") + \
@@ -477,10 +430,10 @@ def cmd_benchmark(settings: Settings, args: argparse.Namespace) -> int:
 
         run = console.run_benchmark(args.mode, options, show)
     for found in run.reports:
-        print(f"== {found['mode']} ==")
-        print(report.table(found))
-        if found.get("_results") and sys.stdout.isatty():
-            print(report.plot(found["_results"]))
+        print(f"== {found.mode} ==")
+        print(found.table())
+        if found.results and sys.stdout.isatty():
+            print(found.plot())
     print(f"reports in {run.folder}")
     return 1 if run.failed else 0
 
@@ -505,10 +458,7 @@ def cmd_capture(settings: Settings, args: argparse.Namespace) -> int:
     if output is None:
         print(text, end="")
         return 0
-    try:  # all or nothing: a full disk leaves no half corpus behind
-        write_atomic(output, text, mode=0o644)
-    except OSError as exc:
-        raise environment_fault(exc, target=output) or exc from None
+    Console(settings).write_file(output, text, mode=0o644)  # no half corpus on a full disk
     print(f"wrote {found.corpus.describe()} from {found.seen} requests to {output}"
           + (f"; {len(found.needs_body)} request kind(s) with a body left commented out"
              if found.needs_body else ""), file=sys.stderr)
@@ -516,14 +466,14 @@ def cmd_capture(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
-    from vrm_tui import validate
+    from vrm_tui.views import validation_dicts, validation_table
 
     host = args.host if args.host is not None else f"127.0.0.1:{settings.proxy_port}"
     checks = Console(settings).validate(host, args.speedup, args.check_timeout)
     if args.json:
-        print(json.dumps(validate.as_dicts(checks), indent=2))
+        print(json.dumps(validation_dicts(checks), indent=2))
     else:
-        print(validate.table(checks))
+        print(validation_table(checks))
     failed = [c for c in checks if c.result == "FAIL"]
     skipped = sum(c.result == "SKIP" for c in checks)
     if not args.json:
@@ -547,9 +497,9 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
             data = {k: v for k, v in asdict(view.state).items() if k != "evidence"}
             print(json.dumps({**data, "label": view.label, "guarded": view.guarded}, indent=2))
         else:
-            from vrm_tui.migrate import timeline
+            from vrm_tui.views import migration_lines
 
-            print("\n".join(timeline.lines(view.state, view.guarded)))
+            print("\n".join(migration_lines(view.state, view.guarded)))
         return _outcome(view) if args.wait else 0
     if args.action in ("pause", "promote", "abort"):
         steered = console.steer(args.action)
@@ -581,7 +531,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_parity(settings: Settings, args: argparse.Namespace) -> int:
     """on | off | status | report: the comparator's counts by endpoint and JSON path."""
-    from vrm_tui.parity.report import lines
+    from vrm_tui.views import parity_lines
 
     if args.sample is not None and args.action != "on":
         raise UsageError("--sample goes with `vrm parity on`")
@@ -589,7 +539,7 @@ def cmd_parity(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError(f"--examples={args.examples}: expected 0 or more")
     console = Console(settings)
     if args.action == "on":
-        sample = settings_mod.parse_sample("--sample", args.sample) \
+        sample = console_mod.parse_sample("--sample", args.sample) \
             if args.sample is not None else None
         report = console.parity_on(sample)
     elif args.action == "off":
@@ -599,7 +549,7 @@ def cmd_parity(settings: Settings, args: argparse.Namespace) -> int:
     if args.json and args.action in ("status", "report"):
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print("\n".join(lines(report)))
+        print("\n".join(parity_lines(report)))
     return 0
 
 
@@ -638,12 +588,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """The local stack with rehearsal backends and light synthetic traffic, in the TUI.
 
     On quit, stops what the demo started (a stack that was already running stays up)."""
-    from vrm_tui.rehearsal.traffic import SyntheticTraffic
-
     console = Console(settings)
     started = console.up()
-    traffic = SyntheticTraffic(settings.proxy_url, console.corpus())
-    traffic.start()
+    traffic = console.demo_traffic()
     try:
         if sys.stdout.isatty():
             from vrm_tui.tui.app import VrmApp
@@ -664,6 +611,97 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+# --- fleet: `vrm fleet ...` and `vrm agent` (one facade: Console.fleet()) --------------------
+
+FLEET_WRITING = {"deploy", "rollback", "rejoin"}
+
+
+def _add_fleet(sub: argparse._SubParsersAction[_Parser],
+               common: _Parser) -> None:
+    fleet = sub.add_parser("fleet", parents=[common],
+                           help="one split for many hosts, steered through etcd (VRM_FLEET)")
+    fleet.add_argument("action", choices=["status", "hosts", "deploy", "rollback", "rejoin"])
+    fleet.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
+                       help="rollback: how long to wait for every live host "
+                            "(default VRM_FLEET_CONFIRM_TIMEOUT)")
+    fleet.add_argument("--reason", default="", help="deploy, rollback: why (fleet journal)")
+    fleet.add_argument("--json", action="store_true", help="status, hosts: JSON for scripts")
+    sub.add_parser("agent", parents=[common],
+                   help="follow the fleet's desired split on this host, in the foreground")
+
+
+def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
+    """status | hosts | deploy --rust-weight N | rollback | rejoin."""
+    action = args.action
+    if getattr(args, "read_only", False) and action in FLEET_WRITING:
+        raise UsageError(f"--read-only: `vrm fleet {action}` changes the fleet's split")
+    if action == "deploy" and not hasattr(args, "rust_weight"):
+        raise UsageError("vrm fleet deploy needs --rust-weight N")
+    if hasattr(args, "rust_weight") and action != "deploy":
+        raise UsageError(f"--rust-weight goes with `vrm fleet deploy`, not {action}")
+    fleet = Console(settings).fleet()
+    if action == "deploy":
+        desired = fleet.deploy(settings.split.rust, args.reason)
+        print(f"fleet {settings.fleet}: desired rust {desired.rust}% "
+              f"(generation {desired.generation}); `vrm fleet hosts` shows who serves it")
+        return 0
+    if action == "rollback":
+        outcome = fleet.rollback(args.timeout, args.reason)
+        print(f"fleet {settings.fleet}: desired rust 0 (generation "
+              f"{outcome.desired.generation})")
+        for done in sorted(outcome.confirmed, key=lambda c: c.seen_ms):
+            own = f", applied in {done.apply_ms:.0f} ms" if done.apply_ms is not None else ""
+            print(f"  {done.host}: rust 0 verified at +{done.seen_ms:.0f} ms{own}")
+        for host in outcome.gone:
+            print(f"  {host}: gone (its lease expired while waiting)")
+        if outcome.missing:
+            print(f"vrm fleet rollback: not confirmed within the timeout: "
+                  f"{', '.join(outcome.missing)} (the rollback stays in force for them)",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if action == "rejoin":
+        was = fleet.rejoin()
+        print(f"{settings.fleet_host}: rejoined fleet {settings.fleet} (held by {was})"
+              if was else f"{settings.fleet_host}: not held; nothing to rejoin")
+        return 0
+    status = fleet.status()
+    if args.json:
+        print(json.dumps(asdict(status) if action == "status"
+                         else {h: asdict(r) for h, r in status.hosts.items()}, indent=2))
+        return 0 if not status.unreachable else 1
+    if action == "status":
+        d = status.desired
+        print(f"fleet {status.fleet} via {', '.join(status.endpoints)}")
+        print(f"desired: rust {d.rust}% generation {d.generation} ({d.action} by {d.by} at "
+              f"{d.at})" if d else ("desired: unknown (etcd unreachable)" if status.unreachable
+                                    else "desired: none yet (`vrm fleet deploy`)"))
+        local = status.local
+        mode = "held" if status.held_by else (local.mode if local else "no agent")
+        print(f"this host ({status.host}): {mode}"
+              + (f", generation {local.generation}" if local else "")
+              + (f", held by {status.held_by} (`vrm fleet rejoin`)" if status.held_by else ""))
+    if status.unreachable:
+        print(f"vrm fleet {action}: {status.unreachable}", file=sys.stderr)
+        return 1
+    print(f"{'HOST':<20} {'MODE':<10} {'GEN':>5} {'RUST':>5}  VERIFIED")
+    for host, report in sorted(status.hosts.items()):
+        rust = "?" if report.rust is None else f"{report.rust}%"
+        lag = " lagging" if status.desired and report.generation < \
+            status.desired.generation else ""
+        print(f"{host:<20} {report.mode:<10} {report.generation:>5} {rust:>5}  "
+              f"{report.verified_at or '-'}{lag}")
+    return 0
+
+
+def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
+    """Run this host's fleet agent in the foreground until interrupted."""
+    return Console(settings).fleet().run_agent()
+
+
+# --- end fleet -----------------------------------------------------------------------------
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "setup": cmd_setup,
     "up": cmd_up,
@@ -681,6 +719,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "capture": cmd_capture,
     "tui": cmd_tui,
     "demo": cmd_demo,
+    "fleet": cmd_fleet,
+    "agent": cmd_agent,
 }
 
 

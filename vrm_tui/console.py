@@ -7,59 +7,112 @@ once, so the two faces can never disagree.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, Failure, environment_fault
 from vrm_tui.core.names import Control
 from vrm_tui.core.split import Split
-from vrm_tui.journal import Journal, Record, operator_identity
-from vrm_tui.settings import Settings
+from vrm_tui.journal import Record, operator_identity
+from vrm_tui.settings import Settings, deploy_dir_path, parse_sample, state_dir_path
+from vrm_tui.settings import load as load_settings
 from vrm_tui.stack import lifecycle
 from vrm_tui.stack.runtime import Runtime
-from vrm_tui.traffic.controller import ApplyResult, TrafficController
+from vrm_tui.traffic.controller import ApplyResult
+from vrm_tui.wiring import Wiring
 
 if TYPE_CHECKING:  # imported where used: `vrm rollback` must not pay for them at start
     from asyncio import Event
 
+    from vrm_tui.bench.engine import Result
+    from vrm_tui.bench.modes import Options as BenchOptions
     from vrm_tui.core.corpus import Corpus
+    from vrm_tui.fleet.service import FleetService
     from vrm_tui.migrate import plan as plan_mod
     from vrm_tui.migrate.state import MigrationState, StateStore
     from vrm_tui.parity.control import ParityControl
     from vrm_tui.parity.report import ParityReport
+    from vrm_tui.rehearsal.traffic import SyntheticTraffic
     from vrm_tui.status import StackStatus
     from vrm_tui.telemetry.accesslog import AccessLogSource
+    from vrm_tui.telemetry.alertmanager import Silence
     from vrm_tui.telemetry.backend_metrics import VramReading
     from vrm_tui.telemetry.capture import Capture
     from vrm_tui.telemetry.gpu import GpuReport
     from vrm_tui.telemetry.health import Baselines
     from vrm_tui.telemetry.prometheus import Alert
     from vrm_tui.traffic.served import Served
+    from vrm_tui.validate import Check
 
-__all__ = ["BenchRun", "Console", "MigrationView", "Steered"]
+__all__ = ["ApplyResult", "BenchRun", "BenchmarkReport", "Console", "MigrationView", "Question",
+           "Settings", "Steered", "deploy_dir_path", "load_settings", "parse_sample",
+           "state_dir_path", "upstream_diff"]
 
 BENCH_MODES = ("benchmark", "stress", "compare", "monitor")
 """The seed's modes in the order `all` runs them."""
+BenchMode = Literal["benchmark", "stress", "compare", "monitor", "all"]
+BenchProgress = Callable[[str, "Result", float], None]
+"""(phase, its result so far, fraction of the whole run done)."""
+
+
+@dataclass(frozen=True)
+class BenchmarkReport:
+    """One mode's report: `data` is what is written (JSON-ready), `results` the measurements
+    behind it by target (rust, typescript, proxy), for a face's plot."""
+
+    mode: str
+    data: dict[str, Any]
+    results: dict[str, Result]
+
+    @classmethod
+    def of(cls, found: dict[str, Any]) -> BenchmarkReport:
+        """From a mode's dict, whose private "_results" key holds the measurements."""
+        data = {k: v for k, v in found.items() if k != "_results"}
+        return cls(str(found["mode"]), data, dict(found.get("_results") or {}))
+
+    @property
+    def failed(self) -> bool:
+        """A request failed in a mode other than stress (which looks for limits)."""
+        results = self.data.get("results") or {}
+        return self.mode != "stress" and any(v["failed"] for v in results.values())
+
+    def table(self) -> str:
+        from vrm_tui.bench import report
+
+        return report.table(self.data)
+
+    def plot(self) -> str:
+        """The latency histograms as text ("" without measurements)."""
+        from vrm_tui.bench import report
+
+        return report.plot(self.results) if self.results else ""
+
+
+@dataclass(frozen=True)
+class Question:
+    """A confirmation a face must ask before an action: the question and what it changes."""
+
+    text: str
+    detail: str
 
 
 @dataclass(frozen=True)
 class BenchRun:
-    """A finished benchmark: its reports (JSON-ready dicts) and the folder they were written to."""
+    """A finished benchmark: its reports and the folder they were written to."""
 
-    reports: list[dict[str, Any]]
+    reports: list[BenchmarkReport]
     folder: Path
 
     @property
     def failed(self) -> bool:
         """True when any request failed in a mode other than stress (which looks for limits)."""
-        return any(r.get("results") and any(v["failed"] for v in r["results"].values())
-                   for r in self.reports if r["mode"] != "stress")
+        return any(r.failed for r in self.reports)
 
 
 @dataclass(frozen=True)
@@ -109,31 +162,37 @@ class Console:
     """One deployment: its settings, runtime, traffic controller, journal and migration."""
 
     def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
+        """Built from the composition root (`vrm_tui.wiring`), like the guard process."""
+        self.wiring = Wiring(settings, runtime)
         self.settings = settings
         self.paths = settings.paths
-        self.runtime = runtime or lifecycle.runtime_for(settings)
-        self.journal = Journal(self.paths.journal)
-        self.controller = TrafficController(settings, self.runtime, self.journal)
+        self.runtime = self.wiring.runtime
+        self.journal = self.wiring.journal
+        self.controller = self.wiring.controller
 
-    @cached_property
+    @property
     def baselines(self) -> Baselines:
         """Each service's recent probe latencies (what "degraded" is relative to)."""
-        from vrm_tui.telemetry.health import Baselines
+        return self.wiring.baselines
 
-        return Baselines()
-
-    @cached_property
+    @property
     def migrations(self) -> StateStore:
-        from vrm_tui.migrate.state import StateStore
-
-        return StateStore(self.settings.state_dir)
+        return self.wiring.migrations
 
     # --- stack -----------------------------------------------------------------------------
 
     def up(self) -> list[str]:
-        """Start what is not running; a fresh proxy starts on the configured split."""
+        """Start what is not running; a fresh proxy starts on the configured split. A bad
+        alert route (`amtool check-config`) is refused before anything starts."""
+        if self.settings.monitoring:
+            from vrm_tui.stack import monitoring
+
+            monitoring.check_alertmanager(self.settings)
         self.parity.sync_routes()
-        return lifecycle.bring_up(self.runtime, self.controller)
+        started = lifecycle.bring_up(self.runtime, self.controller)
+        if self.fleet().start_agent():  # VRM_FLEET + VRM_FLEET_ENDPOINTS: the host's agent
+            started.append(services.FLEET_AGENT)
+        return started
 
     def down(self, names: list[str] | None = None) -> list[str]:
         """Stop what vrm started (all of it, or just `names`). A migration guard goes with
@@ -144,7 +203,15 @@ class Console:
 
             if guard.stop(self.settings):
                 stopped.append(services.MIGRATION_GUARD)
+            if self.fleet().stop_agent():
+                stopped.append(services.FLEET_AGENT)
         return stopped
+
+    def fleet(self) -> FleetService:
+        """The fleet this host belongs to (VRM_FLEET): status, deploy, rollback, its agent."""
+        from vrm_tui.fleet.service import FleetService
+
+        return FleetService(self.settings, self.controller)
 
     def require_running(self) -> None:
         """Refuse work that needs the proxy (a benchmark) when it is not running."""
@@ -194,12 +261,7 @@ class Console:
 
     def traffic_source(self, backfill: bool = True) -> AccessLogSource:
         """A tail of the proxy's access log with per-backend statistics."""
-        from vrm_tui.telemetry import stub_status
-        from vrm_tui.telemetry.accesslog import AccessLogSource
-
-        status_url = f"http://127.0.0.1:{self.settings.proxy_status_port}{stub_status.PATH}"
-        return AccessLogSource(self.runtime.access_log(), self.settings.backend_addresses,
-                               backfill=backfill, status_url=status_url)
+        return self.wiring.traffic_source(backfill)
 
     def vram(self, timeout: float = 1.0) -> list[VramReading]:
         from vrm_tui.telemetry.backend_metrics import scrape_vram
@@ -220,9 +282,28 @@ class Console:
         return f"http://127.0.0.1:{self.settings.prometheus_port}"
 
     def alerts(self, timeout: float = 1.0) -> list[Alert]:
-        from vrm_tui.telemetry import prometheus
+        """Alertmanager's alerts (firing, silenced) and Prometheus's pending ones, each heard
+        into the journal once (migrate/alerts.py)."""
+        from vrm_tui.migrate import alerts
 
-        return prometheus.alerts(self.prometheus_url, timeout)
+        return alerts.pane(self.settings, self.journal, timeout)
+
+    def silence(self, matchers: list[str], span: str = "1h", comment: str = "") -> str:
+        """Silence alerts for a window (Alertmanager's API), journaled with who; its id."""
+        from vrm_tui.migrate import alerts
+
+        return alerts.silence(self.settings, self.journal, matchers, alerts.parse_span(span),
+                              operator_identity(), comment)
+
+    def silences(self) -> list[Silence]:
+        from vrm_tui.migrate import alerts
+
+        return alerts.silences(self.settings)
+
+    def expire_silence(self, silence_id: str) -> None:
+        from vrm_tui.migrate import alerts
+
+        alerts.expire(self.settings, self.journal, silence_id, operator_identity())
 
     def latency_history(self) -> dict[str, dict[str, list[float]]]:
         from vrm_tui.telemetry import prometheus
@@ -257,9 +338,8 @@ class Console:
     def start_migration(self, plan: plan_mod.Plan) -> MigrationState:
         """Bring the stack up, record a new migration and hand it to a detached guard."""
         from vrm_tui.migrate import guard
-        from vrm_tui.migrate.runner import Runner
 
-        runner = Runner(self.controller)
+        runner = self.wiring.runner()
         existing = self.migrations.load()
         if existing is not None and existing.active:
             runner.start(plan)  # raises MigrationBusy with what to do
@@ -340,8 +420,6 @@ class Console:
         """Abort without the guard: roll back from this process. A live guard that did not
         answer notices the rollback on its next tick and stops; a migration nobody guards is
         marked aborted here."""
-        from vrm_tui.migrate.runner import Runner
-
         if self.migrations.guarded(state) and state.owner_pid is not None:
             try:
                 result = self.controller.rollback()
@@ -350,7 +428,7 @@ class Console:
                               f"{_write_fault(exc)}") from None
             return Steered(state, f"migration {state.id} abort ({why}): rolled back here to "
                                   f"{result.after}; its guard stops when it notices")
-        runner = Runner(self.controller)
+        runner = self.wiring.runner()
         runner.abort(state, who)
         if "ROLLBACK FAILED" in state.reason:
             raise Failure(f"migration {state.id} abort ({why}): {state.reason}")
@@ -379,8 +457,8 @@ class Console:
 
     # --- benchmark -------------------------------------------------------------------------
 
-    def run_benchmark(self, mode: str, options: Any,
-                      progress: Callable[[str, Any, float], None] | None = None,
+    def run_benchmark(self, mode: BenchMode, options: BenchOptions,
+                      progress: BenchProgress | None = None,
                       stop: Event | None = None) -> BenchRun:
         """Run one seed mode (or `all`) against the running stack and write its reports to
         `<deploy>/results/<timestamp>/` and the proxy's /performance-comparison."""
@@ -389,7 +467,7 @@ class Console:
         if mode != "all" and mode not in BENCH_MODES:
             raise BadInput(f"benchmark mode {mode!r}: expected one of "
                            f"{', '.join((*BENCH_MODES, 'all'))}")
-        if isinstance(options, modes.Options) and options.corpus is None:
+        if options.corpus is None:
             options = replace(options, corpus=self.corpus())
         modes.refuse(mode, options)
         self.require_running()
@@ -415,7 +493,19 @@ class Console:
         reports = asyncio.run(run())
         folder = report.write(reports, self.settings.deploy_dir / "results",
                               self.paths.comparison)
-        return BenchRun(reports, folder)
+        return BenchRun([BenchmarkReport.of(found) for found in reports], folder)
+
+    def bench_options(self, requests: int | None = None, concurrency: int | None = None,
+                      duration: float | None = None, rate: float | None = None,
+                      requests_file: Path | None = None) -> BenchOptions:
+        """A run's options from a face's flags (None: the default), on this deployment's
+        corpus (or `requests_file`)."""
+        from vrm_tui.bench import modes
+
+        return modes.Options(requests=requests or 500, concurrency=concurrency or 10,
+                             duration=duration, rate=rate,
+                             stress_cap=concurrency or modes.STRESS_CAP,
+                             corpus=self.corpus(requests_file))
 
     # --- request corpus --------------------------------------------------------------------
 
@@ -426,8 +516,11 @@ class Console:
 
         s = self.settings
         if file is not None:
-            return corpus_mod.load(file if file.is_absolute() else Path.cwd() / file)
-        return corpus_mod.configured(s.requests, s.deploy_dir, s.rehearsal)
+            chosen = corpus_mod.load(file if file.is_absolute() else Path.cwd() / file)
+        else:
+            chosen = corpus_mod.configured(s.requests, s.deploy_dir, s.rehearsal)
+        chosen.check_repeatable(s.safe_to_repeat())
+        return chosen
 
     def capture(self, sample: int, redact: tuple[str, ...] = ()) -> Capture:
         """The last `sample` proxied requests of the access log as a corpus to replay."""
@@ -437,7 +530,7 @@ class Console:
 
     # --- validation ------------------------------------------------------------------------
 
-    def validate(self, host: str, speedup: float, check_timeout: float = 20.0) -> list[Any]:
+    def validate(self, host: str, speedup: float, check_timeout: float = 20.0) -> list[Check]:
         """The production checks as rows (PASS / WARN / FAIL / SKIP), each under its own
         deadline of `check_timeout` seconds."""
         import asyncio
@@ -450,11 +543,9 @@ class Console:
 
     # --- parity (vrm parity) ----------------------------------------------------------------
 
-    @cached_property
+    @property
     def parity(self) -> ParityControl:
-        from vrm_tui.parity.control import ParityControl
-
-        return ParityControl(self.settings, self.runtime, self.controller, self.journal)
+        return self.wiring.parity
 
     def parity_on(self, sample: float | None = None) -> ParityReport:
         return self.parity.on(sample)
@@ -472,6 +563,171 @@ class Console:
 
     def journal_records(self, limit: int | None = None) -> list[Record]:
         return self.journal.read(limit=limit)
+
+    def journal_since(self, offset: int) -> tuple[list[Record], int]:
+        """The records appended after byte `offset`, and the offset to read from next."""
+        return self.journal.read_from(offset)
+
+    # --- what only the faces ask (each decision made here once) ----------------------------
+
+    @property
+    def runtime_name(self) -> str:
+        return self.runtime.name
+
+    def service_names(self, installed: bool = True) -> list[str]:
+        """Every service of the stack (only those installed, by default)."""
+        return [s.name for s in self.runtime.services()
+                if not installed or s.state != "not installed"]
+
+    def log_lines(self, service: str, tail: int = 100, follow: bool = False,
+                  keep_going: Callable[[], bool] = lambda: True) -> Iterator[str]:
+        """A service's last `tail` log lines, then new ones while `follow` (StackError for an
+        unknown or external service)."""
+        return self.runtime.log_lines(service, tail=tail, follow=follow, keep_going=keep_going)
+
+    def backend_names(self) -> dict[str, str]:
+        """Upstream address -> backend name, for retried attempts in access-log lines."""
+        return {address: str(backend)
+                for address, backend in self.settings.backend_addresses.items()}
+
+    def upstream_diff(self, current: Split, target: Split) -> str:
+        """What a split change does to nginx's upstream block (see `upstream_diff`)."""
+        return upstream_diff(current, target, self.settings.rust_address,
+                             self.settings.ts_address)
+
+    def split_change_question(self, target: Split | None = None) -> Question | None:
+        """Changing the split stops a running migration: the question to ask first, or None
+        when none runs. Both faces ask it before any operator weight change (deploy, +, -,
+        w); rollback never asks."""
+        try:
+            view = self.migration()
+        except ValueError:  # an unreadable migration record stops nothing
+            return None
+        if view is None or not view.state.active:
+            return None
+        change = (f"Change the split to rust {target.rust}% anyway?" if target is not None
+                  else "Change the split anyway?")
+        return Question(f"This stops migration {view.state.id} (step {view.state.step + 1}, "
+                        f"{view.label}).", f"{change} The migration's record will name this "
+                        "change and you.")
+
+    def demo_traffic(self) -> SyntheticTraffic:
+        """Light synthetic traffic through the proxy for `vrm demo` (started; stop it)."""
+        from vrm_tui.rehearsal.traffic import SyntheticTraffic
+
+        traffic = SyntheticTraffic(self.settings.proxy_url, self.corpus())
+        traffic.start()
+        return traffic
+
+    def setup(self) -> SetupReport:
+        """`vrm setup`: write .env once (a random Grafana password), make the state dir, and
+        say which tools are installed."""
+        env_file = self.settings.deploy_dir / ".env"
+        notes: list[str] = []
+        if env_file.exists():
+            notes.append(f"kept existing {env_file}")
+            if self.settings.grafana_password in ("", "admin123"):
+                notes.append("  warning: GRAFANA_PASSWORD is empty or the seed's default; set "
+                             "a strong one")
+        else:
+            import secrets
+
+            text = ENV_TEMPLATE.read_text().replace("__GRAFANA_PASSWORD__",
+                                                    secrets.token_urlsafe(18))
+            # whole or not at all: a half .env would be "kept" by the next setup
+            self.write_file(env_file, text, mode=0o600)
+            notes.append(f"wrote {env_file} (random GRAFANA_PASSWORD; review it: cat .env)")
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        notes.append(f"state dir {self.settings.state_dir}")
+        return SetupReport(tuple(notes), requirements())
+
+    def write_file(self, path: Path, text: str, mode: int = 0o644) -> None:
+        """All of `text` at `path` or nothing (a full disk leaves no half file): one line
+        naming the fault otherwise."""
+        from vrm_tui.system.files import write_atomic
+
+        try:
+            write_atomic(path, text, mode=mode)
+        except OSError as exc:
+            raise environment_fault(exc, target=path) or exc from None
+
+
+ENV_TEMPLATE = Path(__file__).resolve().parents[1] / "configs" / "env.template"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A tool vrm uses: whether it is installed, whether vrm needs it, how to install it."""
+
+    name: str
+    found: bool
+    required: bool
+    hint: str
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    notes: tuple[str, ...]
+    requirements: tuple[Requirement, ...]
+
+    @property
+    def missing_required(self) -> bool:
+        return any(r.required and not r.found for r in self.requirements)
+
+
+def requirements() -> tuple[Requirement, ...]:
+    """The tools `vrm setup` checks for, in the order it lists them."""
+    import shutil
+
+    from vrm_tui.traffic import live, nginx
+
+    def which(name: str) -> bool:
+        return bool(shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin"))
+
+    return (
+        Requirement("nginx (the proxy)", which("nginx"), True, nginx.NGINX_INSTALL_HINT),
+        Requirement("nginx Lua module (weight changes without a reload)",
+                    live.modules_installed(), False, live.INSTALL_HINT),
+        Requirement("docker engine (VRM_RUNTIME=compose only)",
+                    which("dockerd") or which("docker"), False,
+                    "sudo apt-get install -y docker.io"),
+        Requirement("ab (benchmarks against the seed's tool)", which("ab"), False,
+                    "sudo apt-get install -y apache2-utils"),
+        Requirement("prometheus (monitoring)", which("prometheus"), False,
+                    "sudo apt-get install -y prometheus"),
+        Requirement("prometheus-nginx-exporter (proxy metrics)",
+                    which("prometheus-nginx-exporter"), False,
+                    "sudo apt-get install -y prometheus-nginx-exporter"),
+    )
+
+
+STEADY_OPTIONS = re.compile(r" max_fails=\d+( fail_timeout=\w+)?(?=;)")
+
+
+def upstream_diff(current: Split, target: Split, rust_address: str, ts_address: str) -> str:
+    """The change to the generated upstream block, as a unified diff of its server lines,
+    each named by its backend (an address alone says nothing to the operator)."""
+    import difflib
+
+    from vrm_tui.traffic.nginx import render_upstream
+
+    names = {rust_address: "rust", ts_address: "typescript"}
+
+    def lines(split: Split) -> list[str]:
+        text = render_upstream(split, 0, rust_address, ts_address)
+        servers = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("server")]
+        # The retry options never change with the split: leave them out, keep the weights.
+        return [f"{names.get(ln.split()[1], '?'):10} {STEADY_OPTIONS.sub('', ln)}"
+                for ln in servers[:2]]
+
+    diff = difflib.unified_diff(lines(current), lines(target), "serving", "candidate",
+                                lineterm="", n=0)
+    body = [ln for ln in list(diff)[2:] if not ln.startswith("@@")]
+    if not body:
+        return "(no change)"
+    head = (f"rust {current.rust}% → {target.rust}%, "
+            f"typescript {current.typescript}% → {target.typescript}%")
+    return "\n".join([head, *body])
 
 
 def _write_fault(exc: OSError, path: Path | None = None) -> str:

@@ -5,12 +5,12 @@ the TUI and the SSH session that started it.
 until it has claimed the migration. The guard holds `migration-guard.lock` for its whole life,
 so two guards never run one migration; it beats a heartbeat every second (naming its
 migration, into a file allocated at its start so a full disk cannot stop it), so a guard that
-dies shows everywhere as UNGUARDED within seconds. `python -m vrm_tui.migrate.guard` is its entry.
+dies shows everywhere as UNGUARDED within seconds. `python -m vrm_tui.wiring guard` is its
+entry: the composition root builds its runner (controller, parity) as it builds the console's.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import os
@@ -19,19 +19,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vrm_tui.core import services
 from vrm_tui.core.errors import Failure
 from vrm_tui.migrate.runner import MigrationBusy, Runner
 from vrm_tui.migrate.state import CLAIM_TIMEOUT_S, StateStore
-from vrm_tui.parity.control import ParityControl
 from vrm_tui.settings import Settings
-from vrm_tui.settings import load as load_settings
-from vrm_tui.stack import lifecycle
 from vrm_tui.system.logfiles import last_lines
 from vrm_tui.system.procs import ProcRecord
-from vrm_tui.traffic.controller import TrafficController
 
 SERVICE = services.MIGRATION_GUARD
 
@@ -41,7 +38,7 @@ def spawn(settings: Settings, restart_step: bool = False) -> ProcRecord:
     paths = settings.paths
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = paths.service_log(SERVICE)
-    command = [sys.executable, "-m", "vrm_tui.migrate.guard",
+    command = [sys.executable, "-m", "vrm_tui.wiring", "guard",
                "--deploy-dir", str(settings.deploy_dir), "--state-dir", str(settings.state_dir)]
     if restart_step:
         command.append("--restart-step")
@@ -97,13 +94,10 @@ def _say(text: str) -> None:
         print(f"guard {os.getpid()}: {text}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vrm_tui.migrate.guard")
-    parser.add_argument("--deploy-dir", type=Path, required=True)
-    parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--restart-step", action="store_true")
-    args = parser.parse_args(argv)
-    settings = load_settings({"VRM_STATE_DIR": str(args.state_dir)}, deploy_dir=args.deploy_dir)
+def serve(settings: Settings, runner_for: Callable[[threading.Event], Runner],
+          restart_step: bool = False) -> int:
+    """The guard process's life: hold the guard lock, then run the recorded migration with
+    the runner `runner_for(stop)` builds (the composition root's, `vrm_tui.wiring`)."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -119,17 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         if state is None or not state.active:
             _say("no active migration to run")
             return 1
-        runtime = lifecycle.runtime_for(settings)
-        controller = TrafficController(settings, runtime)
-        parity = ParityControl(settings, runtime, controller, controller.journal)
         _say(f"running migration {state.id} at step {state.step + 1} ({state.phase})")
-        state = Runner(controller, stop=stop, parity=parity).run(
-            state, restart_step=args.restart_step)
+        state = runner_for(stop).run(state, restart_step=restart_step)
         _say(f"migration {state.id} {state.phase}: {state.reason}")
         return 0
     finally:
         os.close(lock)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

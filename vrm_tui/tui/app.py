@@ -30,14 +30,10 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
-from vrm_tui.console import Console, MigrationView
+from vrm_tui.console import ApplyResult, Console, MigrationView
 from vrm_tui.core.errors import VrmError
 from vrm_tui.core.names import SPLIT_ACTIONS, Control
 from vrm_tui.core.split import Split
-from vrm_tui.journal import Record
-from vrm_tui.status import StackStatus
-from vrm_tui.telemetry.accesslog import WINDOWS
-from vrm_tui.traffic.controller import ApplyResult
 from vrm_tui.tui.commands import VrmCommands
 from vrm_tui.tui.messages import (
     ActionDone,
@@ -58,7 +54,7 @@ from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
 from vrm_tui.tui.screens.logs import LogScreen
 from vrm_tui.tui.screens.parity import ParityScreen
-from vrm_tui.tui.screens.weight import WeightScreen, upstream_diff
+from vrm_tui.tui.screens.weight import WeightScreen
 from vrm_tui.tui.widgets.action_line import ActionLine
 from vrm_tui.tui.widgets.alerts import AlertsPane
 from vrm_tui.tui.widgets.health import HealthPane
@@ -68,6 +64,7 @@ from vrm_tui.tui.widgets.migration import MigrationPane
 from vrm_tui.tui.widgets.parity import ParityPane
 from vrm_tui.tui.widgets.split import SplitPane
 from vrm_tui.tui.widgets.vram import VramPane
+from vrm_tui.views import WINDOWS, Record, StackStatus
 
 WRITE_ACTIONS = frozenset({"rollback", "rust_up", "rust_down", "set_weight", "reload_nginx",
                            "benchmark", "migrate", "migration_pause", "migration_promote",
@@ -162,7 +159,7 @@ class VrmApp(App[None]):
         self._refused_at = -REFUSAL_NOTICE_S
         self._journal_primed = False  # the first read is history, not news
         self._hangup_timer: threading.Timer | None = None
-        self.sub_title = f"{console.runtime.name} · {self.settings.proxy_url}"
+        self.sub_title = f"{console.runtime_name} · {self.settings.proxy_url}"
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -320,7 +317,7 @@ class VrmApp(App[None]):
         return VramUpdate(self.vrm.vram(PROBE_TIMEOUT_S))
 
     def _fetch_journal(self) -> JournalUpdate:
-        records, self._journal_offset = self.vrm.journal.read_from(self._journal_offset)
+        records, self._journal_offset = self.vrm.journal_since(self._journal_offset)
         return JournalUpdate(records)
 
     def _fetch_gpu(self) -> GpuUpdate:
@@ -504,8 +501,7 @@ class VrmApp(App[None]):
         if target == current:
             self.notify("rust is already at 100%")
             return
-        diff = upstream_diff(current, target, self.settings.rust_address,
-                             self.settings.ts_address)
+        diff = self.vrm.upstream_diff(current, target)
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -532,8 +528,7 @@ class VrmApp(App[None]):
                 self._write("set-split", lambda: self.vrm.set_split(target))
 
         self._unless_migrating(lambda: self.push_screen(
-            WeightScreen(current, self.settings.rust_address, self.settings.ts_address),
-            chosen))
+            WeightScreen(current, self.vrm.upstream_diff), chosen))
 
     def action_reload_nginx(self) -> None:
         self._write("reload", self.vrm.reload)
@@ -629,9 +624,11 @@ class VrmApp(App[None]):
         self._poll("migration", repeat=False)
 
     def _unless_migrating(self, change: Callable[[], object]) -> None:
-        """A weight change stops a running migration: ask first."""
+        """A weight change stops a running migration: the console's question, asked first."""
         view = self.migration
-        if view is None or not view.state.active:
+        question = self.vrm.split_change_question() \
+            if view is not None and view.state.active else None
+        if question is None:
             change()
             return
 
@@ -639,13 +636,10 @@ class VrmApp(App[None]):
             if yes:
                 change()
 
-        self.push_screen(ConfirmScreen(
-            f"This stops migration {view.state.id} (step {view.state.step + 1}, "
-            f"{view.label}).", "Change the split anyway? The migration's record will name "
-            "this change and you."), answered)
+        self.push_screen(ConfirmScreen(question.text, question.detail), answered)
 
     def action_logs(self) -> None:
-        self.push_screen(LogScreen(self.vrm.runtime))
+        self.push_screen(LogScreen(self.vrm))
 
     def action_help(self) -> None:
         bindings = [dataclasses.replace(b, key="q,ctrl+q", key_display="q, ctrl+q")

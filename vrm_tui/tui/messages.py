@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from vrm_tui.console import MigrationView
-from vrm_tui.journal import Record
-from vrm_tui.parity.report import ParityReport
-from vrm_tui.status import StackStatus
-from vrm_tui.telemetry.accesslog import TrafficSnapshot
-from vrm_tui.telemetry.backend_metrics import VramReading
-from vrm_tui.telemetry.gpu import GpuReport
-from vrm_tui.telemetry.prometheus import Alert
-from vrm_tui.telemetry.realtime import words
+from vrm_tui.views import (
+    Alert,
+    GpuReport,
+    ParityReport,
+    Record,
+    StackStatus,
+    TrafficSnapshot,
+    VramReading,
+    words,
+)
 
 
 @dataclass

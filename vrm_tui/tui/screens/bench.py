@@ -20,10 +20,9 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Footer, Label, ProgressBar, Static
 
-from vrm_tui.bench import modes, report
-from vrm_tui.bench.engine import Result
 from vrm_tui.console import Console
 from vrm_tui.tui.screens.modal import VrmModal
+from vrm_tui.views import BenchOptions, BenchResult
 
 MARKERS = {"rust": "█", "typescript": "▒"}
 CONCURRENCY = 8
@@ -109,7 +108,7 @@ class BenchScreen(VrmModal[None]):
     def _run(self) -> None:
         stop_async = asyncio.Event()
 
-        def progress(phase: str, result: Result, fraction: float) -> None:
+        def progress(phase: str, result: BenchResult, fraction: float) -> None:
             if self.stop.is_set():
                 stop_async.set()
             self.post_message(BenchProgress(
@@ -118,9 +117,9 @@ class BenchScreen(VrmModal[None]):
 
         try:
             run = self.vrm.run_benchmark(
-                "compare", modes.Options(concurrency=CONCURRENCY, duration=self.seconds), progress,
-                stop_async)
-            self.post_message(BenchDone(f"{report.table(run.reports[0])}\n"
+                "compare", BenchOptions(concurrency=CONCURRENCY, duration=self.seconds),
+                progress, stop_async)
+            self.post_message(BenchDone(f"{run.reports[0].table()}\n"
                                         f"reports in {run.folder}"))
         except Exception as exc:  # shown, never raised into the UI
             self.post_message(BenchDone("", f"{type(exc).__name__}: {exc}"))

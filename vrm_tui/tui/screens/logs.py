@@ -18,21 +18,15 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Input, Label, RichLog
 from textual.worker import get_current_worker
 
+from vrm_tui.console import Console
 from vrm_tui.core import services
 from vrm_tui.core.errors import StackError
-from vrm_tui.stack.runtime import Runtime
-from vrm_tui.telemetry.logformat import format_line
 from vrm_tui.tui.screens.modal import VrmModal
+from vrm_tui.views import format_line
 
 KEEP = 5000
 TAIL = 300
 DRAIN_S = 0.1
-
-
-def _backend_names(runtime: Runtime) -> dict[str, str]:
-    """Upstream address -> backend name, for retried attempts in access-log lines."""
-    return {address: str(backend)
-            for address, backend in runtime.settings.backend_addresses.items()}
 
 
 class LogScreen(VrmModal[None]):
@@ -47,11 +41,11 @@ class LogScreen(VrmModal[None]):
                 tooltip="Hold the view still; new lines wait until you follow again"),
     ]
 
-    def __init__(self, runtime: Runtime, service: str = services.PROXY) -> None:
+    def __init__(self, console: Console, service: str = services.PROXY) -> None:
         super().__init__()
-        self.runtime = runtime
+        self.vrm = console
         self.service = service
-        self.names = _backend_names(runtime)
+        self.names = console.backend_names()
         self.lines: deque[str] = deque(maxlen=KEEP)  # formatted, every line followed
         self.pattern = ""
         self.paused = False
@@ -84,7 +78,7 @@ class LogScreen(VrmModal[None]):
     def _follow(self, service: str, into: deque[str]) -> None:
         worker = get_current_worker()
         try:
-            for line in self.runtime.log_lines(service, tail=TAIL, follow=True,
+            for line in self.vrm.log_lines(service, tail=TAIL, follow=True,
                                                keep_going=lambda: not worker.is_cancelled):
                 if worker.is_cancelled:
                     return

@@ -8,8 +8,7 @@ fallback, like `-` and `r`.
 
 from __future__ import annotations
 
-import difflib
-import re
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -20,33 +19,10 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Input, Label, Static
 
 from vrm_tui.core.split import Split, SplitError, parse_weight
-from vrm_tui.traffic.nginx import render_upstream
 from vrm_tui.tui.screens.modal import VrmModal
 
-STEADY = re.compile(r" max_fails=\d+( fail_timeout=\w+)?(?=;)")
-
-
-def upstream_diff(current: Split, target: Split, rust_address: str, ts_address: str) -> str:
-    """The change to the generated upstream block, as a unified diff of its server lines,
-    each named by its backend (an address alone says nothing to the operator)."""
-    names = {rust_address: "rust", ts_address: "typescript"}
-
-    def lines(split: Split) -> list[str]:
-        text = render_upstream(split, 0, rust_address, ts_address)
-        servers = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("server")]
-        # The retry options never change with the split: leave them out, keep the weights.
-        return [f"{names.get(ln.split()[1], '?'):10} {STEADY.sub('', ln)}"
-                for ln in servers[:2]]
-
-    diff = difflib.unified_diff(lines(current), lines(target), "serving", "candidate",
-                                lineterm="", n=0)
-    body = [ln for ln in list(diff)[2:] if not ln.startswith("@@")]
-    if not body:
-        return "(no change)"
-    head = (f"rust {current.rust}% → {target.rust}%, "
-            f"typescript {current.typescript}% → {target.typescript}%")
-    return "\n".join([head, *body])
-
+UpstreamDiff = Callable[[Split, Split], str]
+"""(serving, candidate) -> the upstream block's change: the console's `upstream_diff`."""
 
 class WeightInput(Input):
     """The weight field. It never takes `r`: no weight has one, and `r` must roll back."""
@@ -61,10 +37,10 @@ class WeightScreen(VrmModal[Split]):
                 tooltip="Close without changing anything")]
     CANCEL_ON_ROLLBACK = True  # the diff was against the split before the rollback
 
-    def __init__(self, current: Split, rust_address: str, ts_address: str) -> None:
+    def __init__(self, current: Split, diff: UpstreamDiff) -> None:
         super().__init__()
         self.current = current
-        self.addresses = (rust_address, ts_address)
+        self.diff = diff
         self.armed: Split | None = None  # an increase shown once, applied on the next Enter
 
     def compose(self) -> ComposeResult:
@@ -100,7 +76,7 @@ class WeightScreen(VrmModal[Split]):
             step.update("esc: cancel")
             return None
         error.update("")
-        diff.update(Text(upstream_diff(self.current, target, *self.addresses)))
+        diff.update(Text(self.diff(self.current, target)))
         if target == self.current:
             step.update(Text(f"rust is already at {target.rust}%; esc: cancel"))
         elif target.rust > self.current.rust:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Group
 from rich.text import Text
 
-from vrm_tui.telemetry.prometheus import Alert
 from vrm_tui.tui.widgets.pane import Pane
+from vrm_tui.views import Alert
 
 STATE = {"firing": ("✗ FIRING ", "red bold"), "pending": ("▲ pending", "yellow")}
 

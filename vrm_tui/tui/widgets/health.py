@@ -10,9 +10,9 @@ from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
 
-from vrm_tui.status import ServiceStatus, StackStatus
 from vrm_tui.tui.widgets.common import ago, ms, state_text
 from vrm_tui.tui.widgets.pane import Pane
+from vrm_tui.views import ServiceStatus, StackStatus
 
 
 def service_state(service: ServiceStatus) -> str:

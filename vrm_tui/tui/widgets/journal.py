@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from vrm_tui.journal import Record
+from vrm_tui.views import Record
 
 KEEP = 200
 

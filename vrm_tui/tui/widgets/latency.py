@@ -17,12 +17,18 @@ from textual.reactive import reactive
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.units import percent
-from vrm_tui.status import StackStatus
-from vrm_tui.telemetry.accesslog import RECENT_S, BackendWindow, TrafficSnapshot
-from vrm_tui.telemetry.health import Probe
-from vrm_tui.telemetry.realtime import Now, failing_for_s, judge
 from vrm_tui.tui.widgets.common import ms, scale, sparkline, state_text
 from vrm_tui.tui.widgets.pane import Pane
+from vrm_tui.views import (
+    RECENT_S,
+    BackendWindow,
+    Now,
+    Probe,
+    StackStatus,
+    TrafficSnapshot,
+    failing_for_s,
+    judge,
+)
 
 
 def measured(stats: BackendWindow, series: list[float]) -> list[float | None]:

@@ -13,9 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from vrm_tui.console import MigrationView
-from vrm_tui.migrate.plan import SHADOW
-from vrm_tui.migrate.timeline import next_line, step_outcomes
 from vrm_tui.tui.widgets.pane import Pane
+from vrm_tui.views import SHADOW, next_line, step_outcomes
 
 STEP_MARK = {"done": "✓", "current": "●", "todo": "·", "failed": "✗", "promoted": "!"}
 GATE_STYLE = {"pass": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red"),

@@ -10,8 +10,8 @@ from rich.console import Group
 from rich.text import Text
 
 from vrm_tui.core.units import percent
-from vrm_tui.parity.report import ParityReport
 from vrm_tui.tui.widgets.pane import Pane
+from vrm_tui.views import ParityReport
 
 TOP = 3
 

@@ -8,11 +8,9 @@ from rich.console import Group
 from rich.text import Text
 
 from vrm_tui.core.names import SPLIT_ACTIONS
-from vrm_tui.journal import Record
-from vrm_tui.status import StackStatus
-from vrm_tui.telemetry.accesslog import TrafficSnapshot
 from vrm_tui.tui.widgets.common import meter
 from vrm_tui.tui.widgets.pane import Pane
+from vrm_tui.views import Record, StackStatus, TrafficSnapshot
 
 
 class SplitPane(Pane):

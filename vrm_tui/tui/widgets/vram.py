@@ -9,10 +9,9 @@ from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
 
-from vrm_tui.telemetry.backend_metrics import VramReading
-from vrm_tui.telemetry.gpu import GpuReport
 from vrm_tui.tui.widgets.common import meter
 from vrm_tui.tui.widgets.pane import Pane
+from vrm_tui.views import GpuReport, VramReading
 
 HIGH = 0.9  # the seed's resource-exhaustion alert: > 90% of the VRAM limit
 
