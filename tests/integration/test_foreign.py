@@ -276,3 +276,18 @@ async def test_the_dashboard_shows_the_split_and_says_vram_is_not_reported(
                     or "rust 30%" in rendered(app.query_one(SplitPane)))
         vram = app.query_one(VramPane)
         await until(pilot, lambda: "VRAM from NVML only" in rendered(vram), timeout=10)
+
+
+def test_a_benchmark_never_repeats_a_request_not_declared_safe(stack: Stack,
+                                                                tmp_path: Path) -> None:
+    """A POST the team has not declared safe to repeat (configs/routes.yaml) is never sent
+    hundreds of times by a load test against its real backends."""
+    path = tmp_path / "posts.yaml"
+    path.write_text(yaml.safe_dump({"name": "uploads", "requests": [
+        {"name": "upload", "method": "POST", "path": "/api/v1/vision/process",
+         "body": {"image": "x"}}]}))
+    before = len(_access_log(stack))
+    result = stack.vrm("benchmark", "--requests-file", str(path), "--duration", "0.5")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "not declared safe to repeat" in result.stderr and "routes.yaml" in result.stderr
+    assert len(_access_log(stack)) == before, "nothing was sent"

@@ -22,6 +22,7 @@ import yaml
 
 from vrm_tui.core import yamlfile
 from vrm_tui.core.errors import BadInput
+from vrm_tui.core.repeat import SafeToRepeat
 
 REQUESTS_DIR = Path(__file__).resolve().parents[2] / "configs" / "requests"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -76,6 +77,18 @@ class Corpus:
     def heaviest(self) -> Request:
         """The most common request: what a one-request tool (ab) sends."""
         return max(self.requests, key=lambda r: r.weight)
+
+    def check_repeatable(self, safe: SafeToRepeat) -> None:
+        """Benchmarks, validate and demo traffic send each request many times: refuse a
+        request the deployment has not declared safe to repeat (configs/routes.yaml)."""
+        for request in self.requests:
+            if not safe.allows(request.method, request.path):
+                where = f"{self.source}: " if self.source else ""
+                raise CorpusError(
+                    f"{where}{request.name!r}: {request.method} {request.path.split('?')[0]} "
+                    f"is not declared safe to repeat ({', '.join(safe.sources)}); a load "
+                    "test would send it many times: declare it under safe_to_repeat if "
+                    "that is safe, or leave it out")
 
     def describe(self) -> str:
         where = f" ({self.source})" if self.source else ""
