@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import re
+import socket
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -272,6 +273,15 @@ class Settings:
     health_path: str = "/health"  # VRM_HEALTH_PATH: where the backends answer health checks
     requests: str = ""  # VRM_REQUESTS: a request set in configs/requests/, or a corpus file
     rehearsal: bool = True  # the rehearsal backends run (no backend URLs, not production)
+    # --- fleet (vrm fleet, vrm agent): one split for many hosts, steered through etcd ---
+    fleet: str = ""  # VRM_FLEET: the fleet's name ("" = this host is no fleet's)
+    fleet_endpoints: tuple[str, ...] = ()  # VRM_FLEET_ENDPOINTS: etcd client URLs
+    fleet_host: str = ""  # VRM_FLEET_HOST: this host's name in the fleet (default: hostname)
+    fleet_ttl: int = 3  # VRM_FLEET_TTL: seconds a silent host's report outlives it (1-3)
+    # VRM_FLEET_ISOLATED_ROLLBACK: seconds cut off from etcd before the agent sets rust 0
+    # (0: never; an isolated agent only ever keeps its split)
+    fleet_isolated_rollback_s: int = 0
+    fleet_confirm_timeout: int = 10  # VRM_FLEET_CONFIRM_TIMEOUT: seconds a rollback waits
 
     @property
     def paths(self) -> StateDir:
@@ -449,6 +459,7 @@ def load(
         health_path=_path("VRM_HEALTH_PATH", layered.get("VRM_HEALTH_PATH", "/health")),
         requests=layered.get("VRM_REQUESTS", "").strip(),
         rehearsal=rehearsal,
+        **_fleet(layered),
     )
     _check_ports(settings)
     return settings
@@ -460,6 +471,47 @@ def _project(raw: str) -> str:
         raise SettingsError(f"COMPOSE_PROJECT_NAME={shown(raw)}: expected lowercase letters, "
                             "digits, - and _, starting with a letter or digit")
     return raw
+
+
+def _fleet(layered: Mapping[str, str]) -> dict[str, Any]:
+    """The fleet's settings (vrm fleet, vrm agent); each bad value names its variable."""
+    get = layered.get
+    return {
+        "fleet": _fleet_name(get("VRM_FLEET", "").strip()),
+        "fleet_endpoints": _endpoints(get("VRM_FLEET_ENDPOINTS", "")),
+        "fleet_host": _fleet_name(get("VRM_FLEET_HOST", "").strip(), "VRM_FLEET_HOST")
+        or socket.gethostname(),
+        "fleet_ttl": _int("VRM_FLEET_TTL", get("VRM_FLEET_TTL", "3"), low=1, high=3),
+        "fleet_isolated_rollback_s": _int("VRM_FLEET_ISOLATED_ROLLBACK",
+                                          get("VRM_FLEET_ISOLATED_ROLLBACK", "0"),
+                                          low=0, high=86400),
+        "fleet_confirm_timeout": _int("VRM_FLEET_CONFIRM_TIMEOUT",
+                                      get("VRM_FLEET_CONFIRM_TIMEOUT", "10"), low=1,
+                                      high=3600),
+    }
+
+
+def _fleet_name(raw: str, name: str = "VRM_FLEET") -> str:
+    """A fleet or host name: it is part of etcd keys (`/vrm/<fleet>/hosts/<host>`)."""
+    if raw and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", raw):
+        raise SettingsError(f"{name}={shown(raw)}: expected letters, digits, '.', '-' and "
+                            "'_' (at most 63), starting with a letter or digit")
+    return raw
+
+
+def _endpoints(raw: str) -> tuple[str, ...]:
+    """VRM_FLEET_ENDPOINTS: etcd client URLs, comma-separated (http://127.0.0.1:2379,...)."""
+    found = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        match = re.fullmatch(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})/?",
+                             item)
+        if match is None or not 1 <= int(match.group(2)) <= 65535:
+            raise SettingsError(f"VRM_FLEET_ENDPOINTS={shown(raw)}: {shown(item)} is not an "
+                                "etcd client URL such as http://127.0.0.1:2379")
+        found.append(item.rstrip("/"))
+    return tuple(found)
 
 
 def _split(layered: Mapping[str, str]) -> Split:
@@ -524,4 +576,10 @@ _KNOWN = {
     "PARITY_MAX_RPS",
     "VRM_HEALTH_PATH",
     "VRM_REQUESTS",
+    "VRM_FLEET",
+    "VRM_FLEET_ENDPOINTS",
+    "VRM_FLEET_HOST",
+    "VRM_FLEET_TTL",
+    "VRM_FLEET_ISOLATED_ROLLBACK",
+    "VRM_FLEET_CONFIRM_TIMEOUT",
 }

@@ -175,3 +175,15 @@ class StateDir:
     def comparison(self) -> Path:
         """The latest benchmark comparison, served at /performance-comparison."""
         return self.root / "performance-comparison.json"
+
+    @property
+    def fleet_agent(self) -> Path:
+        """The fleet agent's own record: the desired generation it applied, how far it read
+        the journal, whether it is following, held or isolated (what `vrm fleet status` shows)."""
+        return self.root / "fleet-agent.json"
+
+    @property
+    def fleet_held(self) -> Path:
+        """Present while a local rollback holds this host at rust 0 against the fleet's
+        desired split; `vrm fleet rejoin` removes it."""
+        return self.root / "fleet-held"

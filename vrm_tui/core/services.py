@@ -10,6 +10,7 @@ GRAFANA = "grafana"
 NGINX_EXPORTER = "nginx-exporter"
 MIGRATION_GUARD = "migration-guard"  # vrm's own: runs a migration no terminal owns
 PARITY = "parity-comparator"  # vrm's own: compares mirrored requests (vrm parity on)
+FLEET_AGENT = "fleet-agent"  # vrm's own: follows the fleet's desired split (VRM_FLEET)
 
 BACKENDS = {RUST: Backend.RUST, TYPESCRIPT: Backend.TYPESCRIPT}
 SERVICE_OF = {backend: service for service, backend in BACKENDS.items()}

@@ -1,0 +1,11 @@
+"""The fleet: one desired split for many hosts, steered through etcd.
+
+`store` names the keys and talks to etcd (etcd3gw; why in its docstring), `agent` follows
+the desired split on one host, `service` is what the faces call (`Console.fleet()`).
+"""
+
+from vrm_tui.fleet.service import Confirmation, FleetService, FleetStatus, RollbackOutcome
+from vrm_tui.fleet.store import Desired, FleetUnreachable, HostReport, StaleDesired
+
+__all__ = ["Confirmation", "Desired", "FleetService", "FleetStatus", "FleetUnreachable",
+           "HostReport", "RollbackOutcome", "StaleDesired"]

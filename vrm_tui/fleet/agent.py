@@ -1,0 +1,370 @@
+"""`vrm agent`: one host's follower of the fleet's desired split.
+
+It reads `/vrm/<fleet>/desired` (woken by a watch, and on every tick in case a watch was
+lost), applies it through this host's own TrafficController (zero-reload, verified on a
+fresh connection, journaled like any change) and reports what nginx serves under a lease
+of VRM_FLEET_TTL seconds, so a dead host's report vanishes. Its rules:
+
+- A local rollback (`vrm rollback`, the TUI's `r`) needs no etcd and no agent; the agent
+  sees it in the journal and holds the host at rust 0 (`held`, the file `fleet-held`) until
+  an operator runs `vrm fleet rejoin`. It checks again under the traffic lock right before
+  any raise, so a rollback that lands mid-decision is never undone.
+- etcd unreachable: the split stays as it is (`isolated`); only VRM_FLEET_ISOLATED_ROLLBACK
+  seconds of isolation (off by default) lower it, to rust 0, never raise it.
+- Desired generations only go forward: an older or equal generation is never applied, and
+  the agent applies only the newest it reads, so one that wakes after a deploy and a
+  rollback goes straight to the rollback.
+
+`spawn()` starts it detached for `vrm up` (like the migration guard); `python -m
+vrm_tui.fleet.agent` and `vrm agent` run it in the foreground (a compose service).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from vrm_tui import __version__
+from vrm_tui.core import services
+from vrm_tui.core.errors import Failure
+from vrm_tui.core.split import Split
+from vrm_tui.fleet.store import Desired, EtcdStore, FleetUnreachable, HostMode, HostReport, now_iso
+from vrm_tui.journal import Journal
+from vrm_tui.settings import Settings
+from vrm_tui.settings import load as load_settings
+from vrm_tui.stack import lifecycle
+from vrm_tui.system.files import write_atomic
+from vrm_tui.system.procs import ProcRecord
+from vrm_tui.traffic.controller import ApplyError, TrafficController
+from vrm_tui.traffic.served import ProxyUnreachable
+
+SERVICE = services.FLEET_AGENT
+TICK_S = 0.5  # how often the agent renews its lease and reads `desired` without a wake-up
+START_TIMEOUT_S = 10.0
+LOCK_WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """The agent's record in the state dir (StateDir.fleet_agent), rewritten on change."""
+
+    fleet: str
+    host: str
+    pid: int
+    mode: HostMode = "isolated"
+    generation: int = 0  # the desired generation applied here
+    rust: int | None = None  # what nginx served at the last look
+    verified_at: str = ""
+    apply_ms: float | None = None
+    error: str = ""
+    since: str = ""  # the first agent's start: older journal rollbacks hold nothing
+    journal_offset: int = 0
+    previous_pid: int = 0  # the agent before this one (its journal records are its own)
+    isolated_since: str = ""
+    updated: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> AgentState | None:
+        try:
+            data = json.loads(path.read_text())
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self, path: Path) -> None:
+        with contextlib.suppress(OSError):  # a full disk loses the record, never the agent
+            write_atomic(path, json.dumps(asdict(self), indent=1) + "\n", sync=False)
+
+
+def held_by(settings: Settings) -> str | None:
+    """Who holds this host at rust 0 (a local rollback), or None."""
+    try:
+        data = json.loads(settings.paths.fleet_held.read_text() or "{}")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return "unknown"
+    return str(data.get("by") or "unknown")
+
+
+class Agent:
+    """Follows `desired` on one host; `run()` until `stop` is set."""
+
+    def __init__(self, settings: Settings, controller: TrafficController, store: EtcdStore,
+                 stop: threading.Event, tick: float = TICK_S,
+                 say: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.controller = controller
+        self.store = store
+        self.stop = stop
+        self.tick = tick
+        self.say = say
+        self.wake = threading.Event()
+        self.journal = Journal(settings.paths.journal)
+        self.lease: int | None = None
+        self._unwatch: Callable[[], None] | None = None
+        self._reported: HostReport | None = None
+        self._isolated_at: float | None = None
+        self._held = held_by(settings) is not None
+        old = AgentState.load(settings.paths.fleet_agent)
+        self.state = AgentState(
+            settings.fleet, settings.fleet_host, os.getpid(),
+            generation=old.generation if old and old.fleet == settings.fleet else 0,
+            since=(old.since if old else "") or now_iso(),
+            journal_offset=old.journal_offset if old else self._journal_end(),
+            previous_pid=old.pid if old else 0,
+        )
+
+    def _journal_end(self) -> int:
+        try:
+            return self.settings.paths.journal.stat().st_size
+        except OSError:
+            return 0
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.say(f"following fleet {self.settings.fleet} as {self.settings.fleet_host} "
+                 f"via {', '.join(self.settings.fleet_endpoints)}")
+        try:
+            while not self.stop.is_set():
+                self.step()
+                self.wake.wait(self.tick)
+                self.wake.clear()
+        finally:
+            self.close()
+
+    def step(self) -> None:
+        """One look: local rollbacks, etcd's desired split, this host's report."""
+        held = self._check_local_rollback()
+        if self._held and not held:
+            # Rejoined: the desired split it took at rust 0 while held is applied now.
+            self.say("rejoined: following the fleet's desired split again")
+            self._set(generation=0)
+        self._held = held
+        try:
+            if self.lease is None or not self.store.keep_alive(self.lease):
+                self._connect()
+            desired, _ = self.store.desired()
+            if desired is not None:
+                self._follow(desired)
+            self._set(mode="held" if held_by(self.settings) else "following", isolated_since="")
+            if self._isolated_at is not None:
+                self.say("etcd answers again: following")
+            self._isolated_at = None
+            self._report()
+        except FleetUnreachable as exc:
+            self._isolated(str(exc))
+        self._set(updated=now_iso())
+        self.state.save(self.settings.paths.fleet_agent)
+
+    def close(self) -> None:
+        """Stop watching and give the lease up, so the fleet sees this host gone at once."""
+        if self._unwatch is not None:
+            with contextlib.suppress(Exception):
+                self._unwatch()
+        if self.lease is not None:
+            with contextlib.suppress(FleetUnreachable):
+                self.store.revoke(self.lease)
+        self._set(mode="stopped", updated=now_iso())
+        self.state.save(self.settings.paths.fleet_agent)
+
+    def _set(self, **changes: object) -> None:
+        self.state = replace(self.state, **changes)  # type: ignore[arg-type]
+
+    def _connect(self) -> None:
+        self.lease = None
+        self._reported = None
+        if self._unwatch is not None:
+            with contextlib.suppress(Exception):
+                self._unwatch()
+            self._unwatch = None
+        lease = self.store.grant(self.settings.fleet_ttl)
+        self._unwatch = self.store.watch_desired(self.wake)
+        self.lease = lease
+
+    def _isolated(self, why: str) -> None:
+        """Keep the split; lower it to rust 0 only after the configured isolation."""
+        self.lease = None
+        if self._isolated_at is None:
+            self._isolated_at = time.monotonic()
+            self._set(isolated_since=now_iso())
+            self.say(f"isolated, keeping the split: {why}")
+        self._set(mode="isolated")
+        limit = self.settings.fleet_isolated_rollback_s
+        if limit and time.monotonic() - self._isolated_at >= limit:
+            rust = self._served_rust()
+            if rust:
+                self.say(f"isolated for {limit}s: rust 0 (VRM_FLEET_ISOLATED_ROLLBACK)")
+                with contextlib.suppress(ApplyError):
+                    self.controller.rollback()
+
+    # --- following -------------------------------------------------------------------------
+
+    def _check_local_rollback(self) -> bool:
+        """A rollback in this host's journal that this agent did not make holds the host."""
+        records, offset = self.journal.read_from(self.state.journal_offset)
+        if offset < self.state.journal_offset:  # the journal was rewritten smaller
+            records, offset = self.journal.read_from(0)
+        own = {os.getpid(), self.state.previous_pid}
+        for record in records:
+            if (record.action == "rollback" and record.result == "ok" and record.pid not in own
+                    and record.time > self.state.since):
+                self._hold(record.operator, record.time)
+        self._set(journal_offset=offset)
+        return held_by(self.settings) is not None
+
+    def _hold(self, by: str, at: str) -> None:
+        if held_by(self.settings) is None:
+            self.say(f"held at rust 0: local rollback by {by} at {at} (vrm fleet rejoin)")
+            text = json.dumps({"by": by, "at": at}) + "\n"
+            try:
+                write_atomic(self.settings.paths.fleet_held, text)
+            except OSError:
+                # Not recorded on disk (full disk): held in memory by the next look at the
+                # journal, which still has the record past an unmoved offset.
+                return
+            with contextlib.suppress(FleetUnreachable):
+                self.store.note(self.settings.fleet_host, "held", f"local rollback at {at}", by)
+
+    def _follow(self, desired: Desired) -> None:
+        """Apply `desired` if it is newer than what this host took (held: at rust 0)."""
+        if desired.generation <= self.state.generation:
+            return
+        start = time.perf_counter()
+        try:
+            with self.controller.lock.hold("deploy", timeout=LOCK_WAIT_S):
+                # Under the traffic lock: a local rollback either came before (and holds the
+                # host now) or waits for this change and comes after it.
+                held = self._check_local_rollback()
+                target = 0 if held else desired.rust
+                served = self._served_rust()
+                if served != target:
+                    if target == 0:
+                        self.controller.rollback()
+                    else:
+                        self.controller.set_split(Split(target), action="deploy")
+        except (ApplyError, ProxyUnreachable) as exc:
+            if self.state.error != str(exc):
+                self.say(f"generation {desired.generation} not applied: {exc}")
+            self._set(error=str(exc))
+            return
+        ms = (time.perf_counter() - start) * 1000
+        self._set(generation=desired.generation, verified_at=now_iso(), apply_ms=round(ms, 1),
+                  error="")
+        self.say(f"generation {desired.generation}: rust {target} verified in {ms:.0f} ms"
+                 + (" (held)" if held else ""))
+
+    def _served_rust(self) -> int | None:
+        try:
+            return self.controller.served(timeout=0.5).split.rust
+        except ProxyUnreachable:
+            return None
+
+    def _report(self) -> None:
+        """Put this host's report under the lease, when it changed."""
+        assert self.lease is not None
+        s = self.state
+        report = HostReport(self.settings.fleet_host, s.generation,
+                            self._served_rust(), s.mode, s.verified_at, s.apply_ms,
+                            held_by(self.settings) or "", s.error, __version__)
+        if self._reported is not None and replace(report, at="") == replace(self._reported,
+                                                                             at=""):
+            return
+        self.store.report(report, self.lease)
+        self._reported = report
+
+
+# --- the process ---------------------------------------------------------------------------
+
+def spawn(settings: Settings) -> ProcRecord | None:
+    """Start this host's agent, detached, unless one runs; its record, or None if one ran."""
+    paths = settings.paths
+    running = ProcRecord.load(paths.run, SERVICE)
+    if running is not None and running.alive():
+        return None
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    log = paths.service_log(SERVICE)
+    command = [sys.executable, "-m", "vrm_tui.fleet.agent",
+               "--deploy-dir", str(settings.deploy_dir), "--state-dir", str(settings.state_dir)]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True, cwd=settings.deploy_dir)
+    record = ProcRecord.of(SERVICE, proc.pid, command, {})
+    record.save(paths.run)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:  # its first look written: it runs (isolated or not)
+        state = AgentState.load(paths.fleet_agent)
+        if state is not None and state.pid == proc.pid and state.updated:
+            return record
+        if proc.poll() is not None:
+            raise Failure(f"the fleet agent exited at start (exit {proc.returncode}); "
+                          f"see {log}")
+        time.sleep(0.05)
+    return record
+
+
+def stop(settings: Settings) -> bool:
+    """Stop this host's agent (it gives its lease up); True if one ran."""
+    record = ProcRecord.load(settings.paths.run, SERVICE)
+    if record is None:
+        return False
+    stopped = record.stop(signal.SIGTERM)
+    settings.paths.run_record(SERVICE).unlink(missing_ok=True)
+    return stopped
+
+
+def run(settings: Settings, stop_event: threading.Event | None = None,
+        controller: TrafficController | None = None) -> int:
+    """Run the agent in this process until SIGTERM/SIGINT (or `stop_event`), on this host's
+    controller (the composition root's when given)."""
+    if not settings.fleet or not settings.fleet_endpoints:
+        raise Failure("no fleet: set VRM_FLEET and VRM_FLEET_ENDPOINTS")
+    stop_event = stop_event or threading.Event()
+
+    def stopping(*_: object) -> None:
+        stop_event.set()
+        agent.wake.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stopping)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    controller = controller or TrafficController(settings, lifecycle.runtime_for(settings))
+    store = EtcdStore(settings.fleet, settings.fleet_endpoints)
+
+    def say(text: str) -> None:
+        with contextlib.suppress(OSError):
+            print(f"{now_iso()} agent {os.getpid()}: {text}", flush=True)
+
+    agent = Agent(settings, controller, store, stop_event, say=say)
+    agent.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vrm_tui.fleet.agent")
+    parser.add_argument("--deploy-dir", type=Path, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    settings = load_settings({"VRM_STATE_DIR": str(args.state_dir)}, deploy_dir=args.deploy_dir)
+    try:
+        return run(settings)
+    except Failure as exc:
+        print(f"vrm agent: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

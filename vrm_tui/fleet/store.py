@@ -1,0 +1,302 @@
+"""etcd, as the fleet uses it: keys, records, compare-and-set, leases, a wake-up watch.
+
+The client is etcd3gw (etcd's v3 JSON gateway over HTTP), not aetcd (asyncio over gRPC).
+Both did everything the fleet needs against Debian's etcd 3.4.23 (put/get, leases that
+expire, compare-and-set transactions, watches within a few ms). etcd3gw is synchronous like
+the rest of vrm (the controller, the guard and the CLI are threads and plain calls, with no
+event loop to host an asyncio client), every request carries its own timeout, so an
+unreachable etcd is one exception after a bounded wait (the agent's "isolated"), and it
+brings no native gRPC build. The watch only wakes the agent early: it also reads `desired`
+on every tick, so a watch lost with a restarting etcd costs latency, never correctness.
+
+Keys (DESIGN.md, README "Fleet"), all under `/vrm/<fleet>/`:
+  desired            {generation, rust, by, at, reason, action}: moved only by
+                     compare-and-set, with a journal record in the same transaction
+  hosts/<host>       an agent's report, under its lease (TTL <= 3 s): a dead host disappears
+  migration          reserved for fleet migrations (plan, step, phase, evidence)
+  guard              reserved for the fleet guard's leader, under its lease
+  journal/<id>       who did what, fleet-wide
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+from etcd3gw import exceptions as etcd_errors
+from etcd3gw.client import Etcd3Client
+from etcd3gw.watch import Watcher
+
+from vrm_tui.core.errors import Failure
+
+__all__ = ["Desired", "EtcdStore", "FleetUnreachable", "HostReport", "Keys", "StaleDesired"]
+
+REQUEST_TIMEOUT_S = 1.0  # one etcd request; a cluster electing a leader answers within it
+DesiredAction = Literal["deploy", "rollback"]
+HostMode = Literal["following", "held", "isolated", "stopped"]
+
+
+class FleetUnreachable(Failure):
+    """No etcd endpoint answered; the message names them."""
+
+
+class StaleDesired(Failure):
+    """The desired split moved under a writer that may not override what moved it."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every key of one fleet, named once."""
+
+    fleet: str
+
+    @property
+    def root(self) -> str:
+        return f"/vrm/{self.fleet}/"
+
+    @property
+    def desired(self) -> str:
+        return self.root + "desired"
+
+    @property
+    def hosts(self) -> str:
+        return self.root + "hosts/"
+
+    def host(self, name: str) -> str:
+        return self.hosts + name
+
+    @property
+    def migration(self) -> str:
+        return self.root + "migration"
+
+    @property
+    def guard(self) -> str:
+        return self.root + "guard"
+
+    @property
+    def journal(self) -> str:
+        return self.root + "journal/"
+
+    def journal_entry(self, host: str) -> str:
+        """Sorted by time, unique per host and nanosecond."""
+        return f"{self.journal}{time.time_ns():020d}-{host}"
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What every host of the fleet should serve; generations only go forward."""
+
+    generation: int
+    rust: int
+    by: str
+    at: str
+    reason: str = ""
+    action: DesiredAction = "deploy"
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Desired:
+        data = json.loads(raw)
+        return cls(int(data["generation"]), int(data["rust"]), str(data.get("by", "")),
+                   str(data.get("at", "")), str(data.get("reason", "")),
+                   "rollback" if data.get("action") == "rollback" else "deploy")
+
+
+@dataclass(frozen=True)
+class HostReport:
+    """What one agent says its host serves (read back from its nginx), under its lease."""
+
+    host: str
+    generation: int  # the desired generation this host has taken (0: none yet)
+    rust: int | None  # the rust weight nginx serves (None: nginx did not answer)
+    mode: HostMode
+    verified_at: str = ""  # when the split for `generation` was verified on this host
+    apply_ms: float | None = None  # how long applying `generation` took on this host
+    held_by: str = ""  # who rolled this host back locally (mode "held")
+    error: str = ""  # the last apply's failure, if it failed
+    version: str = ""
+    at: str = field(default_factory=now_iso)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> HostReport:
+        data = json.loads(raw)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def _b64(text: str | bytes) -> str:
+    data = text.encode() if isinstance(text, str) else text
+    return base64.b64encode(data).decode()
+
+
+class EtcdStore:
+    """One fleet's keys in etcd, over whichever endpoint answers (tried in turn)."""
+
+    def __init__(self, fleet: str, endpoints: tuple[str, ...],
+                 timeout: float = REQUEST_TIMEOUT_S) -> None:
+        if not endpoints:
+            raise FleetUnreachable("no etcd endpoints: set VRM_FLEET_ENDPOINTS")
+        self.keys = Keys(fleet)
+        self.endpoints = endpoints
+        self.timeout = timeout
+        self._clients = [self._client(url) for url in endpoints]
+        self._current = 0
+
+    def _client(self, url: str) -> Etcd3Client:
+        parts = urlsplit(url)
+        return Etcd3Client(host=(parts.hostname or "127.0.0.1"), port=parts.port or 2379,
+                           protocol=parts.scheme or "http", timeout=self.timeout,
+                           api_path="/v3/")
+
+    @property
+    def client(self) -> Etcd3Client:
+        return self._clients[self._current]
+
+    def _call(self, fn: Callable[[Etcd3Client], Any]) -> Any:
+        """`fn` on the endpoint that answered last, then on each other in turn."""
+        errors = []
+        for offset in range(len(self._clients)):
+            index = (self._current + offset) % len(self._clients)
+            try:
+                result = fn(self._clients[index])
+            except (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError,
+                    etcd_errors.InternalServerError) as exc:
+                errors.append(f"{self.endpoints[index]}: {_why(exc)}")
+                continue
+            self._current = index
+            return result
+        raise FleetUnreachable("etcd unreachable (" + "; ".join(errors) + ")")
+
+    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._call(lambda c: c.post(c.get_url(path), json=payload))  # type: ignore[no-any-return]
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def desired(self) -> tuple[Desired | None, int]:
+        """The desired split and its key's mod revision (0 when there is none yet)."""
+        found = self._post("/kv/range", {"key": _b64(self.keys.desired)})
+        kvs = found.get("kvs") or []
+        if not kvs:
+            return None, 0
+        value = base64.b64decode(kvs[0].get("value", ""))
+        return Desired.from_json(value), int(kvs[0]["mod_revision"])
+
+    def hosts(self) -> dict[str, HostReport]:
+        """Every live host's report (a host whose lease expired has none)."""
+        prefix = self.keys.hosts
+        found = self._post("/kv/range", {"key": _b64(prefix), "range_end": _b64(_after(prefix))})
+        reports = {}
+        for kv in found.get("kvs") or []:
+            try:
+                report = HostReport.from_json(base64.b64decode(kv.get("value", "")))
+            except (ValueError, TypeError, KeyError):
+                continue  # a report vrm cannot read is no confirmation
+            reports[report.host] = report
+        return reports
+
+    def journal(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest fleet journal records, oldest first."""
+        prefix = self.keys.journal
+        found = self._post("/kv/range", {"key": _b64(prefix), "range_end": _b64(_after(prefix)),
+                                         "sort_order": 2, "sort_target": 0, "limit": limit})
+        records = []
+        for kv in found.get("kvs") or []:
+            try:
+                records.append(json.loads(base64.b64decode(kv.get("value", ""))))
+            except ValueError:
+                continue
+        return list(reversed(records))
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def write_desired(self, rust: int, by: str, reason: str, action: DesiredAction,
+                      host: str, may_override: Callable[[Desired], bool]) -> Desired:
+        """Move `desired` one generation forward by compare-and-set (with its journal record
+        in the same transaction). When another writer moved it first, `may_override` decides
+        on what it wrote: go on from there, or raise StaleDesired naming it."""
+        while True:
+            current, revision = self.desired()
+            wanted = Desired((current.generation if current else 0) + 1, rust, by, now_iso(),
+                             reason, action)
+            body = json.dumps(asdict(wanted), separators=(",", ":"))
+            record = json.dumps({"at": wanted.at, "by": by, "host": host, "action": action,
+                                 "generation": wanted.generation, "rust": rust,
+                                 "reason": reason}, separators=(",", ":"))
+            compare = {"key": _b64(self.keys.desired), "result": "EQUAL", "target": "MOD",
+                       "mod_revision": revision}
+            txn = {"compare": [compare], "success": [
+                {"request_put": {"key": _b64(self.keys.desired), "value": _b64(body)}},
+                {"request_put": {"key": _b64(self.keys.journal_entry(host)),
+                                 "value": _b64(record)}}]}
+            answer = self._post("/kv/txn", txn)
+            if answer.get("succeeded"):
+                return wanted
+            moved, _ = self.desired()
+            if moved is not None and not may_override(moved):
+                raise StaleDesired(
+                    f"the fleet's desired split moved first: generation {moved.generation} "
+                    f"({moved.action} to rust {moved.rust} by {moved.by}); nothing written")
+
+    def note(self, host: str, action: str, detail: str, by: str) -> None:
+        """One fleet journal record (held, rejoined)."""
+        record = json.dumps({"at": now_iso(), "by": by, "host": host, "action": action,
+                             "detail": detail}, separators=(",", ":"))
+        self._post("/kv/put", {"key": _b64(self.keys.journal_entry(host)),
+                               "value": _b64(record)})
+
+    def grant(self, ttl: int) -> int:
+        """A new lease of `ttl` seconds; its id."""
+        answer = self._post("/lease/grant", {"TTL": ttl, "ID": 0})
+        return int(answer["ID"])
+
+    def keep_alive(self, lease: int) -> bool:
+        """Renew a lease; False when it has expired (its keys are gone)."""
+        answer = self._post("/lease/keepalive", {"ID": lease})
+        return int(answer.get("result", {}).get("TTL", -1)) > 0
+
+    def report(self, report: HostReport, lease: int) -> None:
+        self._post("/kv/put", {"key": _b64(self.keys.host(report.host)),
+                               "value": _b64(report.to_json()), "lease": lease})
+
+    def revoke(self, lease: int) -> None:
+        """Give a lease up at once (an agent stopping): its report goes with it."""
+        self._post("/kv/lease/revoke", {"ID": lease})
+
+    def watch_desired(self, wake: threading.Event) -> Callable[[], None]:
+        """Set `wake` on every change of `desired`; returns the function that stops it."""
+        try:
+            watcher = Watcher(self.client, self.keys.desired, lambda _event: wake.set())
+        except requests.RequestException as exc:
+            raise FleetUnreachable(f"etcd unreachable (watch: {exc})") from None
+        return watcher.stop
+
+
+def _why(exc: Exception) -> str:
+    """A failed request in a few words (requests' own messages run to hundreds)."""
+    text = str(exc)
+    if isinstance(exc, etcd_errors.ConnectionTimeoutError):
+        return "timed out"
+    if "refused" in text.lower():
+        return "connection refused"
+    if isinstance(exc, etcd_errors.ConnectionFailedError):
+        return "no connection" if "503" not in text else "unavailable (no leader?)"
+    return (text.splitlines() or [type(exc).__name__])[0][:120]
+
+
+def _after(prefix: str) -> str:
+    """The first key past every key that starts with `prefix` (etcd's range end)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
