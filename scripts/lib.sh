@@ -62,7 +62,7 @@ ensure_lua() {
 
 bootstrap() {
     ensure_debs nginx:nginx apache2-utils:ab wrk:wrk prometheus:prometheus \
-        prometheus-nginx-exporter:prometheus-nginx-exporter
+        prometheus-nginx-exporter:prometheus-nginx-exporter prometheus-alertmanager:amtool
     ensure_lua
     ensure_venv
 }

@@ -176,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", parents=[common], help="local stack, rehearsal backends, TUI "
                                                    "(--read-only: the TUI in observer mode)")
     _add_fleet(sub, common)
+    _add_silence(sub, common)
     return parser
 
 
@@ -702,6 +703,50 @@ def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
 # --- end fleet -----------------------------------------------------------------------------
 
 
+# --- silences (Alertmanager) ----------------------------------------------------------------
+
+def _add_silence(sub: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    silence = sub.add_parser(
+        "silence", parents=[common], help="silence alerts for a window (Alertmanager)",
+        description="vrm silence [--for 1h] MATCHER...: silence the alerts the matchers "
+                    "select (alertname=HighErrorRate backend=~rust); vrm silence list; "
+                    "vrm silence expire ID. Journaled with who asked.")
+    silence.add_argument("words", nargs="*", metavar="MATCHER | list | expire ID")
+    silence.add_argument("--for", dest="span", default="1h", metavar="DURATION",
+                         help="how long: 30m, 1h, 2h30m (default 1h)")
+    silence.add_argument("--comment", default="", help="why (default: who silenced)")
+    silence.add_argument("--json", action="store_true", help="list: JSON for scripts")
+
+
+def cmd_silence(settings: Settings, args: argparse.Namespace) -> int:
+    console = Console(settings)
+    words = list(args.words)
+    action = words[0] if words and words[0] in ("list", "expire") else "create"
+    if getattr(args, "read_only", False) and action != "list":
+        raise UsageError("--read-only: `vrm silence` changes what alerts reach people; "
+                         "run it without --read-only")
+    if action == "list":
+        found = console.silences()
+        if args.json:
+            print(json.dumps([asdict(s) for s in found], indent=2))
+        for s in [] if args.json else found:
+            print(f"{s.id}  {s.state:8} until {s.ends_at[:19]}  {s.matchers}  "
+                  f"by {s.created_by}: {s.comment}")
+        if not found and not args.json:
+            print("no silences")
+        return 0
+    if action == "expire":
+        if len(words) != 2:
+            raise UsageError("vrm silence expire ID: one silence id (`vrm silence list`)")
+        console.expire_silence(words[1])
+        print(f"expired silence {words[1]}")
+        return 0
+    silence_id = console.silence(words, args.span, args.comment)
+    print(f"silence {silence_id}: {' '.join(words)} for {args.span} "
+          f"(`vrm silence expire {silence_id}` ends it)")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "setup": cmd_setup,
     "up": cmd_up,
@@ -721,6 +766,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "fleet": cmd_fleet,
     "agent": cmd_agent,
+    "silence": cmd_silence,
 }
 
 

@@ -639,6 +639,10 @@ class Console:
             notes.append(f"wrote {env_file} (random GRAFANA_PASSWORD; review it: cat .env)")
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         notes.append(f"state dir {self.settings.state_dir}")
+        if self.settings.monitoring:  # a bad alert route in .env: exit 2 naming it
+            from vrm_tui.stack import monitoring
+
+            monitoring.check_alertmanager(self.settings)
         return SetupReport(tuple(notes), requirements())
 
     def write_file(self, path: Path, text: str, mode: int = 0o644) -> None:
@@ -698,6 +702,9 @@ def requirements() -> tuple[Requirement, ...]:
         Requirement("prometheus-nginx-exporter (proxy metrics)",
                     which("prometheus-nginx-exporter"), False,
                     "sudo apt-get install -y prometheus-nginx-exporter"),
+        Requirement("prometheus-alertmanager (alert routes: webhooks, Slack, e-mail)",
+                    which("prometheus-alertmanager"), False,
+                    "sudo apt-get install -y prometheus-alertmanager"),
     )
 
 

@@ -282,6 +282,24 @@ class Settings:
     # (0: never; an isolated agent only ever keeps its split)
     fleet_isolated_rollback_s: int = 0
     fleet_confirm_timeout: int = 10  # VRM_FLEET_CONFIRM_TIMEOUT: seconds a rollback waits
+    # --- alerts (Alertmanager; routes rendered into alertmanager.yml, secrets stay in .env) ---
+    alertmanager_port: int = 9093  # ALERTMANAGER_PORT: on loopback
+    alert_webhook_urls: tuple[str, ...] = ()  # ALERT_WEBHOOK_URLS: comma-separated JSON webhooks
+    alert_slack_webhook_url: str = ""  # ALERT_SLACK_WEBHOOK_URL: a Slack incoming webhook
+    alert_email_to: str = ""  # ALERT_EMAIL_TO: where alert mail goes (needs ALERT_SMTP_*)
+    alert_smtp_smarthost: str = ""  # ALERT_SMTP_SMARTHOST: host:port of the mail relay
+    alert_smtp_from: str = ""  # ALERT_SMTP_FROM
+    alert_smtp_username: str = ""  # ALERT_SMTP_USERNAME
+    alert_smtp_password: str = ""  # ALERT_SMTP_PASSWORD
+    alert_smtp_require_tls: bool = True  # ALERT_SMTP_REQUIRE_TLS
+    alert_group_wait: str = "30s"  # ALERT_GROUP_WAIT: before a new group's first notification
+    alert_group_interval: str = "5m"  # ALERT_GROUP_INTERVAL: between a group's updates
+    alert_repeat_interval: str = "4h"  # ALERT_REPEAT_INTERVAL: before a still-firing repeat
+    # ALERT_RULE_FOR: every rule's `for:` replaced (rehearsals, tests); "": as shipped
+    alert_rule_for: str = ""
+    # PROMETHEUS_SCRAPE_INTERVAL / PROMETHEUS_EVALUATION_INTERVAL; "": prometheus.yml's
+    prometheus_scrape_interval: str = ""
+    prometheus_evaluation_interval: str = ""
 
     @property
     def paths(self) -> StateDir:
@@ -339,6 +357,7 @@ class Settings:
             ports["PROMETHEUS_PORT"] = self.prometheus_port
             ports["NGINX_EXPORTER_PORT"] = self.nginx_exporter_port
             ports["GRAFANA_PORT"] = self.grafana_port
+            ports["ALERTMANAGER_PORT"] = self.alertmanager_port
         return ports
 
     @property
@@ -459,10 +478,83 @@ def load(
         health_path=_path("VRM_HEALTH_PATH", layered.get("VRM_HEALTH_PATH", "/health")),
         requests=layered.get("VRM_REQUESTS", "").strip(),
         rehearsal=rehearsal,
+        **_alerts(layered),
         **_fleet(layered),
     )
     _check_ports(settings)
     return settings
+
+
+_DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
+_WEBHOOK = re.compile(r"https?://[^\s/?#@]+(/[^\s]*)?")
+
+
+def _duration(name: str, raw: str, default: str) -> str:
+    """A Prometheus/Alertmanager duration such as 30s, 5m or 1h30m ("" keeps `default`)."""
+    text = raw.strip()
+    if not text:
+        return default
+    if not _DURATION.fullmatch(text) or not any(c != "0" for c in re.sub(r"\D", "", text)):
+        raise SettingsError(f"{name}={shown(raw)}: expected a duration above 0 such as 30s, "
+                            "5m or 1h30m")
+    return text
+
+
+def _webhook(name: str, raw: str) -> str:
+    text = raw.strip()
+    if not _WEBHOOK.fullmatch(text):
+        raise SettingsError(f"{name}={shown(raw)}: expected an http(s) URL such as "
+                            "https://hooks.example.com/alerts")
+    return text
+
+
+def _alerts(layered: Mapping[str, str]) -> dict[str, Any]:
+    """The alert routes and timings; each bad value names its variable. Alertmanager's own
+    check (`amtool check-config`) runs on the rendered file at setup and up."""
+    def get(name: str, default: str = "") -> str:
+        return layered.get(name, default).strip()
+
+    email = get("ALERT_EMAIL_TO")
+    if email and not all(re.fullmatch(r"[^@\s,]+@[^@\s,]+", a.strip())
+                         for a in email.split(",")):
+        raise SettingsError(f"ALERT_EMAIL_TO={shown(email)}: expected addresses such as "
+                            "oncall@example.com, comma-separated")
+    smarthost = get("ALERT_SMTP_SMARTHOST")
+    if smarthost:
+        try:
+            address.parse_hostport("ALERT_SMTP_SMARTHOST", smarthost)
+        except BadInput as exc:
+            raise SettingsError(str(exc)) from None
+    if email and not smarthost:
+        raise SettingsError(f"ALERT_EMAIL_TO={shown(email)}: needs ALERT_SMTP_SMARTHOST "
+                            "(host:port of the mail relay)")
+    if email and not get("ALERT_SMTP_FROM"):
+        raise SettingsError(f"ALERT_EMAIL_TO={shown(email)}: needs ALERT_SMTP_FROM")
+    slack = get("ALERT_SLACK_WEBHOOK_URL")
+    return {
+        "alertmanager_port": _int("ALERTMANAGER_PORT", get("ALERTMANAGER_PORT", "9093")),
+        "alert_webhook_urls": tuple(_webhook("ALERT_WEBHOOK_URLS", url)
+                                    for url in get("ALERT_WEBHOOK_URLS").split(",")
+                                    if url.strip()),
+        "alert_slack_webhook_url": _webhook("ALERT_SLACK_WEBHOOK_URL", slack) if slack else "",
+        "alert_email_to": email,
+        "alert_smtp_smarthost": smarthost,
+        "alert_smtp_from": get("ALERT_SMTP_FROM"),
+        "alert_smtp_username": get("ALERT_SMTP_USERNAME"),
+        "alert_smtp_password": layered.get("ALERT_SMTP_PASSWORD", ""),
+        "alert_smtp_require_tls": _flag("ALERT_SMTP_REQUIRE_TLS",
+                                        get("ALERT_SMTP_REQUIRE_TLS", "1") or "1"),
+        "alert_group_wait": _duration("ALERT_GROUP_WAIT", get("ALERT_GROUP_WAIT"), "30s"),
+        "alert_group_interval": _duration("ALERT_GROUP_INTERVAL", get("ALERT_GROUP_INTERVAL"),
+                                          "5m"),
+        "alert_repeat_interval": _duration("ALERT_REPEAT_INTERVAL",
+                                           get("ALERT_REPEAT_INTERVAL"), "4h"),
+        "alert_rule_for": _duration("ALERT_RULE_FOR", get("ALERT_RULE_FOR"), ""),
+        "prometheus_scrape_interval": _duration("PROMETHEUS_SCRAPE_INTERVAL",
+                                                get("PROMETHEUS_SCRAPE_INTERVAL"), ""),
+        "prometheus_evaluation_interval": _duration("PROMETHEUS_EVALUATION_INTERVAL",
+                                                    get("PROMETHEUS_EVALUATION_INTERVAL"), ""),
+    }
 
 
 def _project(raw: str) -> str:
@@ -582,4 +674,19 @@ _KNOWN = {
     "VRM_FLEET_TTL",
     "VRM_FLEET_ISOLATED_ROLLBACK",
     "VRM_FLEET_CONFIRM_TIMEOUT",
+    "ALERTMANAGER_PORT",
+    "ALERT_WEBHOOK_URLS",
+    "ALERT_SLACK_WEBHOOK_URL",
+    "ALERT_EMAIL_TO",
+    "ALERT_SMTP_SMARTHOST",
+    "ALERT_SMTP_FROM",
+    "ALERT_SMTP_USERNAME",
+    "ALERT_SMTP_PASSWORD",
+    "ALERT_SMTP_REQUIRE_TLS",
+    "ALERT_GROUP_WAIT",
+    "ALERT_GROUP_INTERVAL",
+    "ALERT_REPEAT_INTERVAL",
+    "ALERT_RULE_FOR",
+    "PROMETHEUS_SCRAPE_INTERVAL",
+    "PROMETHEUS_EVALUATION_INTERVAL",
 }

@@ -103,7 +103,7 @@ def _expressions() -> list[tuple[str, str]]:
             found.append((f"rule {rule['alert']}", rule["expr"]))
     for board in sorted((MONITORING / "grafana" / "dashboards").glob("*.json")):
         for panel in json.loads(board.read_text())["panels"]:
-            for target in panel["targets"]:
+            for target in panel.get("targets", []):  # a row has none
                 found.append((f"{board.stem}: {panel['title']}", target["expr"]))
     return found
 

@@ -17,8 +17,9 @@ __all__ = [
 ]
 
 Action = Literal["deploy", "rollback", "reload", "set-split", "migrate", "prepare", "up",
-                 "down", "migration", "parity"]
-"""A journal record's action: a traffic change, a lifecycle step, or a migration event."""
+                 "down", "migration", "parity", "alert", "silence"]
+"""A journal record's action: a traffic change, a lifecycle step, a migration event, or an
+alert heard from Alertmanager (and the silences operators set on them)."""
 
 SPLIT_ACTIONS: tuple[Action, ...] = ("deploy", "rollback", "set-split", "reload", "migrate")
 """The actions that change (or re-apply) the served split."""

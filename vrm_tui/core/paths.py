@@ -154,6 +154,17 @@ class StateDir:
         """The local runtime's rendered Prometheus config, rules and data."""
         return self.root / "prometheus"
 
+    @property
+    def alertmanager(self) -> Path:
+        """Alertmanager's rendered config (0600: it may hold route secrets) and its data."""
+        return self.root / "alertmanager"
+
+    @property
+    def alerts_heard(self) -> Path:
+        """The alerts vrm has journaled as firing, so each firing and each resolution is
+        journaled once, whichever vrm process (guard, TUI) heard it."""
+        return self.root / "alerts-heard.json"
+
     # --- parity (vrm_tui/parity) ----------------------------------------------------------
 
     @property

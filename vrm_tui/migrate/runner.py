@@ -34,6 +34,7 @@ from vrm_tui.core.names import SPLIT_ACTIONS, Phase, Result
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Record, operator_identity
 from vrm_tui.migrate import canary
+from vrm_tui.migrate.alerts import Listener, notify, refuse_start
 from vrm_tui.migrate.canary import TIMED_OUT, HeldClients
 from vrm_tui.migrate.control import Answer, Request, settle
 from vrm_tui.migrate.gates import (
@@ -94,6 +95,7 @@ class Runner:
         self._next_beat = 0.0
         self._next_save = 0.0
         self._vram: VramReading | None = None
+        self._alerts = Listener(controller.settings, controller.journal)  # Alertmanager
         self._held = HeldClients()  # clients a hung rust held in this step
         self._canary_ms = controller.settings.proxy_upstream_timeout * 1000  # until settled
         self._proxy_down_since: float | None = None  # monotonic; None while it answers
@@ -113,6 +115,7 @@ class Runner:
             raise MigrationBusy(f"migration {existing.id} was cut off at step "
                                 f"{existing.step + 1} ({existing.phase}); continue it with "
                                 "`vrm migrate resume` or stop it with `vrm migrate abort`")
+        refuse_start(self.controller.settings)  # names the critical alert that fires
         who = operator or operator_identity()
         state = MigrationState(plan=plan.to_dict(), started_by=who)
         # a request left from before must not steer the new migration
@@ -380,7 +383,9 @@ class Runner:
         self._feed(evidence)
         state.evidence = evidence.to_dict()
         health = self._health(time.monotonic())
-        quick_fail = self._quick_fail(plan, evidence, state, health)
+        alert = self._alerts.poll()  # a critical alert about rust or the proxy
+        quick_fail = self._quick_fail(plan, evidence, state, health) or (
+            alert is not None and alert.status == "fail")
         if not (judge or quick_fail):
             if time.monotonic() >= self._next_save:
                 self._save(state, None)
@@ -408,6 +413,9 @@ class Runner:
         if outage is not None:
             verdict = Verdict(max((verdict.status, outage.status),
                                   key=lambda status: ORDER[status]), (outage, *verdict.gates))
+        if alert is not None:
+            verdict = Verdict(max((verdict.status, alert.status),
+                                  key=lambda status: ORDER[status]), (*verdict.gates, alert))
         state.verdict = verdict.to_dict()
         baked = state.baked() >= plan.bake_seconds
         if verdict.status == "fail":
@@ -535,6 +543,8 @@ class Runner:
             self.controller.journal.append(record)
         except OSError as exc:
             self._note_write_error(exc)
+        # the same event to the alert routes (webhooks, Slack, e-mail), like Flagger's
+        notify(self.controller.settings, state.id, what, step_name(state.target), record.detail)
 
 
 def _clock(at: float | None) -> str:

@@ -198,6 +198,12 @@ class LocalRuntime:
                 self._check_port("NGINX_EXPORTER_PORT", "127.0.0.1", s.nginx_exporter_port)
                 command = monitoring.exporter_command(s)
                 port, ready = s.nginx_exporter_port, "/metrics"
+            elif service == services.ALERTMANAGER:  # routes checked by Console.up
+                self._check_port("ALERTMANAGER_PORT", "127.0.0.1", s.alertmanager_port)
+                folder = s.paths.alertmanager
+                config = monitoring.write_alertmanager_config(s, folder)
+                command = monitoring.alertmanager_command(s, config, folder / "data")
+                port, ready = s.alertmanager_port, "/-/ready"
             else:
                 self._check_port("PROMETHEUS_PORT", "127.0.0.1", s.prometheus_port)
                 folder = s.state_dir / "prometheus"
@@ -213,7 +219,7 @@ class LocalRuntime:
     def _write_prometheus_config(self) -> Path:
         folder = self.settings.state_dir / "prometheus"
         rules = folder / "alert_rules.yml"
-        rules.write_text(monitoring.source(self.settings, "alert_rules.yml").read_text())
+        rules.write_text(monitoring.render_rules(self.settings))
         config = folder / "prometheus.yml"
         config.write_text(monitoring.render_prometheus(self.settings, rules, self.mirror().on))
         return config

@@ -1,26 +1,34 @@
-"""Prometheus for a runtime: `monitoring/prometheus.yml` rendered with this stack's addresses.
+"""Prometheus and Alertmanager for a runtime: `monitoring/` rendered with this stack's
+addresses, and with the alert routes of `.env`.
 
 The checked-in file is valid as it stands (compose service names), so `promtool check config`
-runs on it; a runtime rewrites only the targets, the rules path and nothing else. A
+runs on it; a runtime rewrites only the targets, the rules path, Alertmanager's address and
+(when set) the intervals and the rules' `for:`. A
 deployment's own `monitoring/` next to `.env` wins over vrm's, like `nginx/nginx.conf`.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from vrm_tui.core import services
-from vrm_tui.settings import Settings
+from vrm_tui.settings import Settings, SettingsError
 from vrm_tui.traffic.nginx import REPO_ROOT
 
 MONITORING = REPO_ROOT / "monitoring"
 INSTALL_HINT = {
     services.PROMETHEUS: "sudo apt-get install -y prometheus",
     services.NGINX_EXPORTER: "sudo apt-get install -y prometheus-nginx-exporter",
+    services.ALERTMANAGER: "sudo apt-get install -y prometheus-alertmanager",
 }
-BINARY = {services.PROMETHEUS: "prometheus", services.NGINX_EXPORTER: "prometheus-nginx-exporter"}
+BINARY = {services.PROMETHEUS: "prometheus", services.NGINX_EXPORTER: "prometheus-nginx-exporter",
+          services.ALERTMANAGER: "prometheus-alertmanager"}
 
 
 def source(settings: Settings, name: str) -> Path:
@@ -56,6 +64,8 @@ def render_prometheus(settings: Settings, rules: Path, parity: bool = False) -> 
             if service in address:
                 group["targets"] = [address[service]]
     config["rule_files"] = [str(rules)]
+    _intervals(config, settings)
+    _alerting(config, settings)
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -71,3 +81,139 @@ def exporter_command(settings: Settings) -> list[str]:
     return [binary(services.NGINX_EXPORTER) or "prometheus-nginx-exporter",
             f"-nginx.scrape-uri=http://127.0.0.1:{settings.proxy_status_port}/nginx_status",
             f"-web.listen-address=127.0.0.1:{settings.nginx_exporter_port}"]
+
+
+# --- rules and intervals (settings for rehearsals and tests; the shipped values stand) -------
+
+def render_rules(settings: Settings) -> str:
+    """alert_rules.yml, with every rule's `for:` set to ALERT_RULE_FOR when it is set."""
+    text = source(settings, "alert_rules.yml").read_text()
+    if settings.alert_rule_for:
+        text = re.sub(r"(?m)^(\s+for:\s*)\S+", rf"\g<1>{settings.alert_rule_for}", text)
+    return text
+
+
+def _intervals(config: dict[str, Any], settings: Settings) -> None:
+    overrides = {"scrape_interval": settings.prometheus_scrape_interval,
+                 "evaluation_interval": settings.prometheus_evaluation_interval}
+    config.setdefault("global", {}).update({k: v for k, v in overrides.items() if v})
+
+
+def _alerting(config: dict[str, Any], settings: Settings) -> None:
+    """Prometheus sends to this stack's Alertmanager on loopback."""
+    config["alerting"] = {"alertmanagers": [{"static_configs": [
+        {"targets": [f"127.0.0.1:{settings.alertmanager_port}"]}]}]}
+
+
+# --- Alertmanager ----------------------------------------------------------------------------
+
+def alertmanager_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.alertmanager_port}"
+
+
+def _receiver_configs(settings: Settings, resolved: bool) -> dict[str, Any]:
+    """The receiver's configs from `.env`; `resolved`: also say when an alert ends (rollout
+    events are not alerts that end)."""
+    found: dict[str, Any] = {}
+    if settings.alert_webhook_urls:
+        found["webhook_configs"] = [{"url": url, "send_resolved": resolved}
+                                    for url in settings.alert_webhook_urls]
+    if settings.alert_slack_webhook_url:
+        found["slack_configs"] = [{"api_url": settings.alert_slack_webhook_url,
+                                   "send_resolved": resolved,
+                                   "title": '{{ template "vrm.title" . }}',
+                                   "text": '{{ template "vrm.text" . }}'}]
+    if settings.alert_email_to:
+        found["email_configs"] = [{"to": settings.alert_email_to, "send_resolved": resolved,
+                                   "headers": {"Subject": '{{ template "vrm.title" . }}'},
+                                   "text": '{{ template "vrm.text" . }}'}]
+    return found
+
+
+def render_alertmanager(settings: Settings, template: Path) -> str:
+    """alertmanager.yml with `.env`'s routes and timings. It holds their secrets (Slack's
+    URL, the SMTP password): written 0600 in the 0700 state dir, never into the repo."""
+    import yaml
+
+    config: dict[str, Any] = yaml.safe_load(source(settings, "alertmanager.yml").read_text())
+    config["templates"] = [str(template)]
+    route = config.setdefault("route", {})
+    route.update(group_wait=settings.alert_group_wait,
+                 group_interval=settings.alert_group_interval,
+                 repeat_interval=settings.alert_repeat_interval)
+    if settings.alert_email_to:
+        config.setdefault("global", {}).update(
+            smtp_smarthost=settings.alert_smtp_smarthost, smtp_from=settings.alert_smtp_from,
+            smtp_require_tls=settings.alert_smtp_require_tls,
+            **({"smtp_auth_username": settings.alert_smtp_username,
+                "smtp_auth_password": settings.alert_smtp_password}
+               if settings.alert_smtp_username else {}))
+    for receiver in config.get("receivers", []):
+        if receiver.get("name") in ("default", "rollout"):
+            receiver.update(_receiver_configs(settings, receiver["name"] == "default"))
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def write_alertmanager_config(settings: Settings, folder: Path) -> Path:
+    """Render alertmanager.yml (0600) and its template into `folder`; the config's path."""
+    from vrm_tui.system.files import write_atomic
+
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    template = folder / "alertmanager.tmpl"
+    write_atomic(template, source(settings, "alertmanager.tmpl").read_text(), sync=False)
+    config = folder / "alertmanager.yml"
+    write_atomic(config, render_alertmanager(settings, template), sync=False, mode=0o600)
+    return config
+
+
+def check_alertmanager(settings: Settings) -> None:
+    """`amtool check-config` on the config these settings render (skipped where amtool is
+    not installed: neither is Alertmanager). A refused config is bad input naming the
+    setting whose route Alertmanager refused: each route is checked alone to find it."""
+    amtool = shutil.which("amtool") or shutil.which("amtool", path="/usr/bin:/usr/local/bin")
+    if amtool is None:
+        return
+    problem = _amtool(amtool, settings)
+    if problem is None:
+        return
+    bare = replace(settings, alert_webhook_urls=(), alert_slack_webhook_url="",
+                   alert_email_to="")
+    alone: dict[str, Settings | None] = {
+        "ALERT_WEBHOOK_URLS": replace(bare, alert_webhook_urls=settings.alert_webhook_urls)
+        if settings.alert_webhook_urls else None,
+        "ALERT_SLACK_WEBHOOK_URL": replace(
+            bare, alert_slack_webhook_url=settings.alert_slack_webhook_url)
+        if settings.alert_slack_webhook_url else None,
+        "ALERT_EMAIL_TO": replace(bare, alert_email_to=settings.alert_email_to)
+        if settings.alert_email_to else None}
+    for name, only in alone.items():
+        own = _amtool(amtool, only) if only is not None else None
+        if own is not None:
+            raise SettingsError(f"{name}: Alertmanager refuses the route: {own}")
+    where = source(settings, "alertmanager.yml")
+    raise SettingsError(f"{where}: Alertmanager refuses the config: {problem}")
+
+
+def _amtool(amtool: str, settings: Settings) -> str | None:
+    """amtool's complaint about the rendered config, or None when it accepts it."""
+    with tempfile.TemporaryDirectory(prefix="vrm-amtool-") as folder:
+        config = write_alertmanager_config(settings, Path(folder))
+        try:
+            done = subprocess.run([amtool, "check-config", str(config)], capture_output=True,
+                                  text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"amtool check-config did not run: {exc}"
+    if done.returncode == 0:
+        return None
+    lines = [line.strip() for line in (done.stdout + done.stderr).splitlines()
+             if "FAILED" in line or "error" in line.lower()]
+    text = lines[0] if lines else (done.stdout + done.stderr).strip()
+    return text.split("FAILED:", 1)[-1].strip().removeprefix("amtool: error: ")
+
+
+def alertmanager_command(settings: Settings, config: Path, data: Path) -> list[str]:
+    """On loopback; no cluster (it would bind its gossip port on every interface)."""
+    return [binary(services.ALERTMANAGER) or "prometheus-alertmanager",
+            f"--config.file={config}", f"--storage.path={data}",
+            f"--web.listen-address=127.0.0.1:{settings.alertmanager_port}",
+            "--cluster.listen-address="]
