@@ -15,7 +15,8 @@ from vrm_tui.core import services
 from vrm_tui.core.split import Split
 from vrm_tui.migrate.state import StateStore
 from vrm_tui.tui.app import VrmApp
-from vrm_tui.tui.messages import StatusUpdate
+from vrm_tui.tui.messages import StatusUpdate, VramUpdate
+from vrm_tui.tui.polls import POLL_S, Source
 from vrm_tui.tui.screens.bench import BenchScreen
 from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
@@ -24,6 +25,7 @@ from vrm_tui.tui.widgets.health import HealthPane
 from vrm_tui.tui.widgets.journal import JournalPane
 from vrm_tui.tui.widgets.migration import MigrationPane
 from vrm_tui.tui.widgets.split import SplitPane
+from vrm_tui.tui.widgets.vram import VramPane
 
 SIZE = (120, 40)
 
@@ -134,9 +136,9 @@ async def test_a_change_of_state_is_shown_at_once_not_at_the_next_paint(stack: S
     app = VrmApp(stack.console, live=False)  # polls started by hand, and no paint at all
     async with app.run_test(size=SIZE) as pilot:
         health = app.query_one(HealthPane)
-        app._poll("status")
+        app.polls.poll(Source.STATUS)
         await until(pilot, lambda: health.states().get(services.RUST) == "up")
-        await until(pilot, lambda: "status" in app._fresh)  # the same state again: held
+        await until(pilot, lambda: Source.STATUS in app.polls.fresh)  # the same state again: held
         stack.runtime.stop_service(services.RUST)
         await until(pilot, lambda: health.states().get(services.RUST) == "down", timeout=4.0)
 
@@ -227,9 +229,10 @@ def _racing_reads(stack: Stack) -> tuple[VrmApp, threading.Event, threading.Even
         answered.set()
         return StatusUpdate(status)
 
-    app._fetch_status = fetch  # type: ignore[method-assign]
-    app._shown.add("status")  # a running dashboard: its answers wait for the paint...
-    app._headlines["status"] = StatusUpdate(after).headline()  # ...unless the state changes
+    app.polls.fetchers[Source.STATUS] = fetch
+    app.polls.shown.add(Source.STATUS)  # a running dashboard: its answers wait for the paint...
+    # ...unless the state changes
+    app.polls.headlines[Source.STATUS] = StatusUpdate(after).headline()
     return app, entered, answered
 
 
@@ -239,13 +242,13 @@ async def test_an_answer_asked_before_an_action_never_replaces_one_asked_after(
     from before the rollback over the one the action's own status read shows."""
     app, entered, answered = _racing_reads(stack)
     async with app.run_test(size=SIZE) as pilot:
-        app._poll("status")
+        app.polls.poll(Source.STATUS)
         await until(pilot, entered.is_set)
-        app._poll("status", repeat=False)  # what an action asks for
+        app.polls.poll(Source.STATUS, repeat=False)  # what an action asks for
         await until(pilot, lambda: app.status is not None)
         await until(pilot, answered.is_set)
         await pilot.pause(0.1)
-        app._paint()
+        app.polls.paint()
         await pilot.pause(0.1)
         assert app.status is not None and app.status.served is not None
         assert app.status.served.split == Split(0), "the older answer was painted over"
@@ -257,9 +260,9 @@ async def test_an_actions_own_read_shows_a_newer_buffered_answer_at_once(
     the paint), shows that newer answer at once rather than nothing until the paint."""
     app, entered, _ = _racing_reads(stack)
     async with app.run_test(size=SIZE) as pilot:
-        app._poll("status", repeat=False)  # the action's read: asked first, slow
+        app.polls.poll(Source.STATUS, repeat=False)  # the action's read: asked first, slow
         await until(pilot, entered.is_set)
-        app._poll("status")  # a poll asked later, answered first: waits for the paint
+        app.polls.poll(Source.STATUS)  # a poll asked later, answered first: waits for the paint
         await until(pilot, lambda: app.status is not None, timeout=2)
         assert app.status is not None and app.status.served is not None
         assert app.status.served.split == Split(0)
@@ -278,3 +281,29 @@ async def test_quitting_waits_for_a_traffic_change_in_flight(stack: Stack) -> No
     release.set()
     app.exited_cleanly()
     assert finished == [True]
+
+
+async def test_a_failing_source_is_asked_later_and_a_hidden_pane_not_at_all(
+        stack: Stack) -> None:
+    """polls.py: a source that fails waits twice as long per failure in a row (up to a
+    ceiling), is shown as failing at once, and one whose pane is hidden is not asked."""
+    app = VrmApp(stack.console, live=False)
+
+    def broken() -> StatusUpdate:
+        raise OSError("no route to the metrics endpoint")
+
+    app.polls.fetchers[Source.VRAM] = broken
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.polls.interval(Source.VRAM) == POLL_S[Source.VRAM]
+        app.polls.poll(Source.VRAM, repeat=False)
+        await until(pilot, lambda: app.polls.failures.get(Source.VRAM) == 1)
+        app.polls.poll(Source.VRAM, repeat=False)
+        await until(pilot, lambda: app.polls.failures.get(Source.VRAM) == 2)
+        assert app.polls.interval(Source.VRAM) == 4 * POLL_S[Source.VRAM]
+        app.polls.fetchers[Source.VRAM] = lambda: VramUpdate(stack.console.vram(1.0))
+        app.polls.poll(Source.VRAM, repeat=False)
+        await until(pilot, lambda: app.polls.failures.get(Source.VRAM) == 0)
+        assert app.polls.visible(Source.VRAM)
+        app.query_one(VramPane).display = False
+        assert not app.polls.visible(Source.VRAM)
+        assert app.polls.visible(Source.STATUS), "status feeds the action line: always asked"

@@ -26,7 +26,6 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.geometry import Size
-from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
@@ -49,6 +48,7 @@ from vrm_tui.tui.messages import (
     TrafficUpdate,
     VramUpdate,
 )
+from vrm_tui.tui.polls import MONITORING, Polls, Source
 from vrm_tui.tui.screens.bench import BenchScreen
 from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
@@ -70,15 +70,7 @@ WRITE_ACTIONS = frozenset({"rollback", "rust_up", "rust_down", "set_weight", "re
                            "benchmark", "migrate", "migration_pause", "migration_promote",
                            "migration_abort"})
 PROBE_TIMEOUT_S = 1.0
-POLL_S = {"status": 1.0, "traffic": 1.0, "vram": 2.0, "journal": 0.5, "migration": 1.0,
-          "alerts": 3.0, "history": 60.0, "gpu": 2.0, "parity": 2.0}
 PAINT_S = 1.0
-PAINTED = frozenset({"status", "traffic", "vram", "gpu", "migration", "alerts", "history",
-                     "parity"})
-"""Sources whose answer replaces the last one reach the panes on one clock: a frame (layout,
-render, write) per second for all of them, not one per poll. A source's first answer, its
-failures, a change of its headline (a backend's state, the split) and what an action causes
-are shown at once; the journal (news, not a state) too."""
 COMPACT_BELOW = (110, 34)
 STATUS_AFTER_ACTION_S = 0.05
 
@@ -146,11 +138,17 @@ class VrmApp(App[None]):
         self._launch_ppid = os.getppid()  # reparented to init later: the session is gone
         self.bench_seconds = 5.0
         self._journal_offset = 0
-        self._fresh: dict[str, Message] = {}  # source -> its newest answer, not yet painted
-        self._shown: set[str] = set()  # sources whose first answer was shown
-        self._asked: dict[str, float] = {}  # source -> when its newest answer was asked for
-        self._headlines: dict[str, object] = {}  # source -> its newest answer's headline
-        self._answers = threading.Lock()
+        self.polls = Polls(self, {
+            Source.STATUS: lambda: StatusUpdate(self.vrm.status(timeout=PROBE_TIMEOUT_S)),
+            Source.TRAFFIC: lambda: TrafficUpdate(self.traffic.poll(self.window)),
+            Source.VRAM: lambda: VramUpdate(self.vrm.vram(PROBE_TIMEOUT_S)),
+            Source.JOURNAL: self._fetch_journal,
+            Source.GPU: lambda: GpuUpdate(self.vrm.gpus()),
+            Source.ALERTS: lambda: AlertsUpdate(self.vrm.alerts(PROBE_TIMEOUT_S)),
+            Source.HISTORY: lambda: HistoryUpdate(self.vrm.latency_history()),
+            Source.MIGRATION: lambda: MigrationUpdate(self.vrm.migration()),
+            Source.PARITY: lambda: ParityUpdate(self.vrm.parity_report(timeout=PROBE_TIMEOUT_S)),
+        }, self._shows)
         self._panes: dict[type[Widget], Widget] = {}
         self._actions: set[threading.Thread] = set()  # traffic changes still running
         self.window = "1m"
@@ -188,9 +186,7 @@ class VrmApp(App[None]):
         if not self.live:
             return
         self.query_one(AlertsPane).display = self.settings.monitoring
-        for source in POLL_S:
-            if self.settings.monitoring or source not in ("alerts", "history"):
-                self._poll(source)
+        self.polls.start(set(Source) if self.settings.monitoring else set(Source) - MONITORING)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
         self.set_interval(2.0, self._check_terminal)
@@ -198,10 +194,7 @@ class VrmApp(App[None]):
 
     def _paint(self) -> None:
         """Hand the panes what the polls fetched since the last paint, in one frame."""
-        with self._answers:
-            fresh, self._fresh = self._fresh, {}
-            for message in fresh.values():
-                self.post_message(message)
+        self.polls.paint()
         if line := self._pane(ActionLine):
             line.tick()
 
@@ -260,82 +253,20 @@ class VrmApp(App[None]):
         self._wait_for_actions()
         return self.return_code or 0
 
-    # --- polling ---------------------------------------------------------------------------
+    # --- polling (polls.py schedules; these say what a source feeds) ----------------------
 
-    def _poll(self, source: str, repeat: bool = True) -> None:
-        """Fetch in a worker; the next poll is scheduled only once this one has finished."""
-        fetch = getattr(self, f"_fetch_{source}")
-
-        def run() -> None:
-            asked = time.monotonic()
-            try:
-                message = fetch()
-            except Exception as exc:  # a failing source is shown, never raised
-                message = SourceFailed(source, f"{type(exc).__name__}: {exc}")
-            shown: Message | None = message
-            with self._answers:  # decided and posted together: answers stay in order
-                if asked < self._asked.get(source, -1.0):
-                    # A newer answer is out, or waits for the paint: an action's own read
-                    # shows that one now instead of this older one.
-                    shown = None if repeat else self._fresh.pop(source, None)
-                elif repeat and source in PAINTED and source in self._shown \
-                        and not isinstance(message, SourceFailed) \
-                        and not self._news(source, message):
-                    self._fresh[source] = message  # the next paint shows it
-                    shown = None
-                else:
-                    self._fresh.pop(source, None)
-                    self._shown.add(source)
-                    self._headlines[source] = _headline(message)
-                self._asked[source] = max(asked, self._asked.get(source, -1.0))
-                if shown is not None:
-                    self.post_message(shown)  # from a thread: only queues it
-            if repeat:
-                with contextlib.suppress(RuntimeError):  # the app is closing
-                    self.call_from_thread(self._poll_later, source)
-
-        self.run_worker(run, thread=True, group=f"poll-{source}", exit_on_error=False)
-
-    def _news(self, source: str, message: Message) -> bool:
-        """The answer changes its source's headline (rust went down, started failing): bad
-        news is not held for the paint. Called under `_answers`."""
-        headline = _headline(message)
-        return headline is not None and headline != self._headlines.get(source)
-
-    def _poll_later(self, source: str) -> None:
-        """Schedule the next poll, unless the app is already on its way out."""
-        if self.is_running and not self._exit:
-            self.set_timer(POLL_S[source], lambda: self._poll(source))
-
-    def _fetch_status(self) -> StatusUpdate:
-        return StatusUpdate(self.vrm.status(timeout=PROBE_TIMEOUT_S))
-
-    def _fetch_traffic(self) -> TrafficUpdate:
-        return TrafficUpdate(self.traffic.poll(self.window))
-
-    def _fetch_vram(self) -> VramUpdate:
-        return VramUpdate(self.vrm.vram(PROBE_TIMEOUT_S))
+    def _shows(self, source: Source) -> bool:
+        """Whether `source`'s pane is on screen: a hidden pane's source is not polled."""
+        pane = {Source.VRAM: VramPane, Source.GPU: VramPane, Source.ALERTS: AlertsPane,
+                Source.HISTORY: LatencyPane}.get(source)
+        found = self._pane(pane) if pane is not None else None
+        return pane is None or (found is not None and found.display)
 
     def _fetch_journal(self) -> JournalUpdate:
         records, self._journal_offset = self.vrm.journal_since(self._journal_offset)
         return JournalUpdate(records)
 
-    def _fetch_gpu(self) -> GpuUpdate:
-        return GpuUpdate(self.vrm.gpus())
-
-    def _fetch_alerts(self) -> AlertsUpdate:
-        return AlertsUpdate(self.vrm.alerts(PROBE_TIMEOUT_S))
-
-    def _fetch_history(self) -> HistoryUpdate:
-        return HistoryUpdate(self.vrm.latency_history())
-
-    def _fetch_migration(self) -> MigrationUpdate:
-        return MigrationUpdate(self.vrm.migration())
-
     # --- parity (vrm parity): the pane's poll and the `d` key -------------------------------
-
-    def _fetch_parity(self) -> ParityUpdate:
-        return ParityUpdate(self.vrm.parity_report(timeout=PROBE_TIMEOUT_S))
 
     @on(ParityUpdate)
     def _parity(self, message: ParityUpdate) -> None:
@@ -437,21 +368,22 @@ class VrmApp(App[None]):
 
     @on(SourceFailed)
     def _failed(self, message: SourceFailed) -> None:
-        if message.source == "status":
+        """A failing source's pane says so instead of showing old numbers."""
+        error = message.error
+        if message.source == Source.STATUS:
             self.status = None
             if health := self._pane(HealthPane):
-                health.show_error(message.error)
-        elif message.source == "traffic":
+                health.show_error(error)
+        elif message.source == Source.TRAFFIC:
             if latency := self._pane(LatencyPane):
-                latency.show_error(message.error)
+                latency.show_error(error)
             if split := self._pane(SplitPane):
-                split.show_traffic(None, message.error)
-        elif message.source == "alerts":
+                split.show_traffic(None, error)
+        elif message.source == Source.ALERTS:
             if alerts := self._pane(AlertsPane):
-                alerts.show_error(message.error.split(": ", 1)[-1])
-        elif message.source == "journal":
-            self.notify(f"journal unreadable: {message.error}", severity="error",
-                        markup=False)
+                alerts.show_error(error.split(": ", 1)[-1])
+        elif message.source == Source.JOURNAL:
+            self.notify(f"journal unreadable: {error}", severity="error", markup=False)
 
     # --- read-only: the one place write actions are refused -------------------------------
 
@@ -621,7 +553,7 @@ class VrmApp(App[None]):
 
     @on(MigrationAsked)
     def _migration_asked(self) -> None:
-        self._poll("migration", repeat=False)
+        self.polls.poll(Source.MIGRATION, repeat=False)
 
     def _unless_migrating(self, change: Callable[[], object]) -> None:
         """A weight change stops a running migration: the console's question, asked first."""
@@ -651,7 +583,7 @@ class VrmApp(App[None]):
     def action_window(self) -> None:
         names = list(WINDOWS)
         self.window = names[(names.index(self.window) + 1) % len(names)]
-        self._poll("traffic", repeat=False)  # the pane's title names the new window
+        self.polls.poll(Source.TRAFFIC, repeat=False)  # the pane's title names the window
 
     def _write(self, action: str, call: Callable[[], ApplyResult]) -> None:
         """Run a traffic change in a worker; time it from now (the key press)."""
@@ -694,7 +626,8 @@ class VrmApp(App[None]):
         if not message.ok:
             self.bell()
         # The new split in the panes too, once the result's own frame is out.
-        self.set_timer(STATUS_AFTER_ACTION_S, lambda: self._poll("status", repeat=False))
+        self.set_timer(STATUS_AFTER_ACTION_S,
+                       lambda: self.polls.poll(Source.STATUS, repeat=False))
 
     async def action_quit(self) -> None:
         self.exit()
@@ -702,9 +635,3 @@ class VrmApp(App[None]):
 
 def _describe(result: ApplyResult) -> str:
     return f"→ {result.after}, generation {result.generation} verified"
-
-
-def _headline(message: Message) -> object:
-    """A message's headline (see `messages`), None for one without (a failure, the journal)."""
-    headline = getattr(message, "headline", None)
-    return headline() if callable(headline) else None
