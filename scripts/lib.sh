@@ -61,8 +61,10 @@ ensure_lua() {
 }
 
 bootstrap() {
+    # etcd-server: the fleet's store (vrm fleet, vrm agent; its tests start one on loopback).
     ensure_debs nginx:nginx apache2-utils:ab wrk:wrk prometheus:prometheus \
-        prometheus-nginx-exporter:prometheus-nginx-exporter prometheus-alertmanager:amtool
+        prometheus-nginx-exporter:prometheus-nginx-exporter prometheus-alertmanager:amtool \
+        etcd-server:etcd
     ensure_lua
     ensure_venv
 }
