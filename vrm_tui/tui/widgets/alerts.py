@@ -1,4 +1,5 @@
-"""Alerts pane: what Prometheus is firing and what is pending, or why there is no answer."""
+"""Alerts pane: what Alertmanager holds (firing, silenced, inhibited) and what Prometheus has
+pending, or why there is no answer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from rich.text import Text
 from vrm_tui.tui.widgets.pane import Pane
 from vrm_tui.views import Alert
 
-STATE = {"firing": ("✗ FIRING ", "red bold"), "pending": ("▲ pending", "yellow")}
+STATE = {"firing": ("✗ FIRING ", "red bold"), "pending": ("▲ pending", "yellow"),
+         "silenced": ("◌ silenced", "dim"), "inhibited": ("◌ inhibited", "dim")}
 
 
 class AlertsPane(Pane):
