@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from tests.fleet.etcd import Etcd, new_etcd
@@ -19,10 +17,10 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
         cluster.stop()
 
 
-@pytest.fixture
-def etcd3(tmp_path: Path) -> Iterator[Etcd]:
-    """A 3-member etcd cluster (for leader loss); stopped at the test's end."""
-    cluster = new_etcd(tmp_path, size=3)
+@pytest.fixture(scope="module")
+def etcd3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    """A 3-member etcd cluster for a module (leader loss); stopped at its end."""
+    cluster = new_etcd(tmp_path_factory.mktemp("etcd3"), size=3)
     try:
         cluster.start()
         yield cluster

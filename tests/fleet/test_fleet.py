@@ -38,14 +38,14 @@ def eventually(check: Callable[[], bool], timeout: float = 15, what: str = "") -
 
 
 @pytest.fixture(scope="module")
-def fleet(etcd: Etcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Stack]]:
+def fleet(etcd3: Etcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Stack]]:
     """Three running hosts of fleet `f`, each with its agent (started by `vrm up`)."""
     _require_nginx()
     stacks: dict[str, Stack] = {}
     try:
         for host in HOSTS:
             stacks[host] = new_stack(tmp_path_factory.mktemp(host), VRM_FLEET="f",
-                                     VRM_FLEET_ENDPOINTS=etcd.endpoints, VRM_FLEET_HOST=host,
+                                     VRM_FLEET_ENDPOINTS=etcd3.endpoints, VRM_FLEET_HOST=host,
                                      VRM_FLEET_CONFIRM_TIMEOUT="10")
             assert "fleet-agent" in stacks[host].console.up()
         service(stacks["h0"]).deploy(10)
@@ -164,7 +164,8 @@ def test_a_killed_agent_leaves_the_fleet_and_catches_up_when_started(
 
 
 def test_etcd_down_isolates_agents_without_changing_a_split(
-        fleet: dict[str, Stack], etcd: Etcd) -> None:
+        fleet: dict[str, Stack], etcd3: Etcd) -> None:
+    etcd = etcd3
     service(fleet["h0"]).deploy(15)
     eventually(lambda: all_serve(fleet, 15), what="every host serving rust 15")
     offsets = {h: journal_end(s) for h, s in fleet.items()}
@@ -192,6 +193,22 @@ def test_etcd_down_isolates_agents_without_changing_a_split(
     assert [served(fleet[h]) for h in HOSTS] == [15, 15, 0]
     assert fleet["h2"].vrm("fleet", "rejoin").returncode == 0
     eventually(lambda: all_serve(fleet, 15), what="h2 follows again")
+
+
+def test_losing_etcds_leader_changes_nothing_the_fleet_does(
+        fleet: dict[str, Stack], etcd3: Etcd) -> None:
+    """SIGKILL the leader of the 3-member cluster: deploys and rollbacks still reach every
+    host (the client tries the other members; the rest elect a leader)."""
+    leader = etcd3.leader()
+    etcd3.stop(leader, signal.SIGKILL)
+    try:
+        service(fleet["h1"]).deploy(55)
+        eventually(lambda: all_serve(fleet, 55), what="every host on the deploy")
+        done = fleet["h0"].vrm("fleet", "rollback")
+        assert done.returncode == 0, done.stderr
+        assert all(served(fleet[h]) == 0 for h in HOSTS)
+    finally:
+        etcd3.start(leader)
 
 
 def test_two_deploys_at_once_both_land_and_every_host_converges(
