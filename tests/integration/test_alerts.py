@@ -269,3 +269,23 @@ def test_bad_silence_input_exits_2_in_one_line(alerting: Stack, args: list[str])
     result = alerting.vrm("silence", *args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_vrm_up_reloads_changed_routes_into_the_running_alertmanager(
+        alerting: Stack, receiver: Receiver) -> None:
+    original = alerting.env_values["ALERT_WEBHOOK_URLS"]
+    added = f"{receiver.url}-added"
+    alerting.configure(ALERT_WEBHOOK_URLS=f"{original},{added}")
+
+    def loaded() -> str:
+        return httpx.get(f"{_manager(alerting)}/api/v2/status", timeout=5) \
+            .json()["config"]["original"]
+
+    try:
+        result = alerting.vrm("up")
+        assert result.returncode == 0, result.stdout + result.stderr
+        _until(lambda: added in loaded(), what="the new route loaded")
+    finally:
+        alerting.configure(ALERT_WEBHOOK_URLS=original)
+        alerting.vrm("up")
+    _until(lambda: added not in loaded(), what="the route removed again")

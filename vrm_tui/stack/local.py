@@ -192,7 +192,13 @@ class LocalRuntime:
         s = self.settings
         started = []
         for service in services.MONITORING:
-            if self._record(service) or monitoring.binary(service) is None:
+            running = self._record(service)
+            if running is not None and service == services.ALERTMANAGER:
+                # .env's routes as they are now (checked by Console.up), reloaded in place
+                monitoring.write_alertmanager_config(s, s.paths.alertmanager)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(running.pid, signal.SIGHUP)
+            if running or monitoring.binary(service) is None:
                 continue
             if service == services.NGINX_EXPORTER:
                 self._check_port("NGINX_EXPORTER_PORT", "127.0.0.1", s.nginx_exporter_port)
