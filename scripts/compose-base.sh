@@ -8,30 +8,99 @@
 #   - fill docker/.wheelhouse with the rehearsal backend's Python wheels.
 # Then: VRM_RUNTIME=compose VRM_BASE_IMAGE=vrm-base:bookworm-lua VRM_BUILD_NETWORK=none vrm up
 # Prints one line per step; exits 1 with the reason when the engine cannot run here.
+#   VRM_DOCKERD_PIDFILE: where to write the pid of a dockerd this script starts.
+#   --mirror: print the Debian mirror debootstrap would use (read from this host's apt
+#   configuration, VRM_APT_DIR or /etc/apt) and exit.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$VRM_ROOT"
 BASE_IMAGE="${VRM_BASE_IMAGE:-vrm-base:bookworm-lua}"
+SUITE=bookworm
+APT_DIR="${VRM_APT_DIR:-/etc/apt}"
+
+# apt_mirror prints the first URI this host's apt configuration uses for the $SUITE suite
+# (one-line sources.list entries, then deb822 *.sources `URIs:`), so the project names no
+# mirror of its own: the host's choice (a local mirror, a proxy, a snapshot) is the one used.
+apt_mirror() {
+    local files=() f
+    [ -f "$APT_DIR/sources.list" ] && files+=("$APT_DIR/sources.list")
+    for f in "$APT_DIR"/sources.list.d/*.list "$APT_DIR"/sources.list.d/*.sources; do
+        [ -f "$f" ] && files+=("$f")
+    done
+    [ ${#files[@]} -eq 0 ] && return 0
+    awk -v suite="$SUITE" '
+        function usable(uri) { return uri ~ /^(https?|file):/ }
+        function has(list, word,   n, parts, i) {
+            n = split(list, parts, /[ \t]+/)
+            for (i = 1; i <= n; i++) if (parts[i] == word) return 1
+            return 0
+        }
+        function flush() {
+            if (uris != "" && has(types, "deb") && has(suites, suite) && tolower(enabled) != "no") {
+                split(uris, u, /[ \t]+/)
+                if (usable(u[1])) { print u[1]; found = 1; exit }
+            }
+            types = uris = suites = enabled = ""
+        }
+        FNR == 1 { flush(); deb822 = (FILENAME ~ /\.sources$/) }
+        /^[ \t]*#/ { next }
+        !deb822 {
+            line = $0; sub(/\[[^]]*\]/, "", line); n = split(line, w, /[ \t]+/)
+            i = (w[1] == "") ? 2 : 1
+            if (w[i] == "deb" && usable(w[i + 1]) && w[i + 2] == suite) {
+                print w[i + 1]; found = 1; exit
+            }
+            next
+        }
+        /^[ \t]*$/ { flush(); next }
+        { key = tolower($1); value = $0; sub(/^[^:]*:[ \t]*/, "", value) }
+        key == "types:" { types = value }
+        key == "uris:" { uris = value }
+        key == "suites:" { suites = value }
+        key == "enabled:" { enabled = value }
+        END { if (!found) flush() }
+    ' "${files[@]}"
+}
+
+# debian_mirror: apt_mirror, or exit 1 saying where it looked.
+debian_mirror() {
+    local mirror
+    mirror="$(apt_mirror)"
+    [ -n "$mirror" ] || { say "no apt source for Debian $SUITE in $APT_DIR (sources.list," \
+        "sources.list.d/*.list or *.sources): debootstrap needs a mirror to build $BASE_IMAGE"
+        exit 1; }
+    echo "$mirror"
+}
+
+if [ "${1:-}" = "--mirror" ]; then
+    mirror="$(debian_mirror)"
+    echo "$mirror"
+    exit 0
+fi
 
 ensure_debs docker.io:dockerd docker-compose:docker-compose debootstrap:debootstrap
 ensure_venv
 
 if ! docker info >/dev/null 2>&1; then
     if [ "$(id -u)" != 0 ]; then say "no Docker engine answers, and only root may start one"; exit 1; fi
-    say "starting dockerd (log: /tmp/vrm-dockerd.log)"
+    log="${VRM_DOCKERD_LOG:-/tmp/vrm-dockerd.log}"
+    say "starting dockerd (log: $log)"
     nohup dockerd --iptables=false --bridge=none --storage-driver=vfs \
-        >/tmp/vrm-dockerd.log 2>&1 &
+        >"$log" 2>&1 &
+    # Whoever asked (scripts/test.sh) learns the pid of the engine started here, to stop it.
+    [ -n "${VRM_DOCKERD_PIDFILE:-}" ] && echo $! > "$VRM_DOCKERD_PIDFILE"
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-    docker info >/dev/null 2>&1 || { say "dockerd did not start: $(tail -3 /tmp/vrm-dockerd.log)"; exit 1; }
+    docker info >/dev/null 2>&1 || { say "dockerd did not start: $(tail -3 "$log")"; exit 1; }
 fi
 say "docker engine: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
 
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    mirror="$(debian_mirror)"
     root="$(mktemp -d)"
-    say "building $BASE_IMAGE with debootstrap in $root"
+    say "building $BASE_IMAGE with debootstrap from $mirror in $root"
     as_root debootstrap --variant=minbase \
         --include=python3,python3-venv,nginx-light,libnginx-mod-http-lua,ca-certificates,curl,prometheus,prometheus-nginx-exporter \
-        bookworm "$root" http://deb.debian.org/debian >/tmp/vrm-debootstrap.log 2>&1 \
+        "$SUITE" "$root" "$mirror" >/tmp/vrm-debootstrap.log 2>&1 \
         || { say "debootstrap failed: $(tail -3 /tmp/vrm-debootstrap.log)"; exit 1; }
     tar -C "$root" -c . | docker import - "$BASE_IMAGE" >/dev/null
     as_root rm -rf "$root"
