@@ -1,0 +1,125 @@
+"""Benchmark: fleet rollback, call -> every live host verified, beside one host's own rollback.
+
+HOSTS vrm hosts on this machine (each its own nginx, rehearsal backends and agent) follow a
+real etcd, each under a steady request stream. A fleet rollback's clock starts at the call
+and stops when it returns: it returns only once every live host has reported rust 0,
+verified by its own controller. The reference, in the same run, is one host's local
+rollback (in-process and through the CLI). The issue's goal: p95 <= 250 ms for 5 hosts at
+300 req/s each; this machine has 2 cores for everything, so the stream is lighter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _require_nginx
+from tests.fleet.conftest import etcd  # noqa: F401  (a real etcd on loopback)
+from tests.fleet.etcd import Etcd
+from tests.support import Stack, clean_env, new_stack, steady_stream
+from vrm_tui.core.split import Split
+from vrm_tui.core.stats import percentile
+
+HOSTS = 5
+RATE = 50  # requests a second on each host
+TRIALS = 15
+
+pytestmark = pytest.mark.perf
+
+
+@pytest.fixture
+def hosts(etcd: Etcd, tmp_path: Path) -> Iterator[list[Stack]]:  # noqa: F811
+    _require_nginx()
+    stacks: list[Stack] = []
+    try:
+        for i in range(HOSTS):
+            folder = tmp_path / f"h{i}"
+            folder.mkdir()
+            stack = new_stack(folder, VRM_FLEET="perf", VRM_FLEET_ENDPOINTS=etcd.endpoints,
+                              VRM_FLEET_HOST=f"h{i}")
+            stacks.append(stack)
+            stack.console.up()
+        yield stacks
+    finally:
+        for stack in stacks:
+            stack.down()
+
+
+def _all_serve(stacks: list[Stack], rust: int) -> None:
+    deadline = time.monotonic() + 15
+    while not all(s.controller.served().split.rust == rust for s in stacks):
+        assert time.monotonic() < deadline, f"not every host serves rust {rust}"
+        time.sleep(0.02)
+
+
+def _timed(stacks: list[Stack], change: Callable[[], object],
+           before: Callable[[], object]) -> list[float]:
+    times = []
+    for _ in range(TRIALS):
+        before()
+        asked = time.perf_counter()
+        change()
+        times.append((time.perf_counter() - asked) * 1000)
+        assert all(s.controller.served().split.rust == 0 for s in stacks[:1])
+    return times
+
+
+async def test_fleet_rollback_beside_a_local_one(hosts: list[Stack]) -> None:
+    fleet = hosts[0].console.fleet()
+
+    def fleet_at_50() -> None:
+        fleet.deploy(50)
+        _all_serve(hosts, 50)
+
+    def fleet_rollback() -> None:
+        outcome = fleet.rollback(timeout=10)
+        assert outcome.ok and len(outcome.confirmed) == HOSTS, outcome
+        assert all(s.controller.served().split.rust == 0 for s in hosts)
+
+    def fleet_rollback_cli() -> None:
+        subprocess.run([sys.executable, "-m", "vrm_tui.cli", "fleet", "rollback"],
+                       cwd=hosts[0].deploy_dir, env=clean_env(), check=True,
+                       capture_output=True, timeout=60)
+
+    one = hosts[0]
+
+    def local_at_50() -> None:
+        # The reference host alone: its local rollbacks hold it (the agent stays out of the
+        # way), and the fleet's desired split is rust 0 anyway.
+        one.controller.set_split(Split(50))
+
+    def local_cli() -> None:
+        subprocess.run([sys.executable, "-m", "vrm_tui.cli", "rollback"], cwd=one.deploy_dir,
+                       env=clean_env(), check=True, capture_output=True, timeout=60)
+
+    stop = asyncio.Event()
+    streams = [asyncio.create_task(steady_stream(f"{s.proxy}/api/v1/vision/metrics", RATE,
+                                                 stop)) for s in hosts]
+    try:
+        rows = []
+        for name, change, before, stacks in [
+            (f"fleet rollback, {HOSTS} hosts, in-process", fleet_rollback, fleet_at_50, hosts),
+            (f"fleet rollback, {HOSTS} hosts, vrm CLI", fleet_rollback_cli, fleet_at_50, hosts),
+            ("one host's local rollback, in-process", one.controller.rollback, local_at_50,
+             [one]),
+            ("one host's local rollback, vrm CLI", local_cli, local_at_50, [one]),
+        ]:
+            times = await asyncio.to_thread(_timed, stacks, change, before)
+            rows.append((name, percentile(times, 0.5), percentile(times, 0.95), max(times)))
+    finally:
+        stop.set()
+        sent = [s for stream in await asyncio.gather(*streams) for s in stream]
+    failed = [s for s in sent if s.error or s.status != 200]
+    print(f"\nFleet rollback, call -> every live host verified ({HOSTS} hosts, {RATE} req/s "
+          f"each, {TRIALS} trials, ms; goal: p95 <= 250 for 5 hosts)")
+    print(f"{'case':<42} {'p50':>7} {'p95':>7} {'max':>7}")
+    for name, p50, p95, top in rows:
+        print(f"{name:<42} {p50:>7.1f} {p95:>7.1f} {top:>7.1f}")
+    print(f"requests {len(sent)}, failed {len(failed)}")
+    assert not failed, failed[:3]
