@@ -97,5 +97,5 @@ def test_side_effect_free_moved_to_the_one_declaration() -> None:
 
     from vrm_tui.parity.config import ParityConfigError, parse_parity_config
 
-    with pytest.raises(ParityConfigError, match="moved to configs/routes.yaml"):
+    with pytest.raises(ParityConfigError, match=r"moved to configs/routes\.yaml"):
         parse_parity_config({"mirror": {"routes": ["GET /a"], "side_effect_free": []}}, "t")
