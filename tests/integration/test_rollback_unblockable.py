@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_live_split import KILL_BEFORE_SET
 from tests.support import Stack, clean_env
 from vrm_tui.core import services
 from vrm_tui.core.split import Split
@@ -192,15 +193,6 @@ def test_rollback_works_when_nginx_holds_another_key(stack: Stack) -> None:
     assert result.verified and stack.controller.served().split == Split(0)
     assert "refused" in result.note
     assert stack.controller.set_split(Split(5)).verified
-
-
-KILL_BEFORE_SET = """
-import os, signal, sys
-from vrm_tui.stack.local import LocalRuntime
-LocalRuntime.set_live_split = lambda *args, **kw: os.kill(os.getpid(), signal.SIGKILL)
-from vrm_tui.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def test_a_restart_never_serves_a_split_nobody_verified(stack: Stack) -> None:
