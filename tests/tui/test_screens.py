@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from rich.console import Console
+from textual.command import CommandInput, CommandPalette
 from textual.screen import Screen
 from textual.widgets import RichLog
 
@@ -176,3 +177,47 @@ async def test_logs_show_each_line_once_formatted_with_wrap_filter_and_pause(
         assert len(logs.query_one(RichLog).lines) == before, "paused: the view holds still"
         await pilot.press("p")
         await until(pilot, lambda: len(logs.query_one(RichLog).lines) > before)
+
+
+@pytest.mark.parametrize("key", ["r", "ctrl+r"])
+async def test_rollback_from_the_command_palette(stack: Stack, key: str) -> None:
+    """Issue 22: ctrl+p then r (or ctrl+r) typed into the palette's search and nothing was
+    rolled back. The app's rollback binding is above every screen, the palette included."""
+    async with dashboard(stack, 50) as (app, pilot):
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(key)
+        await until(pilot, lambda: app.last_action is not None)
+        assert app.last_action.ok and app.last_action.action == "rollback"
+        assert stack.controller.served().split == Split(0)
+        assert any(r.action == "rollback" for r in stack.console.journal_records())
+
+
+async def test_r_types_once_the_palette_search_has_text(stack: Stack) -> None:
+    """A search already typed keeps its r (`reload`); ctrl+r still rolls back there."""
+    async with dashboard(stack, 50) as (app, pilot):
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press("w", "r")
+        field = app.screen.query_one(CommandInput)
+        assert field.value == "wr" and app.last_action is None
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: app.last_action is not None)
+        assert app.last_action.action == "rollback" and app.last_action.ok
+
+
+@pytest.mark.parametrize("name", ["logs", "benchmark"])  # help closes: the dashboard says it
+async def test_a_rollback_shows_its_verified_result_on_the_screen_it_came_from(
+        stack: Stack, name: str) -> None:
+    """Issue 22: from the logs (l) or benchmark (b) screen the journal had the rollback and
+    the screen said nothing."""
+    key, kind = SCREENS[name]
+    async with dashboard(stack, 30) as (app, pilot):
+        await pilot.press(key)
+        await until(pilot, lambda: isinstance(app.screen, kind))
+        await pilot.press("r")
+        await until(pilot, lambda: bool(app.screen.query("#screen-action")))
+        line = app.screen.query_one("#screen-action")
+        await until(pilot, lambda: "verified" in rendered(line))
+        assert rendered(line).startswith("✓ rollback"), rendered(line)
+        assert isinstance(app.screen, kind), "the screen stays; its result is on it"

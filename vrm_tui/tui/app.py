@@ -17,13 +17,14 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import ClassVar, TypeVar
 
 from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.geometry import Size
 from textual.widget import Widget
@@ -33,6 +34,7 @@ from vrm_tui.console import ApplyResult, Console, MigrationView
 from vrm_tui.core.errors import VrmError
 from vrm_tui.core.names import SPLIT_ACTIONS, Control
 from vrm_tui.core.split import Split
+from vrm_tui.tui import actions
 from vrm_tui.tui.commands import VrmCommands
 from vrm_tui.tui.messages import (
     ActionDone,
@@ -48,11 +50,13 @@ from vrm_tui.tui.messages import (
     TrafficUpdate,
     VramUpdate,
 )
+from vrm_tui.tui.palette import VrmPalette
 from vrm_tui.tui.polls import MONITORING, Polls, Source
 from vrm_tui.tui.screens.bench import BenchScreen
 from vrm_tui.tui.screens.confirm import ConfirmScreen
 from vrm_tui.tui.screens.help import HelpScreen
 from vrm_tui.tui.screens.logs import LogScreen
+from vrm_tui.tui.screens.modal import VrmModal
 from vrm_tui.tui.screens.parity import ParityScreen
 from vrm_tui.tui.screens.weight import WeightScreen
 from vrm_tui.tui.widgets.action_line import ActionLine
@@ -66,9 +70,6 @@ from vrm_tui.tui.widgets.split import SplitPane
 from vrm_tui.tui.widgets.vram import VramPane
 from vrm_tui.views import WINDOWS, Record, StackStatus
 
-WRITE_ACTIONS = frozenset({"rollback", "rust_up", "rust_down", "set_weight", "reload_nginx",
-                           "benchmark", "migrate", "migration_pause", "migration_promote",
-                           "migration_abort"})
 PROBE_TIMEOUT_S = 1.0
 PAINT_S = 1.0
 COMPACT_BELOW = (110, 34)
@@ -87,46 +88,17 @@ class VrmApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "vrm"
     COMMANDS = App.COMMANDS | {VrmCommands}
-    # Footer order: the keys an operator must find at 80 columns come first.
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r,ctrl+r", "rollback", "Rollback", id="vrm.rollback",
-                tooltip="All traffic to typescript now: no confirmation, verified, timed"),
-        Binding("m", "migrate", "Migrate", id="vrm.migrate",
-                tooltip="Start a gated migration (asks first), or adopt an UNGUARDED one"),
-        Binding("l", "logs", "Logs", id="vrm.logs", tooltip="Follow a service's logs"),
-        Binding("t", "window", "Window", id="vrm.window",
-                tooltip="Latency window: 1m, 5m, 15m"),
-        Binding("question_mark", "help", "Help", key_display="?", id="vrm.help",
-                tooltip="Every key and what it does"),
-        Binding("plus,equals_sign", "rust_up", "+Rust", key_display="+", id="vrm.rust-up",
-                tooltip="Move rust up by the step (asks to confirm)"),
-        Binding("minus", "rust_down", "-Rust", key_display="-", id="vrm.rust-down",
-                tooltip="Move rust down by the step (no confirmation)"),
-        Binding("w", "set_weight", "Weight", id="vrm.weight",
-                tooltip="Set an exact rust weight; shows the upstream diff first"),
-        Binding("n", "reload_nginx", "Reload", id="vrm.reload",
-                tooltip="Re-render the nginx config, nginx -t, reload, verify"),
-        Binding("b", "benchmark", "Bench", id="vrm.benchmark",
-                tooltip="Quick rust vs typescript benchmark with live progress"),
-        Binding("p", "migration_pause", "Pause", id="vrm.migration-pause", show=False,
-                tooltip="Pause or resume the running migration (the bake clock stops)"),
-        Binding("P", "migration_promote", "Promote", id="vrm.migration-promote", show=False,
-                tooltip="Promote the migration to its next step now (asks first)"),
-        Binding("X", "migration_abort", "Abort", id="vrm.migration-abort", show=False,
-                tooltip="Abort the migration and roll back (asks first)"),
-        Binding("d", "parity_diff", "Diffs", id="vrm.parity-diff", show=False,
-                tooltip="Parity: mismatch examples, typescript and rust side by side"),
-        Binding("q", "quit", "Quit", id="vrm.quit", tooltip="Leave vrm (the stack keeps "
-                "running)"),
-        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = list(actions.bindings())  # actions.py
 
     def __init__(self, console: Console, read_only: bool = False, step: int = 10,
-                 live: bool = True, quit_stops_stack: bool = False) -> None:
+                 live: bool = True, quit_stops_stack: bool = False,
+                 keymap: Mapping[str, str] | None = None) -> None:
         """`live=False` starts no polls and no clock: panes show only the messages posted
         to the app (snapshot tests with fixed data). `quit_stops_stack`: the demo stops
         the stack it started on quit, and help must say so."""
         super().__init__()
+        if keymap:  # binding id -> keys (actions.py); rollback stays on r / ctrl+r
+            self.set_keymap(actions.keymap(keymap))
         self.quit_stops_stack = quit_stops_stack
         self.live = live
         self.vrm = console
@@ -389,7 +361,7 @@ class VrmApp(App[None]):
 
     def refusal(self, action: str) -> str | None:
         """Why `action` may not run here, or None when it may."""
-        if self.read_only and action in WRITE_ACTIONS:
+        if self.read_only and action in actions.WRITE_ACTIONS:
             return "observer mode (vrm --read-only): keys that change traffic are disabled"
         return None
 
@@ -421,8 +393,19 @@ class VrmApp(App[None]):
         return self.status.served.split if self.status and self.status.served else None
 
     def action_rollback(self) -> None:
-        """Roll back now. A running migration notices the split changed and stops."""
+        """Roll back now, from any screen (a priority binding: before any screen, modal or
+        the palette sees the key). A running migration notices the split changed and stops;
+        a question about the old split (weight, confirm) is closed."""
         self._write("rollback", self.vrm.rollback)
+        screen = self.screen
+        if isinstance(screen, VrmModal) and screen.CANCEL_ON_ROLLBACK:
+            screen.dismiss(None)
+
+    def action_command_palette(self) -> None:
+        """The palette, with rollback above it (palette.py)."""
+        if self.use_command_palette and not any(isinstance(screen, CommandPalette)
+                                                for screen in self.screen_stack):
+            self.push_screen(VrmPalette())
 
     def action_rust_up(self) -> None:
         current = self._served()
@@ -574,10 +557,14 @@ class VrmApp(App[None]):
         self.push_screen(LogScreen(self.vrm))
 
     def action_help(self) -> None:
-        bindings = [dataclasses.replace(b, key="q,ctrl+q", key_display="q, ctrl+q")
-                    if b.action == "quit" else b
-                    for b in self.BINDINGS if isinstance(b, Binding) and b.show]
-        self.push_screen(HelpScreen(bindings, self.refusal("rollback") or "",
+        """Every key of actions.py (the footer hides some: p P X d), and the palette's."""
+        keys = [dataclasses.replace(b, key="q,ctrl+q", key_display="q, ctrl+q")
+                if b.action == "quit" else dataclasses.replace(b, show=True)
+                for b in self.BINDINGS if isinstance(b, Binding) and b.id]
+        keys.append(Binding("ctrl+p", "command_palette", "Commands", id="vrm.palette",
+                            tooltip="Search every action by name (r on an empty search "
+                                    "rolls back)"))
+        self.push_screen(HelpScreen(keys, self.refusal("rollback") or "",
                                     quit_stops_stack=self.quit_stops_stack))
 
     def action_window(self) -> None:
@@ -623,6 +610,8 @@ class VrmApp(App[None]):
         # The action line, not a toast: it stays until a later event, and covers no pane.
         if action_line := self._pane(ActionLine):
             action_line.show_event(line, message.ok)
+        if isinstance(self.screen, VrmModal):  # and on the screen over the dashboard
+            self.screen.show_action(line, message.ok)
         if not message.ok:
             self.bell()
         # The new split in the panes too, once the result's own frame is out.

@@ -9,32 +9,22 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Protocol
 
-from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-PALETTE_ACTIONS = {"rollback": "Roll back (all traffic to typescript)",
-                   "set_weight": "Set rust weight", "rust_up": "Rust up one step",
-                   "rust_down": "Rust down one step", "reload_nginx": "Reload nginx",
-                   "benchmark": "Benchmark rust vs typescript", "logs": "Logs",
-                   "window": "Latency window", "help": "Help: every key"}
-"""The actions offered, in this order (quit and migration steering stay on their keys)."""
+from vrm_tui.tui.actions import ACTIONS
 
 
 class Refusing(Protocol):
-    BINDINGS: list[Binding]
-
     def refusal(self, action: str) -> str | None: ...
 
 
 def vrm_commands(app: Refusing) -> Iterator[tuple[str, str, str]]:
-    """(title, help, action) for each action the app may run now."""
-    bindings = {b.action: b for b in app.BINDINGS if isinstance(b, Binding)}
-    for action, title in PALETTE_ACTIONS.items():
-        binding = bindings.get(action)
-        if binding is None or app.refusal(action):
+    """(title, help, action) for each palette action (actions.py) the app may run now."""
+    for found in ACTIONS:
+        if not found.palette or app.refusal(found.action):
             continue
-        key = binding.key_display or binding.key.split(",")[0]
-        yield f"vrm: {title} ({key})", binding.tooltip, action
+        key = found.key_display or found.keys.split(",")[0]
+        yield f"vrm: {found.palette} ({key})", found.tooltip, found.action
 
 
 class VrmCommands(Provider):
