@@ -177,3 +177,16 @@ def test_spans() -> None:
     for bad in ("soon", "0m", "5w", "1.5h"):
         with pytest.raises(BadInput, match="--for"):
             alerts.parse_span(bad)
+
+
+def test_an_alert_missing_from_a_fresh_alertmanager_is_not_called_resolved(
+        tmp_path: Path) -> None:
+    """A restarted Alertmanager holds nothing until Prometheus resends (every minute)."""
+    paths = settings_mod.Settings(state_dir=tmp_path).paths
+    journal = Journal(paths.journal)
+    firing = [_held("ProxyDown")]
+    alerts.hear(paths, journal, firing)
+    assert not alerts.hear(paths, journal, [], settled=lambda: False)
+    assert not alerts.hear(paths, journal, firing, settled=lambda: False)  # back: not new
+    resolved = alerts.hear(paths, journal, [], settled=lambda: True)
+    assert [r.detail for r in resolved] == ["resolved: ProxyDown"]

@@ -20,6 +20,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -114,9 +115,28 @@ def gate(alerts: list[HeldAlert] | None, where: str = "alertmanager") -> Gate | 
 
 # --- hearing: the journal of alerts firing and resolved ---------------------------------------
 
-def hear(paths: StateDir, journal: Journal, alerts: list[HeldAlert]) -> list[Record]:
+RESEND_GRACE_S = 90.0
+"""A freshly (re)started Alertmanager holds no alerts until Prometheus resends them (every
+minute): until it has run this long, an alert missing from it is not called resolved."""
+
+
+def settled(settings: Settings) -> Callable[[], bool]:
+    """Whether Alertmanager has run long enough for a missing alert to mean resolved; asked
+    only when one is missing."""
+    def ask() -> bool:
+        try:
+            return alertmanager.uptime_s(monitoring.alertmanager_url(settings)) >= \
+                RESEND_GRACE_S
+        except AlertmanagerUnavailable:
+            return False
+    return ask
+
+
+def hear(paths: StateDir, journal: Journal, alerts: list[HeldAlert],
+         settled: Callable[[], bool] = lambda: True) -> list[Record]:
     """Journal the alerts that began firing and those that ended since any vrm last heard;
-    the records written. `alerts` must be Alertmanager's whole current list."""
+    the records written. `alerts` must be Alertmanager's whole current list; `settled()`
+    says whether an alert missing from it has ended (not: Alertmanager just restarted)."""
     now = {f"{a.fingerprint}@{a.starts_at}": a for a in alerts
            if a.labels.get("source") != VRM and a.state in ("active", "suppressed")}
     written: list[Record] = []
@@ -135,13 +155,17 @@ def hear(paths: StateDir, journal: Journal, alerts: list[HeldAlert]) -> list[Rec
                 written.append(journal.append(Record(
                     action="alert", result="failed", operator="alertmanager",
                     detail=f"{alert.severity or 'alert'}: {describe(alert)}{silenced}")))
-        for key, text in known.items():
-            if key not in now:
+        gone = [key for key in known if key not in now]
+        if gone and not settled():
+            now_known = {**{k: known[k] for k in gone}, **{k: _heard(a) for k, a in now.items()}}
+        else:
+            now_known = {k: _heard(a) for k, a in now.items()}
+            for key in gone:
                 written.append(journal.append(Record(
                     action="alert", result="ok", operator="alertmanager",
-                    detail=f"resolved: {text}")))
-        if written:
-            data = json.dumps({k: f"{a.name} ({a.about()})" for k, a in now.items()}).encode()
+                    detail=f"resolved: {known[key]}")))
+        if now_known != known:
+            data = json.dumps(now_known).encode()
             os.ftruncate(fd, 0)
             os.pwrite(fd, data, 0)
     finally:
@@ -160,6 +184,11 @@ class Listener:
     _gate: Gate | None = None
     error: str = ""  # the newest journal write that failed
 
+    @property
+    def last(self) -> Gate | None:
+        """The gate as the newest poll left it (no call)."""
+        return self._gate
+
     def poll(self) -> Gate | None:
         now = time.monotonic()
         if now < self._next:
@@ -168,7 +197,7 @@ class Listener:
         found = held(self.settings)
         if found is not None and found[1] == "alertmanager":
             try:
-                hear(self.settings.paths, self.journal, found[0])
+                hear(self.settings.paths, self.journal, found[0], settled(self.settings))
             except OSError as exc:  # a full disk: the gate still counts
                 self.error = f"alerts not journaled: {exc.strerror or exc}"
         self._gate = gate(found[0], found[1]) if found else None
@@ -200,6 +229,12 @@ def notify(settings: Settings, migration: str, event: str, step: str, detail: st
     return ""
 
 
+def _heard(alert: HeldAlert) -> str:
+    """How a resolved alert is named in the journal."""
+    about = f" ({alert.about()})" if alert.about() else ""
+    return f"{alert.name}{about}"
+
+
 def _clock(stamp: str) -> str:
     """HH:MM:SS (local time) of an RFC 3339 time; "" when it is not one."""
     text = re.sub(r"(\.\d{6})\d+", r"\1", stamp.replace("Z", "+00:00"))  # Go's nanoseconds
@@ -221,7 +256,7 @@ def pane(settings: Settings, journal: Journal, timeout: float = 1.0) -> list[pro
     except AlertmanagerUnavailable:
         return prometheus.alerts(prometheus_url, timeout)
     with contextlib.suppress(OSError):  # a full disk: the pane still shows what fires
-        hear(settings.paths, journal, found)
+        hear(settings.paths, journal, found, settled(settings))
     try:
         pending = [a for a in prometheus.alerts(prometheus_url, timeout)
                    if a.state == "pending"]

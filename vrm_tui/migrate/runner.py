@@ -383,9 +383,11 @@ class Runner:
         self._feed(evidence)
         state.evidence = evidence.to_dict()
         health = self._health(time.monotonic())
-        alert = self._alerts.poll()  # a critical alert about rust or the proxy
-        quick_fail = self._quick_fail(plan, evidence, state, health) or (
-            alert is not None and alert.status == "fail")
+        quick_fail = self._quick_fail(plan, evidence, state, health)
+        # a critical alert about rust or the proxy; a step failing anyway does not wait on
+        # Alertmanager's answer
+        alert = self._alerts.last if quick_fail else self._alerts.poll()
+        quick_fail = quick_fail or (alert is not None and alert.status == "fail")
         if not (judge or quick_fail):
             if time.monotonic() >= self._next_save:
                 self._save(state, None)

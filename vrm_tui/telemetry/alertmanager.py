@@ -19,7 +19,8 @@ from vrm_tui.telemetry.http import shared_client
 from vrm_tui.telemetry.prometheus import Alert
 
 __all__ = ["AlertmanagerUnavailable", "HeldAlert", "Silence", "alerts", "as_alert",
-           "create_silence", "expire_silence", "parse_matcher", "post_alerts", "silences"]
+           "create_silence", "expire_silence", "parse_matcher", "post_alerts", "silences",
+           "uptime_s"]
 
 
 class AlertmanagerUnavailable(Failure):
@@ -102,6 +103,17 @@ def as_alert(held: HeldAlert) -> Alert:
     state = "firing" if held.firing else (
         "silenced" if held.silenced_by else "inhibited" if held.inhibited_by else held.state)
     return Alert(held.name, state, held.severity, held.summary, held.starts_at, held.labels)
+
+
+def uptime_s(base_url: str, timeout: float = 1.0) -> float:
+    """Seconds since Alertmanager started (its status's `uptime`)."""
+    started = str((_call(base_url, "GET", "/status", timeout) or {}).get("uptime", ""))
+    text = re.sub(r"(\.\d{6})\d+", r"\1", started.replace("Z", "+00:00"))
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(text)).total_seconds()
+    except ValueError:
+        raise AlertmanagerUnavailable(f"Alertmanager at {base_url}: no start time in its "
+                                      f"status ({shown(started)})") from None
 
 
 def post_alerts(base_url: str, posted: list[dict[str, Any]], timeout: float = 1.0) -> None:
