@@ -685,13 +685,14 @@ def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
     if status.unreachable:
         print(f"vrm fleet {action}: {status.unreachable}", file=sys.stderr)
         return 1
-    print(f"{'HOST':<20} {'MODE':<10} {'GEN':>5} {'RUST':>5}  VERIFIED")
+    print(f"{'HOST':<20} {'MODE':<10} {'GEN':>5} {'RUST':>5}  {'HEALTH':<26} VERIFIED")
     for host, report in sorted(status.hosts.items()):
         rust = "?" if report.rust is None else f"{report.rust}%"
         lag = " lagging" if status.desired and report.generation < \
             status.desired.generation else ""
+        health = " ".join(f"{b}:{'ok' if ok else 'DOWN'}" for b, ok in report.health.items())
         print(f"{host:<20} {report.mode:<10} {report.generation:>5} {rust:>5}  "
-              f"{report.verified_at or '-'}{lag}")
+              f"{health or '-':<26} {report.verified_at or '-'}{lag}")
     return 0
 
 

@@ -22,7 +22,7 @@ from vrm_tui.fleet.agent import AgentState
 from vrm_tui.fleet.service import FleetService
 from vrm_tui.fleet.store import HostReport
 from vrm_tui.journal import Journal
-from vrm_tui.system.procs import ProcRecord
+from vrm_tui.system.procs import ProcRecord, free_ports
 
 HOSTS = ("h0", "h1", "h2")
 
@@ -243,7 +243,7 @@ def test_a_stopped_agent_is_named_and_a_stale_one_never_raises_rust(
         fleet_service = service(fleet["h0"])
         fleet_service.deploy(70)  # an operator deploys again, then rolls back once more
         last = fleet_service.rollback(timeout=0.2)
-        assert last.missing == ("h2",) or "h2" in last.gone or not last.missing
+        assert "h2" not in {c.host for c in last.confirmed}  # stopped: it cannot confirm
     finally:
         os.kill(pid, signal.SIGCONT)
     eventually(lambda: reports(h2).get("h2") is not None
@@ -283,3 +283,37 @@ def test_status_json_is_machine_readable(fleet: dict[str, Stack]) -> None:
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["fleet"] == "f" and set(data["hosts"]) == set(HOSTS)
+
+
+def test_an_isolated_agent_drops_to_rust_0_only_when_told(tmp_path: Path) -> None:
+    """VRM_FLEET_ISOLATED_ROLLBACK=1: cut off from etcd (none answers) for a second, the
+    agent sets rust 0 itself; it never raises rust while isolated."""
+    _require_nginx()
+    (port,) = free_ports(1)
+    stack = new_stack(tmp_path, VRM_FLEET="lonely", VRM_FLEET_HOST="solo",
+                      VRM_FLEET_ENDPOINTS=f"http://127.0.0.1:{port}",
+                      VRM_FLEET_ISOLATED_ROLLBACK="1", RUST_BACKEND_WEIGHT="30",
+                      TS_BACKEND_WEIGHT="70")
+    try:
+        assert "fleet-agent" in stack.console.up()
+        assert local_state(stack).mode == "isolated"
+        eventually(lambda: served(stack) == 0, timeout=10, what="rust 0 after 1 s isolated")
+        eventually(lambda: splits_after(stack, 0) == [0], what="the agent's rollback journaled")
+        rollback = stack.vrm("fleet", "rollback")
+        assert rollback.returncode == 1
+        assert "etcd unreachable" in rollback.stderr and "`vrm rollback`" in rollback.stderr
+    finally:
+        stack.down()
+    assert local_state(stack).mode == "stopped"
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("VRM_FLEET", "a/b"), ("VRM_FLEET_HOST", "-x"), ("VRM_FLEET_TTL", "5"),
+    ("VRM_FLEET_ENDPOINTS", "127.0.0.1:2379"), ("VRM_FLEET_CONFIRM_TIMEOUT", "0"),
+    ("VRM_FLEET_ISOLATED_ROLLBACK", "soon"),
+])
+def test_a_bad_fleet_setting_is_one_line_naming_it(tmp_path: Path, name: str,
+                                                    value: str) -> None:
+    done = new_stack(tmp_path).vrm("fleet", "status", **{name: value})
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"vrm: {name}=") and len(done.stderr.splitlines()) == 1

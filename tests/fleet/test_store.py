@@ -38,8 +38,8 @@ def test_a_deploy_that_loses_the_race_to_a_rollback_is_refused(etcd: Etcd) -> No
     real_desired = slow.desired
     calls = []
 
-    def desired_then_rollback():  # the rollback lands between the deploy's read and write
-        found = real_desired()
+    def desired_then_rollback(patience: float = 0.0):  # lands between read and write
+        found = real_desired(patience)
         if not calls:
             store.write_desired(0, "bob", "", "rollback", "h2", lambda _d: True)
         calls.append(found)

@@ -16,7 +16,7 @@ of VRM_FLEET_TTL seconds, so a dead host's report vanishes. Its rules:
   rollback goes straight to the rollback.
 
 `spawn()` starts it detached for `vrm up` (like the migration guard); `python -m
-vrm_tui.fleet.agent` and `vrm agent` run it in the foreground (a compose service).
+vrm_tui.fleet` and `vrm agent` run it in the foreground (a compose service).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pathlib import Path
 
 from vrm_tui import __version__
 from vrm_tui.core import services
+from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import Failure
 from vrm_tui.core.split import Split
 from vrm_tui.fleet.store import Desired, EtcdStore, FleetUnreachable, HostMode, HostReport, now_iso
@@ -45,11 +46,13 @@ from vrm_tui.settings import load as load_settings
 from vrm_tui.stack import lifecycle
 from vrm_tui.system.files import write_atomic
 from vrm_tui.system.procs import ProcRecord
+from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic.controller import ApplyError, TrafficController
 from vrm_tui.traffic.served import ProxyUnreachable
 
 SERVICE = services.FLEET_AGENT
 TICK_S = 0.5  # how often the agent renews its lease and reads `desired` without a wake-up
+HEALTH_EVERY_S = 2.0  # how often the report's backend health is probed (short timeouts)
 START_TIMEOUT_S = 10.0
 LOCK_WAIT_S = 10.0
 
@@ -116,6 +119,8 @@ class Agent:
         self._reported: HostReport | None = None
         self._isolated_at: float | None = None
         self._held = held_by(settings) is not None
+        self._health: dict[str, bool] = {}
+        self._health_at = 0.0
         old = AgentState.load(settings.paths.fleet_agent)
         self.state = AgentState(
             settings.fleet, settings.fleet_host, os.getpid(),
@@ -277,12 +282,23 @@ class Agent:
         s = self.state
         report = HostReport(self.settings.fleet_host, s.generation,
                             self._served_rust(), s.mode, s.verified_at, s.apply_ms,
-                            held_by(self.settings) or "", s.error, __version__)
+                            held_by(self.settings) or "", s.error, self._backend_health(),
+                            __version__)
         if self._reported is not None and replace(report, at="") == replace(self._reported,
                                                                              at=""):
             return
         self.store.report(report, self.lease)
         self._reported = report
+
+
+    def _backend_health(self) -> dict[str, bool]:
+        """Each backend's health check, probed at most every HEALTH_EVERY_S."""
+        if time.monotonic() - self._health_at >= HEALTH_EVERY_S:
+            s = self.settings
+            self._health = {b.value: probe(s.backend_url(b) + s.health_path, timeout=0.25).healthy
+                            for b in Backend}
+            self._health_at = time.monotonic()
+        return self._health
 
 
 # --- the process ---------------------------------------------------------------------------
@@ -295,7 +311,7 @@ def spawn(settings: Settings) -> ProcRecord | None:
         return None
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = paths.service_log(SERVICE)
-    command = [sys.executable, "-m", "vrm_tui.fleet.agent",
+    command = [sys.executable, "-m", "vrm_tui.fleet",
                "--deploy-dir", str(settings.deploy_dir), "--state-dir", str(settings.state_dir)]
     with open(log, "ab") as out:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
@@ -354,7 +370,7 @@ def run(settings: Settings, stop_event: threading.Event | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vrm_tui.fleet.agent")
+    parser = argparse.ArgumentParser(prog="python -m vrm_tui.fleet")
     parser.add_argument("--deploy-dir", type=Path, required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -100,9 +100,13 @@ class FleetService:
         """Desired rust 0, then wait until every live host reports it verified."""
         store = self._store()
         started = time.perf_counter()
-        wanted = store.write_desired(0, operator_identity(), reason or "fleet rollback",
-                                     "rollback", self.settings.fleet_host,
-                                     may_override=lambda _moved: True)
+        try:
+            wanted = store.write_desired(0, operator_identity(), reason or "fleet rollback",
+                                         "rollback", self.settings.fleet_host,
+                                         may_override=lambda _moved: True)
+        except FleetUnreachable as exc:
+            raise FleetUnreachable(f"{exc}; nothing written: roll each host back with "
+                                   "`vrm rollback` (it needs no etcd)") from None
         limit = self.settings.fleet_confirm_timeout if timeout is None else timeout
         deadline = started + limit
         confirmed: dict[str, Confirmation] = {}

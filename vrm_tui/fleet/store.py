@@ -40,6 +40,7 @@ from vrm_tui.core.errors import Failure
 __all__ = ["Desired", "EtcdStore", "FleetUnreachable", "HostReport", "Keys", "StaleDesired"]
 
 REQUEST_TIMEOUT_S = 1.0  # one etcd request; a cluster electing a leader answers within it
+WRITE_PATIENCE_S = 5.0  # how long an operator's write waits for a cluster to elect a leader
 DesiredAction = Literal["deploy", "rollback"]
 HostMode = Literal["following", "held", "isolated", "stopped"]
 
@@ -125,6 +126,7 @@ class HostReport:
     apply_ms: float | None = None  # how long applying `generation` took on this host
     held_by: str = ""  # who rolled this host back locally (mode "held")
     error: str = ""  # the last apply's failure, if it failed
+    health: dict[str, bool] = field(default_factory=dict)  # backend -> its health check passed
     version: str = ""
     at: str = field(default_factory=now_iso)
 
@@ -166,8 +168,21 @@ class EtcdStore:
     def client(self) -> Etcd3Client:
         return self._clients[self._current]
 
-    def _call(self, fn: Callable[[Etcd3Client], Any]) -> Any:
-        """`fn` on the endpoint that answered last, then on each other in turn."""
+    def _call(self, fn: Callable[[Etcd3Client], Any], patience: float = 0.0) -> Any:
+        """`fn` on the endpoint that answered last, then on each other in turn; again for
+        `patience` seconds while none answers (a cluster electing a new leader)."""
+        if len(self._clients) == 1:
+            patience = 0.0  # one member: no election to wait for
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._round(fn)
+            except FleetUnreachable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _round(self, fn: Callable[[Etcd3Client], Any]) -> Any:
         errors = []
         for offset in range(len(self._clients)):
             index = (self._current + offset) % len(self._clients)
@@ -181,14 +196,16 @@ class EtcdStore:
             return result
         raise FleetUnreachable("etcd unreachable (" + "; ".join(errors) + ")")
 
-    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._call(lambda c: c.post(c.get_url(path), json=payload))  # type: ignore[no-any-return]
+    def _post(self, path: str, payload: dict[str, Any],
+              patience: float = 0.0) -> dict[str, Any]:
+        return self._call(lambda c: c.post(c.get_url(path), json=payload),  # type: ignore[no-any-return]
+                          patience)
 
     # --- reading ---------------------------------------------------------------------------
 
-    def desired(self) -> tuple[Desired | None, int]:
+    def desired(self, patience: float = 0.0) -> tuple[Desired | None, int]:
         """The desired split and its key's mod revision (0 when there is none yet)."""
-        found = self._post("/kv/range", {"key": _b64(self.keys.desired)})
+        found = self._post("/kv/range", {"key": _b64(self.keys.desired)}, patience)
         kvs = found.get("kvs") or []
         if not kvs:
             return None, 0
@@ -229,7 +246,7 @@ class EtcdStore:
         in the same transaction). When another writer moved it first, `may_override` decides
         on what it wrote: go on from there, or raise StaleDesired naming it."""
         while True:
-            current, revision = self.desired()
+            current, revision = self.desired(WRITE_PATIENCE_S)
             wanted = Desired((current.generation if current else 0) + 1, rust, by, now_iso(),
                              reason, action)
             body = json.dumps(asdict(wanted), separators=(",", ":"))
@@ -242,7 +259,7 @@ class EtcdStore:
                 {"request_put": {"key": _b64(self.keys.desired), "value": _b64(body)}},
                 {"request_put": {"key": _b64(self.keys.journal_entry(host)),
                                  "value": _b64(record)}}]}
-            answer = self._post("/kv/txn", txn)
+            answer = self._post("/kv/txn", txn, WRITE_PATIENCE_S)
             if answer.get("succeeded"):
                 return wanted
             moved, _ = self.desired()
