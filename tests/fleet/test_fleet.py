@@ -19,6 +19,7 @@ from tests.conftest import _require_nginx
 from tests.fleet.etcd import Etcd
 from tests.support import Stack, new_stack
 from vrm_tui.fleet.agent import AgentState
+from vrm_tui.fleet.agent import held_by as agent_held
 from vrm_tui.fleet.service import FleetService
 from vrm_tui.fleet.store import HostReport
 from vrm_tui.journal import Journal
@@ -144,6 +145,18 @@ def test_a_local_rollback_holds_the_host_until_rejoin(fleet: dict[str, Stack]) -
     assert "rejoined fleet f" in rejoined.stdout
     eventually(lambda: all_serve(fleet, 50), what="h1 follows again after rejoin")
     assert reports(h1)["h1"].mode == "following"
+    # The journal rewritten smaller (as a log cap does), the old rollback still in it: it was
+    # read once and holds nothing again.
+    journal = h1.settings.paths.journal
+    lines = journal.read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if '"action":"rollback"' in line)
+    journal.write_text("".join(lines[first:]))
+    size = journal.stat().st_size
+    eventually(lambda: local_state(h1).journal_offset == size, what="the agent read it")
+    assert local_state(h1).mode == "following" and agent_held(h1.settings) is None
+    second = h1.vrm("agent")
+    assert second.returncode == 1
+    assert second.stderr.strip().startswith("vrm agent: another fleet agent runs for ")
 
 
 def test_a_killed_agent_leaves_the_fleet_and_catches_up_when_started(

@@ -194,6 +194,11 @@ class StateDir:
         return self.root / "fleet-agent.json"
 
     @property
+    def fleet_agent_lock(self) -> Path:
+        """Held by the running fleet agent for its whole life: one agent per state dir."""
+        return self.root / "fleet-agent.lock"
+
+    @property
     def fleet_held(self) -> Path:
         """Present while a local rollback holds this host at rust 0 against the fleet's
         desired split; `vrm fleet rejoin` removes it."""

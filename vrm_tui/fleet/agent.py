@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -72,6 +73,7 @@ class AgentState:
     error: str = ""
     since: str = ""  # the first agent's start: older journal rollbacks hold nothing
     journal_offset: int = 0
+    journal_time: str = ""  # the newest journal record read (a rewritten journal is re-read)
     previous_pid: int = 0  # the agent before this one (its journal records are its own)
     isolated_since: str = ""
     updated: str = ""
@@ -127,6 +129,7 @@ class Agent:
             generation=old.generation if old and old.fleet == settings.fleet else 0,
             since=(old.since if old else "") or now_iso(),
             journal_offset=old.journal_offset if old else self._journal_end(),
+            journal_time=old.journal_time if old else "",
             previous_pid=old.pid if old else 0,
         )
 
@@ -218,15 +221,18 @@ class Agent:
 
     def _check_local_rollback(self) -> bool:
         """A rollback in this host's journal that this agent did not make holds the host."""
-        records, offset = self.journal.read_from(self.state.journal_offset)
-        if offset < self.state.journal_offset:  # the journal was rewritten smaller
-            records, offset = self.journal.read_from(0)
+        start = self.state.journal_offset
+        if self._journal_end() < start:  # rewritten smaller (capped): read it again, by time
+            start = 0
+        records, offset = self.journal.read_from(start)
         own = {os.getpid(), self.state.previous_pid}
+        newest = max([self.state.since, self.state.journal_time])
         for record in records:
             if (record.action == "rollback" and record.result == "ok" and record.pid not in own
-                    and record.time > self.state.since):
+                    and record.time > newest):
                 self._hold(record.operator, record.time)
-        self._set(journal_offset=offset)
+        latest = max([self.state.journal_time, *(r.time for r in records)])
+        self._set(journal_offset=offset, journal_time=latest)
         return held_by(self.settings) is not None
 
     def _hold(self, by: str, at: str) -> None:
@@ -365,8 +371,25 @@ def run(settings: Settings, stop_event: threading.Event | None = None,
             print(f"{now_iso()} agent {os.getpid()}: {text}", flush=True)
 
     agent = Agent(settings, controller, store, stop_event, say=say)
-    agent.run()
+    lock = _hold_lock(settings)
+    try:
+        agent.run()
+    finally:
+        os.close(lock)
     return 0
+
+
+def _hold_lock(settings: Settings) -> int:
+    """One agent per state dir (two would both apply and both report): an flock for life."""
+    path = settings.paths.fleet_agent_lock
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Failure(f"another fleet agent runs for {settings.state_dir}") from None
+    return fd
 
 
 def main(argv: list[str] | None = None) -> int:
