@@ -685,14 +685,21 @@ def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
     if status.unreachable:
         print(f"vrm fleet {action}: {status.unreachable}", file=sys.stderr)
         return 1
-    print(f"{'HOST':<20} {'MODE':<10} {'GEN':>5} {'RUST':>5}  {'HEALTH':<26} VERIFIED")
+    print(f"{'HOST':<16} {'MODE':<9} {'GEN':>4} {'RUST':>5}  {'HEALTH':<25} "
+          f"{'RUST ERR':>8} {'RUST P95':>8} {'VRAM GB':>11}  VERIFIED")
     for host, report in sorted(status.hosts.items()):
         rust = "?" if report.rust is None else f"{report.rust}%"
         lag = " lagging" if status.desired and report.generation < \
             status.desired.generation else ""
         health = " ".join(f"{b}:{'ok' if ok else 'DOWN'}" for b, ok in report.health.items())
-        print(f"{host:<20} {report.mode:<10} {report.generation:>5} {rust:>5}  "
-              f"{health or '-':<26} {report.verified_at or '-'}{lag}")
+        seen = report.traffic.get("rust", {})
+        err = "-" if seen.get("error_rate") is None else f"{100 * (seen['error_rate'] or 0):.1f}%"
+        p95 = "-" if seen.get("p95_ms") is None else f"{seen['p95_ms']:.0f} ms"
+        vram = "-" if report.vram_used_gb is None else \
+            f"{report.vram_used_gb:.1f}/{report.vram_total_gb or 0:.0f}"
+        print(f"{host:<16} {report.mode:<9} {report.generation:>4} {rust:>5}  "
+              f"{health or '-':<25} {err:>8} {p95:>8} {vram:>11}  "
+              f"{report.verified_at or '-'}{lag}")
     return 0
 
 

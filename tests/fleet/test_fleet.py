@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import _require_nginx
 from tests.fleet.etcd import Etcd
-from tests.support import Stack, new_stack
+from tests.support import Stack, new_stack, sample_backends
 from vrm_tui.fleet.agent import AgentState
 from vrm_tui.fleet.agent import held_by as agent_held
 from vrm_tui.fleet.service import FleetService
@@ -108,6 +108,26 @@ def test_a_deploy_reaches_every_host_without_a_reload(fleet: dict[str, Stack]) -
     for host in HOSTS:
         assert any(line.startswith(host) and "following" in line and "30%" in line
                    for line in hosts.stdout.splitlines()), hosts.stdout
+
+
+async def test_reports_carry_health_and_each_backends_traffic(
+        fleet: dict[str, Stack]) -> None:
+    service(fleet["h0"]).deploy(50)
+    eventually(lambda: all_serve(fleet, 50), what="every host serving rust 50")
+    seen = await sample_backends(f"{fleet['h0'].proxy}/api/v1/vision/metrics", 200)
+    assert seen["rust"] > 0 and seen["typescript"] > 0, seen
+
+    def measured() -> bool:
+        report = reports(fleet["h0"])["h0"]
+        rust = report.traffic.get("rust", {})
+        return rust.get("p95_ms") is not None and rust.get("error_rate") == 0.0
+
+    eventually(measured, what="h0's report has rust's p95 and error rate")
+    report = reports(fleet["h0"])["h0"]
+    assert report.health == {"rust": True, "typescript": True}
+    assert report.vram_used_gb is None or report.vram_total_gb  # None: no NVIDIA driver
+    hosts = fleet["h0"].vrm("fleet", "hosts")
+    assert "rust:ok typescript:ok" in hosts.stdout and "0.0%" in hosts.stdout, hosts.stdout
 
 
 def test_fleet_rollback_waits_for_every_host_and_prints_each(fleet: dict[str, Stack]) -> None:

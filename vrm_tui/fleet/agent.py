@@ -47,13 +47,15 @@ from vrm_tui.settings import load as load_settings
 from vrm_tui.stack import lifecycle
 from vrm_tui.system.files import write_atomic
 from vrm_tui.system.procs import ProcRecord
+from vrm_tui.telemetry.accesslog import AccessLogSource
+from vrm_tui.telemetry.gpu import read_gpus
 from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic.controller import ApplyError, TrafficController
 from vrm_tui.traffic.served import ProxyUnreachable
 
 SERVICE = services.FLEET_AGENT
 TICK_S = 0.5  # how often the agent renews its lease and reads `desired` without a wake-up
-HEALTH_EVERY_S = 2.0  # how often the report's backend health is probed (short timeouts)
+HEALTH_EVERY_S = 2.0  # how often the report's health, traffic and VRAM are read
 START_TIMEOUT_S = 10.0
 LOCK_WAIT_S = 10.0
 
@@ -107,7 +109,8 @@ class Agent:
 
     def __init__(self, settings: Settings, controller: TrafficController, store: EtcdStore,
                  stop: threading.Event, tick: float = TICK_S,
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print,
+                 traffic: AccessLogSource | None = None) -> None:
         self.settings = settings
         self.controller = controller
         self.store = store
@@ -121,8 +124,10 @@ class Agent:
         self._reported: HostReport | None = None
         self._isolated_at: float | None = None
         self._held = held_by(settings) is not None
-        self._health: dict[str, bool] = {}
-        self._health_at = 0.0
+        self.traffic = traffic
+        self._looks: tuple[dict[str, bool], dict[str, dict[str, float | None]],
+                           float | None, float | None] = ({}, {}, None, None)
+        self._looked_at = 0.0
         old = AgentState.load(settings.paths.fleet_agent)
         self.state = AgentState(
             settings.fleet, settings.fleet_host, os.getpid(),
@@ -288,8 +293,8 @@ class Agent:
         s = self.state
         report = HostReport(self.settings.fleet_host, s.generation,
                             self._served_rust(), s.mode, s.verified_at, s.apply_ms,
-                            held_by(self.settings) or "", s.error, self._backend_health(),
-                            __version__)
+                            held_by(self.settings) or "", s.error, *self._look(),
+                            version=__version__)
         if self._reported is not None and replace(report, at="") == replace(self._reported,
                                                                              at=""):
             return
@@ -297,14 +302,31 @@ class Agent:
         self._reported = report
 
 
-    def _backend_health(self) -> dict[str, bool]:
-        """Each backend's health check, probed at most every HEALTH_EVERY_S."""
-        if time.monotonic() - self._health_at >= HEALTH_EVERY_S:
-            s = self.settings
-            self._health = {b.value: probe(s.backend_url(b) + s.health_path, timeout=0.25).healthy
-                            for b in Backend}
-            self._health_at = time.monotonic()
-        return self._health
+    def _look(self) -> tuple[dict[str, bool], dict[str, dict[str, float | None]],
+                             float | None, float | None]:
+        """Each backend's health check and traffic, and the GPUs' memory, read at most every
+        HEALTH_EVERY_S (with short timeouts: a hung backend must not slow a rollback)."""
+        if time.monotonic() - self._looked_at < HEALTH_EVERY_S:
+            return self._looks
+        s = self.settings
+        health = {b.value: probe(s.backend_url(b) + s.health_path, timeout=0.25).healthy
+                  for b in Backend}
+        traffic: dict[str, dict[str, float | None]] = {}
+        if self.traffic is not None:
+            try:
+                snapshot = self.traffic.poll("1m")
+            except OSError:
+                snapshot = None
+            for backend, window in (snapshot.backends.items() if snapshot else ()):
+                traffic[backend.value] = {"rate": round(window.rate, 2),
+                                          "error_rate": window.recent_error_rate,
+                                          "p95_ms": window.p95_ms}
+        gpus = read_gpus()
+        used = round(sum(g.used_gb for g in gpus.gpus), 2) if gpus.available else None
+        total = round(sum(g.total_gb for g in gpus.gpus), 2) if gpus.available else None
+        self._looks = (health, traffic, used, total)
+        self._looked_at = time.monotonic()
+        return self._looks
 
 
 # --- the process ---------------------------------------------------------------------------
@@ -363,14 +385,16 @@ def run(settings: Settings, stop_event: threading.Event | None = None,
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, stopping)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    controller = controller or TrafficController(settings, lifecycle.runtime_for(settings))
+    runtime = lifecycle.runtime_for(settings)
+    controller = controller or TrafficController(settings, runtime)
+    traffic = AccessLogSource(runtime.access_log(), settings.backend_addresses, backfill=False)
     store = EtcdStore(settings.fleet, settings.fleet_endpoints)
 
     def say(text: str) -> None:
         with contextlib.suppress(OSError):
             print(f"{now_iso()} agent {os.getpid()}: {text}", flush=True)
 
-    agent = Agent(settings, controller, store, stop_event, say=say)
+    agent = Agent(settings, controller, store, stop_event, say=say, traffic=traffic)
     lock = _hold_lock(settings)
     try:
         agent.run()

@@ -127,6 +127,11 @@ class HostReport:
     held_by: str = ""  # who rolled this host back locally (mode "held")
     error: str = ""  # the last apply's failure, if it failed
     health: dict[str, bool] = field(default_factory=dict)  # backend -> its health check passed
+    # backend -> {rate (attempts/s), error_rate (last 10 s), p95_ms (last minute)} from the
+    # host's access log; empty where it cannot be read
+    traffic: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    vram_used_gb: float | None = None  # every GPU of the host (None: no NVIDIA driver)
+    vram_total_gb: float | None = None
     version: str = ""
     at: str = field(default_factory=now_iso)
 
