@@ -25,6 +25,7 @@ from vrm_tui.core.split import SplitError, parse_weight
 
 if TYPE_CHECKING:  # `vrm rollback` must start fast: these load where they are used
     from vrm_tui.console import MigrationView
+    from vrm_tui.fleet import FleetService, RollbackOutcome  # types only: Console.fleet()
     from vrm_tui.views import StackStatus
 
 __all__ = ["ENV_TEMPLATE", "main"]
@@ -614,14 +615,25 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 # --- fleet: `vrm fleet ...` and `vrm agent` (one facade: Console.fleet()) --------------------
 
-FLEET_WRITING = {"deploy", "rollback", "rejoin"}
+FLEET_WRITING = {"deploy", "rollback", "rejoin", "migrate"}
 
 
 def _add_fleet(sub: argparse._SubParsersAction[_Parser],
                common: _Parser) -> None:
     fleet = sub.add_parser("fleet", parents=[common],
                            help="one split for many hosts, steered through etcd (VRM_FLEET)")
-    fleet.add_argument("action", choices=["status", "hosts", "deploy", "rollback", "rejoin"])
+    fleet.add_argument("action",
+                       choices=["status", "hosts", "deploy", "rollback", "rejoin", "migrate"])
+    fleet.add_argument("what", nargs="?", choices=["start", "status", "resume", "abort"],
+                       help="migrate: start (--steps, --waves, --bake), status, resume, abort")
+    fleet.add_argument("--steps", default="10,50,100", metavar="W,W,...",
+                       help="migrate start: rust weights (default 10,50,100)")
+    fleet.add_argument("--waves", default="1,all", metavar="N,...,all",
+                       help="migrate start: hosts per wave, a canary first (default 1,all)")
+    fleet.add_argument("--bake", type=_positive, default=60.0, metavar="SECONDS",
+                       help="migrate start: how long each wave bakes (default 60)")
+    fleet.add_argument("--max-error-rate", type=_positive, default=5.0, metavar="PERCENT",
+                       help="migrate start: a host's rust error rate that fails it (default 5)")
     fleet.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
                        help="rollback: how long to wait for every live host "
                             "(default VRM_FLEET_CONFIRM_TIMEOUT)")
@@ -646,21 +658,12 @@ def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
         print(f"fleet {settings.fleet}: desired rust {desired.rust}% "
               f"(generation {desired.generation}); `vrm fleet hosts` shows who serves it")
         return 0
+    if action == "migrate":
+        return _fleet_migrate(settings, args, fleet)
+    if args.what is not None:
+        raise UsageError(f"{args.what!r} goes with `vrm fleet migrate`, not {action}")
     if action == "rollback":
-        outcome = fleet.rollback(args.timeout, args.reason)
-        print(f"fleet {settings.fleet}: desired rust 0 (generation "
-              f"{outcome.desired.generation})")
-        for done in sorted(outcome.confirmed, key=lambda c: c.seen_ms):
-            own = f", applied in {done.apply_ms:.0f} ms" if done.apply_ms is not None else ""
-            print(f"  {done.host}: rust 0 verified at +{done.seen_ms:.0f} ms{own}")
-        for host in outcome.gone:
-            print(f"  {host}: gone (its lease expired while waiting)")
-        if outcome.missing:
-            print(f"vrm fleet rollback: not confirmed within the timeout: "
-                  f"{', '.join(outcome.missing)} (the rollback stays in force for them)",
-                  file=sys.stderr)
-            return 1
-        return 0
+        return _print_fleet_rollback(settings, fleet.rollback(args.timeout, args.reason))
     if action == "rejoin":
         was = fleet.rejoin()
         print(f"{settings.fleet_host}: rejoined fleet {settings.fleet} (held by {was})"
@@ -700,6 +703,57 @@ def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{host:<16} {report.mode:<9} {report.generation:>4} {rust:>5}  "
               f"{health or '-':<25} {err:>8} {p95:>8} {vram:>11}  "
               f"{report.verified_at or '-'}{lag}")
+    return 0
+
+
+def _print_fleet_rollback(settings: Settings, outcome: RollbackOutcome) -> int:
+    print(f"fleet {settings.fleet}: desired rust 0 (generation {outcome.desired.generation})")
+    for done in sorted(outcome.confirmed, key=lambda c: c.seen_ms):
+        own = f", applied in {done.apply_ms:.0f} ms" if done.apply_ms is not None else ""
+        print(f"  {done.host}: rust 0 verified at +{done.seen_ms:.0f} ms{own}")
+    for host in outcome.gone:
+        print(f"  {host}: gone (its lease expired while waiting)")
+    if outcome.missing:
+        print(f"vrm fleet rollback: not confirmed within the timeout: "
+              f"{', '.join(outcome.missing)} (the rollback stays in force for them)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _fleet_migrate(settings: Settings, args: argparse.Namespace, fleet: FleetService) -> int:
+    what = args.what or "status"
+    if what == "start":
+        try:
+            steps = [parse_weight(w, "--steps") for w in args.steps.split(",")]
+        except SplitError as exc:
+            raise UsageError(str(exc)) from None
+        started = fleet.migrate_start(steps, args.waves, args.bake, args.max_error_rate / 100)
+        print(f"fleet migration {started.id}: steps {','.join(map(str, started.steps))}, "
+              f"waves {' then '.join(','.join(w) for w in started.waves)}, bake "
+              f"{started.bake_s:g}s; the guard elected among the agents runs it "
+              "(`vrm fleet migrate status`)")
+        return 0
+    if what == "resume":
+        resumed = fleet.migrate_resume()
+        print(f"fleet migration {resumed.id} resumed (held: {', '.join(resumed.held) or 'none'})")
+        return 0
+    if what == "abort":
+        return _print_fleet_rollback(settings, fleet.migrate_abort(args.timeout))
+    migration, leader = fleet.migration()
+    if migration is None:
+        print("no fleet migration (`vrm fleet migrate start`)")
+        return 0
+    if args.json:
+        print(json.dumps({**asdict(migration), "guard": leader}, indent=2))
+        return 0
+    print(f"fleet migration {migration.id}: {migration.phase}, step {migration.step + 1}/"
+          f"{len(migration.steps)} (rust {migration.steps[migration.step]}), wave "
+          f"{migration.wave + 1}/{len(migration.waves)}; guard: {leader or 'none'}")
+    if migration.held:
+        print(f"held at rust 0: {', '.join(migration.held)}")
+    if migration.reason:
+        print(f"reason: {migration.reason}")
     return 0
 
 

@@ -40,6 +40,7 @@ from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import Failure
 from vrm_tui.core.split import Split
+from vrm_tui.fleet.guard import FleetGuard
 from vrm_tui.fleet.store import Desired, EtcdStore, FleetUnreachable, HostMode, HostReport, now_iso
 from vrm_tui.journal import Journal
 from vrm_tui.settings import Settings
@@ -125,9 +126,11 @@ class Agent:
         self._isolated_at: float | None = None
         self._held = held_by(settings) is not None
         self.traffic = traffic
+        self.guard = FleetGuard(store, settings.fleet_host, say)
         self._looks: tuple[dict[str, bool], dict[str, dict[str, float | None]],
                            float | None, float | None] = ({}, {}, None, None)
         self._looked_at = 0.0
+        self._applied_at = time.time()  # when the split of `state.generation` was verified
         old = AgentState.load(settings.paths.fleet_agent)
         self.state = AgentState(
             settings.fleet, settings.fleet_host, os.getpid(),
@@ -176,6 +179,8 @@ class Agent:
                 self.say("etcd answers again: following")
             self._isolated_at = None
             self._report()
+            assert self.lease is not None
+            self.guard.tick(self.lease)  # a candidate for the fleet migration's guard
         except FleetUnreachable as exc:
             self._isolated(str(exc))
         self._set(updated=now_iso())
@@ -263,7 +268,7 @@ class Agent:
                 # Under the traffic lock: a local rollback either came before (and holds the
                 # host now) or waits for this change and comes after it.
                 held = self._check_local_rollback()
-                target = 0 if held else desired.rust
+                target = 0 if held else desired.rust_for(self.settings.fleet_host)
                 served = self._served_rust()
                 if served != target:
                     if target == 0:
@@ -276,6 +281,8 @@ class Agent:
             self._set(error=str(exc))
             return
         ms = (time.perf_counter() - start) * 1000
+        self._applied_at = time.time()
+        self._looked_at = 0.0  # the next report counts from this change
         self._set(generation=desired.generation, verified_at=now_iso(), apply_ms=round(ms, 1),
                   error="")
         self.say(f"generation {desired.generation}: rust {target} verified in {ms:.0f} ms"
@@ -291,16 +298,28 @@ class Agent:
         """Put this host's report under the lease, when it changed."""
         assert self.lease is not None
         s = self.state
-        report = HostReport(self.settings.fleet_host, s.generation,
-                            self._served_rust(), s.mode, s.verified_at, s.apply_ms,
-                            held_by(self.settings) or "", s.error, *self._look(),
-                            version=__version__)
+        health, traffic, vram_used, vram_total = self._look()
+        report = HostReport(self.settings.fleet_host, s.generation, self._served_rust(),
+                            s.mode, s.verified_at, s.apply_ms, held_by(self.settings) or "",
+                            s.error, health=health, traffic=traffic,
+                            rust_since=self._rust_since(), vram_used_gb=vram_used,
+                            vram_total_gb=vram_total, version=__version__)
         if self._reported is not None and replace(report, at="") == replace(self._reported,
                                                                              at=""):
             return
         self.store.report(report, self.lease)
         self._reported = report
 
+
+    def _rust_since(self) -> dict[str, int]:
+        """rust's attempts and errors in the whole seconds after this host's last change."""
+        if self.traffic is None:
+            return {}
+        with contextlib.suppress(OSError):  # the lines logged since the last look
+            self.traffic.stats.feed(self.traffic.cursor.read())
+        bucket = self.traffic.stats.since(Backend.RUST, self._applied_at + 2)
+        return {"generation": self.state.generation, "attempts": bucket.attempts,
+                "errors": bucket.errors}
 
     def _look(self) -> tuple[dict[str, bool], dict[str, dict[str, float | None]],
                              float | None, float | None]:

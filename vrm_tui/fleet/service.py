@@ -9,12 +9,21 @@ it; a rollback always goes through.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vrm_tui.core.errors import BadInput, Failure
 from vrm_tui.fleet import agent
-from vrm_tui.fleet.store import Desired, EtcdStore, FleetUnreachable, HostReport
+from vrm_tui.fleet.guard import resolve_waves
+from vrm_tui.fleet.store import (
+    Desired,
+    EtcdStore,
+    FleetMigration,
+    FleetUnreachable,
+    HostReport,
+    now_iso,
+)
 from vrm_tui.journal import operator_identity
 from vrm_tui.settings import Settings
 from vrm_tui.traffic.controller import TrafficController
@@ -172,3 +181,63 @@ class FleetService:
         """`vrm agent`: the agent in the foreground (a compose service, a terminal)."""
         self._store()  # the same one-line errors as every fleet command
         return agent.run(self.settings, controller=self.controller)
+
+    # --- a fleet migration (run by the guard that holds the leader's lease) -----------------
+
+    def migration(self) -> tuple[FleetMigration | None, str | None]:
+        """The fleet's migration (None: none ever started) and the guard leading it."""
+        store = self._store()
+        migration, _ = store.migration()
+        return migration, store.leader()
+
+    def migrate_start(self, steps: list[int], waves: str, bake_s: float,
+                      max_error_rate: float) -> FleetMigration:
+        """Record a migration; the agents' guards elect a leader that runs it."""
+        if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
+            raise BadInput(f"--steps={','.join(map(str, steps))}: expected rising weights "
+                           "from 1 to 100, e.g. 10,50,100")
+        if not re.fullmatch(r"([1-9][0-9]*|all)(,([1-9][0-9]*|all))*", waves):
+            raise BadInput(f"--waves={waves}: expected host counts ending in all, e.g. 1,all")
+        if not bake_s > 0 or not 0 <= max_error_rate < 1:
+            raise BadInput("--bake must be positive and --max-error-rate from 0 to 99 (%)")
+        store = self._store()
+        current, revision = store.migration()
+        if current is not None and current.active:
+            raise Failure(f"fleet migration {current.id} is {current.phase}; "
+                          "`vrm fleet migrate abort` first")
+        hosts = sorted(store.hosts())
+        if not hosts:
+            raise Failure("no live host in the fleet: start the agents (`vrm up` on each)")
+        desired, _ = store.desired()
+        migration = FleetMigration(
+            f"fm-{time.strftime('%Y%m%d-%H%M%S')}", steps, resolve_waves(waves, hosts), bake_s,
+            max_error_rate, operator_identity(), now_iso(),
+            start_rust=min(desired.rust, steps[0]) if desired else 0)
+        if not store.put_migration(migration, revision):
+            raise Failure("another fleet migration was started at the same moment")
+        with contextlib.suppress(FleetUnreachable):
+            store.note(self.settings.fleet_host, "migrate-start",
+                       f"{migration.id}: steps {steps}, waves {migration.waves}",
+                       migration.by)
+        return migration
+
+    def migrate_resume(self) -> FleetMigration:
+        """Resume a paused migration (its held hosts stay at rust 0)."""
+        store = self._store()
+        current, revision = store.migration()
+        if current is None or current.phase != "paused":
+            raise Failure("no paused fleet migration to resume")
+        resumed = replace(current, phase="running",
+                          reason=f"resumed by {operator_identity()}")
+        if not store.put_migration(resumed, revision):
+            raise Failure("the migration changed meanwhile; look again")
+        return resumed
+
+    def migrate_abort(self, timeout: float | None = None) -> RollbackOutcome:
+        """Stop the migration and roll the fleet back (waiting as `rollback` does)."""
+        store = self._store()
+        current, revision = store.migration()
+        if current is not None and current.active:
+            store.put_migration(replace(current, phase="stopped",
+                                        reason=f"aborted by {operator_identity()}"), revision)
+        return self.rollback(timeout, reason="fleet migration aborted")

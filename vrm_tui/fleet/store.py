@@ -41,7 +41,8 @@ __all__ = ["Desired", "EtcdStore", "FleetUnreachable", "HostReport", "Keys", "St
 
 REQUEST_TIMEOUT_S = 1.0  # one etcd request; a cluster electing a leader answers within it
 WRITE_PATIENCE_S = 5.0  # how long an operator's write waits for a cluster to elect a leader
-DesiredAction = Literal["deploy", "rollback"]
+DesiredAction = Literal["deploy", "rollback", "migrate"]
+MigrationPhase = Literal["running", "paused", "done", "rolled-back", "stopped"]
 HostMode = Literal["following", "held", "isolated", "stopped"]
 
 
@@ -105,13 +106,55 @@ class Desired:
     at: str
     reason: str = ""
     action: DesiredAction = "deploy"
+    hosts: dict[str, int] = field(default_factory=dict)  # per-host rust (a migration's waves)
+
+    def rust_for(self, host: str) -> int:
+        return self.hosts.get(host, self.rust)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Desired:
         data = json.loads(raw)
+        action = data.get("action")
         return cls(int(data["generation"]), int(data["rust"]), str(data.get("by", "")),
                    str(data.get("at", "")), str(data.get("reason", "")),
-                   "rollback" if data.get("action") == "rollback" else "deploy")
+                   action if action in ("rollback", "migrate") else "deploy",
+                   {str(h): int(r) for h, r in (data.get("hosts") or {}).items()})
+
+
+@dataclass(frozen=True)
+class FleetMigration:
+    """A fleet migration (key `migration`): steps of rust weight, each rolled out in waves of
+    hosts (a canary first), baked, and judged on every host's rust error rate."""
+
+    id: str
+    steps: list[int]
+    waves: list[list[str]]  # host names, resolved at the start (the last wave: every host)
+    bake_s: float
+    max_error_rate: float
+    by: str
+    started_at: str
+    phase: MigrationPhase = "running"
+    step: int = 0
+    wave: int = 0
+    generation: int = 0  # the desired generation of the current step and wave (0: not yet)
+    entered_at: float = 0.0  # epoch it was written: the bake counts from here
+    held: list[str] = field(default_factory=list)  # hosts the guard holds at rust 0
+    reason: str = ""
+    leader: str = ""
+    evidence: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    start_rust: int = 0  # the fleet's desired rust at the start: where the waves start from
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ("running", "paused")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> FleetMigration:
+        data = json.loads(raw)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -130,6 +173,9 @@ class HostReport:
     # backend -> {rate (attempts/s), error_rate (last 10 s), p95_ms (last minute)} from the
     # host's access log; empty where it cannot be read
     traffic: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # rust's attempts and errors since this host applied `generation` (what a fleet
+    # migration's gate judges: only traffic after the change): {generation, attempts, errors}
+    rust_since: dict[str, int] = field(default_factory=dict)
     vram_used_gb: float | None = None  # every GPU of the host (None: no NVIDIA driver)
     vram_total_gb: float | None = None
     version: str = ""
@@ -272,6 +318,70 @@ class EtcdStore:
                 raise StaleDesired(
                     f"the fleet's desired split moved first: generation {moved.generation} "
                     f"({moved.action} to rust {moved.rust} by {moved.by}); nothing written")
+
+    # --- a fleet migration and its guard's leader ---------------------------------------------
+
+    def migration(self) -> tuple[FleetMigration | None, int]:
+        found = self._post("/kv/range", {"key": _b64(self.keys.migration)})
+        kvs = found.get("kvs") or []
+        if not kvs:
+            return None, 0
+        return (FleetMigration.from_json(base64.b64decode(kvs[0].get("value", ""))),
+                int(kvs[0]["mod_revision"]))
+
+    def put_migration(self, migration: FleetMigration, revision: int) -> bool:
+        """Write the migration if its key is still at `revision` (0: absent)."""
+        return self._txn([self._unmoved(self.keys.migration, revision)],
+                         [(self.keys.migration, migration.to_json())])
+
+    def campaign(self, host: str, lease: int) -> int | None:
+        """Be the fleet guard's leader, or stay it: the claim's create revision (what every
+        leader action is fenced by), or None while another host leads."""
+        claim = json.dumps({"host": host, "lease": lease, "since": now_iso()})
+        key = _b64(self.keys.guard)
+        answer = self._post("/kv/txn", {
+            "compare": [{"key": key, "result": "EQUAL", "target": "CREATE", "create_revision": 0}],
+            "success": [{"request_put": {"key": key, "value": _b64(claim), "lease": lease}}],
+            "failure": [{"request_range": {"key": key}}]})
+        if answer.get("succeeded"):
+            return int(answer["header"]["revision"])
+        kvs = answer["responses"][0]["response_range"].get("kvs") or []
+        if not kvs:
+            return None
+        held = json.loads(base64.b64decode(kvs[0].get("value", "")))
+        if held.get("host") == host and int(kvs[0].get("lease", 0)) == lease:
+            return int(kvs[0]["create_revision"])
+        return None
+
+    def leader(self) -> str | None:
+        found = self._post("/kv/range", {"key": _b64(self.keys.guard)})
+        kvs = found.get("kvs") or []
+        return json.loads(base64.b64decode(kvs[0].get("value", ""))).get("host") if kvs else None
+
+    def fenced(self, claim: int, host: str, migration: FleetMigration, migration_rev: int,
+               desired: Desired | None = None, desired_rev: int = 0) -> bool:
+        """A leader's action: the migration (and a new desired split), only while `claim` is
+        still the guard's leadership and neither key moved since read; False otherwise."""
+        compare = [{"key": _b64(self.keys.guard), "result": "EQUAL", "target": "CREATE",
+                    "create_revision": claim},
+                   self._unmoved(self.keys.migration, migration_rev)]
+        puts = [(self.keys.migration, migration.to_json())]
+        if desired is not None:
+            compare.append(self._unmoved(self.keys.desired, desired_rev))
+            puts.append((self.keys.desired, json.dumps(asdict(desired), separators=(",", ":"))))
+            puts.append((self.keys.journal_entry(host), json.dumps({
+                "at": desired.at, "by": desired.by, "host": host, "action": desired.action,
+                "generation": desired.generation, "rust": desired.rust, "hosts": desired.hosts,
+                "reason": desired.reason}, separators=(",", ":"))))
+        return self._txn(compare, puts)
+
+    def _unmoved(self, key: str, revision: int) -> dict[str, Any]:
+        return {"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": revision}
+
+    def _txn(self, compare: list[dict[str, Any]], puts: list[tuple[str, str]]) -> bool:
+        answer = self._post("/kv/txn", {"compare": compare, "success": [
+            {"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in puts]})
+        return bool(answer.get("succeeded"))
 
     def note(self, host: str, action: str, detail: str, by: str) -> None:
         """One fleet journal record (held, rejoined)."""
