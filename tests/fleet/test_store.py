@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -89,3 +90,24 @@ def test_no_endpoint_answering_is_one_error_naming_them() -> None:
     store = EtcdStore("x", ("http://127.0.0.1:9",), timeout=0.3)
     with pytest.raises(FleetUnreachable, match=re.escape("127.0.0.1:9")):
         store.desired()
+
+
+def test_a_guard_that_lost_its_lease_cannot_act(etcd: Etcd) -> None:
+    """Fencing: a leader whose lease is gone (expired, revoked) has its moves refused even
+    if it still believes it leads; the new leader's go through."""
+    from vrm_tui.fleet.store import FleetMigration
+
+    store = _store(etcd, "fence")
+    migration = FleetMigration("m1", [10], [["a"]], 1.0, 0.05, "op", "now")
+    assert store.put_migration(migration, 0)
+    first_lease, second_lease = store.grant(3), store.grant(3)
+    first = store.campaign("a", first_lease)
+    assert first is not None and store.campaign("b", second_lease) is None
+    assert store.campaign("a", first_lease) == first  # re-campaigning keeps the claim
+    store.revoke(first_lease)  # a's host stopped renewing (here: at once)
+    second = store.campaign("b", second_lease)
+    assert second is not None and second != first and store.leader() == "b"
+    _, revision = store.migration()
+    assert not store.fenced(first, "a", replace(migration, step=1), revision)
+    assert store.fenced(second, "b", replace(migration, leader="b"), revision)
+    assert store.migration()[0].leader == "b"  # type: ignore[union-attr]
