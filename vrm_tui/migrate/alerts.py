@@ -248,7 +248,8 @@ def _clock(stamp: str) -> str:
 
 def pane(settings: Settings, journal: Journal, timeout: float = 1.0) -> list[prometheus.Alert]:
     """The Alerts pane's list: Alertmanager's alerts (firing, silenced, inhibited) and
-    Prometheus's pending ones; Prometheus's alone when Alertmanager does not answer. What
+    Prometheus's pending ones (and firing ones not yet sent); Prometheus's alone when
+    Alertmanager does not answer. What
     Alertmanager holds is heard (journaled once) on the way."""
     prometheus_url = f"http://127.0.0.1:{settings.prometheus_port}"
     try:
@@ -258,11 +259,18 @@ def pane(settings: Settings, journal: Journal, timeout: float = 1.0) -> list[pro
     with contextlib.suppress(OSError):  # a full disk: the pane still shows what fires
         hear(settings.paths, journal, found, settled(settings))
     try:
-        pending = [a for a in prometheus.alerts(prometheus_url, timeout)
-                   if a.state == "pending"]
+        evaluated = prometheus.alerts(prometheus_url, timeout)
     except prometheus.PrometheusUnavailable:
-        pending = []
-    return [alertmanager.as_alert(a) for a in found if a.labels.get("source") != VRM] + pending
+        evaluated = []
+
+    def key(name: str, labels: dict[str, str]) -> tuple[str, str, str]:
+        return name, labels.get("backend", ""), labels.get("service", "")
+
+    held_now = {key(a.name, a.labels) for a in found}
+    # pending ones, and firing ones Alertmanager has not been sent yet
+    extra = [a for a in evaluated if a.state == "pending" or key(a.name, a.labels)
+             not in held_now]
+    return [alertmanager.as_alert(a) for a in found if a.labels.get("source") != VRM] + extra
 
 
 _SPAN = re.compile(r"(\d+)(w|d|h|m|s)")

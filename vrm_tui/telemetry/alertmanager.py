@@ -99,8 +99,9 @@ def alerts(base_url: str, timeout: float = 1.0) -> list[HeldAlert]:
 
 
 def as_alert(held: HeldAlert) -> Alert:
-    """An Alertmanager alert as the Alerts pane shows alerts: firing, or silenced/inhibited."""
-    state = "firing" if held.firing else (
+    """An Alertmanager alert as the Alerts pane shows alerts: firing (received, or not yet
+    checked against silences: unprocessed), or silenced/inhibited."""
+    state = "firing" if held.state in ("active", "unprocessed") else (
         "silenced" if held.silenced_by else "inhibited" if held.inhibited_by else held.state)
     return Alert(held.name, state, held.severity, held.summary, held.starts_at, held.labels)
 
