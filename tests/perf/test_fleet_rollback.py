@@ -25,6 +25,7 @@ from tests.fleet.etcd import Etcd
 from tests.support import Stack, clean_env, new_stack, steady_stream
 from vrm_tui.core.split import Split
 from vrm_tui.core.stats import percentile
+from vrm_tui.journal import Journal
 
 HOSTS = 5
 RATE = 50  # requests a second on each host
@@ -123,3 +124,54 @@ async def test_fleet_rollback_beside_a_local_one(hosts: list[Stack]) -> None:
         print(f"{name:<42} {p50:>7.1f} {p95:>7.1f} {top:>7.1f}")
     print(f"requests {len(sent)}, failed {len(failed)}")
     assert not failed, failed[:3]
+
+
+OUTAGE_S = 30.0
+
+
+async def test_etcd_down_for_30s_loses_nothing(hosts: list[Stack], etcd: Etcd) -> None:  # noqa: F811
+    """etcd fully down for OUTAGE_S under steady streams: no request lost, no split change,
+    every agent isolated, and every agent following again soon after etcd answers."""
+    from vrm_tui.fleet.agent import AgentState
+
+    def modes() -> list[str]:
+        states = [AgentState.load(s.settings.paths.fleet_agent) for s in hosts]
+        return [state.mode if state else "none" for state in states]
+
+    fleet = hosts[0].console.fleet()
+    fleet.deploy(30)
+    await asyncio.to_thread(_all_serve, hosts, 30)
+    stop = asyncio.Event()
+    streams = [asyncio.create_task(steady_stream(f"{s.proxy}/api/v1/vision/metrics", RATE,
+                                                 stop)) for s in hosts]
+    try:
+        await asyncio.sleep(1)
+        offsets = [s.settings.paths.journal.stat().st_size for s in hosts]
+        etcd.stop()
+        down_at = time.monotonic()
+        isolated_after = None
+        while time.monotonic() - down_at < OUTAGE_S:
+            if isolated_after is None and all(m == "isolated" for m in modes()):
+                isolated_after = time.monotonic() - down_at
+            assert all(s.controller.served().split.rust == 30 for s in hosts)
+            await asyncio.sleep(0.25)
+        await asyncio.to_thread(etcd.start)
+        back_at = time.monotonic()
+        while not all(m == "following" for m in modes()):
+            assert time.monotonic() - back_at < 30, modes()
+            await asyncio.sleep(0.02)
+        recovered = time.monotonic() - back_at
+        await asyncio.sleep(1)
+    finally:
+        stop.set()
+        sent = [s for stream in await asyncio.gather(*streams) for s in stream]
+    failed = [s for s in sent if s.error or s.status != 200]
+    changes = sum(1 for stack, offset in zip(hosts, offsets, strict=True)
+                  for record in Journal(stack.settings.paths.journal).read_from(offset)[0]
+                  if isinstance(record.to, dict))
+    print(f"\netcd down {OUTAGE_S:.0f}s under {RATE} req/s on each of {HOSTS} hosts: every "
+          f"agent isolated after {isolated_after:.2f}s, following again {recovered:.2f}s "
+          f"after etcd answered (goal <= 2); requests {len(sent)}, failed {len(failed)}, "
+          f"split changes {changes}")
+    assert isolated_after is not None and not failed and not changes, failed[:3]
+    assert all(s.controller.served().split.rust == 30 for s in hosts)
