@@ -182,7 +182,7 @@ def test_a_local_rollback_holds_the_host_until_rejoin(fleet: dict[str, Stack]) -
     assert second.stderr.strip().startswith("vrm agent: another fleet agent runs for ")
 
 
-def test_a_killed_agent_leaves_the_fleet_and_catches_up_when_started(
+def test_a_killed_agent_and_nginx_leave_the_fleet_and_catch_up_when_started(
         fleet: dict[str, Stack]) -> None:
     h2 = fleet["h2"]
     service(fleet["h0"]).deploy(25)
@@ -194,7 +194,11 @@ def test_a_killed_agent_leaves_the_fleet_and_catches_up_when_started(
     assert done.returncode == 0, done.stderr  # only live hosts are waited for
     assert "h2" not in done.stdout
     assert served(h2) == 25
-    assert "fleet-agent" in h2.console.up()
+    master = h2.runtime._record("vision-proxy")
+    assert master is not None
+    os.kill(master.pid, signal.SIGKILL)  # the host's nginx too: its workers go on serving
+    started = h2.console.up()
+    assert "fleet-agent" in started and "vision-proxy" in started
     eventually(lambda: served(h2) == 0 and reports(h2)["h2"].rust == 0,
                what="the restarted agent applied the rollback")
 
