@@ -275,7 +275,7 @@ async def test_quitting_waits_for_a_traffic_change_in_flight(stack: Stack) -> No
     release = threading.Event()
     app = VrmApp(stack.console, live=False)
     async with app.run_test(size=SIZE):
-        app._in_own_thread("vrm-test", lambda: (release.wait(10), time.sleep(0.3),
+        app.changes.start("vrm-test", lambda: (release.wait(10), time.sleep(0.3),
                                                 finished.append(True)))
     assert not finished  # the app has closed; the action is still running
     release.set()

@@ -99,7 +99,7 @@ async def test_the_palette_offers_vrms_actions_and_an_observer_only_its_own(
 
 async def test_an_observer_is_told_who_changed_the_split_with_time_and_age(stack: Stack) -> None:
     async with dashboard(stack, 40, read_only=True) as (app, pilot):
-        await until(pilot, lambda: app._journal_primed)  # the journal's history is read
+        await until(pilot, lambda: app.dashboard.journal_primed)  # the journal's history is read
         done = stack.vrm("rollback", USER="alice", SUDO_USER="")
         assert done.returncode == 0, done.stderr
         await until(pilot, lambda: any("alice" in n.message for n in app._notifications))

@@ -221,3 +221,21 @@ async def test_a_rollback_shows_its_verified_result_on_the_screen_it_came_from(
         await until(pilot, lambda: "verified" in rendered(line))
         assert rendered(line).startswith("✓ rollback"), rendered(line)
         assert isinstance(app.screen, kind), "the screen stays; its result is on it"
+
+
+async def test_a_keymap_rebinds_the_dashboards_keys_but_never_rollback(stack: Stack) -> None:
+    """actions.py: operators rebind by binding id; rollback's entry, and any key r / ctrl+r
+    would lose to another action, are dropped."""
+    keymap = {"vrm.logs": "L", "vrm.rollback": "x", "vrm.window": "r"}
+    async with dashboard(stack, 50, keymap=keymap) as (app, pilot):
+        await pilot.press("L")
+        await until(pilot, lambda: isinstance(app.screen, LogScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, LogScreen))
+        await pilot.press("x")
+        await pilot.pause(0.2)
+        assert app.last_action is None, "x is not rollback's"
+        await pilot.press("r")
+        await until(pilot, lambda: app.last_action is not None)
+        assert app.last_action.action == "rollback" and app.last_action.ok
+        assert stack.controller.served().split == Split(0)

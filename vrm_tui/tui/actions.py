@@ -76,14 +76,20 @@ WRITE_ACTIONS = frozenset(a.action for a in ACTIONS if a.writes)
 BY_ACTION: Mapping[str, Action] = {a.action: a for a in ACTIONS}
 
 
-def bindings() -> list[Binding]:
-    """The app's bindings. Rollback is a priority binding: it runs before any screen, modal
-    or the command palette sees the key."""
-    found = [Binding(a.keys, a.action, a.label, show=a.show, key_display=a.key_display,
-                     id=a.id, tooltip=a.tooltip, priority=a.id == ROLLBACK_ID)
-             for a in ACTIONS]
-    found.append(Binding("ctrl+q", "quit", "Quit", show=False, priority=True))
-    return found
+def bindings(priority_rollback: bool = True) -> list[Binding]:
+    """Every action's binding. With `priority_rollback`, rollback runs before any screen,
+    modal or the command palette sees the key (the app's); without, it is only listed (the
+    dashboard's footer, whose order starts with it)."""
+    return [Binding(a.keys, a.action, a.label, show=a.show, key_display=a.key_display,
+                    id=a.id, tooltip=a.tooltip, priority=priority_rollback and a.id == ROLLBACK_ID)
+            for a in ACTIONS]
+
+
+def app_bindings() -> list[Binding]:
+    """The app's own: rollback above everything, and ctrl+q."""
+    rollback = next(b for b in bindings() if b.id == ROLLBACK_ID)
+    return [rollback,  # shown where it replaces the dashboard's (same place in the footer)
+            Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
 
 
 def keymap(wanted: Mapping[str, str]) -> dict[str, str]:

@@ -33,7 +33,8 @@ class VrmCommands(Provider):
     def _commands(self) -> Iterator[tuple[str, str, Callable[[], object]]]:
         app = self.app
         for title, help_text, action in vrm_commands(app):  # type: ignore[arg-type]
-            yield title, help_text, partial(app.run_action, action)
+            # on the screen it was opened on (the dashboard: its actions live there)
+            yield title, help_text, partial(app.run_action, action, self.screen)
 
     async def discover(self) -> Hits:
         for title, help_text, run in self._commands():

@@ -19,8 +19,13 @@ from vrm_tui.views import (
 )
 
 
+class PaneData(Message, bubble=False):
+    """What the polls read, for the dashboard's panes: the app hands it to its screen, where
+    it stops (it must not bubble back up to the app)."""
+
+
 @dataclass
-class StatusUpdate(Message):
+class StatusUpdate(PaneData, bubble=False):
     status: StackStatus
 
     def headline(self) -> object:
@@ -31,7 +36,7 @@ class StatusUpdate(Message):
 
 
 @dataclass
-class TrafficUpdate(Message):
+class TrafficUpdate(PaneData, bubble=False):
     snapshot: TrafficSnapshot
 
     def headline(self) -> object:
@@ -40,17 +45,17 @@ class TrafficUpdate(Message):
 
 
 @dataclass
-class VramUpdate(Message):
+class VramUpdate(PaneData, bubble=False):
     readings: list[VramReading]
 
 
 @dataclass
-class JournalUpdate(Message):
+class JournalUpdate(PaneData, bubble=False):
     records: list[Record]
 
 
 @dataclass
-class SourceFailed(Message):
+class SourceFailed(PaneData, bubble=False):
     """A poll failed: the pane it feeds shows `error` instead of old numbers."""
 
     source: str
@@ -72,27 +77,28 @@ class MigrationAsked(Message):
 
 
 @dataclass
-class MigrationUpdate(Message):
+class MigrationUpdate(PaneData, bubble=False):
     view: MigrationView | None
 
 
 @dataclass
-class AlertsUpdate(Message):
+class AlertsUpdate(PaneData, bubble=False):
     alerts: list[Alert]
 
 
 @dataclass
-class HistoryUpdate(Message):
+class HistoryUpdate(PaneData, bubble=False):
     """Per backend series from Prometheus ({"rust": {"p95": [...], ...}})."""
 
     history: dict[str, dict[str, list[float]]]
 
 
 @dataclass
-class GpuUpdate(Message):
+class GpuUpdate(PaneData, bubble=False):
     report: GpuReport
 
 
 @dataclass
-class ParityUpdate(Message):
+class ParityUpdate(PaneData, bubble=False):
     report: ParityReport
+
