@@ -208,8 +208,9 @@ class DashboardScreen(Screen[None]):
             split.show_journal(message.records)
 
     def _others_changes(self, records: list[Record]) -> None:
-        """A split change made elsewhere (another TUI, the CLI) replaces the action line;
-        an observer also gets a notice naming who made it."""
+        """A split change made elsewhere (another TUI, the CLI) replaces the action line,
+        naming who made it and when; no toast (it covered the Health rows for 10 s, just
+        when an observer needs them)."""
         for record in records:
             own = record.pid == os.getpid() and record.host == socket.gethostname()
             if own or record.action not in SPLIT_ACTIONS or record.result != "ok" \
@@ -218,10 +219,8 @@ class DashboardScreen(Screen[None]):
             before = f"{record.from_['rust']}% → " if record.from_ else ""
             text = f"{record.operator} {record.action}: rust {before}{record.to['rust']}%"
             at = datetime.fromisoformat(record.time).timestamp()
-            if line := self.pane(ActionLine):
+            if line := self.pane(ActionLine):  # not a toast: one covered the Health rows
                 line.show_event(f"✓ {text}", True, at)
-            if self.vrm_app.read_only:
-                self.app.notify(text, title="split changed", timeout=10, markup=False)
 
     @on(SourceFailed)
     def _failed(self, message: SourceFailed) -> None:
@@ -320,8 +319,13 @@ class DashboardScreen(Screen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.vrm_app.steer_call("migration", self.vrm_app.vrm.resume_migration if adopting
-                                     else lambda: self.vrm_app.vrm.start_migration(plan))
+                vrm = self.vrm_app.vrm
+
+                def call() -> str:
+                    state = vrm.resume_migration() if adopting else vrm.start_migration(plan)
+                    return f"{state.id} runs under guard pid {state.owner_pid}"
+
+                self.vrm_app.steer_call("adopt" if adopting else "start", call)
 
         self.app.push_screen(ConfirmScreen(question, "A detached guard runs it: it keeps going "
                                        "if this terminal goes away.\nGates: rust error rate, "

@@ -102,6 +102,8 @@ class LogScreen(VrmModal[None]):
         for line in batch:
             if self._shows(line):
                 view.write(Text(line))
+        if self.pattern:  # the title counts the matches shown
+            self._title()
 
     def _shows(self, line: str) -> bool:
         return not self.pattern or self.pattern.lower() in line.lower()
