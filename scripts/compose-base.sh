@@ -5,7 +5,7 @@
 #   - build the base image vrm-base:bookworm-lua from Debian with debootstrap (python3, nginx
 #     with its Lua module (zero-reload weight changes),
 #     prometheus and the nginx exporter inside; about a minute),
-#   - fill docker/.wheelhouse with the rehearsal backend's Python wheels.
+#   - fill docker/.wheelhouse with the Python wheels of the rehearsal backend and vrm-control.
 # Then: VRM_RUNTIME=compose VRM_BASE_IMAGE=vrm-base:bookworm-lua VRM_BUILD_NETWORK=none vrm up
 # Prints one line per step; exits 1 with the reason when the engine cannot run here.
 #   VRM_DOCKERD_PIDFILE: where to write the pid of a dockerd this script starts.
@@ -94,9 +94,20 @@ if ! docker info >/dev/null 2>&1; then
 fi
 say "docker engine: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
 
+# vrm's containers run as non-root users: a base whose / only root may enter (an older
+# build of this script imported mktemp's 0700 folder) is built again.
+build=
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    build=1
+elif ! docker run --rm --network none --user 65534:65534 "$BASE_IMAGE" /bin/true \
+        >/dev/null 2>&1; then
+    say "rebuilding $BASE_IMAGE: non-root users cannot enter its root folder"
+    build=1
+fi
+if [ -n "$build" ]; then
     mirror="$(debian_mirror)"
     root="$(mktemp -d)"
+    chmod 0755 "$root"  # the image's / (mktemp makes it 0700)
     say "building $BASE_IMAGE with debootstrap from $mirror in $root"
     as_root debootstrap --variant=minbase \
         --include=python3,python3-venv,nginx-light,libnginx-mod-http-lua,ca-certificates,curl,prometheus,prometheus-nginx-exporter \
@@ -107,5 +118,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 say "base image: $BASE_IMAGE"
 
-"$VENV/bin/python" -m pip wheel -q -w docker/.wheelhouse aiohttp prometheus-client PyYAML
+# the rehearsal backend's few, and vrm's own for vrm-control (as pyproject.toml lists them)
+"$VENV/bin/python" -m pip wheel -q -w docker/.wheelhouse aiohttp prometheus-client PyYAML \
+    -r <("$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
 say "wheelhouse: $(ls docker/.wheelhouse/*.whl | wc -l) wheels in docker/.wheelhouse"

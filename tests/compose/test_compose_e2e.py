@@ -24,7 +24,8 @@ def test_compose_file_is_valid_and_lists_the_seed_services() -> None:
     result = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "--services"],
                             capture_output=True, text=True, check=False,
                             env={"PATH": "/usr/bin:/bin:/usr/local/bin",
-                                 "VRM_STATE_DIR": "/tmp/vrm-config-check",
+                                 "VRM_STATE_DIR": "/tmp/vrm-config-check/.vrm",
+                                 "VRM_DEPLOY_DIR": "/tmp/vrm-config-check",
                                  "GRAFANA_PASSWORD": "check-only"})
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) >= {services.PROXY, services.RUST, services.TYPESCRIPT,

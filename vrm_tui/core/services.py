@@ -12,6 +12,7 @@ ALERTMANAGER = "alertmanager"
 MIGRATION_GUARD = "migration-guard"  # vrm's own: runs a migration no terminal owns
 PARITY = "parity-comparator"  # vrm's own: compares mirrored requests (vrm parity on)
 FLEET_AGENT = "fleet-agent"  # vrm's own: follows the fleet's desired split (VRM_FLEET)
+CONTROL = "vrm-control"  # vrm's own, compose: the comparator and a standby migration guard
 
 BACKENDS = {RUST: Backend.RUST, TYPESCRIPT: Backend.TYPESCRIPT}
 SERVICE_OF = {backend: service for service, backend in BACKENDS.items()}
@@ -22,4 +23,5 @@ ALL = (PROXY, RUST, TYPESCRIPT, PROMETHEUS, GRAFANA, NGINX_EXPORTER, PARITY, ALE
 
 # Where each service answers "are you alive", relative to its base URL.
 HEALTH_PATH = {RUST: "/health", TYPESCRIPT: "/health", PROMETHEUS: "/-/ready",
-               NGINX_EXPORTER: "/metrics", PARITY: "/health", ALERTMANAGER: "/-/ready"}
+               NGINX_EXPORTER: "/metrics", PARITY: "/health", ALERTMANAGER: "/-/ready",
+               CONTROL: "/health"}

@@ -69,6 +69,7 @@ class MigrationState:
     updated: float = field(default_factory=time.time)
     owner_pid: int | None = None  # the guard running it
     owner_ticks: int | None = None
+    owner_ns: str | None = None  # its pid namespace (a guard in vrm-control has its own)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MigrationState:
@@ -93,13 +94,18 @@ class MigrationState:
         return self.steps[self.step]
 
     def owner_alive(self) -> bool:
-        """The guard process recorded here still runs (not a stranger that reused its pid)."""
+        """The guard process recorded here still runs (not a stranger that reused its pid).
+        A guard in another pid namespace (a container's) cannot be seen from here: its
+        heartbeat alone tells."""
+        if self.owner_ns is not None and self.owner_ns != _pid_namespace():
+            return self.owner_pid is not None
         return (self.owner_pid is not None and self.owner_ticks is not None
                 and start_ticks(self.owner_pid) == self.owner_ticks)
 
     def claim(self) -> None:
         """This process now runs the migration."""
         self.owner_pid, self.owner_ticks = os.getpid(), start_ticks(os.getpid())
+        self.owner_ns = _pid_namespace()
 
     def baked(self, now: float | None = None) -> float:
         """Bake seconds so far: the clock stops while paused and resumes where it was."""
@@ -250,3 +256,11 @@ class StateStore:
     def request(self, control: Control, operator: str) -> Request:
         """Queue a steering request (OSError when it cannot be written)."""
         return self.queue.ask(control, operator)
+
+
+def _pid_namespace() -> str | None:
+    """This process's pid namespace (`pid:[inode]`), or None where /proc does not say."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None

@@ -18,7 +18,9 @@ from vrm_tui.parity.service import QUEUE_SIZE, WORKERS, Comparator, Targets, ser
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vrm_tui.parity",
                                      description="Compare mirrored requests: rust vs typescript.")
-    parser.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT")
+    parser.add_argument("--port", type=int, required=True, help="listen on HOST:PORT")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="listen address (vrm-control: the compose network's)")
     parser.add_argument("--primary", required=True, help="typescript's base URL")
     parser.add_argument("--candidate", required=True, help="rust's base URL")
     parser.add_argument("--state-dir", type=Path, required=True)
@@ -52,13 +54,13 @@ def main(argv: list[str] | None = None) -> int:
                                                 args.candidate.rstrip("/")),
                                 StateDir(args.state_dir), args.max_rps, args.queue_size,
                                 args.workers, args.timeout)
-        await serve(comparator, args.port)
+        await serve(comparator, args.port, args.host)
 
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(run())
     except OSError as exc:
-        print(f"parity: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        print(f"parity: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -62,9 +62,6 @@ class ParityControl:
         Switching on from off starts counting afresh."""
         from vrm_tui.traffic.mirror import MirrorState
 
-        if self.runtime.name != "local":
-            raise Failure("parity mirroring runs with the local runtime only for now; "
-                          "see README \"Parity\"")
         old = MirrorState.load(self.settings.paths.parity_state)
         was_on = self.report().on
         if sample is None:

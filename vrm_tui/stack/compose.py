@@ -5,6 +5,11 @@ has); status, logs, reload and the proxy's worker pids through the docker SDK. T
 dir is mounted at the same path in the proxy container, so vrm renders nginx's config and
 reads its access log exactly as with local processes, and `nginx -t` runs inside the
 container, where the backends' service names resolve.
+
+vrm's own helpers run as the `vrm-control` service (`python -m vrm_tui.control`): the parity
+comparator nginx mirrors to, and a standby migration guard that adopts a migration whose guard
+is gone. It reaches nginx over the compose network (`ControlRuntime`) and has no Docker access.
+Rollback and status reach nginx's status listener directly: no Docker API call on that path.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +34,8 @@ from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles
 from vrm_tui.system.procs import children, port_in_use, reload_settled
 from vrm_tui.traffic import live, nginx
-from vrm_tui.traffic.served import Served, read_served
+from vrm_tui.traffic.mirror import Mirror, MirrorState
+from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
 
 COMPOSE_DIR = nginx.REPO_ROOT / "docker"
 PROJECT_LABEL = "com.docker.compose.project"
@@ -37,6 +44,14 @@ STATUS_PORT = 3010  # the proxy container's status listener, published on 127.0.
 PORTS = {services.RUST: 3001, services.TYPESCRIPT: 3002}
 INSTALL_HINT = "sudo apt-get install -y docker.io docker-compose"
 OVERRIDE = "docker-compose.override.yml"
+CONTROL = services.CONTROL
+CONTROL_HOST = 10  # vrm-control's fixed address in the project's /24 (nginx admits it)
+EXPORTER_HOST = 11  # the exporter's (it alone may read /nginx_status over the network)
+
+
+def host_address(network: ipaddress.IPv4Network, host: int) -> ipaddress.IPv4Address:
+    """Address number `host` of the project's network (1 is the gateway: the host itself)."""
+    return network.network_address + host
 
 
 def subnet(project: str) -> ipaddress.IPv4Network:
@@ -126,8 +141,16 @@ class ComposeRuntime:
             "GRAFANA_PORT": str(s.grafana_port), "GRAFANA_PASSWORD": s.grafana_password,
             "MAX_VRAM_GB": str(s.max_vram_gb), "BASE_IMAGE": s.base_image,
             "VRM_BUILD_NETWORK": s.build_network, "VRM_SUBNET": str(self.subnet),
-            "VRM_GATEWAY": str(self.subnet.network_address + 1),
+            "VRM_GATEWAY": str(host_address(self.subnet, 1)),
             "VRM_IMAGE_TAG": self.image_tag,
+            "VRM_CONTROL_TAG": self.control_tag,
+            "VRM_CONTROL_ADDRESS": str(host_address(self.subnet, CONTROL_HOST)),
+            "VRM_EXPORTER_ADDRESS": str(host_address(self.subnet, EXPORTER_HOST)),
+            "VRM_DEPLOY_DIR": str(s.deploy_dir), "PARITY_PORT": str(s.parity_port),
+            # vrm-control runs as the state dir's owner: it reads the secret only that
+            # owner may read, and writes the journal and the migration state as the CLI does
+            "VRM_UID": str(s.state_dir.stat().st_uid) if s.state_dir.exists() else "0",
+            "VRM_GID": str(s.state_dir.stat().st_gid) if s.state_dir.exists() else "0",
         })
         return env
 
@@ -145,6 +168,21 @@ class ComposeRuntime:
         for path in sources:
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
+        return digest.hexdigest()[:12]
+
+    @cached_property
+    def control_tag(self) -> str:
+        """vrm-control's tag: the base image, its Dockerfile and all of vrm's code and
+        templates (it runs the guard and the comparator from them)."""
+        digest = hashlib.sha256(self.settings.base_image.encode())
+        root = COMPOSE_DIR.parent
+        sources = sorted([COMPOSE_DIR / "Dockerfile.control", root / "pyproject.toml",
+                          *(root / "vrm_tui").rglob("*.py"), *(root / "nginx").rglob("*"),
+                          *(root / "configs").rglob("*")])
+        for path in sources:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode())
+                digest.update(path.read_bytes())
         return digest.hexdigest()[:12]
 
     def run_compose(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -183,10 +221,11 @@ class ComposeRuntime:
             rust_address=f"{services.RUST}:{PORTS[services.RUST]}",
             ts_address=f"{services.TYPESCRIPT}:{PORTS[services.TYPESCRIPT]}",
             daemon=False,
-            # The subnet for the exporter's /nginx_status scrape; a split change only from
-            # the host (through the published port, seen as the network's gateway).
-            status_allow=("127.0.0.1", "::1", str(self.subnet)),
-            split_allow=("127.0.0.1", "::1", str(self.subnet.network_address + 1)),
+            # The status listener admits the host (through the published port, seen as the
+            # network's gateway) and vrm-control; /nginx_status also the exporter.
+            status_allow=("127.0.0.1", "::1", *self._admitted(), str(host_address(
+                self.subnet, EXPORTER_HOST))),
+            split_allow=("127.0.0.1", "::1", *self._admitted()),
             client_keepalive_timeout=s.proxy_keepalive_timeout,
             upstream_timeout=s.proxy_upstream_timeout,
             canary_ms=None if s.proxy_canary_timeout is None else s.proxy_canary_timeout * 1000,
@@ -194,7 +233,19 @@ class ComposeRuntime:
             health_path=s.health_path,
             template=nginx.template_for(s.deploy_dir),
             live=self._live(),
+            mirror=self.mirror(),
         )
+
+    def _admitted(self) -> tuple[str, str]:
+        return (str(host_address(self.subnet, 1)), str(host_address(self.subnet, CONTROL_HOST)))
+
+    def mirror(self) -> Mirror:
+        """What nginx mirrors (`vrm parity on|off`, else PARITY_SAMPLE) to the comparator in
+        vrm-control, by its fixed address (a reload never waits on name resolution)."""
+        state = MirrorState.load(self.settings.paths.parity_state)
+        sample = self.settings.parity_sample if state.sample is None else state.sample
+        return Mirror(sample, self.settings.parity_port, state.routes,
+                      str(host_address(self.subnet, CONTROL_HOST)))
 
     def _live(self) -> nginx.LiveSplit | None:
         """The proxy image installs Debian's Lua module (docker/Dockerfile.proxy)."""
@@ -219,7 +270,7 @@ class ComposeRuntime:
         return found
 
     def _wanted(self) -> list[str]:
-        names = list(services.CORE)
+        names = [*services.CORE, CONTROL]
         if self.settings.monitoring:
             names += [services.NGINX_EXPORTER, services.PROMETHEUS]
         return names
@@ -251,7 +302,21 @@ class ComposeRuntime:
         missing = [name for name in self._wanted() if name not in before]
         if missing:
             self.compose("up", "-d", *self._wanted())
+        if CONTROL in missing:
+            self._wait_control()
         return missing
+
+    def _wait_control(self, timeout: float = 60.0) -> None:
+        """vrm-control answers once its comparator listens (its guard stands by sooner)."""
+        from vrm_tui.telemetry.health import probe
+
+        url = f"http://127.0.0.1:{self.settings.parity_port}{services.HEALTH_PATH[CONTROL]}"
+        deadline = time.monotonic() + timeout
+        while not probe(url, timeout=0.5).healthy:
+            if time.monotonic() > deadline:
+                raise StackError(f"{CONTROL} did not answer {url} within {timeout:.0f}s; "
+                                 f"`vrm logs {CONTROL}` says why")
+            time.sleep(0.2)
 
     def down(self) -> list[str]:
         before = self._running()
@@ -260,6 +325,8 @@ class ComposeRuntime:
         return [name for name in services.MANAGED if name in before]
 
     def stop_service(self, service: str) -> bool:
+        if service == services.PARITY:
+            return False  # the comparator lives in vrm-control, which keeps running
         container = self._container(service)
         if container is None or container.status != "running":
             return False
@@ -273,7 +340,8 @@ class ComposeRuntime:
         ports = {services.PROXY: self.settings.proxy_port, services.RUST: self.settings.rust_port,
                  services.TYPESCRIPT: self.settings.ts_port,
                  services.PROMETHEUS: self.settings.prometheus_port,
-                 services.NGINX_EXPORTER: self.settings.nginx_exporter_port}
+                 services.NGINX_EXPORTER: self.settings.nginx_exporter_port,
+                 CONTROL: self.settings.parity_port}
         for name in self._wanted():
             container = self._container(name)
             if container is None:
@@ -297,7 +365,7 @@ class ComposeRuntime:
 
     def log_lines(self, service: str, tail: int = 100, follow: bool = False,
                   keep_going: Callable[[], bool] = lambda: True) -> Iterator[str]:
-        if service not in services.MANAGED and service != services.GRAFANA:
+        if service not in (*services.MANAGED, services.GRAFANA, CONTROL):
             raise StackError(f"unknown service {service!r}; the compose stack runs "
                              f"{', '.join(self._wanted())}")
         if service == services.PROXY:  # nginx logs to files in the shared state dir
@@ -326,6 +394,13 @@ class ComposeRuntime:
     # --- proxy control -------------------------------------------------------------------
 
     def proxy_running(self) -> bool:
+        """nginx answering on its status listener is running, without asking Docker (a
+        rollback makes no Docker API call); only when it does not answer, the engine."""
+        try:
+            self.served(timeout=0.5)
+            return True
+        except ProxyUnreachable:
+            pass
         container = self._container(services.PROXY)
         return container is not None and container.status == "running"
 
@@ -382,3 +457,45 @@ class ComposeRuntime:
         if code != 0:
             lines = [ln for ln in output.splitlines() if "test failed" not in ln and ln.strip()]
             raise nginx.NginxTestFailed("; ".join(lines) or f"nginx -t exited {code}")
+
+
+class ControlRuntime(ComposeRuntime):
+    """The compose stack as vrm-control sees it from inside the project. Its loopback
+    forwards every published port to its service (`vrm_tui.control`), so the settings mean
+    what they mean on the host; it has no Docker engine (the container gets no socket:
+    whoever reaches the engine is root on the host). Setting and reading the split and the
+    access log work; a config reload or a restart is the host's vrm's."""
+
+    @cached_property
+    def client(self) -> Any:
+        raise StackError(f"{CONTROL} has no Docker access: reload, restart and logs of the "
+                         "compose stack run from the host's vrm")
+
+    def proxy_running(self) -> bool:
+        try:
+            self.served(timeout=0.5)
+            return True
+        except ProxyUnreachable:
+            return False
+
+    def proxy_worker_pids(self) -> set[int]:
+        return set()  # nginx's pids are in another container's namespace
+
+    def proxy_reload_settled(self) -> bool | None:
+        return None
+
+    def stop_service(self, service: str) -> bool:
+        return False
+
+    def forwards(self) -> dict[int, tuple[str, int]]:
+        """Each port the host publishes on 127.0.0.1 -> the service and port behind it."""
+        s = self.settings
+        found = {s.proxy_port: (services.PROXY, 3000),
+                 s.proxy_status_port: (services.PROXY, STATUS_PORT),
+                 s.rust_port: (services.RUST, PORTS[services.RUST]),
+                 s.ts_port: (services.TYPESCRIPT, PORTS[services.TYPESCRIPT])}
+        if s.monitoring:
+            found[s.prometheus_port] = (services.PROMETHEUS, 9090)
+            found[s.nginx_exporter_port] = (services.NGINX_EXPORTER, 9113)
+        found.pop(s.parity_port, None)  # the comparator's own
+        return found

@@ -67,6 +67,7 @@ class Mirror:
     sample: float = 0.0
     port: int = 3011
     routes: tuple[str, ...] = field(default=())
+    host: str = "127.0.0.1"  # where nginx reaches the comparator (compose: vrm-control)
 
     @property
     def on(self) -> bool:
@@ -95,7 +96,7 @@ def render_http(mirror: Mirror) -> str:
         '        "11" 1;\n'
         "    }\n"
         "    upstream vrm_parity {\n"
-        f"        server 127.0.0.1:{mirror.port};\n"
+        f"        server {mirror.host}:{mirror.port};\n"
         "        keepalive 16;\n"
         "    }"
     )
