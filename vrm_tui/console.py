@@ -305,7 +305,8 @@ class Console:
 
         alerts.expire(self.settings, self.journal, silence_id, operator_identity())
 
-    def latency_history(self) -> dict[str, dict[str, list[float]]]:
+    def latency_history(self) -> dict[str, dict[str, list[float | None]]]:
+        """The last 15 minutes per backend from Prometheus (None: a gap, no value)."""
         from vrm_tui.telemetry import prometheus
 
         return prometheus.history(self.prometheus_url)

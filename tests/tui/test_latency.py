@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from tests.support import rendered
 from vrm_tui.telemetry import stub_status
 from vrm_tui.telemetry.accesslog import TrafficStats
 from vrm_tui.telemetry.health import Probe
@@ -105,3 +107,35 @@ def test_a_slow_end_of_a_busy_second_counts_in_its_percentiles() -> None:
     rust = stats.snapshot("1m", now=NOW).backends["rust"]
     assert rust.requests == 20000 and rust.p95_ms == pytest.approx(200, rel=0.01)
     assert rust.p50_ms is not None and 2 <= rust.p50_ms <= 200
+
+
+def test_prometheus_steps_without_a_value_are_gaps_never_zero() -> None:
+    """Issue 22: after 60 s of 100% errors the 15m line read `███████████▁ 0.0ms…24ms`:
+    missing values (no sample, NaN: nothing finished) were drawn as 0 ms."""
+    from vrm_tui.telemetry.prometheus import on_grid
+
+    values: list[list[object]] = [[100, "20"], [110, "NaN"], [130, "24"]]
+    series = on_grid(values, 100, 160, 10)
+    assert series == [20.0, None, None, 24.0, None, None, None]
+    assert "▁" not in sparkline(series)[-3:] and scale(series) == "20ms…24ms"
+
+
+async def test_the_15m_line_says_when_prometheus_stopped_answering(tmp_path: Path) -> None:
+    """A stale source says so with its age, instead of a line that looks current."""
+    from tests.tui.test_snapshots import _app, _feed
+    from vrm_tui.tui.messages import HistoryUpdate, SourceFailed
+    from vrm_tui.tui.polls import Source
+    from vrm_tui.tui.widgets.latency import LatencyPane
+
+    app = _app(tmp_path)
+    _feed(app)
+    app.post_message(HistoryUpdate({"rust": {"p95": [20.0, None, 24.0]},
+                                    "typescript": {"p95": [80.0, 81.0, 90.0]}}))
+    async with app.run_test(size=(200, 60)) as pilot:
+        pane = app.query_one(LatencyPane)
+        await pilot.pause(0.1)
+        assert "p95 from Prometheus" in rendered(pane) and "STALE" not in rendered(pane)
+        app.post_message(SourceFailed(Source.HISTORY, "PrometheusUnavailable: Prometheus not "
+                                                      "running at http://127.0.0.1:9090"))
+        await pilot.pause(0.1)
+        assert "STALE, 0s ago (Prometheus: Prometheus not running" in rendered(pane)

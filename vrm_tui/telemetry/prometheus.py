@@ -49,9 +49,16 @@ def alerts(base_url: str, timeout: float = 1.0) -> list[Alert]:
     return sorted(found, key=lambda a: (a.state != "firing", a.severity != "critical", a.name))
 
 
+Series = dict[str, dict[str, list[float | None]]]
+"""backend -> p50 | p95 | rate -> one value per step, None where Prometheus has none."""
+
+
 def history(base_url: str, minutes: int = 15, points: int = 30,
-            timeout: float = 5.0) -> dict[str, dict[str, list[float]]]:
-    """Per backend p50 and p95 (ms) and request rate over the last `minutes`, `points` steps."""
+            timeout: float = 5.0) -> Series:
+    """Per backend p50 and p95 (ms) and request rate over the last `minutes`, `points` steps.
+
+    A step Prometheus has no value for (no sample, or NaN: no request finished) is None, a
+    gap, never 0.0, which drew an outage of 100% errors as the fastest minute."""
     client = PrometheusConnect(url=base_url, disable_ssl=True, timeout=timeout)
     end = datetime.now(UTC)
     start = end - timedelta(minutes=minutes)
@@ -64,7 +71,7 @@ def history(base_url: str, minutes: int = 15, points: int = 30,
                f"(rate(vision_manager_task_duration_seconds_bucket[{window}])))",
         "rate": f"sum by (backend) (rate(vision_manager_tasks_total[{window}]))",
     }
-    found: dict[str, dict[str, list[float]]] = {b: {} for b in BACKENDS}
+    found: Series = {b: {} for b in BACKENDS}
     for name, query in queries.items():
         try:
             series = client.custom_query_range(query, start, end, f"{step}s")
@@ -74,6 +81,18 @@ def history(base_url: str, minutes: int = 15, points: int = 30,
         for item in series:
             backend = item["metric"].get("backend")
             if backend in found:
-                values = [float(v) for _, v in item["values"]]
-                found[backend][name] = [0.0 if v != v else v for v in values][-points:]
+                found[backend][name] = on_grid(item["values"], start.timestamp(),
+                                               end.timestamp(), step)[-points:]
     return found
+
+
+def on_grid(values: list[list[object]], start: float, end: float,
+            step: int) -> list[float | None]:
+    """A range query's [[time, "value"], ...] as one slot per step from `start` to `end`:
+    None where a step has no value or a NaN (a series that stopped ends in gaps)."""
+    at: dict[int, float] = {}
+    for stamp, raw in values:
+        value = float(str(raw))
+        if value == value:  # NaN: no request finished in the window
+            at[round((float(str(stamp)) - start) / step)] = value
+    return [at.get(i) for i in range(int((end - start) // step) + 1)]

@@ -238,6 +238,11 @@ class DashboardScreen(Screen[None]):
         elif message.source == Source.ALERTS:
             if alerts := self.pane(AlertsPane):
                 alerts.show_error(error.split(": ", 1)[-1])
+            if latency := self.pane(LatencyPane):  # the same Prometheus: its 15m lines age
+                latency.history_failed(error)
+        elif message.source == Source.HISTORY:
+            if latency := self.pane(LatencyPane):
+                latency.history_failed(error)
         elif message.source == Source.JOURNAL:
             self.app.notify(f"journal unreadable: {error}", severity="error", markup=False)
 

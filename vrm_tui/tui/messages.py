@@ -90,7 +90,7 @@ class AlertsUpdate(PaneData, bubble=False):
 class HistoryUpdate(PaneData, bubble=False):
     """Per backend series from Prometheus ({"rust": {"p95": [...], ...}})."""
 
-    history: dict[str, dict[str, list[float]]]
+    history: dict[str, dict[str, list[float | None]]]  # None: a gap, never 0
 
 
 @dataclass

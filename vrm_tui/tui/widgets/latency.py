@@ -10,6 +10,8 @@ requests in flight (`telemetry.realtime.judge`).
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Group
 from rich.text import Text
 from textual.reactive import reactive
@@ -17,7 +19,7 @@ from textual.reactive import reactive
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.units import percent
-from vrm_tui.tui.widgets.common import ms, scale, sparkline, state_text
+from vrm_tui.tui.widgets.common import ago, ms, scale, sparkline, state_text
 from vrm_tui.tui.widgets.pane import Pane
 from vrm_tui.views import (
     RECENT_S,
@@ -54,7 +56,9 @@ class LatencyPane(Pane):
         self._shares: dict[str, float] = {}
         self._hung: set[str] = set()
         self.verdicts: dict[str, Now] = {}  # backend -> what its requests do now, as shown
-        self._history: dict[str, dict[str, list[float]]] = {}
+        self._history: dict[str, dict[str, list[float | None]]] = {}
+        self._history_at: float | None = None  # when Prometheus last answered
+        self._history_error = ""  # why it did not since
         self.show(Text("waiting for traffic statistics…", style="dim"))
 
     def show_traffic(self, snapshot: TrafficSnapshot) -> None:
@@ -65,10 +69,21 @@ class LatencyPane(Pane):
         self._snapshot, self._error = None, error
         self.refresh_view()
 
-    def show_history(self, history: dict[str, dict[str, list[float]]]) -> None:
-        """The last 15 minutes from Prometheus: shown beside the live window."""
-        self._history = history
+    def show_history(self, history: dict[str, dict[str, list[float | None]]]) -> None:
+        """The last 15 minutes from Prometheus: shown beside the live window (a step without
+        a value is a gap)."""
+        self._history, self._history_at, self._history_error = history, time.time(), ""
         self.refresh_view()
+
+    def history_failed(self, error: str) -> None:
+        """Prometheus did not answer: the 15m lines stay, saying how old they are."""
+        self._history_error = error.split(": ", 1)[-1]
+        self.refresh_view()
+
+    def _history_note(self) -> str:
+        if not self._history_error:
+            return "p95 from Prometheus"
+        return f"STALE, {ago(self._history_at)} (Prometheus: {self._history_error})"
 
     def show_status(self, status: StackStatus) -> None:
         """Probes and the served split: a probe that times out shows a hang at once."""
@@ -141,7 +156,8 @@ class LatencyPane(Pane):
                 past: list[float | None] = list(self._history.get(backend, {}).get("p95", []))
                 if past:
                     lines.append(Text(f"  15m {sparkline(past, width)} {scale(past, width)} "
-                                      "p95 from Prometheus", style="dim"))
+                                      f"{self._history_note()}",
+                                      style="yellow" if self._history_error else "dim"))
         if snap.in_flight:
             lines.append(Text(f"{snap.in_flight} requests in flight at nginx now",
                               style="yellow" if snap.in_flight > 10 else "dim"))
