@@ -581,7 +581,8 @@ def cmd_tui(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError("the TUI needs a terminal; for scripts use `vrm status --json`")
     from vrm_tui.tui.app import VrmApp
 
-    app = VrmApp(Console(settings), read_only=getattr(args, "read_only", False))
+    app = VrmApp(Console(settings), read_only=getattr(args, "read_only", False),
+                 keymap=dict(settings.keymap))
     app.run()
     return app.exited_cleanly()  # 129 when the terminal hung up
 
@@ -598,7 +599,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             from vrm_tui.tui.app import VrmApp
 
             app = VrmApp(console, read_only=getattr(args, "read_only", False),
-                         quit_stops_stack=True)
+                         quit_stops_stack=True, keymap=dict(settings.keymap))
             app.run()
             code = app.exited_cleanly()  # 129 when the terminal hung up
         else:

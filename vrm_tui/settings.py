@@ -163,6 +163,23 @@ def _bind(name: str, raw: str) -> str:
         raise SettingsError(str(exc)) from None
 
 
+_KEYMAP_ENTRY = re.compile(r"([a-z][a-z0-9.-]*)=([A-Za-z0-9_+,-]+)")
+
+
+def parse_keymap(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """`id=keys;id=keys` (keys comma-separated, Textual's names: `L`, `ctrl+l`, `plus`)."""
+    found: list[tuple[str, str]] = []
+    for entry in (e.strip() for e in raw.split(";")):
+        if not entry:
+            continue
+        match = _KEYMAP_ENTRY.fullmatch(entry)
+        if match is None:
+            raise SettingsError(f"{name}: {shown(entry)}: expected binding-id=keys, such as "
+                                "vrm.logs=L or vrm.rust-up=u,U")
+        found.append((match.group(1), match.group(2)))
+    return tuple(found)
+
+
 def _path(name: str, raw: str) -> str:
     value = raw.strip() or "/health"
     if not re.fullmatch(r"/[A-Za-z0-9._~%/-]*", value):
@@ -272,6 +289,9 @@ class Settings:
     parity_max_rps: float = 20.0  # PARITY_MAX_RPS: samples compared a second (3 calls each)
     health_path: str = "/health"  # VRM_HEALTH_PATH: where the backends answer health checks
     requests: str = ""  # VRM_REQUESTS: a request set in configs/requests/, or a corpus file
+    # VRM_KEYMAP: the TUI's keys rebound by binding id, "vrm.logs=L;vrm.rust-up=u,U"
+    # (rollback stays on r / ctrl+r whatever it says; ids: tui/actions.py)
+    keymap: tuple[tuple[str, str], ...] = ()
     rehearsal: bool = True  # the rehearsal backends run (no backend URLs, not production)
     # --- fleet (vrm fleet, vrm agent): one split for many hosts, steered through etcd ---
     fleet: str = ""  # VRM_FLEET: the fleet's name ("" = this host is no fleet's)
@@ -477,6 +497,7 @@ def load(
         parity_max_rps=_float("PARITY_MAX_RPS", layered.get("PARITY_MAX_RPS", "20")),
         health_path=_path("VRM_HEALTH_PATH", layered.get("VRM_HEALTH_PATH", "/health")),
         requests=layered.get("VRM_REQUESTS", "").strip(),
+        keymap=parse_keymap("VRM_KEYMAP", layered.get("VRM_KEYMAP", "")),
         rehearsal=rehearsal,
         **_alerts(layered),
         **_fleet(layered),
@@ -668,6 +689,7 @@ _KNOWN = {
     "PARITY_MAX_RPS",
     "VRM_HEALTH_PATH",
     "VRM_REQUESTS",
+    "VRM_KEYMAP",
     "VRM_FLEET",
     "VRM_FLEET_ENDPOINTS",
     "VRM_FLEET_HOST",

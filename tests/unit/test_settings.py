@@ -54,6 +54,7 @@ def test_ts_weight_alone_sets_the_split(tmp_path: Path) -> None:
         ({"PROXY_RATE_LIMIT": "lots"}, "PROXY_RATE_LIMIT='lots'"),
         ({"PROXY_BIND": "everywhere"}, "PROXY_BIND='everywhere'"),
         ({"RUST_BACKEND_URL": "10.0.0.5:3001"}, "RUST_BACKEND_URL='10.0.0.5:3001'"),
+        ({"VRM_KEYMAP": "vrm.logs L"}, "VRM_KEYMAP: 'vrm.logs L'"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, env: dict[str, str], named: str) -> None:
@@ -134,3 +135,9 @@ def test_an_env_that_is_a_directory_is_refused(tmp_path: Path) -> None:
     (tmp_path / ".env").mkdir()
     with pytest.raises(SettingsError, match=r"\.env: is a directory"):
         load(environ={}, deploy_dir=tmp_path)
+
+
+def test_the_keymap_rebinds_by_binding_id(tmp_path: Path) -> None:
+    found = load(environ={"VRM_KEYMAP": "vrm.logs=L; vrm.rust-up=u,U;"}, deploy_dir=tmp_path)
+    assert found.keymap == (("vrm.logs", "L"), ("vrm.rust-up", "u,U"))
+    assert load(environ={}, deploy_dir=tmp_path).keymap == ()
