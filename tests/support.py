@@ -85,7 +85,7 @@ class Stack:
 
 
 def new_stack(tmp: Path, **overrides: str) -> Stack:
-    proxy, status, rust, typescript, prometheus, exporter, parity = free_ports(7)
+    proxy, status, rust, typescript, prometheus, exporter, parity, alerts = free_ports(8)
     values = {
         "PROXY_PORT": str(proxy),
         "PROXY_STATUS_PORT": str(status),
@@ -99,6 +99,7 @@ def new_stack(tmp: Path, **overrides: str) -> Stack:
         "PROMETHEUS_PORT": str(prometheus),
         "NGINX_EXPORTER_PORT": str(exporter),
         "PARITY_PORT": str(parity),
+        "ALERTMANAGER_PORT": str(alerts),
         "VRM_MONITORING": "0",  # tests/integration/test_monitoring.py turns it on
     }
     values.update(overrides)

@@ -133,7 +133,9 @@ PLANS = st.one_of(
     st.just(b"steps: [10, 50\n"), st.just(b"- 10\n- 50\n"), st.just(b"steps: [10]\nsteps: [20]\n"),
     st.builds(lambda v: _document({"steps": v}), st.one_of(
         st.just([50, 10]), st.just([0, 10]), st.just([10, 101]), st.just([]), st.just("٥٠"),
-        _ANY_BAD_NUMBER)),
+        # [1] is a bad number anywhere else, but a good list of steps (rust 1%): it started
+        # a real migration on the shared stack when drawn
+        _ANY_BAD_NUMBER.filter(lambda v: v != [1]))),
     st.builds(lambda k, v: _document({k: v}), st.sampled_from(
         ["bake_seconds", "gate_interval_seconds", "min_samples"]), _ANY_BAD_NUMBER),
     st.builds(lambda k, h: f"{k}: {h}\n".encode(), st.sampled_from(
