@@ -62,9 +62,10 @@ ensure_lua() {
 
 bootstrap() {
     # etcd-server: the fleet's store (vrm fleet, vrm agent; its tests start one on loopback).
+    # nodejs: the foreign backend pair the suite runs (tests/foreign_backends).
     ensure_debs nginx:nginx apache2-utils:ab wrk:wrk prometheus:prometheus \
         prometheus-nginx-exporter:prometheus-nginx-exporter prometheus-alertmanager:amtool \
-        etcd-server:etcd
+        etcd-server:etcd nodejs:node
     ensure_lua
     ensure_venv
 }
