@@ -139,3 +139,32 @@ async def test_the_15m_line_says_when_prometheus_stopped_answering(tmp_path: Pat
                                                       "running at http://127.0.0.1:9090"))
         await pilot.pause(0.1)
         assert "STALE, 0s ago (Prometheus: Prometheus not running" in rendered(pane)
+
+
+def test_a_backend_whose_own_probe_answers_is_not_the_one_hanging() -> None:
+    """Issue 22: rust hung at 50%; typescript's probe was `● up 2.1ms`, yet the pane said
+    `typescript ⧖ hanging … while 1 requests are in flight at nginx` (nginx's count is for
+    every upstream). Its own probe answering clears it."""
+    stats = TrafficStats({"127.0.0.1:3002": "typescript"})
+    stats.feed([json.dumps({"msec": NOW - 40 + i * 0.1, "route": "balanced",
+                            "upstream_addr": "127.0.0.1:3002", "upstream_status": "200",
+                            "upstream_response_time": "0.002", "status": 200})
+                for i in range(300)])  # answered until 10 s ago, then nothing came
+    typescript = stats.snapshot("1m", now=NOW).backends["typescript"]
+    up = Probe("u", True, 200, 2.1)
+    assert judge(typescript, NOW, up, in_flight=1, share=0.5).word != "hanging"
+    assert judge(typescript, NOW, None, in_flight=1, share=0.5).word == "hanging", \
+        "without its probe, silence with requests in flight still reads as a hang"
+
+
+def test_slow_answers_are_slow_not_hanging() -> None:
+    """Issue 22: requests answered in ~2 s were shown as `⧖ hanging p50 - p95 -` because the
+    1 s health probe timed out; the answers decide."""
+    stats = TrafficStats({RUST: "rust"})
+    stats.feed([_line(NOW - 30 + i * 0.5, "200", "2.0") for i in range(60)])  # every 0.5 s
+    rust = stats.snapshot("1m", now=NOW).backends["rust"]
+    timed_out = Probe("u", False, None, None, error="no answer within 1s", timed_out=True)
+    now = judge(rust, NOW, timed_out, in_flight=4, share=0.5)
+    assert now.word == "slow" and "requests are answered" in now.reason
+    silent = stats.snapshot("1m", now=NOW + 10).backends["rust"]
+    assert judge(silent, NOW + 10, timed_out, in_flight=4).word == "hanging"

@@ -15,7 +15,7 @@ from vrm_tui.core.backend import Backend
 from vrm_tui.telemetry.accesslog import BackendWindow, TrafficSnapshot
 from vrm_tui.telemetry.health import Probe
 
-NowWord = Literal["ok", "errors", "failing", "hanging", "idle"]
+NowWord = Literal["ok", "slow", "errors", "failing", "hanging", "idle"]
 
 STALL_S = 3.0  # silent this long, with requests in flight, is a hang...
 STALL_EXPECTED = 5.0  # ...when at its usual rate it would have answered this many
@@ -35,12 +35,19 @@ def judge(stats: BackendWindow, now: float, probe: Probe | None = None,
     """The backend's state now. `share` is the fraction of balanced traffic nginx sends it
     (None: unknown); `failing_for_s` the seconds at the window's end without one success."""
     silent_s = now - stats.last_answer_at if stats.last_answer_at is not None else None
+    answering = silent_s is not None and silent_s < STALL_S and stats.recent_requests > 0
     if probe is not None and probe.timed_out:
+        if answering:  # the answers decide: they still arrive, only slower than the probe
+            return Now("slow", f"health probe: {probe.error}, but requests are answered "
+                               f"(the last {silent_s:.0f} s ago)")
         waiting = f"; {in_flight} requests in flight at nginx" if in_flight else ""
         return Now("hanging", f"health probe: {probe.error}{waiting}")
-    # at its usual rate it would have answered STALL_EXPECTED times by now
+    # At its usual rate it would have answered STALL_EXPECTED times by now. nginx counts the
+    # requests in flight for all upstreams: a backend whose own probe answers is not the one
+    # they wait on (its share was held up by the other's hang).
+    own_probe_answers = probe is not None and probe.healthy
     if silent_s is not None and silent_s >= STALL_S and in_flight and share != 0 \
-            and stats.rate * silent_s >= STALL_EXPECTED:
+            and not own_probe_answers and stats.rate * silent_s >= STALL_EXPECTED:
         return Now("hanging", f"no answer for {silent_s:.0f} s while {in_flight} "
                               "requests are in flight at nginx")
     rate = stats.recent_error_rate

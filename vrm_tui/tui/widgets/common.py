@@ -12,7 +12,8 @@ STATE_STYLE = {"up": ("●", "green"), "degraded": ("▲", "yellow"), "down": ("
                "hanging": ("⧖", "red bold"), "unknown": ("?", "dim"),
                "external": ("●", "green"), "absent": ("–", "dim"),
                # the latency pane's word for what requests do now
-               "ok": ("●", "green"), "errors": ("▲", "yellow"), "failing": ("✗", "red bold"),
+               "ok": ("●", "green"), "slow": ("◔", "yellow"), "errors": ("▲", "yellow"),
+               "failing": ("✗", "red bold"),
                "idle": ("–", "dim")}
 
 

@@ -136,6 +136,8 @@ class LatencyPane(Pane):
             lines.append(_error_line(stats, snap.window, now))
             if now.word == "hanging":
                 lines.append(Text(f"  ⧖ HANGING: {now.reason}", style="red bold"))
+            elif now.word == "slow":
+                lines.append(Text(f"  ◔ SLOW: {now.reason}", style="yellow"))
             elif stats.p50_ms is None:
                 lines.append(Text(f"  ✗ no successful requests in {snap.window}",
                                   style="red bold"))
