@@ -334,7 +334,9 @@ class Console:
                   gate_interval: str | float | None = None) -> plan_mod.Plan:
         from vrm_tui.migrate import plan as plan_mod
 
-        return plan_mod.load(path or plan_mod.DEFAULT_PLAN, steps, bake, gate_interval)
+        # --plan, else VRM_MIGRATION_PLAN, else configs/migration.yaml: `m` and the CLI alike
+        chosen = path or self.settings.migration_plan or plan_mod.DEFAULT_PLAN
+        return plan_mod.load(chosen, steps, bake, gate_interval)
 
     def start_migration(self, plan: plan_mod.Plan) -> MigrationState:
         """Bring the stack up, record a new migration and hand it to a detached guard."""

@@ -292,6 +292,9 @@ class Settings:
     # VRM_KEYMAP: the TUI's keys rebound by binding id, "vrm.logs=L;vrm.rust-up=u,U"
     # (rollback stays on r / ctrl+r whatever it says; ids: tui/actions.py)
     keymap: tuple[tuple[str, str], ...] = ()
+    # VRM_MIGRATION_PLAN: the plan `m` and `vrm migrate` start (relative: to the deploy dir);
+    # None: configs/migration.yaml
+    migration_plan: Path | None = None
     rehearsal: bool = True  # the rehearsal backends run (no backend URLs, not production)
     # --- fleet (vrm fleet, vrm agent): one split for many hosts, steered through etcd ---
     fleet: str = ""  # VRM_FLEET: the fleet's name ("" = this host is no fleet's)
@@ -498,6 +501,8 @@ def load(
         health_path=_path("VRM_HEALTH_PATH", layered.get("VRM_HEALTH_PATH", "/health")),
         requests=layered.get("VRM_REQUESTS", "").strip(),
         keymap=parse_keymap("VRM_KEYMAP", layered.get("VRM_KEYMAP", "")),
+        migration_plan=(base / plan) if (plan := layered.get("VRM_MIGRATION_PLAN", "").strip())
+        else None,
         rehearsal=rehearsal,
         **_alerts(layered),
         **_fleet(layered),
@@ -690,6 +695,7 @@ _KNOWN = {
     "VRM_HEALTH_PATH",
     "VRM_REQUESTS",
     "VRM_KEYMAP",
+    "VRM_MIGRATION_PLAN",
     "VRM_FLEET",
     "VRM_FLEET_ENDPOINTS",
     "VRM_FLEET_HOST",

@@ -141,3 +141,16 @@ def test_the_keymap_rebinds_by_binding_id(tmp_path: Path) -> None:
     found = load(environ={"VRM_KEYMAP": "vrm.logs=L; vrm.rust-up=u,U;"}, deploy_dir=tmp_path)
     assert found.keymap == (("vrm.logs", "L"), ("vrm.rust-up", "u,U"))
     assert load(environ={}, deploy_dir=tmp_path).keymap == ()
+
+
+def test_the_migration_plan_is_a_setting_for_both_faces(tmp_path: Path) -> None:
+    """Issue 22: `m` always started configs/migration.yaml (300 s bakes); VRM_MIGRATION_PLAN
+    (relative to the deploy dir) is what `m` and `vrm migrate` start, --plan still wins."""
+    from vrm_tui.console import Console
+
+    (tmp_path / "quick.yaml").write_text("steps: [20, 100]\nbake_seconds: 30\n")
+    settings = load(environ={"VRM_MIGRATION_PLAN": "quick.yaml"}, deploy_dir=tmp_path)
+    assert settings.migration_plan == tmp_path / "quick.yaml"
+    plan = Console(settings).load_plan()
+    assert list(plan.steps) == [20, 100] and plan.bake_seconds == 30
+    assert load(environ={}, deploy_dir=tmp_path).migration_plan is None
