@@ -711,6 +711,18 @@ def requirements() -> tuple[Requirement, ...]:
     )
 
 
+def start_warnings(alerts: list[Alert], parity: ParityReport | None) -> list[str]:
+    """What an operator starting a migration must hear first (from the faces' last readings):
+    a firing critical alert (it fails the first step's gate anyway) and parity mismatches."""
+    found = [f"critical alert firing: {a.name} ({a.summary or a.labels.get('backend', '')})"
+             for a in alerts if a.state == "firing" and a.severity == "critical"]
+    if parity is not None and parity.total.mismatched:
+        total = parity.total
+        found.append(f"parity: rust answered unlike typescript {total.mismatched} times in "
+                     f"{total.compared} compared (`d` shows them)")
+    return found
+
+
 STEADY_OPTIONS = re.compile(r" max_fails=\d+( fail_timeout=\w+)?(?=;)")
 
 

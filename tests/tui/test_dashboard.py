@@ -107,3 +107,21 @@ async def test_an_observer_is_told_who_changed_the_split_with_time_and_age(stack
         assert "alice rollback: rust 40% → 0%" in rendered(line) and "s ago)" in rendered(line)
         # Issue 22: told on the action line, not by a toast over the Health rows.
         assert not any("alice" in n.message for n in app._notifications)
+
+
+async def test_m_names_a_firing_critical_alert_before_it_starts(tmp_path: Path) -> None:
+    """Issue 22: `m` asked to start without a word about a firing critical alert about rust
+    (which fails the first step's gate) or a recent parity mismatch."""
+    from vrm_tui.telemetry.prometheus import Alert
+    from vrm_tui.tui.messages import AlertsUpdate
+    from vrm_tui.tui.screens.confirm import ConfirmScreen
+
+    app = _app(tmp_path)
+    app.post_message(AlertsUpdate([Alert("HighErrorRateCritical", "firing", "critical",
+                                         "rust error rate is 16% (> 15%)", "", {})]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        detail = rendered(app.screen.query_one("#confirm-detail"))
+        assert "⚠ critical alert firing: HighErrorRateCritical" in detail, detail

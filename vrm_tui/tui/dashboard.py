@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
+from vrm_tui.console import start_warnings
 from vrm_tui.core.errors import VrmError
 from vrm_tui.core.names import SPLIT_ACTIONS, Control
 from vrm_tui.core.split import Split
@@ -57,7 +58,7 @@ from vrm_tui.tui.widgets.migration import MigrationPane
 from vrm_tui.tui.widgets.parity import ParityPane
 from vrm_tui.tui.widgets.split import SplitPane
 from vrm_tui.tui.widgets.vram import VramPane
-from vrm_tui.views import WINDOWS, Record
+from vrm_tui.views import WINDOWS, Alert, ParityReport, Record
 
 if TYPE_CHECKING:
     from vrm_tui.tui.app import VrmApp
@@ -77,6 +78,8 @@ class DashboardScreen(Screen[None]):
         super().__init__(id="dashboard")
         self._panes: dict[type[Widget], Widget] = {}
         self.journal_primed = False  # the first journal read is history, not news
+        self.alerts: list[Alert] = []  # the last readings `m` warns from
+        self.parity: ParityReport | None = None
 
     @property
     def vrm_app(self) -> VrmApp:
@@ -149,6 +152,7 @@ class DashboardScreen(Screen[None]):
 
     @on(ParityUpdate)
     def _parity(self, message: ParityUpdate) -> None:
+        self.parity = message.report
         if pane := self.pane(ParityPane):
             pane.show_report(message.report)
 
@@ -159,6 +163,7 @@ class DashboardScreen(Screen[None]):
 
     @on(AlertsUpdate)
     def _alerts(self, message: AlertsUpdate) -> None:
+        self.alerts = message.alerts
         if pane := self.pane(AlertsPane):
             pane.show_alerts(message.alerts)
 
@@ -332,11 +337,11 @@ class DashboardScreen(Screen[None]):
 
                 self.vrm_app.steer_call("adopt" if adopting else "start", call)
 
-        self.app.push_screen(ConfirmScreen(question, "A detached guard runs it: it keeps going "
-                                       "if this terminal goes away.\nGates: rust error rate, "
-                                       "latency per route, p95 ceiling, health, VRAM. A failed "
-                                       "gate rolls back at once; r rolls back any time."),
-                         answered)
+        warnings = "".join(f"⚠ {w}\n" for w in start_warnings(self.alerts, self.parity))
+        detail = (f"{warnings}A detached guard runs it: it keeps going if this terminal goes "
+                  "away.\nGates: rust error rate, latency per route, p95 ceiling, health, VRAM. "
+                  "A failed gate rolls back at once; r rolls back any time.")
+        self.app.push_screen(ConfirmScreen(question, detail), answered)
 
     def action_migration_pause(self) -> None:
         view = self.vrm_app.migration
