@@ -305,6 +305,9 @@ class Settings:
     # (0: never; an isolated agent only ever keeps its split)
     fleet_isolated_rollback_s: int = 0
     fleet_confirm_timeout: int = 10  # VRM_FLEET_CONFIRM_TIMEOUT: seconds a rollback waits
+    # VRM_FLEET_ADVERTISE: the address other hosts reach this one at (its scrape targets in
+    # the fleet's Prometheus service discovery); default: the host name
+    fleet_advertise: str = ""
     # --- alerts (Alertmanager; routes rendered into alertmanager.yml, secrets stay in .env) ---
     alertmanager_port: int = 9093  # ALERTMANAGER_PORT: on loopback
     alert_webhook_urls: tuple[str, ...] = ()  # ALERT_WEBHOOK_URLS: comma-separated JSON webhooks
@@ -606,6 +609,8 @@ def _fleet(layered: Mapping[str, str]) -> dict[str, Any]:
         "fleet_confirm_timeout": _int("VRM_FLEET_CONFIRM_TIMEOUT",
                                       get("VRM_FLEET_CONFIRM_TIMEOUT", "10"), low=1,
                                       high=3600),
+        "fleet_advertise": _advertise(get("VRM_FLEET_ADVERTISE", "").strip())
+        or socket.gethostname(),
     }
 
 
@@ -614,6 +619,14 @@ def _fleet_name(raw: str, name: str = "VRM_FLEET") -> str:
     if raw and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", raw):
         raise SettingsError(f"{name}={shown(raw)}: expected letters, digits, '.', '-' and "
                             "'_' (at most 63), starting with a letter or digit")
+    return raw
+
+
+def _advertise(raw: str) -> str:
+    """VRM_FLEET_ADVERTISE: a host name or IP address, written into other hosts' targets."""
+    if raw and not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:]+\]", raw):
+        raise SettingsError(f"VRM_FLEET_ADVERTISE={shown(raw)}: expected a host name or an "
+                            "IP address (IPv6 in brackets) that other hosts reach this one at")
     return raw
 
 
@@ -702,6 +715,7 @@ _KNOWN = {
     "VRM_FLEET_TTL",
     "VRM_FLEET_ISOLATED_ROLLBACK",
     "VRM_FLEET_CONFIRM_TIMEOUT",
+    "VRM_FLEET_ADVERTISE",
     "ALERTMANAGER_PORT",
     "ALERT_WEBHOOK_URLS",
     "ALERT_SLACK_WEBHOOK_URL",

@@ -155,6 +155,12 @@ class StateDir:
         return self.root / "prometheus"
 
     @property
+    def fleet_targets(self) -> Path:
+        """Every live fleet host's scrape targets (Prometheus file_sd), rendered from etcd by
+        the fleet agent; the local Prometheus's `fleet` job reads it."""
+        return self.prometheus / "fleet-targets.json"
+
+    @property
     def alertmanager(self) -> Path:
         """Alertmanager's rendered config (0600: it may hold route secrets) and its data."""
         return self.root / "alertmanager"

@@ -42,6 +42,7 @@ from vrm_tui.core.errors import Failure
 from vrm_tui.core.split import Split
 from vrm_tui.fleet.guard import FleetGuard
 from vrm_tui.fleet.store import Desired, EtcdStore, FleetUnreachable, HostMode, HostReport, now_iso
+from vrm_tui.fleet.targets import own_targets, write_targets
 from vrm_tui.journal import Journal
 from vrm_tui.settings import Settings
 from vrm_tui.settings import load as load_settings
@@ -130,6 +131,7 @@ class Agent:
         self._looks: tuple[dict[str, bool], dict[str, dict[str, float | None]],
                            float | None, float | None] = ({}, {}, None, None)
         self._looked_at = 0.0
+        self._targets = own_targets(settings)
         self._applied_at = time.time()  # when the split of `state.generation` was verified
         old = AgentState.load(settings.paths.fleet_agent)
         self.state = AgentState(
@@ -179,6 +181,7 @@ class Agent:
                 self.say("etcd answers again: following")
             self._isolated_at = None
             self._report()
+            self._render_targets()
             assert self.lease is not None
             self.guard.tick(self.lease)  # a candidate for the fleet migration's guard
         except FleetUnreachable as exc:
@@ -303,13 +306,23 @@ class Agent:
                             s.mode, s.verified_at, s.apply_ms, held_by(self.settings) or "",
                             s.error, health=health, traffic=traffic,
                             rust_since=self._rust_since(), vram_used_gb=vram_used,
-                            vram_total_gb=vram_total, version=__version__)
+                            vram_total_gb=vram_total, version=__version__,
+                            targets=self._targets)
         if self._reported is not None and replace(report, at="") == replace(self._reported,
                                                                              at=""):
             return
         self.store.report(report, self.lease)
         self._reported = report
 
+    def _render_targets(self) -> None:
+        """Every live host's scrape targets into the local Prometheus's file_sd file, when
+        they changed (a host joined, left, or its lease expired). Isolated, the last file
+        stands: Prometheus shows those hosts down rather than forgetting them."""
+        try:
+            if write_targets(self.settings.paths.fleet_targets, self.store.hosts()):
+                self.say("fleet targets for Prometheus rewritten")
+        except OSError as exc:  # a full disk costs monitoring, never the agent
+            self.say(f"fleet targets not written: {exc}")
 
     def _rust_since(self) -> dict[str, int]:
         """rust's attempts and errors in the whole seconds after this host's last change."""

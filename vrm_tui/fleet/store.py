@@ -180,6 +180,9 @@ class HostReport:
     vram_total_gb: float | None = None
     version: str = ""
     at: str = field(default_factory=now_iso)
+    # this host's scrape targets as other hosts reach them, in Prometheus file_sd form
+    # ([{targets: [host:port], labels: {job, service, host}}]; fleet/targets.py)
+    targets: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

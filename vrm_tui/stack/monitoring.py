@@ -64,9 +64,28 @@ def render_prometheus(settings: Settings, rules: Path, parity: bool = False) -> 
             if service in address:
                 group["targets"] = [address[service]]
     config["rule_files"] = [str(rules)]
+    if settings.fleet:
+        _fleet(config, settings)
     _intervals(config, settings)
     _alerting(config, settings)
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def _fleet(config: dict[str, Any], settings: Settings) -> None:
+    """Fleet mode (VRM_FLEET): this host's own targets say which host they are, and a `fleet`
+    job scrapes every other live host, discovered from the file the fleet agent renders
+    from etcd (StateDir.fleet_targets). Its groups carry their own `job` and `service`
+    labels, so dashboards and rules see every host alike; this host's own entries are
+    dropped there (its static jobs scrape it already, over loopback)."""
+    for job in config.get("scrape_configs", []):
+        for group in job.get("static_configs", []):
+            group.setdefault("labels", {})["host"] = settings.fleet_host
+    config.setdefault("scrape_configs", []).append({
+        "job_name": "fleet",
+        "file_sd_configs": [{"files": [str(settings.paths.fleet_targets)],
+                             "refresh_interval": "30s"}],  # a missed inotify event, at worst
+        "relabel_configs": [{"source_labels": ["host"], "regex": re.escape(settings.fleet_host),
+                             "action": "drop"}]})
 
 
 def prometheus_command(settings: Settings, config: Path, data: Path) -> list[str]:

@@ -1,0 +1,115 @@
+"""The fleet's monitoring: a real Prometheus on one host discovers every live host of the
+fleet from the file its agent renders from etcd (file_sd), by their `host` label, and drops
+a host whose lease expired."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import _require_nginx
+from tests.fleet.etcd import Etcd
+from tests.fleet.test_fleet import eventually
+from tests.integration.test_monitoring import _fast_monitoring
+from tests.support import Stack, new_stack
+from vrm_tui.core import services
+from vrm_tui.settings import SettingsError
+from vrm_tui.settings import load as load_settings
+from vrm_tui.system.procs import ProcRecord
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("prometheus") is None or shutil.which("prometheus-nginx-exporter") is None,
+    reason="scripts/test.sh installs prometheus and prometheus-nginx-exporter")
+
+BACKENDS = {services.RUST, services.TYPESCRIPT}
+MONITORED = BACKENDS | {services.PROXY, services.PROMETHEUS}
+
+
+@pytest.fixture(scope="module")
+def fleet(etcd: Etcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Stack]]:
+    """Fleet `mon`: m0 runs monitoring (1 s scrapes), m1 and m2 only their stacks (their
+    backends are still targets); m2's lease lives 1 s, so its loss shows fast."""
+    _require_nginx()
+    stacks: dict[str, Stack] = {}
+    common = {"VRM_FLEET": "mon", "VRM_FLEET_ENDPOINTS": etcd.endpoints,
+              "VRM_FLEET_ADVERTISE": "127.0.0.1"}
+    try:
+        deploy = tmp_path_factory.mktemp("m0")
+        _fast_monitoring(deploy)
+        stacks["m0"] = new_stack(deploy, VRM_MONITORING="1", VRM_FLEET_HOST="m0", **common)
+        stacks["m1"] = new_stack(tmp_path_factory.mktemp("m1"), VRM_FLEET_HOST="m1", **common)
+        stacks["m2"] = new_stack(tmp_path_factory.mktemp("m2"), VRM_FLEET_HOST="m2",
+                                 VRM_FLEET_TTL="1", **common)
+        for stack in stacks.values():
+            stack.up()
+        yield stacks
+    finally:
+        for stack in stacks.values():
+            stack.down()
+
+
+def _targets(stack: Stack) -> list[dict]:
+    url = f"http://127.0.0.1:{stack.settings.prometheus_port}/api/v1/targets"
+    answer = httpx.get(url, params={"state": "active"}, timeout=5)
+    answer.raise_for_status()
+    return answer.json()["data"]["activeTargets"]
+
+
+def _up_by_host(stack: Stack) -> dict[str, set[str]]:
+    """host -> the services Prometheus scrapes there and finds up."""
+    found: dict[str, set[str]] = {}
+    for target in _targets(stack):
+        if target["health"] == "up":
+            labels = target["labels"]
+            found.setdefault(labels.get("host", ""), set()).add(labels.get("service"))
+    return found
+
+
+def _in_file(stack: Stack) -> set[str]:
+    groups = json.loads(stack.settings.paths.fleet_targets.read_text())
+    return {group["labels"]["host"] for group in groups}
+
+
+def test_prometheus_scrapes_every_live_host_by_its_host_label(
+        fleet: dict[str, Stack]) -> None:
+    m0 = fleet["m0"]
+    eventually(lambda: m0.settings.paths.fleet_targets.exists()
+               and _in_file(m0) == {"m0", "m1", "m2"}, what="every host in m0's file")
+    wanted = {"m0": MONITORED, "m1": BACKENDS, "m2": BACKENDS}
+    eventually(lambda: _up_by_host(m0) == wanted, timeout=30,
+               what="m0's Prometheus scraping every host's targets, all up")
+    for target in _targets(m0):
+        labels = target["labels"]
+        # every host's series keep the single-host config's job names (rules, dashboards)
+        assert labels["job"] in ("vision-manager", "nginx", "prometheus"), labels
+        if target["scrapePool"] == "fleet":  # another host's: scraped at its advertised address
+            assert labels["host"] != "m0", labels
+            port = str(fleet[labels["host"]].settings.rust_port
+                       if labels["service"] == services.RUST
+                       else fleet[labels["host"]].settings.ts_port)
+            assert labels["instance"] == f"127.0.0.1:{port}", labels
+
+
+def test_a_host_whose_lease_expired_leaves_the_file_and_prometheus(
+        fleet: dict[str, Stack]) -> None:
+    m0, m2 = fleet["m0"], fleet["m2"]
+    eventually(lambda: "m2" in _up_by_host(m0), timeout=30, what="m2 scraped")
+    record = ProcRecord.load(m2.settings.paths.run, services.FLEET_AGENT)
+    assert record is not None and record.alive()
+    os.kill(record.pid, signal.SIGKILL)  # no revoke: only the lease's expiry removes it
+    eventually(lambda: _in_file(m0) == {"m0", "m1"}, what="m2 gone from m0's file")
+    eventually(lambda: "m2" not in {t["labels"].get("host") for t in _targets(m0)},
+               timeout=30, what="m2 gone from m0's Prometheus")
+    assert set(_up_by_host(m0)) == {"m0", "m1"}
+
+
+def test_a_bad_advertised_address_is_one_line_naming_it(tmp_path) -> None:
+    with pytest.raises(SettingsError, match=r"^VRM_FLEET_ADVERTISE="):
+        load_settings({}, environ={"VRM_FLEET_ADVERTISE": "http://gpu-1/"},
+                      deploy_dir=tmp_path)
