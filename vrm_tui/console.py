@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, Failure, environment_fault
-from vrm_tui.core.names import Control
+from vrm_tui.core.names import SPLIT_ACTIONS, Control
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Record, operator_identity
 from vrm_tui.settings import Settings, deploy_dir_path, parse_sample, state_dir_path
@@ -709,6 +709,15 @@ def requirements() -> tuple[Requirement, ...]:
                     which("prometheus-alertmanager"), False,
                     "sudo apt-get install -y prometheus-alertmanager"),
     )
+
+
+def changed_split(record: Record) -> bool:
+    """A journal record that moved the split (or a rollback: always news, whatever it found).
+    A reload that kept it (`vrm parity on` re-renders the config) is no split change."""
+    if record.action not in SPLIT_ACTIONS or record.result != "ok" or not record.to:
+        return False
+    return record.action == "rollback" or record.from_ is None \
+        or record.from_.get("rust") != record.to.get("rust")
 
 
 def start_warnings(alerts: list[Alert], parity: ParityReport | None) -> list[str]:

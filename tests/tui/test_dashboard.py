@@ -125,3 +125,26 @@ async def test_m_names_a_firing_critical_alert_before_it_starts(tmp_path: Path) 
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         detail = rendered(app.screen.query_one("#confirm-detail"))
         assert "⚠ critical alert firing: HighErrorRateCritical" in detail, detail
+
+
+async def test_a_reload_that_keeps_the_split_is_no_split_change(tmp_path: Path) -> None:
+    """Issue 22: `vrm parity on` (a reload) showed as `reload: rust 20% → 20%`, a split
+    change, on the action line and as the split's last change."""
+    from vrm_tui.journal import Record
+    from vrm_tui.tui.messages import JournalUpdate
+
+    def record(action: str, was: int, now: int) -> Record:
+        return Record(action=action, result="ok", operator="carol", host="elsewhere",
+                      time="2026-11-26T09:00:00.000+00:00", from_={"rust": was},
+                      to={"rust": now}, pid=1)
+
+    app = _app(tmp_path)
+    app.post_message(JournalUpdate([record("deploy", 10, 20)]))  # history: primes
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.dashboard.journal_primed)
+        app.post_message(JournalUpdate([record("reload", 20, 20)]))
+        await pilot.pause(0.2)
+        assert "reload" not in rendered(app.query_one("#action-line"))
+        assert "reload" not in rendered(app.query_one("#split-pane"))
+        app.post_message(JournalUpdate([record("set-split", 20, 30)]))
+        await until(pilot, lambda: "carol set-split" in rendered(app.query_one("#action-line")))

@@ -25,9 +25,9 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
-from vrm_tui.console import start_warnings
+from vrm_tui.console import changed_split, start_warnings
 from vrm_tui.core.errors import VrmError
-from vrm_tui.core.names import SPLIT_ACTIONS, Control
+from vrm_tui.core.names import Control
 from vrm_tui.core.split import Split
 from vrm_tui.tui import actions
 from vrm_tui.tui.messages import (
@@ -218,8 +218,7 @@ class DashboardScreen(Screen[None]):
         when an observer needs them)."""
         for record in records:
             own = record.pid == os.getpid() and record.host == socket.gethostname()
-            if own or record.action not in SPLIT_ACTIONS or record.result != "ok" \
-                    or not record.to:
+            if own or not changed_split(record) or record.to is None:
                 continue
             before = f"{record.from_['rust']}% → " if record.from_ else ""
             text = f"{record.operator} {record.action}: rust {before}{record.to['rust']}%"

@@ -7,7 +7,7 @@ from datetime import datetime
 from rich.console import Group
 from rich.text import Text
 
-from vrm_tui.core.names import SPLIT_ACTIONS
+from vrm_tui.console import changed_split
 from vrm_tui.tui.widgets.common import meter
 from vrm_tui.tui.widgets.pane import Pane
 from vrm_tui.views import Record, StackStatus, TrafficSnapshot
@@ -34,7 +34,7 @@ class SplitPane(Pane):
 
     def show_journal(self, records: list[Record]) -> None:
         for record in records:
-            if record.action in SPLIT_ACTIONS and record.result == "ok":
+            if changed_split(record):  # a reload that kept the split is no change
                 self._last_change = record
         self.refresh_view()
 
