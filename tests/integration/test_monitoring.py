@@ -108,6 +108,19 @@ def _expressions() -> list[tuple[str, str]]:
     return found
 
 
+def test_every_dashboard_has_the_host_variable_and_filters_by_it() -> None:
+    """A fleet's hosts are chosen by `host` (All by default, which keeps series without the
+    label); every expression but vrm's `vector(0)` fallbacks filters by it."""
+    for board in sorted((MONITORING / "grafana" / "dashboards").glob("*.json")):
+        data = json.loads(board.read_text())
+        variables = {v["name"]: v for v in data["templating"]["list"]}
+        assert variables["host"]["definition"] == "label_values(up, host)", board.name
+        assert variables["host"]["includeAll"] and variables["host"]["allValue"] == ".*"
+        for panel in data["panels"]:
+            for target in panel.get("targets", []):
+                assert 'host=~"$host"' in target["expr"], (board.name, panel["title"])
+
+
 def _sides(expr: str) -> list[str]:
     """The expression without its alert threshold: what must return data on a healthy stack
     (a comparison of two queries yields both)."""
@@ -128,7 +141,9 @@ async def test_every_rule_and_dashboard_expression_parses_and_returns_data(
     try:
         missing = []
         for where, expr in _expressions():
-            for side in _sides(expr.replace("$__rate_interval", "15s")):
+            # $host: the dashboards' host variable at its default, All (".*": series
+            # without a host label, a single host's, match too)
+            for side in _sides(expr.replace("$__rate_interval", "15s").replace("$host", ".*")):
                 data = await asyncio.to_thread(_api, monitored, "query", query=side)
                 if not data["result"]:
                     missing.append(f"{where}: {side}")
