@@ -624,7 +624,8 @@ def _add_fleet(sub: argparse._SubParsersAction[_Parser],
     fleet = sub.add_parser("fleet", parents=[common],
                            help="one split for many hosts, steered through etcd (VRM_FLEET)")
     fleet.add_argument("action",
-                       choices=["status", "hosts", "deploy", "rollback", "rejoin", "migrate"])
+                       choices=["status", "hosts", "targets", "deploy", "rollback", "rejoin",
+                                "migrate"])
     fleet.add_argument("what", nargs="?", choices=["start", "status", "resume", "abort"],
                        help="migrate: start (--steps, --waves, --bake), status, resume, abort")
     fleet.add_argument("--steps", default="10,50,100", metavar="W,W,...",
@@ -639,7 +640,8 @@ def _add_fleet(sub: argparse._SubParsersAction[_Parser],
                        help="rollback: how long to wait for every live host "
                             "(default VRM_FLEET_CONFIRM_TIMEOUT)")
     fleet.add_argument("--reason", default="", help="deploy, rollback: why (fleet journal)")
-    fleet.add_argument("--json", action="store_true", help="status, hosts: JSON for scripts")
+    fleet.add_argument("--json", action="store_true",
+                       help="status, hosts: JSON for scripts; targets: Prometheus file_sd")
     sub.add_parser("agent", parents=[common],
                    help="follow the fleet's desired split on this host, in the foreground")
 
@@ -671,6 +673,15 @@ def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
               if was else f"{settings.fleet_host}: not held; nothing to rejoin")
         return 0
     status = fleet.status()
+    if action == "targets" and not status.unreachable:  # what Prometheus discovers (file_sd)
+        groups = [g for host in sorted(status.hosts) for g in status.hosts[host].targets]
+        for g in ([] if args.json else groups):
+            labels = g.get("labels", {})
+            print(f"{labels.get('host', '-'):<16} {labels.get('service', '-'):<26} "
+                  f"{' '.join(g.get('targets', []))}")
+        if args.json:
+            print(json.dumps(groups, indent=2))
+        return 0
     if args.json:
         print(json.dumps(asdict(status) if action == "status"
                          else {h: asdict(r) for h, r in status.hosts.items()}, indent=2))

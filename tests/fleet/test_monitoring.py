@@ -81,6 +81,11 @@ def test_prometheus_scrapes_every_live_host_by_its_host_label(
     m0 = fleet["m0"]
     eventually(lambda: m0.settings.paths.fleet_targets.exists()
                and _in_file(m0) == {"m0", "m1", "m2"}, what="every host in m0's file")
+    shown = m0.vrm("fleet", "targets", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == json.loads(m0.settings.paths.fleet_targets.read_text())
+    table = m0.vrm("fleet", "targets").stdout.splitlines()
+    assert any(line.split()[:2] == ["m1", services.RUST] for line in table), table
     wanted = {"m0": MONITORED, "m1": BACKENDS, "m2": BACKENDS}
     eventually(lambda: _up_by_host(m0) == wanted, timeout=30,
                what="m0's Prometheus scraping every host's targets, all up")
@@ -94,6 +99,11 @@ def test_prometheus_scrapes_every_live_host_by_its_host_label(
                        if labels["service"] == services.RUST
                        else fleet[labels["host"]].settings.ts_port)
             assert labels["instance"] == f"127.0.0.1:{port}", labels
+    # a dashboard's query with its host variable set to one host sees that host alone
+    query = 'count by (host) (up{job="vision-manager", host=~"m1|m2"})'
+    answer = httpx.get(f"http://127.0.0.1:{m0.settings.prometheus_port}/api/v1/query",
+                       params={"query": query}, timeout=5).json()["data"]["result"]
+    assert {r["metric"]["host"]: r["value"][1] for r in answer} == {"m1": "2", "m2": "2"}
 
 
 def test_a_host_whose_lease_expired_leaves_the_file_and_prometheus(
