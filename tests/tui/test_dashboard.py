@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.command import CommandPalette
 from textual.widgets._footer import FooterKey
 
@@ -148,3 +149,17 @@ async def test_a_reload_that_keeps_the_split_is_no_split_change(tmp_path: Path) 
         assert "reload" not in rendered(app.query_one("#split-pane"))
         app.post_message(JournalUpdate([record("set-split", 20, 30)]))
         await until(pilot, lambda: "carol set-split" in rendered(app.query_one("#action-line")))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40)])
+async def test_health_words_are_never_cut(tmp_path: Path, size: tuple[int, int]) -> None:
+    """Issue 22: at 120x40 Health read `⧖ hangi…` / `▲ degrad…`."""
+    from tests.tui.test_snapshots import _status
+    from vrm_tui.tui.messages import StatusUpdate
+
+    app = _app(tmp_path)
+    app.post_message(StatusUpdate(_status(hanging=True)))
+    async with app.run_test(size=size) as pilot:
+        health = app.query_one(HealthPane)
+        await until(pilot, lambda: "⧖ hanging" in rendered(health))
+        assert "hangi…" not in rendered(health)

@@ -59,9 +59,10 @@ class HealthPane(Pane):
             return
         table = Table(box=None, expand=True, pad_edge=False, show_header=not self.compact)
         table.add_column("service", no_wrap=True)
-        table.add_column("state", no_wrap=True)
-        table.add_column("probe", no_wrap=True, justify="right")
-        table.add_column("last healthy", no_wrap=True)
+        # The word is never cut (`⧖ hangi…` read as nothing); the others give way first.
+        table.add_column("state", no_wrap=True, min_width=len("▲ degraded"))
+        table.add_column("probe", no_wrap=True, justify="right", overflow="ellipsis")
+        table.add_column("last ok", no_wrap=True, overflow="ellipsis")
         problems: list[Text] = []
         for service in self._status.services:
             state = service_state(service)
