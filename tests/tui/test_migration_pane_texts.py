@@ -28,3 +28,16 @@ async def test_a_rolled_back_migration_says_its_reason_once() -> None:
         pane.show_view(MigrationView(state, guarded=False))
         await pilot.pause()
         assert rendered(pane).count("zzhung") == 1, rendered(pane)
+
+
+async def test_a_finished_migration_is_one_line() -> None:
+    """Issue 22: a finished migration's pane pushed Parity and the Journal off screen."""
+    state = MigrationState(plan=load(steps="10,50,100", bake=30, gate_interval=1).to_dict(),
+                           phase="done", step=2, reason="all steps passed their gates")
+    app = _One()
+    async with app.run_test(size=(120, 30)) as pilot:
+        pane = app.query_one(MigrationPane)
+        pane.show_view(MigrationView(state, guarded=False))
+        await pilot.pause()
+        assert pane.region.height == 1, rendered(pane)  # one line (no app CSS: no border)
+        assert "✓ done" in rendered(pane)

@@ -56,6 +56,12 @@ class MigrationPane(Pane):
         if state.active:  # a lost guard's clock stopped with its last save
             baked = state.baked(None if view.guarded else state.updated)
             line.append(f" {baked:.0f}/{state.plan['bake_seconds']:g}s")
+        if not state.active:  # ended: one line, so Parity and the Journal stay on screen
+            line.append(f"  {next_line(state, view.guarded)}",
+                        style=PHASE_STYLE.get(label, "dim"))
+            line.no_wrap, line.overflow = True, "ellipsis"
+            self.show(line)
+            return
         # next_line says an ended migration's reason: it is not repeated below it
         parts: list[Text | Table] = [line, Text(next_line(state, view.guarded),
                                                 style=PHASE_STYLE.get(label, "dim"))]
