@@ -38,7 +38,7 @@ def test_layers_hold() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    """Type hints are checked: strict for core, traffic and settings (pyproject)."""
+    """Type hints are checked, strict for the whole package (pyproject)."""
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
