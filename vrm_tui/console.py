@@ -309,7 +309,8 @@ class Console:
         """The last 15 minutes per backend from Prometheus (None: a gap, no value)."""
         from vrm_tui.telemetry import prometheus
 
-        return prometheus.history(self.prometheus_url)
+        return prometheus.history(self.prometheus_url,  # a fleet's: this host's series
+                                  host=self.settings.fleet_host if self.settings.fleet else "")
 
     # --- migration -------------------------------------------------------------------------
 

@@ -318,6 +318,8 @@ def _monitoring(settings: Settings) -> Check:
     except (httpx.HTTPError, ValueError) as exc:
         return Check("monitoring", name, "FAIL", f"Prometheus API: {exc}")
     active = targets["data"]["activeTargets"]
+    if settings.fleet:  # a fleet's Prometheus scrapes every host: this host's are checked
+        active = [t for t in active if t["labels"].get("host") == settings.fleet_host]
     down = [t["labels"].get("service", t["scrapeUrl"]) for t in active if t["health"] != "up"]
     loaded = sum(len(g["rules"]) for g in rules["data"]["groups"])
     if down or not loaded:

@@ -4,6 +4,7 @@ a host whose lease expired."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -18,10 +19,13 @@ from tests.fleet.etcd import Etcd
 from tests.fleet.test_fleet import eventually
 from tests.integration.test_monitoring import _fast_monitoring
 from tests.support import Stack, new_stack
+from vrm_tui import validate
 from vrm_tui.core import services
+from vrm_tui.migrate import alerts
 from vrm_tui.settings import SettingsError
 from vrm_tui.settings import load as load_settings
 from vrm_tui.system.procs import ProcRecord
+from vrm_tui.telemetry import prometheus
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("prometheus-nginx-exporter") is None,
@@ -104,6 +108,46 @@ def test_prometheus_scrapes_every_live_host_by_its_host_label(
     answer = httpx.get(f"http://127.0.0.1:{m0.settings.prometheus_port}/api/v1/query",
                        params={"query": query}, timeout=5).json()["data"]["result"]
     assert {r["metric"]["host"]: r["value"][1] for r in answer} == {"m1": "2", "m2": "2"}
+
+
+async def test_this_hosts_history_validation_and_alerts_stay_its_own(
+        fleet: dict[str, Stack]) -> None:
+    """m0's Prometheus scrapes m1 too; m0's TUI history, validate and migration guard
+    still judge m0 alone (m1's traffic, its down backend and its alert are m1's)."""
+    m0, m1 = fleet["m0"], fleet["m1"]
+    async with httpx.AsyncClient(timeout=10) as client:  # tasks on m1 only
+        for _ in range(30):
+            answer = await client.post(f"{m1.proxy}/api/v1/vision/process",
+                                       json={"model": "resnet50", "image_size": [64, 64]})
+            assert answer.status_code == 200, answer.text
+    base = f"http://127.0.0.1:{m0.settings.prometheus_port}"
+
+    def m1_rate() -> float:
+        query = 'sum(rate(vision_manager_tasks_total{host="m1"}[30s]))'
+        found = httpx.get(f"{base}/api/v1/query", params={"query": query},
+                          timeout=5).json()["data"]["result"]
+        return float(found[0]["value"][1]) if found else 0.0
+
+    await asyncio.to_thread(eventually, lambda: m1_rate() > 0, 20, "m1's traffic in m0's")
+    history = await asyncio.to_thread(m0.console.latency_history)
+    assert not any(v for b in history.values() for v in b.get("rate", []) if v), history
+
+    m1.runtime.stop_service(services.TYPESCRIPT)
+    await asyncio.to_thread(
+        eventually, lambda: any(a.name == "ServiceDown" and a.state == "firing"
+                                and a.labels.get("host") == "m1"
+                                for a in prometheus.alerts(base)), 30, "m1's ServiceDown")
+    check = await asyncio.to_thread(validate._monitoring, m0.settings)
+    assert check.result == "PASS", check
+
+    def heard_unfiltered() -> bool:  # what m0's Alertmanager (or Prometheus) holds
+        every = alerts._held(m0.settings, 0.5)
+        return every is not None and any(a.labels.get("host") == "m1" for a in every[0])
+
+    await asyncio.to_thread(eventually, heard_unfiltered, 15, "m1's alert held on m0")
+    found = alerts.held(m0.settings)
+    assert found is not None
+    assert not [a for a in found[0] if a.labels.get("host") == "m1"], found
 
 
 def test_a_host_whose_lease_expired_leaves_the_file_and_prometheus(

@@ -48,8 +48,18 @@ EVENTS = {"started": "info", "promoted": "info", "step passed": "info", "paused"
 
 
 def held(settings: Settings, timeout: float = 0.5) -> tuple[list[HeldAlert], str] | None:
-    """The alerts now and where they came from: Alertmanager, else Prometheus's firing ones;
-    None when monitoring is off or neither answers."""
+    """This host's alerts now and where they came from: Alertmanager, else Prometheus's
+    firing ones; None when monitoring is off or neither answers. A fleet's Prometheus alerts
+    on every host: another host's alert (its `host` label) is not this host's."""
+    found = _held(settings, timeout)
+    if found is None or not settings.fleet:
+        return found
+    alerts, where = found
+    return [a for a in alerts
+            if a.labels.get("host", settings.fleet_host) == settings.fleet_host], where
+
+
+def _held(settings: Settings, timeout: float) -> tuple[list[HeldAlert], str] | None:
     if not settings.monitoring:
         return None
     try:

@@ -50,7 +50,7 @@ class HeldAlert:
     def about(self) -> str:
         """The labels that say what it concerns, e.g. `backend=rust`."""
         shown_labels = [f"{k}={v}" for k, v in sorted(self.labels.items())
-                        if k in ("backend", "service", "instance", "job")]
+                        if k in ("backend", "service", "instance", "job", "host")]
         return ", ".join(shown_labels)
 
 

@@ -54,8 +54,9 @@ Series = dict[str, dict[str, list[float | None]]]
 
 
 def history(base_url: str, minutes: int = 15, points: int = 30,
-            timeout: float = 5.0) -> Series:
-    """Per backend p50 and p95 (ms) and request rate over the last `minutes`, `points` steps.
+            timeout: float = 5.0, host: str = "") -> Series:
+    """Per backend p50 and p95 (ms) and request rate over the last `minutes`, `points` steps;
+    `host`: a fleet's Prometheus scrapes every host, and this host's series say `host`.
 
     A step Prometheus has no value for (no sample, or NaN: no request finished) is None, a
     gap, never 0.0, which drew an outage of 100% errors as the fastest minute."""
@@ -64,12 +65,13 @@ def history(base_url: str, minutes: int = 15, points: int = 30,
     start = end - timedelta(minutes=minutes)
     step = max(1, minutes * 60 // points)
     window = f"{max(step * 2, 30)}s"
+    only = f'{{host="{host}"}}' if host else ""
     queries = {
         "p50": f"1000 * histogram_quantile(0.5, sum by (backend, le) "
-               f"(rate(vision_manager_task_duration_seconds_bucket[{window}])))",
+               f"(rate(vision_manager_task_duration_seconds_bucket{only}[{window}])))",
         "p95": f"1000 * histogram_quantile(0.95, sum by (backend, le) "
-               f"(rate(vision_manager_task_duration_seconds_bucket[{window}])))",
-        "rate": f"sum by (backend) (rate(vision_manager_tasks_total[{window}]))",
+               f"(rate(vision_manager_task_duration_seconds_bucket{only}[{window}])))",
+        "rate": f"sum by (backend) (rate(vision_manager_tasks_total{only}[{window}]))",
     }
     found: Series = {b: {} for b in BACKENDS}
     for name, query in queries.items():
