@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -21,6 +22,8 @@ from tests.integration.test_monitoring import _fast_monitoring
 from tests.support import Stack, new_stack
 from vrm_tui import validate
 from vrm_tui.core import services
+from vrm_tui.fleet.store import HostReport
+from vrm_tui.fleet.targets import own_targets, write_targets
 from vrm_tui.migrate import alerts
 from vrm_tui.settings import SettingsError
 from vrm_tui.settings import load as load_settings
@@ -167,3 +170,20 @@ def test_a_bad_advertised_address_is_one_line_naming_it(tmp_path) -> None:
     with pytest.raises(SettingsError, match=r"^VRM_FLEET_ADVERTISE="):
         load_settings({}, environ={"VRM_FLEET_ADVERTISE": "http://gpu-1/"},
                       deploy_dir=tmp_path)
+
+
+def test_targets_are_rewritten_only_when_they_change(tmp_path) -> None:
+    settings = load_settings({}, environ={"VRM_FLEET": "f", "VRM_FLEET_HOST": "gpu-1",
+                                          "VRM_FLEET_ADVERTISE": "10.0.0.11",
+                                          "RUST_BACKEND_URL": "http://10.0.0.99:4001"},
+                             deploy_dir=tmp_path)
+    groups = own_targets(settings)
+    where = {g["labels"]["service"]: g["targets"] for g in groups}
+    assert where[services.RUST] == ["10.0.0.99:4001"]  # not on this host: as it is
+    assert where[services.TYPESCRIPT] == [f"10.0.0.11:{settings.ts_port}"]  # loopback: advertised
+    report = HostReport("gpu-1", 1, 10, "following", targets=groups)
+    path = tmp_path / "prometheus" / "fleet-targets.json"
+    assert write_targets(path, {"gpu-1": report})
+    assert not write_targets(path, {"gpu-1": replace(report, generation=2)})
+    assert write_targets(path, {})
+    assert json.loads(path.read_text()) == []
