@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 from vrm_tui import console as console_mod
 from vrm_tui.console import ENV_TEMPLATE, ApplyResult, Console, Settings
 from vrm_tui.core import address, services
+from vrm_tui.core.clock import hhmmss
 from vrm_tui.core.errors import BadInput, Failure, StackError, VrmError, environment_fault, shown
 from vrm_tui.core.split import SplitError, parse_weight
 
@@ -561,7 +562,7 @@ def _outcome(view: MigrationView) -> int:
 
 def _print_change(view: MigrationView) -> None:
     state = view.state
-    line = f"{time.strftime('%H:%M:%S')} step {state.step + 1} rust {state.target}% {view.label}"
+    line = f"{hhmmss(time.time())} step {state.step + 1} rust {state.target}% {view.label}"
     gates = (state.verdict or {}).get("gates", [])
     if gates:
         line += "  " + "  ".join(f"{g['name']}: {g['value']} [{g['status']}]" for g in gates)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
+from vrm_tui.core.clock import hhmmss
 from vrm_tui.core.errors import BadInput, Failure, environment_fault
 from vrm_tui.core.names import SPLIT_ACTIONS, Control
 from vrm_tui.core.split import Split
@@ -135,7 +136,7 @@ class MigrationView:
         """Why nobody guards it and what to do, in one line ("" while guarded or ended)."""
         if self.label != "UNGUARDED":
             return ""
-        silent = (f"silent since {time.strftime('%H:%M:%S', time.localtime(self.last_beat))}"
+        silent = (f"silent since {hhmmss(self.last_beat)}"
                   if self.last_beat else "it never beat")
         guard = f"its guard (pid {self.state.owner_pid}) is gone" \
             if self.state.owner_pid else "no guard ever took it over"

@@ -8,10 +8,10 @@ The text is shown whole (it wraps): a rollback reason is never cut.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from rich.text import Text
 
+from vrm_tui.core.clock import hhmmss
 from vrm_tui.tui.widgets.common import ago
 from vrm_tui.tui.widgets.pane import Pane
 
@@ -43,6 +43,6 @@ class ActionLine(Pane):
         self.set_class(not self._ok, "failed")
         line = Text(self._text)  # nginx's "[emerg]" is text, not markup
         if self._at is not None:
-            clock = datetime.fromtimestamp(self._at).strftime("%H:%M:%S")
+            clock = hhmmss(self._at)
             line.append(f" · {clock} ({ago(self._at)})", style="dim")
         self.show(line)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from vrm_tui.core.clock import hhmmss
 from vrm_tui.views import Record
 
 KEEP = 200
@@ -32,7 +31,7 @@ class JournalPane(Static):
         table.add_column("result", no_wrap=True, min_width=12)
         table.add_column("detail", overflow="ellipsis", no_wrap=True, ratio=1)
         for record in reversed(self._records):
-            when = datetime.fromisoformat(record.time).astimezone().strftime("%H:%M:%S")
+            when = hhmmss(record.time)
             change = ""
             if record.to:
                 was = record.from_["rust"] if record.from_ else "?"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.console import Group
 from rich.text import Text
 
 from vrm_tui.console import changed_split
+from vrm_tui.core.clock import hhmmss
 from vrm_tui.tui.widgets.common import meter
 from vrm_tui.tui.widgets.pane import Pane
 from vrm_tui.views import Record, StackStatus, TrafficSnapshot
@@ -68,7 +67,7 @@ class SplitPane(Pane):
                                   f"{snap.observed_requests} requests (last 1m)"))
         change = self._last_change
         if change is not None:
-            when = datetime.fromisoformat(change.time).astimezone().strftime("%H:%M:%S")
+            when = hhmmss(change.time)
             to = change.to["rust"] if change.to else "?"
             lines.append(Text(f"changed   {when} {change.action} → rust {to}% by "
                               f"{change.operator}"))
