@@ -19,6 +19,7 @@ from vrm_tui.core.backend import Backend
 from vrm_tui.core.clock import hhmmss
 from vrm_tui.core.errors import BadInput, Failure, environment_fault
 from vrm_tui.core.names import SPLIT_ACTIONS, Control
+from vrm_tui.core.paths import CONFIGS
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Record, operator_identity
 from vrm_tui.settings import Settings, deploy_dir_path, parse_sample, state_dir_path
@@ -661,7 +662,7 @@ class Console:
             raise environment_fault(exc, target=path) or exc from None
 
 
-ENV_TEMPLATE = Path(__file__).resolve().parents[1] / "configs" / "env.template"
+ENV_TEMPLATE = CONFIGS / "env.template"
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ import yaml
 
 from vrm_tui.core import yamlfile
 from vrm_tui.core.errors import BadInput
+from vrm_tui.core.paths import CONFIGS
 from vrm_tui.core.repeat import SafeToRepeat
 
-REQUESTS_DIR = Path(__file__).resolve().parents[2] / "configs" / "requests"
+REQUESTS_DIR = CONFIGS / "requests"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 DEFAULT_SET = "default"  # the seed's own GET /api/v1/vision/metrics
 REHEARSAL_SET = "rehearsal"  # plus the rehearsal backend's POST /process tasks

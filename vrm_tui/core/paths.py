@@ -13,6 +13,10 @@ from pathlib import Path
 
 __all__ = ["StateDir"]
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout vrm runs from: nginx's template, configs/ (plans, requests, profiles)."""
+CONFIGS = REPO_ROOT / "configs"
+
 
 @dataclass(frozen=True)
 class StateDir:

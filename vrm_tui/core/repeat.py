@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from vrm_tui.core.errors import BadInput
+from vrm_tui.core.paths import CONFIGS
 
 __all__ = ["SAFE_METHODS", "RepeatError", "SafeToRepeat", "declaration_files", "load"]
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 _ROUTE = re.compile(r"([A-Z]+) (/[^\s?#]*)")
 

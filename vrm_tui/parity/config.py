@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from vrm_tui.core.errors import BadInput
+from vrm_tui.core.paths import CONFIGS
 from vrm_tui.parity.diff import (
     TIMESTAMP_TOLERANCE_S,
     ArrayOrder,
@@ -28,7 +29,7 @@ from vrm_tui.parity.diff import (
 __all__ = ["DEFAULT_PATH", "ParityConfig", "ParityConfigError", "Route", "config_for",
            "load_parity_config"]
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "configs" / "parity.yaml"
+DEFAULT_PATH = CONFIGS / "parity.yaml"
 
 TOP_KEYS = {"headers", "ignore", "tolerance", "arrays", "kinds", "timestamp_tolerance", "routes",
             "redact", "mirror", "examples"}

@@ -8,10 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
+from vrm_tui.core.paths import CONFIGS
 from vrm_tui.rehearsal.profile import ProfileError, load_profile
 from vrm_tui.rehearsal.server import Backend, serve
 
-PROFILES = Path(__file__).resolve().parents[2] / "configs" / "rehearsal"
+PROFILES = CONFIGS / "rehearsal"
 
 
 def main(argv: list[str] | None = None) -> int:
