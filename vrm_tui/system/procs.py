@@ -14,6 +14,8 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vrm_tui.system.files import write_atomic
+
 
 def start_ticks(pid: int) -> int | None:
     """The process start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
@@ -83,10 +85,8 @@ class ProcRecord:
         return start_ticks(self.pid) == self.ticks
 
     def save(self, run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / f".{self.service}.json.tmp"
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, run_dir / f"{self.service}.json")
+        # whole or not at all, and no temporary file left behind on a full disk
+        write_atomic(run_dir / f"{self.service}.json", json.dumps(asdict(self)), sync=False)
 
     @classmethod
     def load(cls, run_dir: Path, service: str) -> ProcRecord | None:
