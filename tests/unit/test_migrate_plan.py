@@ -80,7 +80,7 @@ BAD_PLANS = [
     ("gates: [1]\n", "gates: expected a mapping"),
     ("bake: 300\n", "unknown setting 'bake'"),
     ("- 10\n- 50\n", "expected a mapping of settings"),
-    ("steps: [10\n", "not a valid YAML plan (line 2)"),
+    ("steps: [10\n", "not valid YAML at line 2"),
     ("min_samples: 5\nmin_samples: 50\n", "setting 'min_samples' given twice"),
 ]
 

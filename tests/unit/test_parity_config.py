@@ -99,3 +99,18 @@ def test_side_effect_free_moved_to_the_one_declaration() -> None:
 
     with pytest.raises(ParityConfigError, match=r"moved to configs/routes\.yaml"):
         parse_parity_config({"mirror": {"routes": ["GET /a"], "side_effect_free": []}}, "t")
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (b"mirror: {sample: \xff}\n", "not valid UTF-8 (byte 17)"),
+    (b"mirror: [\n", "not valid YAML at line 2"),
+])
+def test_a_config_that_is_not_utf8_or_not_yaml_is_one_line(tmp_path: Path, content: bytes,
+                                                          said: str) -> None:
+    """Issue 21: a non-UTF-8 parity.yaml was a traceback; every config file goes through the
+    one loader (core/yamlfile.load): file, line, problem."""
+    bad = tmp_path / "parity.yaml"
+    bad.write_bytes(content)
+    with pytest.raises(ParityConfigError) as caught:
+        load_parity_config(bad)
+    assert str(caught.value).startswith(f"{bad}: ") and said in str(caught.value)

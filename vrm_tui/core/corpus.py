@@ -98,18 +98,7 @@ class Corpus:
 
 def load(path: Path) -> Corpus:
     """Read and check a corpus file; any problem is one CorpusError naming file and field."""
-    try:
-        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=yamlfile.Loader)
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None)
-        raise CorpusError(f"{path}: not valid YAML{where}"
-                          + (f": {problem}" if problem else "")) from None
+    data = yamlfile.load(path, CorpusError)
     if not isinstance(data, dict):
         raise CorpusError(f"{path}: expected a mapping with a `requests` list")
     unknown = set(data) - {"name", "description", "requests"}

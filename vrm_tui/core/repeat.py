@@ -59,14 +59,9 @@ def load(deploy_dir: Path, rehearsal: bool) -> SafeToRepeat:
 
 
 def _read(path: Path) -> set[tuple[str, str]]:
-    import yaml  # here, not at import: `vrm rollback` never reads this file
+    from vrm_tui.core import yamlfile  # here, not at import: `vrm rollback` never reads it
 
-    from vrm_tui.core.yamlfile import Loader
-
-    try:
-        data: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RepeatError(f"{path}: {' '.join(str(exc).split())}") from None
+    data: Any = yamlfile.load(path, RepeatError)
     data = data or {}
     if not isinstance(data, dict) or set(data) - {"safe_to_repeat"}:
         raise RepeatError(f"{path}: expected one key, safe_to_repeat: a list of "

@@ -243,17 +243,7 @@ def load(path: Path = DEFAULT_PLAN, steps: str | None = None,
          bake: float | str | None = None, gate_interval: float | str | None = None) -> Plan:
     """The plan file with command-line overrides (`--steps 10,50 --bake 5m --gate-interval
     10s`); every problem is a one-line PlanError naming the file or the flag."""
-    try:
-        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read the plan ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise PlanError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PlanError(f"{path}: not a valid YAML plan{line}: {problem}") from None
+    data = yamlfile.load(path, PlanError, _UniqueKeyLoader)
     plan = _parse({} if data is None else data, str(path))
     if steps is not None:
         plan = replace(plan, steps=parse_steps(steps, "--steps"))

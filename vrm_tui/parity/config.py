@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from vrm_tui.core import yamlfile
 from vrm_tui.core.errors import BadInput
 from vrm_tui.core.paths import CONFIGS
 from vrm_tui.parity.diff import (
@@ -78,10 +77,7 @@ def config_for(deploy_dir: Path) -> Path:
 
 def load_parity_config(path: Path = DEFAULT_PATH) -> ParityConfig:
     """Read and check a parity config file."""
-    try:
-        data: Any = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ParityConfigError(f"{path}: {' '.join(str(exc).split())}") from None
+    data: Any = yamlfile.load(path, ParityConfigError)  # non-UTF-8 too: one line, exit 2
     return parse_parity_config(data if data is not None else {}, str(path))
 
 

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from vrm_tui.core import yamlfile
 from vrm_tui.rehearsal.answers import DIVERGENCE, VOLATILE
 
 
@@ -67,17 +66,7 @@ def _one_line(text: object, limit: int = 200) -> str:
 
 def load_profile(path: Path) -> Profile:
     """Read and check a profile; every problem is one line that names the file and the key."""
-    try:
-        data: Any = yaml.safe_load(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read it: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ProfileError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or exc
-        raise ProfileError(f"{path}: not valid YAML{where}: {_one_line(problem)}") from None
+    data: Any = yamlfile.load(path, ProfileError)
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping at the top level")
 
