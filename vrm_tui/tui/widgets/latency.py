@@ -182,4 +182,6 @@ def _error_line(stats: BackendWindow, window: str, now: Now) -> Text:
     line.append(f" · {window} {percent(stats.error_rate)}", style="red" if stats.errors else "")
     client = stats.client_error_rate
     line.append(f" · clients {percent(client)}", style="red" if stats.client_errors else "")
+    if now.word == "hanging":  # the log holds only requests that ended, not those waiting
+        line.append(" + those still waiting", style="red bold")
     return line
