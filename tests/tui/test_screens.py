@@ -3,6 +3,8 @@ screen's own keys (weight, logs, benchmark, help) do what their footer says."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from rich.console import Console
 from textual.command import CommandInput, CommandPalette
@@ -239,3 +241,25 @@ async def test_a_keymap_rebinds_the_dashboards_keys_but_never_rollback(stack: St
         await until(pilot, lambda: app.last_action is not None)
         assert app.last_action.action == "rollback" and app.last_action.ok
         assert stack.controller.served().split == Split(0)
+
+
+async def test_the_benchmark_verdict_is_on_screen_at_80x24(tmp_path: Path) -> None:
+    """Issue 22: at 80x24 the benchmark's result table and verdict could not be reached."""
+    from tests.tui.test_snapshots import _app
+    from vrm_tui.tui.screens.bench import BenchDone
+
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, BenchScreen))
+        screen = app.screen
+        table = "\n".join(f"row {i}: rust 1.0 ms, typescript 2.0 ms" for i in range(30))
+        screen.post_message(BenchDone(f"{table}\nVERDICT rust 2.0x faster than typescript"))
+        result = screen.query_one("#bench-result")
+        body = screen.query_one("#bench-body")
+        await until(pilot, lambda: "VERDICT" in rendered(result))
+        await until(pilot, lambda: body.scroll_y >= body.max_scroll_y > 0)
+        await pilot.press("home")
+        await until(pilot, lambda: body.scroll_y == 0)
+        await pilot.press("end")
+        await until(pilot, lambda: body.scroll_y == body.max_scroll_y)

@@ -17,6 +17,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Label, ProgressBar, Static
 
@@ -86,9 +87,13 @@ class BenchScreen(VrmModal[None]):
             "answers meanwhile.\ny / enter: start    n / esc: cancel    r: roll back",
             style="bold"), id="bench-ask")
         yield ProgressBar(total=1.0, show_eta=False, id="bench-progress")
-        yield Static("", id="bench-live")
-        yield Static("", id="bench-result")
+        with VerticalScroll(id="bench-body"):  # a small terminal scrolls to the verdict
+            yield Static("", id="bench-live")
+            yield Static("", id="bench-result")
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#bench-body").focus()  # arrows, page keys, home / end scroll it
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "start" and self.started:
@@ -145,6 +150,7 @@ class BenchScreen(VrmModal[None]):
             result.update(Text(f"✗ benchmark failed: {message.error}", style="red"))
         else:
             result.update(Text(message.text))
+        self.query_one("#bench-body", VerticalScroll).scroll_end(animate=False)  # the verdict
 
     def action_close(self) -> None:
         self.stop.set()
