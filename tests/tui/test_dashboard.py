@@ -163,3 +163,23 @@ async def test_health_words_are_never_cut(tmp_path: Path, size: tuple[int, int])
         health = app.query_one(HealthPane)
         await until(pilot, lambda: "⧖ hanging" in rendered(health))
         assert "hangi…" not in rendered(health)
+
+
+async def test_at_80x24_an_active_migration_is_above_the_fold(tmp_path: Path) -> None:
+    """Issue 22: at 80x24 an active migration was below the fold (under latency, VRAM,
+    alerts); now it comes right under split and health, and goes back when it ends."""
+    from tests.tui.test_snapshots import _feed, _migration
+    from vrm_tui.tui.messages import MigrationUpdate
+    from vrm_tui.tui.widgets.migration import MigrationPane
+
+    app = _app(tmp_path)
+    _feed(app)
+    app.post_message(MigrationUpdate(_migration(True)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(MigrationPane)
+        await until(pilot, lambda: pane.display and 0 < pane.region.y < 24)
+        body = app.query_one("#body")
+        assert body.children.index(pane) == body.children.index(app.query_one("#top-row")) + 1
+        await pilot.resize_terminal(120, 40)
+        await until(pilot, lambda: body.children.index(pane)
+                    == body.children.index(app.query_one("#middle-row")) + 1)

@@ -99,9 +99,11 @@ class DashboardScreen(Screen[None]):
             with Horizontal(id="middle-row"):
                 yield LatencyPane(id="latency-pane")
                 yield VramPane(id="vram-pane")
+            # A body row of its own: in a small terminal an active migration moves up, under
+            # the split and health, above everything else (`_place_migration`).
+            yield MigrationPane(id="migration-pane")
             with Vertical(id="bottom-row"):
                 yield AlertsPane(id="alerts-pane")
-                yield MigrationPane(id="migration-pane")
                 yield ParityPane(id="parity-pane")  # parity: hidden until parity is on
                 yield JournalPane(id="journal-pane")
         yield Footer()
@@ -120,6 +122,7 @@ class DashboardScreen(Screen[None]):
         still hold the previous size while the event is handled)."""
         compact = size.width < COMPACT_BELOW[0] or size.height < COMPACT_BELOW[1]
         self.app.set_class(compact, "compact")
+        self._place_migration()
         for footer in self.query(Footer):
             footer.compact = compact
             footer.show_command_palette = not compact
@@ -177,6 +180,19 @@ class DashboardScreen(Screen[None]):
         self.vrm_app.migration = message.view
         if pane := self.pane(MigrationPane):
             pane.show_view(message.view)
+        self._place_migration()
+
+    def _place_migration(self) -> None:
+        """At 80x24 an active migration outranks everything below split and health; ended,
+        or with room, it goes back above the alerts."""
+        pane, view = self.pane(MigrationPane), self.vrm_app.migration
+        if pane is None:
+            return
+        body = self.query_one("#body")
+        up = self.app.has_class("compact") and view is not None and view.state.active
+        wanted = "#top-row" if up else "#middle-row"
+        if body.children.index(pane) != body.children.index(self.query_one(wanted)) + 1:
+            body.move_child(pane, after=self.query_one(wanted))
 
     @on(StatusUpdate)
     def _status(self, message: StatusUpdate) -> None:
