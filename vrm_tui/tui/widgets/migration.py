@@ -26,10 +26,22 @@ GATE_ORDER = {"fail": 0, "inconclusive": 1, "warn": 2, "pass": 3}
 
 
 class MigrationPane(Pane):
+    ROOMY = 100
+    """From this terminal width a gate's rule wraps whole; narrower, it is cut."""
+
     def on_mount(self) -> None:
         self.border_title = "Migration"
+        self._view: MigrationView | None = None
+        self._roomy: bool | None = None
+
+    def on_resize(self) -> None:
+        super().on_resize()
+        if self._view is not None and (self.app.size.width >= self.ROOMY) != self._roomy:
+            self.show_view(self._view)
 
     def show_view(self, view: MigrationView | None) -> None:
+        self._view = view
+        self._roomy = self.app.size.width >= self.ROOMY  # the terminal's: known before layout
         self.display = view is not None
         if view is None:
             return
@@ -77,7 +89,11 @@ class MigrationPane(Pane):
             table.add_column("gate", no_wrap=True, overflow="ellipsis", max_width=24)
             table.add_column("status", no_wrap=True, min_width=14)  # never dropped
             table.add_column("value", no_wrap=True, overflow="ellipsis", ratio=3)
-            table.add_column("threshold", no_wrap=True, overflow="ellipsis", ratio=2)
+            # the rule a gate applies is read whole where there is room (it wraps); at 80
+            # columns a cut rule keeps the rest of the dashboard on screen
+            roomy = bool(self._roomy)
+            table.add_column("threshold", no_wrap=not roomy,
+                             overflow="fold" if roomy else "ellipsis", ratio=2)
             for gate in gates:
                 symbol, style = GATE_STYLE.get(gate["status"], ("?", ""))
                 table.add_row(Text(gate["name"]), Text(f"{symbol} {gate['status']}", style=style),
