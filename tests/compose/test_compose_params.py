@@ -90,3 +90,20 @@ def test_a_guard_in_another_pid_namespace_is_judged_by_its_heartbeat() -> None:
     assert state.owner_alive()
     state.owner_ns = None  # recorded by a guard in this namespace (or before owner_ns)
     assert not state.owner_alive()
+
+
+def test_a_rust_failure_retried_onto_typescript_counts_for_rust_under_compose() -> None:
+    """nginx logs the containers' resolved addresses, which vrm's settings do not name:
+    the attempt it retried from is still rust's (the migration's gates saw 0/0 without)."""
+    from vrm_tui.core.backend import Backend
+    from vrm_tui.telemetry.accesslog import parse_request
+
+    line = json.dumps({"msec": 1.0, "route": "balanced", "method": "GET", "status": 200,
+                       "uri": "/api/v1/vision/metrics", "backend": "typescript",
+                       "upstream_addr": "172.30.49.2:3001, 172.30.49.3:3002",
+                       "upstream_status": "500, 200", "upstream_response_time": "0.001, 0.002"})
+    request = parse_request(line, {"127.0.0.1:41001": Backend.RUST,
+                                   "127.0.0.1:41002": Backend.TYPESCRIPT})
+    assert request is not None
+    assert [(a.backend, a.status, a.retried) for a in request.attempts] == [
+        (Backend.RUST, "500", True), (Backend.TYPESCRIPT, "200", False)]

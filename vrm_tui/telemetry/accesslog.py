@@ -168,6 +168,10 @@ def parse_request(line: str, addresses: Mapping[str, Backend]) -> LoggedRequest 
         backend = addresses.get(addr.strip())
         if backend is None and i == len(addrs) - 1 and named in BACKENDS:
             backend = Backend(named)  # a host name nginx resolved to an address vrm lacks
+        elif backend is None and len(addrs) == 2 and named in BACKENDS:
+            # the same, for the attempt nginx retried from: the other backend (each pool
+            # has one server, and a retry goes to the other), e.g. rust's 500 under compose
+            backend = next(b for b in Backend if b.value != named)
         if backend is None:
             continue
         status = statuses[i].strip() if i < len(statuses) else "-"
