@@ -54,3 +54,17 @@ def test_progress_over_phases_only_goes_forward() -> None:
             share("phase", result, fraction)
     assert seen == sorted(seen) and seen[-1] == 1.0
     assert seen[1] == 0.55 / 3
+
+
+def test_a_phase_that_overshoots_does_not_make_the_next_jump_back() -> None:
+    """Issue 22: the TUI's bar went from 55% back to 30% between phases: a duration run's
+    last report said more than all of its phase (1.1), so the next phase began below it."""
+    seen: list[float] = []
+    result = Result("t", "http://x", "closed", 1)
+    for phase in range(2):
+        share = modes.share(lambda _p, _r, f: seen.append(f), phase, 2)
+        assert share is not None
+        for fraction in (0.0, 0.5, 1.1):
+            share("phase", result, fraction)
+    assert seen == sorted(seen), seen
+    assert max(seen) == 1.0

@@ -80,7 +80,9 @@ def share(progress: Progress | None, done: int, total: int) -> Progress | None:
 
     def report(phase: str, result: Result, fraction: float) -> None:
         nonlocal last
-        last = max(last, min(1.0, (done + fraction) / total))
+        # a phase's own fraction may pass 1 (a duration run's last report): clamped, so the
+        # next phase starts where this one ended (issue 22: 55% then 30%)
+        last = max(last, (done + min(1.0, max(0.0, fraction))) / total)
         progress(phase, result, last)
 
     return report
