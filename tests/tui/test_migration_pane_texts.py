@@ -41,3 +41,13 @@ async def test_a_finished_migration_is_one_line() -> None:
         await pilot.pause()
         assert pane.region.height == 1, rendered(pane)  # one line (no app CSS: no border)
         assert "✓ done" in rendered(pane)
+
+
+def test_the_last_step_says_when_it_is_done_once() -> None:
+    """Issue 22: `next: done at 09:11:00 if gates hold; done by ~09:11:00` said it twice."""
+    from vrm_tui.migrate.timeline import next_line
+
+    state = MigrationState(plan=load(steps="10,100", bake=30, gate_interval=1).to_dict(),
+                           phase="baking", step=1)
+    line = next_line(state, guarded=True)
+    assert line.startswith("next: done at ") and "done by" not in line, line

@@ -37,9 +37,10 @@ def next_line(state: MigrationState, guarded: bool, now: float | None = None) ->
         return f"applying rust {state.target}%"
     if state.phase == "baking":
         step_end, plan_end = state.eta(now)
-        upcoming = (f"{step_name(steps[state.step + 1])} at {clock(step_end)}"
-                    if state.step + 1 < len(steps) else f"done at {clock(step_end)}")
-        return f"next: {upcoming} if gates hold; done by ~{clock(plan_end)}"
+        if state.step + 1 >= len(steps):  # the last step: its end is the plan's (said once)
+            return f"next: done at {clock(step_end)} if gates hold"
+        return (f"next: {step_name(steps[state.step + 1])} at {clock(step_end)} if gates "
+                f"hold; done by ~{clock(plan_end)}")
     return f"{state.phase}: {state.reason}"
 
 
