@@ -150,7 +150,7 @@ def collect(runtime: Runtime, controller: TrafficController, timeout: float = 1.
     with ThreadPoolExecutor(max_workers=len(states) + 1) as pool:
         served_future = pool.submit(_served, controller, timeout)
         probes = list(pool.map(check, states))
-        served, served_error = served_future.result()
+        served, served_error, served_ms = served_future.result()
     result = []
     for state, found in zip(states, probes, strict=True):
         if state.name == services.PROXY:
@@ -159,7 +159,7 @@ def collect(runtime: Runtime, controller: TrafficController, timeout: float = 1.
             # can reload them, and a stopped stack must not borrow another nginx's answer.
             found = Probe(f"http://127.0.0.1:{settings.proxy_status_port}/vrm/served",
                           served is not None and state.state == "running",
-                          200 if served else None, None, error=error)
+                          200 if served else None, served_ms, error=error)
         limit = baselines.limit_ms(state.name, found) if baselines else FALLBACK_DEGRADED_MS
         result.append(ServiceStatus(state, found, limit))
     override = compose.override_file(settings) if runtime.name == "compose" else None
@@ -181,8 +181,13 @@ def _proxy_state(state: ServiceState, served: Served | None,
     return state, served_error or state.detail
 
 
-def _served(controller: TrafficController, timeout: float) -> tuple[Served | None, str]:
+def _served(controller: TrafficController,
+            timeout: float) -> tuple[Served | None, str, float | None]:
+    """What nginx serves, why not, and how long it took to say (the proxy's probe time: the
+    Health pane's probe column showed `-` for the proxy)."""
+    started = time.perf_counter()
     try:
-        return controller.served(timeout=timeout), ""
+        served = controller.served(timeout=timeout)
     except ProxyUnreachable as exc:
-        return None, str(exc)
+        return None, str(exc), None
+    return served, "", (time.perf_counter() - started) * 1000

@@ -45,3 +45,11 @@ async def test_a_hang_on_rust_shows_as_hanging_within_five_seconds(stack: Stack)
         httpx.delete(f"{admin}/faults", timeout=2)
         stop.set()
         await load
+
+
+def test_the_proxys_probe_has_a_time(stack: Stack) -> None:
+    """Issue 22: the Health pane's probe column was always `-` for the proxy: its probe (the
+    served-split read) is timed like the backends'."""
+    proxy = next(s for s in stack.console.status().services if s.state.name == services.PROXY)
+    assert proxy.probe is not None and proxy.probe.latency_ms is not None
+    assert proxy.health.word == "up"
