@@ -131,10 +131,11 @@ async def test_m_names_a_firing_critical_alert_before_it_starts(tmp_path: Path) 
 async def test_a_reload_that_keeps_the_split_is_no_split_change(tmp_path: Path) -> None:
     """Issue 22: `vrm parity on` (a reload) showed as `reload: rust 20% → 20%`, a split
     change, on the action line and as the split's last change."""
+    from vrm_tui.core.names import Action
     from vrm_tui.journal import Record
     from vrm_tui.tui.messages import JournalUpdate
 
-    def record(action: str, was: int, now: int) -> Record:
+    def record(action: Action, was: int, now: int) -> Record:
         return Record(action=action, result="ok", operator="carol", host="elsewhere",
                       time="2026-11-26T09:00:00.000+00:00", from_={"rust": was},
                       to={"rust": now}, pid=1)

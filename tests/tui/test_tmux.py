@@ -48,7 +48,10 @@ def _vrm_in_tmux(stack: Stack, name: str) -> Iterator[Callable[..., str]]:
 def test_the_real_vrm_rolls_back_from_the_command_palette(stack: Stack, key: str) -> None:
     stack.controller.set_split(Split(30))
     with _vrm_in_tmux(stack, f"vrm-palette-{key}") as tmux:
-        screen = lambda: tmux("capture-pane", "-p")  # noqa: E731
+
+        def screen() -> str:
+            return tmux("capture-pane", "-p")
+
         _wait(lambda: "r Rollback" in screen() and "30%" in screen(), "the dashboard")
         tmux("send-keys", "C-p")
         _wait(lambda: "Search for commands" in screen(), "the command palette")
