@@ -195,9 +195,16 @@ def test_without_prometheus_the_tui_says_so(tmp_path: Path) -> None:
 
 
 async def test_history_backfills_from_range_queries(monitored: Stack) -> None:
-    await sample_backends(f"{monitored.proxy}/api/v1/vision/metrics", 50)
-    history = await asyncio.to_thread(
-        prometheus.history, f"http://127.0.0.1:{monitored.settings.prometheus_port}", 2, 10)
+    """A rate needs two scrapes of the traffic: run alone, the module's first test would ask
+    before Prometheus has them, so traffic goes on until the history shows it (bounded)."""
+    url = f"http://127.0.0.1:{monitored.settings.prometheus_port}"
+    deadline = time.monotonic() + 30
+    while True:
+        await sample_backends(f"{monitored.proxy}/api/v1/vision/metrics", 50)
+        history = await asyncio.to_thread(prometheus.history, url, 2, 10)
+        if any(history[b].get("rate") for b in history) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
     assert set(history) == {"rust", "typescript"}
     assert any(history[b].get("rate") for b in history)
 
