@@ -15,6 +15,7 @@ import pytest
 
 from tests.support import Sent, Stack, sample_backends, steady_stream
 from vrm_tui.core import services
+from vrm_tui.core.paths import StateDir
 from vrm_tui.core.split import Split
 from vrm_tui.telemetry import canary
 from vrm_tui.traffic import live, nginx
@@ -33,7 +34,8 @@ def test_the_timeout_is_derived_from_typescript() -> None:
 
 def test_backends_reached_by_name_keep_nginx_balancing() -> None:
     text = nginx.render_upstream(Split(50), 3, "rust.internal:3001", "ts.internal:3002",
-                                 "ab", live.live_split(nginx.REPO_ROOT / "x"), 30_000, 2_000)
+                                 "ab", live.live_split(StateDir(nginx.REPO_ROOT / "x")),
+                                 30_000, 2_000)
     assert "balancer_by_lua_block" not in text and "canary = {" not in text
     shape = nginx.upstream_shape(text)
     assert (shape.rust_address, shape.upstream_ms, shape.canary_ms) == (

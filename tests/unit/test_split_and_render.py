@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from vrm_tui.core.paths import StateDir
 from vrm_tui.core.split import Split, SplitError, parse_weight
 from vrm_tui.traffic import nginx
 
@@ -104,7 +105,7 @@ def test_only_the_host_may_even_ask_to_change_the_split_under_compose(tmp_path: 
 
     params = replace(_params(tmp_path, 0), status_allow=("127.0.0.1", "172.30.9.0/24"),
                      split_allow=("127.0.0.1", "172.30.9.1"),
-                     live=live.live_split(tmp_path / "nginx"))
+                     live=live.live_split(StateDir(tmp_path)))
     text = nginx.render_main(params)
     split_block = text.split("location = /vrm/split {", 1)[1].split("}", 1)[0]
     assert "allow 127.0.0.1; allow 172.30.9.1; deny all;" in split_block

@@ -40,10 +40,9 @@ class LocalRuntime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        state = settings.state_dir
-        self.run_dir = state / "run"
-        self.log_dir = state / "logs"
-        self.store = nginx.ConfigStore(state / "nginx")
+        self.run_dir = settings.paths.run
+        self.log_dir = settings.paths.logs
+        self.store = nginx.ConfigStore(settings.paths.nginx)
         # Where each log ended before this process spawned into it: a start that fails shows
         # its own lines, never those of an earlier run.
         self._log_start: dict[str, int] = {}
@@ -58,8 +57,8 @@ class LocalRuntime:
             pid_file=self.run_dir / "nginx.pid",
             error_log=self.proxy_error_log(),
             access_log=self.access_log(),
-            temp_dir=s.state_dir / "nginx" / "tmp",
-            comparison_file=s.state_dir / "performance-comparison.json",
+            temp_dir=s.paths.nginx_temp,
+            comparison_file=s.paths.comparison,
             rate_limit=s.proxy_rate_limit,
             rust_address=s.rust_address,
             ts_address=s.ts_address,
@@ -79,7 +78,7 @@ class LocalRuntime:
         deployment did not turn them off, and the template has the split's placeholders."""
         if not (self.settings.live_split and live.modules_installed()):
             return None
-        return live.live_split(self.settings.paths.nginx) \
+        return live.live_split(self.settings.paths) \
             if nginx.supports_live(nginx.template_for(self.settings.deploy_dir)) else None
 
     def worker_user(self) -> str | None:
@@ -139,7 +138,7 @@ class LocalRuntime:
 
     def start_dependencies(self) -> list[str]:
         """The rehearsal backends (none when both are external URLs)."""
-        for folder in (self.run_dir, self.log_dir, self.settings.state_dir / "nginx" / "tmp"):
+        for folder in (self.run_dir, self.log_dir, self.settings.paths.nginx_temp):
             folder.mkdir(parents=True, exist_ok=True)
         wanted = [(service, backend) for service, backend in services.BACKENDS.items()
                   if not (self._external(service) or self._record(service))]
@@ -212,7 +211,7 @@ class LocalRuntime:
                 port, ready = s.alertmanager_port, "/-/ready"
             else:
                 self._check_port("PROMETHEUS_PORT", "127.0.0.1", s.prometheus_port)
-                folder = s.state_dir / "prometheus"
+                folder = s.paths.prometheus
                 (folder / "data").mkdir(parents=True, exist_ok=True)
                 config = self._write_prometheus_config()
                 command = monitoring.prometheus_command(s, config, folder / "data")
@@ -223,7 +222,7 @@ class LocalRuntime:
         return started
 
     def _write_prometheus_config(self) -> Path:
-        folder = self.settings.state_dir / "prometheus"
+        folder = self.settings.paths.prometheus
         rules = folder / "alert_rules.yml"
         rules.write_text(monitoring.render_rules(self.settings))
         config = folder / "prometheus.yml"

@@ -41,3 +41,26 @@ def write_atomic(path: Path, text: str, *, sync: bool = True, mode: int | None =
         raise
     if durable_dir:
         fsync_dir(path.parent)
+
+
+def point_link(link: Path, target: str) -> None:
+    """Point the symlink `link` at `target` with one atomic rename (readers see the old
+    target or the new one), durably."""
+    tmp = link.with_name(f".{link.name}-{os.getpid()}")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(link.parent)
+
+
+def move_over(source: Path, destination: Path) -> None:
+    """Move a file or folder aside, replacing what `destination` held (a rotated log's older
+    `.1`, a refused generation kept to diagnose): one rename, nothing copied."""
+    os.replace(source, destination)
+

@@ -38,6 +38,7 @@ from vrm_tui.core.names import Action
 from vrm_tui.core.split import ROLLBACK, Split
 from vrm_tui.journal import Journal, Record, Stopwatch, operator_identity
 from vrm_tui.settings import Settings
+from vrm_tui.system.files import move_over
 from vrm_tui.system.procs import worker_retired
 from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.port import ProxyHost
@@ -286,7 +287,7 @@ class TrafficController:
         for log in (self.host.proxy_error_log(), self.host.access_log()):
             try:
                 if log.stat().st_size > self.log_max_bytes:
-                    os.replace(log, log.with_name(log.name + ".1"))
+                    move_over(log, log.with_name(log.name + ".1"))
                     rotated.append(log)
             except OSError:
                 continue
@@ -441,7 +442,7 @@ class TrafficController:
         aside = gen.path.with_name(f"{gen.path.name}.{why}")
         shutil.rmtree(aside, ignore_errors=True)
         try:
-            os.replace(gen.path, aside)
+            move_over(gen.path, aside)
         except OSError:
             shutil.rmtree(gen.path, ignore_errors=True)
         return aside
@@ -479,7 +480,7 @@ class TrafficController:
     def _live_paths(self) -> nginx.LiveSplit:
         """The state dir's zero-reload paths, whatever the settings say now: what the running
         nginx loaded is what counts."""
-        return live.live_split(self.settings.paths.nginx)
+        return live.live_split(self.settings.paths)
 
     def _rollback(self, before: Split | None, target: Split, served: Served | None,
                   recovering: bool, watch: Stopwatch) -> ApplyResult:

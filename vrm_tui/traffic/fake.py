@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from vrm_tui.core.errors import StackError
+from vrm_tui.core.paths import StateDir
 from vrm_tui.core.split import Split
 from vrm_tui.traffic.live import live_split, read_split
 from vrm_tui.traffic.nginx import NginxTestFailed, ProxyParams
@@ -65,7 +66,7 @@ class FakeProxyHost:
             access_log=self.access_log(), temp_dir=self.root / "nginx" / "tmp",
             comparison_file=self.root / "performance-comparison.json", rate_limit=0,
             rust_address="127.0.0.1:3", ts_address="127.0.0.1:4",
-            live=live_split(self.root / "nginx") if self.live else None)
+            live=live_split(StateDir(self.root)) if self.live else None)
 
     def set_live_split(self, generation: int, split: Split, timeout: float = 1.0,
                        canary_ms: int | None = None) -> Served:

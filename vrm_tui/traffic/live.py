@@ -16,10 +16,10 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
+from vrm_tui.core.paths import StateDir
 from vrm_tui.core.split import Split
 from vrm_tui.system import loophttp
 from vrm_tui.system.files import write_atomic
@@ -42,9 +42,9 @@ def modules_installed(modules: tuple[Path, ...] = DEBIAN_MODULES) -> bool:
     return all(module.is_file() for module in modules)
 
 
-def live_split(nginx_dir: Path, modules: tuple[Path, ...] = DEBIAN_MODULES) -> LiveSplit:
-    """The zero-reload paths for a state dir's `nginx/` folder."""
-    return LiveSplit(modules, nginx_dir / "split", nginx_dir / "lua", nginx_dir / "secret")
+def live_split(paths: StateDir, modules: tuple[Path, ...] = DEBIAN_MODULES) -> LiveSplit:
+    """The zero-reload paths of a state dir (named in StateDir)."""
+    return LiveSplit(modules, paths.nginx_split, paths.nginx_lua, paths.nginx_secret)
 
 
 def install_lua(live: LiveSplit) -> None:
@@ -54,10 +54,9 @@ def install_lua(live: LiveSplit) -> None:
         ensure_secret(live.secret_file)
     live.lua_dir.mkdir(parents=True, exist_ok=True)
     target = live.lua_dir / LUA_SOURCE.name
-    if not target.is_file() or target.read_bytes() != LUA_SOURCE.read_bytes():
-        tmp = target.with_suffix(".tmp")
-        shutil.copyfile(LUA_SOURCE, tmp)
-        os.replace(tmp, target)
+    source = LUA_SOURCE.read_text()
+    if not target.is_file() or target.read_text() != source:
+        write_atomic(target, source, mode=0o644)
 
 
 def ensure_secret(path: Path) -> None:

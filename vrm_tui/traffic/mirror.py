@@ -9,13 +9,13 @@ an unreadable state file renders no mirroring at all.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vrm_tui.system.files import write_atomic
 
 __all__ = ["MIRROR_LOCATION", "Mirror", "MirrorState", "render_http", "render_location",
            "render_mirror"]
@@ -34,11 +34,7 @@ class MirrorState:
     by: str = ""
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({**asdict(self), "routes": list(self.routes)}, handle)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps({**asdict(self), "routes": list(self.routes)}))
 
     @classmethod
     def load(cls, path: Path) -> MirrorState:

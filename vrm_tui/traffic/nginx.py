@@ -7,6 +7,7 @@ swapped atomically.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import hashlib
 import ipaddress
@@ -23,7 +24,7 @@ from vrm_tui.core import address
 from vrm_tui.core.errors import BadInput, Failure
 from vrm_tui.core.paths import StateDir
 from vrm_tui.core.split import Split
-from vrm_tui.system.files import fsync_dir
+from vrm_tui.system.files import point_link, write_atomic
 from vrm_tui.traffic import mirror as mirror_mod
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -573,15 +574,8 @@ class ConfigStore:
         disk (it releases the reserve first). Best effort."""
         if self.reserve.exists():
             return
-        tmp = self.reserve.with_name(f".reserve.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(b"\0" * RESERVE_BYTES)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.reserve)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # write_atomic leaves no temporary file behind
+            write_atomic(self.reserve, "\0" * RESERVE_BYTES)
 
     def release_reserve(self) -> bool:
         try:
@@ -599,12 +593,7 @@ class ConfigStore:
         self._point(self.good_link, gen)
 
     def _point(self, link: Path, gen: Generation) -> None:
-        tmp = self.root / f".{link.name}-{os.getpid()}"
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(gen.path.name, tmp)
-        os.replace(tmp, link)
-        fsync_dir(self.root)
+        point_link(link, gen.path.name)
 
     def prune(self, keep: int = KEEP_GENERATIONS) -> None:
         """Drop old generations, never the current or the last good one."""
