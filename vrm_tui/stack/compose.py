@@ -97,7 +97,7 @@ class ComposeRuntime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.log_dir = settings.state_dir / "logs"
+        self.log_dir = settings.paths.logs
         self.project = settings.compose_project
         self.subnet = subnet(self.project)
 
@@ -212,11 +212,11 @@ class ComposeRuntime:
         return nginx.ProxyParams(
             listen="0.0.0.0:3000",
             status_listen=f"0.0.0.0:{STATUS_PORT}",
-            pid_file=s.state_dir / "run" / "nginx.pid",
+            pid_file=s.paths.nginx_pid,
             error_log=self.proxy_error_log(),
             access_log=self.access_log(),
-            temp_dir=s.state_dir / "nginx" / "tmp",
-            comparison_file=s.state_dir / "performance-comparison.json",
+            temp_dir=s.paths.nginx_temp,
+            comparison_file=s.paths.comparison,
             rate_limit=s.proxy_rate_limit,
             rust_address=f"{services.RUST}:{PORTS[services.RUST]}",
             ts_address=f"{services.TYPESCRIPT}:{PORTS[services.TYPESCRIPT]}",
@@ -251,7 +251,7 @@ class ComposeRuntime:
         """The proxy image installs Debian's Lua module (docker/Dockerfile.proxy)."""
         if not self.settings.live_split:
             return None
-        return live.live_split(self.settings.paths.nginx) \
+        return live.live_split(self.settings.paths) \
             if nginx.supports_live(nginx.template_for(self.settings.deploy_dir)) else None
 
     def proxy_error_log(self) -> Path:
@@ -291,7 +291,7 @@ class ComposeRuntime:
         return [name for name in backends if name not in before]
 
     def up(self) -> list[str]:
-        for folder in (self.log_dir, self.settings.state_dir / "run"):
+        for folder in (self.log_dir, self.settings.paths.run):
             folder.mkdir(parents=True, exist_ok=True)
         before = self._running()
         if services.PROXY not in before and port_in_use(self.settings.proxy_bind,
