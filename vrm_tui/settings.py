@@ -281,6 +281,9 @@ class Settings:
     deploy_dir: Path = field(default_factory=Path.cwd)
     state_dir: Path = field(default_factory=lambda: Path.cwd() / ".vrm")
     rehearsal_faults: bool = True
+    # REHEARSAL_RUST_ADMIN_PORT / REHEARSAL_TS_ADMIN_PORT: the rehearsal backends' fault
+    # endpoints (loopback); None: a free port chosen at start (`vrm status` shows it)
+    rehearsal_admin_ports: dict[str, int | None] = field(default_factory=dict)
     nginx_bin: str | None = None  # VRM_NGINX_BIN; None: PATH, then /usr/sbin
     compose_project_name: str = ""  # COMPOSE_PROJECT_NAME; "": derived from the state dir
     # --- parity (vrm parity) ---
@@ -496,6 +499,10 @@ def load(
         deploy_dir=base,
         state_dir=state_dir,
         rehearsal_faults=_flag("VRM_REHEARSAL_FAULTS", layered.get("VRM_REHEARSAL_FAULTS", "1")),
+        rehearsal_admin_ports={
+            backend: _int(name, layered[name]) if layered.get(name, "").strip() else None
+            for backend, name in (("rust", "REHEARSAL_RUST_ADMIN_PORT"),
+                                  ("typescript", "REHEARSAL_TS_ADMIN_PORT"))},
         nginx_bin=layered.get("VRM_NGINX_BIN", "").strip() or None,
         compose_project_name=_project(layered.get("COMPOSE_PROJECT_NAME", "").strip()),
         parity_sample=parse_sample("PARITY_SAMPLE", layered.get("PARITY_SAMPLE", "0")),
@@ -691,6 +698,8 @@ _KNOWN = {
     "PROXY_STATUS_PORT",
     "PROXY_KEEPALIVE_TIMEOUT",
     "VRM_REHEARSAL_FAULTS",
+    "REHEARSAL_RUST_ADMIN_PORT",
+    "REHEARSAL_TS_ADMIN_PORT",
     "VRM_MONITORING",
     "NGINX_EXPORTER_PORT",
     "VRM_COMPOSE_PROFILE",

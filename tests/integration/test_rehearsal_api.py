@@ -178,3 +178,23 @@ def test_crash_fault_ends_the_process() -> None:
     doomed = _start("rust")
     httpx.post(doomed.admin + "/faults", json={"crash": True})
     assert doomed.proc.wait(10) != 0
+
+
+def test_the_fault_ports_can_be_set(tmp_path: Path) -> None:
+    """Issue 22: the rehearsal backends' admin (fault) ports were random; an operator who
+    practises with scripts sets them (REHEARSAL_RUST_ADMIN_PORT, REHEARSAL_TS_ADMIN_PORT)."""
+    from tests.support import new_stack
+    from vrm_tui.core import services
+
+    rust_admin, ts_admin = free_ports(2)
+    stack = new_stack(tmp_path, REHEARSAL_RUST_ADMIN_PORT=str(rust_admin),
+                      REHEARSAL_TS_ADMIN_PORT=str(ts_admin))
+    stack.up()
+    try:
+        assert stack.runtime.admin_url(services.RUST) == f"http://127.0.0.1:{rust_admin}"
+        assert stack.runtime.admin_url(services.TYPESCRIPT) == f"http://127.0.0.1:{ts_admin}"
+        assert httpx.get(f"http://127.0.0.1:{rust_admin}/faults", timeout=5).is_success
+    finally:
+        stack.down()
+    bad = stack.vrm("status", REHEARSAL_RUST_ADMIN_PORT="70000")
+    assert bad.returncode == 2 and "REHEARSAL_RUST_ADMIN_PORT" in bad.stderr, bad.stderr

@@ -145,7 +145,14 @@ class LocalRuntime:
         profiles = {service: self._profile(backend) for service, backend in wanted}
         # Chosen together: a backend binds its admin port only once it has started.
         # Not one of the stack's own ports: those not yet bound look free.
-        admin_ports = free_ports(len(wanted), avoid=set(self.settings.ports.values()))
+        chosen = free_ports(len(wanted), avoid=set(self.settings.ports.values()))
+        set_ports = self.settings.rehearsal_admin_ports
+        admin_ports = [set_ports.get(backend) or free for (_, backend), free
+                       in zip(wanted, chosen, strict=True)]
+        for (_, backend), port in zip(wanted, admin_ports, strict=True):
+            if set_ports.get(backend):
+                name = f"REHEARSAL_{'RUST' if backend == 'rust' else 'TS'}_ADMIN_PORT"
+                self._check_port(name, "127.0.0.1", port)
         waiting: list[ProcRecord] = []
         try:
             for (service, backend), admin in zip(wanted, admin_ports, strict=True):
