@@ -30,15 +30,19 @@ def test_mann_whitney_detects_a_slower_candidate_and_not_an_equal_one() -> None:
     base = [rng.gauss(10, 2) for _ in range(200)]
     same = [rng.gauss(10, 2) for _ in range(200)]
     slower = [rng.gauss(11, 2) for _ in range(200)]
-    assert mann_whitney_greater(same, base).p_value > 0.02
-    assert mann_whitney_greater(slower, base).p_value < 0.001
+    equal = mann_whitney_greater(same, base)
+    assert equal is not None and equal.p_value > 0.02
+    slowed = mann_whitney_greater(slower, base)
+    assert slowed is not None and slowed.p_value < 0.001
     faster = mann_whitney_greater(base, slower)
+    assert faster is not None
     assert faster.p_value > 0.99 and faster.effect < 0.5
 
 
 def test_mann_whitney_textbook_value() -> None:
     # U for x=[1,2,3] vs y=[4,5,6]: every x below every y, U_x = 0
     result = mann_whitney_greater([1, 2, 3], [4, 5, 6])
+    assert result is not None
     assert result.u == 0 and result.effect == 0
 
 
@@ -47,6 +51,7 @@ def test_median_ratio_interval_covers_the_true_speedup() -> None:
     fast = [rng.lognormvariate(2.0, 0.3) for _ in range(400)]
     slow = [3 * rng.lognormvariate(2.0, 0.3) for _ in range(400)]
     found = median_ratio(slow, fast)
+    assert found is not None
     assert found.low <= 3.0 <= found.high and found.low > 2.5
 
 

@@ -40,7 +40,7 @@ def test_bodies_inline_and_from_a_file(tmp_path: Path) -> None:
     json_body, text, image = corpus.load(path).requests
     assert json.loads(json_body.body) == {"model": "resnet50"}
     assert json_body.header("content-type") == "application/json"
-    assert text.body == b"hello" and text.header("Content-Type").startswith("text/plain")
+    assert text.body == b"hello" and (text.header("Content-Type") or "").startswith("text/plain")
     assert image.body == b"\x89PNG fake" and image.header("Content-Type") == "image/png"
     assert image.weight == 2.5
 

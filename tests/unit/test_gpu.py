@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
+from typing import cast
 
 from vrm_tui.telemetry.gpu import GB, Owners, read_gpus
 
@@ -42,7 +43,7 @@ def test_processes_are_mapped_to_backends_through_their_parents() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         fake = _fake([(child.pid, 2 * GB), (424242, 3 * GB), (1, None)])
-        report = read_gpus(Owners({os.getpid(): "rust"}), nvml=fake)
+        report = read_gpus(Owners({os.getpid(): "rust"}), nvml=cast(ModuleType, fake))
     finally:
         child.kill()
         child.wait()
@@ -57,7 +58,7 @@ def test_processes_are_mapped_to_backends_through_their_parents() -> None:
 
 
 def test_without_a_driver_the_report_says_so() -> None:
-    report = read_gpus(nvml=_fake([], fail_init=True))
+    report = read_gpus(nvml=cast(ModuleType, _fake([], fail_init=True)))
     assert not report.available
     assert report.error == "no NVIDIA driver: NVML Shared Library Not Found"
 

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import multiprocessing
 from pathlib import Path
+from typing import cast
 
+from vrm_tui.core.names import Action
 from vrm_tui.journal import Journal, Record, operator_identity
 
 
@@ -32,7 +34,7 @@ def test_records_round_trip_and_read_from_an_offset(tmp_path: Path) -> None:
 def _write_many(path: str, tag: int) -> None:
     journal = Journal(Path(path))
     for i in range(200):
-        journal.append(Record(action=f"a{tag}", result="ok", detail="x" * (i % 50)))
+        journal.append(Record(action=cast(Action, f"a{tag}"), result="ok", detail="x" * (i % 50)))
 
 
 def test_concurrent_writers_never_interleave_lines(tmp_path: Path) -> None:

@@ -338,7 +338,7 @@ def test_a_volatile_element_never_excuses_a_real_mismatch_on_its_neighbour() -> 
     wrong = 0
     for n in range(200):
         p, s = {"emb": [n + 0.1, 0.2]}, {"emb": [n + 0.2, 0.2]}
-        c: dict = {"emb": [n + 0.3, 0.2]}
+        c: object = {"emb": [n + 0.3, 0.2]}
         if n % 20 == 19:
             c = [{"emb": [n + 0.3, 9.0]}, {"emb": [n + 0.3, "0.2"]},
                  {"emb": [n + 0.3, 0.2, 0.5]}][wrong % 3]

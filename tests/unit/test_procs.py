@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 import pytest
@@ -30,6 +31,6 @@ def test_ports_a_stack_has_configured_but_not_bound_are_avoided(
     """A backend's admin port chosen at bring-up must not be the typescript port the same
     bring-up is about to bind (they look free until then)."""
     configured = procs.free_ports(1)[0]
-    monkeypatch.setattr(procs.random, "randrange", lambda low, high: configured)
+    monkeypatch.setattr(random, "randrange", lambda low, high: configured)
     chosen = procs.free_ports(3, avoid={configured})
     assert configured not in chosen and len(set(chosen)) == 3

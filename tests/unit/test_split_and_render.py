@@ -22,7 +22,7 @@ def test_split_values() -> None:
     assert Split(30).typescript == 70 and Split(30).as_dict() == {"rust": 30, "typescript": 70}
     assert Split(95).moved(10) == Split(100) and Split(5).moved(-10) == Split(0)
     with pytest.raises(SplitError):
-        Split(True)  # type: ignore[arg-type]
+        Split(True)
 
 
 def _upstream(split: Split) -> str:
