@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -142,7 +143,7 @@ class Sent:
 
 
 async def steady_stream(url: str, rate: float, stop: asyncio.Event, method: str = "GET",
-                        body: dict | None = None, limit_s: float = 120) -> list[Sent]:
+                        body: dict[str, Any] | None = None, limit_s: float = 120) -> list[Sent]:
     """Open-loop traffic: one request every 1/rate seconds until `stop` (or `limit_s`)."""
     results: list[Sent] = []
     tasks: set[asyncio.Task[None]] = set()

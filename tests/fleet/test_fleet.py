@@ -24,7 +24,7 @@ from tests.support import Stack, new_stack, sample_backends, steady_stream
 from vrm_tui.fleet.agent import AgentState
 from vrm_tui.fleet.agent import held_by as agent_held
 from vrm_tui.fleet.service import FleetService
-from vrm_tui.fleet.store import HostReport
+from vrm_tui.fleet.store import FleetMigration, HostReport
 from vrm_tui.journal import Journal
 from vrm_tui.system.procs import ProcRecord, free_ports
 
@@ -354,14 +354,14 @@ def test_an_isolated_agent_drops_to_rust_0_only_when_told(tmp_path: Path) -> Non
 ])
 def test_a_bad_fleet_setting_is_one_line_naming_it(tmp_path: Path, name: str,
                                                     value: str) -> None:
-    done = new_stack(tmp_path).vrm("fleet", "status", **{name: value})
+    done = new_stack(tmp_path).vrm("fleet", "status", **{name: value})  # type: ignore[arg-type]  # mypy cannot know the key is never "timeout"
     assert done.returncode == 2
     assert done.stderr.startswith(f"vrm: {name}=") and len(done.stderr.splitlines()) == 1
 
 
 # --- fleet migrations: waves, the guard's election and its failover -------------------------
 
-def migration_of(stack: Stack):  # -> FleetMigration
+def migration_of(stack: Stack) -> FleetMigration:
     found, _ = service(stack).migration()
     assert found is not None
     return found

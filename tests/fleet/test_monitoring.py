@@ -11,6 +11,8 @@ import shutil
 import signal
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -61,11 +63,12 @@ def fleet(etcd: Etcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
             stack.down()
 
 
-def _targets(stack: Stack) -> list[dict]:
+def _targets(stack: Stack) -> list[dict[str, Any]]:
     url = f"http://127.0.0.1:{stack.settings.prometheus_port}/api/v1/targets"
     answer = httpx.get(url, params={"state": "active"}, timeout=5)
     answer.raise_for_status()
-    return answer.json()["data"]["activeTargets"]
+    targets: list[dict[str, Any]] = answer.json()["data"]["activeTargets"]
+    return targets
 
 
 def _up_by_host(stack: Stack) -> dict[str, set[str]]:
@@ -166,13 +169,13 @@ def test_a_host_whose_lease_expired_leaves_the_file_and_prometheus(
     assert set(_up_by_host(m0)) == {"m0", "m1"}
 
 
-def test_a_bad_advertised_address_is_one_line_naming_it(tmp_path) -> None:
+def test_a_bad_advertised_address_is_one_line_naming_it(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"^VRM_FLEET_ADVERTISE="):
         load_settings({}, environ={"VRM_FLEET_ADVERTISE": "http://gpu-1/"},
                       deploy_dir=tmp_path)
 
 
-def test_targets_are_rewritten_only_when_they_change(tmp_path) -> None:
+def test_targets_are_rewritten_only_when_they_change(tmp_path: Path) -> None:
     settings = load_settings({}, environ={"VRM_FLEET": "f", "VRM_FLEET_HOST": "gpu-1",
                                           "VRM_FLEET_ADVERTISE": "10.0.0.11",
                                           "RUST_BACKEND_URL": "http://10.0.0.99:4001"},

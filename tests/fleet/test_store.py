@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from tests.fleet.etcd import Etcd
-from vrm_tui.fleet.store import EtcdStore, FleetUnreachable, HostReport, StaleDesired
+from vrm_tui.fleet.store import Desired, EtcdStore, FleetUnreachable, HostReport, StaleDesired
 
 
 def _store(etcd: Etcd, fleet: str) -> EtcdStore:
@@ -37,9 +37,10 @@ def test_a_deploy_that_loses_the_race_to_a_rollback_is_refused(etcd: Etcd) -> No
     store.write_desired(30, "alice", "", "deploy", "h1", lambda _d: True)
     slow = _store(etcd, "race")
     real_desired = slow.desired
-    calls = []
+    calls: list[tuple[Desired | None, int]] = []
 
-    def desired_then_rollback(patience: float = 0.0):  # lands between read and write
+    # lands between read and write
+    def desired_then_rollback(patience: float = 0.0) -> tuple[Desired | None, int]:
         found = real_desired(patience)
         if not calls:
             store.write_desired(0, "bob", "", "rollback", "h2", lambda _d: True)

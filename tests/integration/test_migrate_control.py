@@ -101,7 +101,8 @@ async def test_a_pause_then_resume_in_one_tick_holds_still(stack: Stack) -> None
     assert paused is not None and paused.applied, paused
     assert resumed is not None and resumed.outcome in ("superseded", "applied"), resumed
     if resumed.outcome == "superseded":  # same tick: pause wins
-        assert store.load().phase == "paused"
+        loaded = store.load()
+        assert loaded is not None and loaded.phase == "paused"
     result = stack.vrm("migrate", "abort", USER="erin")
     assert result.returncode == 0, result.stdout + result.stderr
     assert stack.controller.served().split == Split(0)
@@ -182,7 +183,8 @@ async def test_a_step_never_passes_its_gates_while_the_proxy_was_down(stack: Sta
     await _until(lambda: not store.load().active, 20,  # type: ignore[union-attr]
                  "the migration went on")
     final = store.load()
-    assert final is not None and final.phase == "rolled-back", final.reason
+    assert final is not None
+    assert final.phase == "rolled-back", final.reason
     assert "proxy up" in final.reason and "unreachable" in final.reason
     assert not any(h["outcome"] == "passed" for h in final.history)
     assert stack.controller.served().split == Split(0)

@@ -9,8 +9,9 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from vrm_tui.telemetry import prometheus
 from vrm_tui.tui.app import VrmApp
 from vrm_tui.tui.widgets.alerts import AlertsPane
 
+T = TypeVar("T")
 MONITORING = REPO / "monitoring"
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("prometheus-nginx-exporter") is None,
@@ -55,14 +57,15 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.down()
 
 
-def _api(stack: Stack, path: str, **params: str) -> dict:
+def _api(stack: Stack, path: str, **params: str) -> dict[str, Any]:
     url = f"http://127.0.0.1:{stack.settings.prometheus_port}/api/v1/{path}"
     response = httpx.get(url, params=params, timeout=5)
     response.raise_for_status()
-    return response.json()["data"]
+    data: dict[str, Any] = response.json()["data"]
+    return data
 
 
-def _until(check, timeout: float = 20.0, what: str = "condition"):
+def _until(check: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     while True:
         found = check()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def _failures(sent: list[Sent]) -> list[Sent]:
     ids=["GET", "POST"],
 )
 async def test_changes_under_load_lose_nothing(stack: Stack, method: str, path: str,
-                                               body: dict | None) -> None:
+                                               body: dict[str, Any] | None) -> None:
     stop = asyncio.Event()
     weights = random.Random(7).choices(range(1, 100), k=20)
     applied: list[int] = []

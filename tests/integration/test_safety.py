@@ -17,13 +17,13 @@ import pytest
 from tests.support import Stack, clean_env, new_stack, sample_backends
 from vrm_tui.core.errors import StackError
 from vrm_tui.core.split import Split
-from vrm_tui.journal import Journal
+from vrm_tui.journal import Journal, Record
 from vrm_tui.stack.local import LocalRuntime
 from vrm_tui.system.procs import port_in_use, start_ticks
 from vrm_tui.traffic import nginx
 
 
-def _journal(stack: Stack) -> list:
+def _journal(stack: Stack) -> list[Record]:
     return Journal(stack.settings.state_dir / "journal.jsonl").read()
 
 
@@ -41,7 +41,7 @@ def test_bad_weight_flag_exits_2_naming_the_value(tmp_path: Path, weight: str) -
     ("variable", "value"), [("RUST_BACKEND_WEIGHT", "abc"), ("TS_BACKEND_WEIGHT", "101")]
 )
 def test_bad_weight_in_environment_exits_2(tmp_path: Path, variable: str, value: str) -> None:
-    result = new_stack(tmp_path).vrm("status", **{variable: value})
+    result = new_stack(tmp_path).vrm("status", **{variable: value})  # type: ignore[arg-type]  # mypy cannot know the key is never "timeout"
     assert result.returncode == 2
     assert variable in result.stderr and repr(value) in result.stderr
 
@@ -62,7 +62,7 @@ def test_other_bad_settings_name_the_variable(tmp_path: Path) -> None:
     stack = new_stack(tmp_path)
     for variable, value in [("PROXY_PORT", "http"), ("MAX_VRAM_GB", "-3"),
                             ("VRM_RUNTIME", "k8s"), ("PROXY_RATE_LIMIT", "-1")]:
-        result = stack.vrm("status", **{variable: value})
+        result = stack.vrm("status", **{variable: value})  # type: ignore[arg-type]  # mypy cannot know the key is never "timeout"
         assert result.returncode == 2, variable
         assert variable in result.stderr and value in result.stderr
 
@@ -193,7 +193,7 @@ def test_down_stops_exactly_what_up_started(tmp_path: Path) -> None:
         stranger.kill()
         stranger.wait()
     deadline = time.monotonic() + 5
-    while any(start_ticks(p) is not None for p in pids):
+    while any(start_ticks(p) is not None for p in pids if p is not None):
         assert time.monotonic() < deadline, "a service outlived vrm down"
         time.sleep(0.05)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,7 @@ from tests.support import new_stack
 from vrm_tui.core import services
 
 
-def _rows(result) -> dict[str, str]:
+def _rows(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
     return {row["name"]: row["result"] for row in json.loads(result.stdout)}
 
 
