@@ -49,6 +49,7 @@ async def _mixed(url: str, rate: float, stop: asyncio.Event) -> None:
 async def traffic(stack: Stack, rate: float = 200, mixed: bool = False) -> AsyncIterator[None]:
     """Steady traffic through the proxy: POST /process, or the GET/POST mix."""
     stop = asyncio.Event()
+    stream: asyncio.Task[object]
     if mixed:
         stream = asyncio.create_task(_mixed(stack.proxy, rate, stop))
     else:
@@ -86,6 +87,13 @@ async def _run(runner: Runner, steps: str, bake: float) -> MigrationState:
 def _journal(stack: Stack) -> list[str]:
     return [r.detail for r in Journal(stack.settings.paths.journal).read()
             if r.action == "migration"]
+
+
+def _loaded(store: StateStore) -> MigrationState:
+    """The stored migration, which these tests have started."""
+    state = store.load()
+    assert state is not None
+    return state
 
 
 async def _until(check: Callable[[], bool], limit: float, what: str) -> None:
@@ -183,17 +191,17 @@ async def test_pause_keeps_the_evidence_and_stops_the_bake_clock(stack: Stack) -
             await _until(lambda: (s := store.load()) is not None and s.baked() >= 2, 15,
                          "never baked 2 s")
             store.request("pause", "dave")
-            await _until(lambda: store.load().phase == "paused", 5, "never paused")
-            before = store.load()
+            await _until(lambda: _loaded(store).phase == "paused", 5, "never paused")
+            before = _loaded(store)
             counts = StepEvidence.from_dict(before.evidence or {}).rust.attempts
             assert counts > 0 and before.paused_at is not None
             paused_at = time.monotonic()
             await asyncio.sleep(pause_s)
-            frozen = store.load()
+            frozen = _loaded(store)
             assert abs(frozen.baked() - before.baked()) < 0.5, "the bake clock ran while paused"
             store.request("resume", "dave")
-            await _until(lambda: store.load().phase == "baking", 5, "never resumed")
-            resumed = store.load()
+            await _until(lambda: _loaded(store).phase == "baking", 5, "never resumed")
+            resumed = _loaded(store)
             assert StepEvidence.from_dict(resumed.evidence or {}).rust.attempts >= counts
         finally:
             await asyncio.to_thread(worker.join, 30)
@@ -221,8 +229,8 @@ async def test_the_guard_outlives_the_terminal_that_started_it(stack: Stack,
                      "never started baking")
         os.killpg(cli.pid, signum)  # the SSH session goes, with its whole process group
         cli.wait(10)
-        await _until(lambda: not store.load().active, 60, "the migration did not finish")
-    final = store.load()
+        await _until(lambda: not _loaded(store).active, 60, "the migration did not finish")
+    final = _loaded(store)
     assert final.phase == "done", final.reason
     assert stack.controller.served().split == Split(50)
     assert final.started_by == "erin"
@@ -237,7 +245,7 @@ async def test_a_lost_guard_shows_unguarded_everywhere_and_resume_adopts_it(stac
         assert started.returncode == 0, started.stderr
         await _until(lambda: (s := store.load()) is not None and s.phase == "baking", 30,
                      "never started baking")
-        guard = store.load().owner_pid
+        guard = _loaded(store).owner_pid
         assert guard is not None
         os.kill(guard, signal.SIGKILL)
         killed = time.monotonic()
@@ -251,8 +259,8 @@ async def test_a_lost_guard_shows_unguarded_everywhere_and_resume_adopts_it(stac
         assert stack.vrm("migrate", "pause").returncode == 1, "a lost guard cannot be paused"
         resumed = stack.vrm("migrate", "resume", "--detach", USER="frank")
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        await _until(lambda: not store.load().active, 60, "the adopted migration did not end")
-    final = store.load()
+        await _until(lambda: not _loaded(store).active, 60, "the adopted migration did not end")
+    final = _loaded(store)
     assert final.phase == "done", final.reason
     assert final.owner_pid != guard
     assert any("adopted" in d for d in _journal(stack))
@@ -272,9 +280,9 @@ async def _baking_detached(stack: Stack) -> StateStore:
 async def test_steering_from_the_cli_names_who_asked(stack: Stack) -> None:
     store = await _baking_detached(stack)
     assert stack.vrm("migrate", "promote", USER="grace").returncode == 0
-    await _until(lambda: store.load().step == 1, 10, "never promoted")
+    await _until(lambda: _loaded(store).step == 1, 10, "never promoted")
     assert stack.vrm("migrate", "abort", USER="heidi").returncode == 0
-    await _until(lambda: not store.load().active, 15, "never aborted")
+    await _until(lambda: not _loaded(store).active, 15, "never aborted")
     records = [r for r in Journal(stack.settings.paths.journal).read()
                if r.action == "migration"]
     promoted = next(r for r in records if "promoted" in r.detail)
@@ -317,8 +325,8 @@ async def test_a_deploy_during_a_migration_asks_first(stack: Stack) -> None:
     store = await _baking_detached(stack)
     refused = stack.vrm("deploy", "--rust-weight", "30")
     assert refused.returncode == 2 and "This stops migration" in refused.stderr
-    assert store.load().active and stack.controller.served().split == Split(10)
+    assert _loaded(store).active and stack.controller.served().split == Split(10)
     forced = stack.vrm("deploy", "--rust-weight", "30", "--yes", USER="ivan")
     assert forced.returncode == 0, forced.stderr
-    await _until(lambda: not store.load().active, 10, "the migration did not stop")
-    assert "deploy by ivan" in store.load().reason
+    await _until(lambda: not _loaded(store).active, 10, "the migration did not stop")
+    assert "deploy by ivan" in _loaded(store).reason
