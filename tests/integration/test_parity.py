@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -22,6 +23,7 @@ from tests.conftest import _require_nginx
 from tests.support import Stack, new_stack, steady_stream
 from vrm_tui.core import services
 from vrm_tui.core.stats import percentile
+from vrm_tui.migrate.gates import Verdict
 from vrm_tui.migrate.plan import load
 from vrm_tui.migrate.runner import Runner
 from vrm_tui.migrate.state import MigrationState
@@ -59,12 +61,13 @@ def _restart(stack: Stack, faults: dict[str, object] | None = None) -> None:
     assert report.live is not None and report.total.compared == 0
 
 
-def _status(stack: Stack) -> dict:
+def _status(stack: Stack) -> dict[str, Any]:
     url = f"http://127.0.0.1:{stack.settings.parity_port}/status"
-    return httpx.get(url, timeout=5).json()
+    status: dict[str, Any] = httpx.get(url, timeout=5).json()
+    return status
 
 
-def _drained(stack: Stack, sampled: int, timeout: float = 60) -> dict:
+def _drained(stack: Stack, sampled: int, timeout: float = 60) -> dict[str, Any]:
     """Wait until the comparator has received `sampled` mirrors and settled every one."""
     deadline = time.monotonic() + timeout
     while True:
@@ -76,7 +79,7 @@ def _drained(stack: Stack, sampled: int, timeout: float = 60) -> dict:
         time.sleep(0.1)
 
 
-def _written(stack: Stack, status: dict, timeout: float = 10) -> ParityReport:
+def _written(stack: Stack, status: dict[str, Any], timeout: float = 10) -> ParityReport:
     """The report once the results file (rewritten every second) holds all `status` compared."""
     deadline = time.monotonic() + timeout
     while True:
@@ -88,7 +91,7 @@ def _written(stack: Stack, status: dict, timeout: float = 10) -> ParityReport:
 
 
 async def _send(stack: Stack, count: int, concurrency: int = 16,
-                sent: list[dict] | None = None) -> int:
+                sent: list[dict[str, Any]] | None = None) -> int:
     """POST `count` distinct detect requests through nginx (bodies appended to `sent`); return
     how many failed."""
     failed = 0
@@ -114,7 +117,7 @@ async def _send(stack: Stack, count: int, concurrency: int = 16,
 
 
 async def _compare_at_least(stack: Stack, compared: int,
-                            sent: list[dict] | None = None) -> dict:
+                            sent: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     count = 0
     while True:
         assert await _send(stack, 250, sent=sent) == 0
@@ -127,7 +130,7 @@ async def _compare_at_least(stack: Stack, compared: int,
 async def test_rust_diverging_on_five_percent_of_labels_is_reported_on_that_path(
         mirrored: Stack) -> None:
     _restart(mirrored, {"divergence_rate": 0.05, "divergence_path": "label"})
-    sent: list[dict] = []
+    sent: list[dict[str, Any]] = []
     status = await _compare_at_least(mirrored, 1000, sent)
     report = await asyncio.to_thread(_written, mirrored, status)
     paths = report.results.paths[PROCESS]
@@ -284,7 +287,7 @@ def test_bad_parity_yaml_and_bad_sample_exit_2_with_one_line(
     if setup:
         (tmp_path / "configs").mkdir()
         (tmp_path / "configs" / "parity.yaml").write_text(setup + "\n")
-    result = stack.vrm(*args, **env)
+    result = stack.vrm(*args, **env)  # type: ignore[arg-type]  # mypy cannot know no key is "timeout"
     assert result.returncode == 2, result.stdout + result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and named in result.stderr
 
@@ -331,7 +334,12 @@ async def _shadow_run(stack: Stack, divergence: float) -> tuple[MigrationState, 
     stop = asyncio.Event()
     stream = asyncio.create_task(_distinct_stream(stack, stop))
     done = threading.Event()
-    worker = threading.Thread(target=lambda: (runner.run(state), done.set()))
+
+    def run_then_signal() -> None:
+        runner.run(state)
+        done.set()
+
+    worker = threading.Thread(target=run_then_signal)
     worker.start()
     try:
         assert await asyncio.to_thread(done.wait, 60), "the migration did not end"
@@ -359,9 +367,12 @@ async def test_a_shadow_step_without_divergence_proceeds_to_ten_percent(
 
     def run_until_step_two(self: Runner, state: MigrationState,
                            restart_step: bool = False) -> MigrationState:
-        self.on_update = lambda s, v: (reached.append(s.step),
-                                       self.stop.set() if s.step == 1 and s.phase == "baking"
-                                       else None)
+        def on_update(s: MigrationState, v: Verdict | None) -> None:
+            reached.append(s.step)
+            if s.step == 1 and s.phase == "baking":
+                self.stop.set()
+
+        self.on_update = on_update
         return original(self, state, restart_step)
 
     Runner.run = run_until_step_two  # type: ignore[method-assign]
