@@ -190,7 +190,7 @@ def test_a_critical_alert_on_rust_is_delivered_journaled_and_rolls_back_a_migrat
     assert started.returncode == 0, started.stdout + started.stderr
     admin = alerting.runtime.admin_url(services.RUST)
     httpx.post(f"{admin}/faults", json={"error_rate": 1.0}, timeout=5).raise_for_status()
-    stop, first = threading.Event(), []
+    stop, first = threading.Event(), list[float]()
     sender = threading.Thread(target=_errors_on_rust, args=(alerting, stop, first))
     sender.start()
     try:
@@ -229,7 +229,11 @@ def test_a_critical_alert_on_rust_is_delivered_journaled_and_rolls_back_a_migrat
         assert held[0].labels["backend"] == "rust"
         # the rollout's events took the same route
         for event in ("started", "rolled-back"):
-            _, note = receiver.wait_for(lambda a, e=event: a["labels"].get("event") == e)
+            def is_event(a: dict[str, Any], e: str = event) -> bool:
+                found: str | None = a["labels"].get("event")
+                return found == e
+
+            _, note = receiver.wait_for(is_event)
             assert note["receiver"] == "rollout"
 
         # while it fires, a new migration is refused, naming it (exit 1, one line)
@@ -286,8 +290,9 @@ def test_vrm_up_reloads_changed_routes_into_the_running_alertmanager(
     alerting.configure(ALERT_WEBHOOK_URLS=f"{original},{added}")
 
     def loaded() -> str:
-        return httpx.get(f"{_manager(alerting)}/api/v2/status", timeout=5) \
+        config: str = httpx.get(f"{_manager(alerting)}/api/v2/status", timeout=5) \
             .json()["config"]["original"]
+        return config
 
     try:
         result = alerting.vrm("up")

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,9 @@ def test_status_json_contract(stack: Stack) -> None:
 
 
 @pytest.fixture
-def external_backends() -> tuple[str, str]:
-    procs, urls = [], []
+def external_backends() -> Iterator[tuple[str, str]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
     for flavour, port in zip(("rust", "typescript"), free_ports(2), strict=True):
         procs.append(subprocess.Popen([sys.executable, "-m", "vrm_tui.rehearsal", "--flavour",
                                        flavour, "--port", str(port)],
@@ -100,7 +102,8 @@ def external_backends() -> tuple[str, str]:
         proc.wait(10)
 
 
-async def test_external_backends_run_only_nginx(tmp_path: Path, external_backends) -> None:
+async def test_external_backends_run_only_nginx(tmp_path: Path,
+                                                external_backends: tuple[str, str]) -> None:
     rust_url, ts_url = external_backends
     stack = new_stack(tmp_path, RUST_BACKEND_URL=rust_url, TS_BACKEND_URL=ts_url)
     try:

@@ -33,7 +33,7 @@ EXAMPLES = settings(max_examples=40, deadline=None, derandomize=True,
 # --- strategies of values that are bad whatever the door ------------------------------------
 
 _NO_CONTROL = st.characters(exclude_categories=("Cs", "Cc"))
-_OTHER_DIGITS = st.text(st.characters(categories=("Nd",), exclude_characters="0123456789"),
+_OTHER_DIGITS = st.text(st.characters(categories=["Nd"], exclude_characters="0123456789"),
                         min_size=1, max_size=4)
 _INJECT = st.sampled_from([";", "#", "{", "}", "'", '"', "$", "`", "\\", "@", "?", "%", "/x",
                            " x", "\tx", ";#"])

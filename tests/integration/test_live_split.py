@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.support import Sent, Stack, clean_env, sample_backends, steady_stream
+from vrm_tui.core.backend import Backend
 from vrm_tui.core.split import Split
 from vrm_tui.system.procs import worker_retired
 from vrm_tui.traffic import live
@@ -41,7 +42,7 @@ async def test_rust_zero_gets_no_request_and_no_retry(stack: Stack) -> None:
     seen = await sample_backends(f"{stack.proxy}/api/v1/vision/metrics", 300)
     assert seen == {"typescript": 300}
     await asyncio.sleep(0.2)
-    assert source.poll().backends["rust"].requests == 0
+    assert source.poll().backends[Backend.RUST].requests == 0
 
 
 async def test_keep_alive_stream_over_a_hundred_changes_loses_nothing(stack: Stack) -> None:

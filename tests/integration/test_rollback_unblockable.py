@@ -24,7 +24,7 @@ from tests.integration.test_live_split import KILL_BEFORE_SET
 from tests.support import Stack, clean_env
 from vrm_tui.core import services
 from vrm_tui.core.split import Split
-from vrm_tui.journal import Journal
+from vrm_tui.journal import Journal, Record
 from vrm_tui.system import loophttp
 from vrm_tui.traffic import live, nginx
 
@@ -49,7 +49,7 @@ def _break_template(stack: Stack) -> None:
                                                       "server_tokens of;"))
 
 
-def _last_record(stack: Stack) -> object:
+def _last_record(stack: Stack) -> Record:
     return Journal(stack.settings.paths.journal).read()[-1]
 
 
