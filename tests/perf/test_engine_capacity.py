@@ -33,19 +33,21 @@ for concurrency in (16, 32, 64):
 
 
 def test_engine_capacity_and_accuracy(tmp_path: Path) -> None:
-    if os.cpu_count() is None or os.cpu_count() < 2:
+    cores = os.cpu_count()
+    if cores is None or cores < 2:
         pytest.skip("needs two cores: one for the engine, one for nginx")
     stack = new_stack(tmp_path, PROXY_KEEPALIVE_TIMEOUT="65")
     stack.up()
     try:
         master = stack.runtime.proxy_worker_pids()
         record = stack.runtime._record("vision-proxy")
+        assert record is not None
         for pid in {record.pid, *master, *children(record.pid)}:
             os.sched_setaffinity(pid, {1})
         out = subprocess.run([sys.executable, "-c", CAPACITY, f"{stack.proxy}/vrm/ping"],
                              cwd=REPO, env=clean_env(), capture_output=True, text=True,
                              timeout=120, check=True).stdout
-        rows = []
+        rows: list[dict[str, object]] = []
         for line in out.splitlines():
             concurrency, rps, failed, p50 = line.split()
             rows.append({"measure": f"engine on one core, c={concurrency}",
@@ -58,6 +60,7 @@ def test_engine_capacity_and_accuracy(tmp_path: Path) -> None:
         theirs = run_ab(target, 400, 8)
         ours = asyncio.run(closed_loop(target, 8, requests=400))
         a, b = theirs.latency.percentile_ms(50), ours.latency.percentile_ms(50)
+        assert a is not None and b is not None
         rows.append({"measure": "p50 vrm vs ab (c=8, typescript)",
                      "value": f"{b:.2f} vs {a:.2f} ms", "detail": f"{100 * (b - a) / a:+.1f}%",
                      "goal": "within 10%"})

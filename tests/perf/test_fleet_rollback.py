@@ -104,13 +104,14 @@ async def test_fleet_rollback_beside_a_local_one(hosts: list[Stack]) -> None:
                                                  stop)) for s in hosts]
     try:
         rows = []
-        for name, change, before, stacks in [
+        cases: list[tuple[str, Callable[[], object], Callable[[], object], list[Stack]]] = [
             (f"fleet rollback, {HOSTS} hosts, in-process", fleet_rollback, fleet_at_50, hosts),
             (f"fleet rollback, {HOSTS} hosts, vrm CLI", fleet_rollback_cli, fleet_at_50, hosts),
             ("one host's local rollback, in-process", one.controller.rollback, local_at_50,
              [one]),
             ("one host's local rollback, vrm CLI", local_cli, local_at_50, [one]),
-        ]:
+        ]
+        for name, change, before, stacks in cases:
             times = await asyncio.to_thread(_timed, stacks, change, before)
             rows.append((name, percentile(times, 0.5), percentile(times, 0.95), max(times)))
     finally:

@@ -16,7 +16,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -62,7 +62,12 @@ async def _trial(stack: Stack, weight: int, rate: float, fault: dict[str, object
                     if s.phase in ("paused", "done", "rolled-back", "aborted") else None)
     state = runner.start(load(steps=str(weight), bake=bake, gate_interval=min(10, bake)))
     final: list[MigrationState] = []
-    worker = threading.Thread(target=lambda: (final.append(runner.run(state)), done.set()))
+
+    def run_then_signal() -> None:
+        final.append(runner.run(state))
+        done.set()
+
+    worker = threading.Thread(target=run_then_signal)
     worker.start()
     injected: float | None = None
     try:
@@ -101,11 +106,11 @@ def _print(rows: list[tuple[str, str, str, str]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def guard_stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+def guard_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The hang case needs an upstream timeout a client will wait out."""
     stack = new_stack(Path(tmp_path_factory.mktemp("guard")), PROXY_UPSTREAM_TIMEOUT="2")
     stack.up()
-    yield stack  # type: ignore[misc]
+    yield stack
     stack.down()
 
 

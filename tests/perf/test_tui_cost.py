@@ -110,7 +110,7 @@ def test_tui_cost_under_load(stack: Stack, rate: int) -> None:
         os.close(fd)
     load.terminate()
     sent = load.communicate(timeout=60)[0].strip()
-    rows = [
+    rows: list[dict[str, object]] = [
         {"measure": "launch to first populated frame", "value": f"{launch_s:.2f} s",
          "goal": "<= 1.5 s"},
         {"measure": f"CPU over {SECONDS} s", "value": f"{cpu_pct:.1f} % of a core",
