@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # imported where used: `vrm rollback` must not pay for them a
     from vrm_tui.bench.engine import Result
     from vrm_tui.bench.modes import Options as BenchOptions
     from vrm_tui.core.corpus import Corpus
-    from vrm_tui.fleet.service import FleetService
+    from vrm_tui.fleet.service import FleetService, FleetStatus
     from vrm_tui.migrate import plan as plan_mod
     from vrm_tui.migrate.state import MigrationState, StateStore
     from vrm_tui.parity.control import ParityControl
@@ -214,6 +214,11 @@ class Console:
         from vrm_tui.fleet.service import FleetService
 
         return FleetService(self.settings, self.controller)
+
+    def fleet_status(self) -> FleetStatus:
+        """The TUI's fleet pane: desired split and every live host; an unreachable etcd is
+        in the view (`unreachable`), never raised, so the pane says why it has no rows."""
+        return self.fleet().status()
 
     def require_running(self) -> None:
         """Refuse work that needs the proxy (a benchmark) when it is not running."""

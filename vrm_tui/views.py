@@ -17,6 +17,9 @@ from vrm_tui.bench.modes import STRESS_CAP
 from vrm_tui.bench.modes import Options as BenchOptions
 from vrm_tui.bench.report import plot as bench_plot
 from vrm_tui.bench.report import table as bench_table
+from vrm_tui.fleet.service import FleetStatus
+from vrm_tui.fleet.store import Desired as FleetDesired
+from vrm_tui.fleet.store import HostReport
 from vrm_tui.journal import Record
 from vrm_tui.migrate.plan import SHADOW
 from vrm_tui.migrate.state import MigrationState
@@ -40,12 +43,15 @@ HealthView = ServiceStatus
 """One service's state and health word, as the Health pane and `vrm status` show it."""
 LatencyView = TrafficSnapshot
 """Per backend, what the proxy's requests did over a window (the Latency and Split panes)."""
+FleetView = FleetStatus
+"""The fleet from this host: desired split, each live host's report, why etcd was unreadable."""
 
 __all__ = [
     "HEALTH_SYMBOL", "RECENT_S", "SHADOW", "STRESS_CAP", "WINDOWS", "Alert", "BackendWindow",
-    "BenchOptions", "BenchResult", "GpuReport", "HealthView", "LatencyView", "MigrationState",
-    "Now", "ParityReport", "Probe", "Record", "ServiceStatus", "StackStatus", "TrafficSnapshot",
-    "ValidationRow", "VramReading", "bench_plot", "bench_table", "failing_for_s", "format_line",
-    "install_uvloop", "judge", "migration_lines", "next_line", "parity_lines", "step_outcomes",
-    "validation_dicts", "validation_table", "words",
+    "BenchOptions", "BenchResult", "FleetDesired", "FleetView", "GpuReport", "HealthView",
+    "HostReport", "LatencyView", "MigrationState", "Now", "ParityReport", "Probe", "Record",
+    "ServiceStatus", "StackStatus", "TrafficSnapshot", "ValidationRow", "VramReading",
+    "bench_plot", "bench_table", "failing_for_s", "format_line", "install_uvloop", "judge",
+    "migration_lines", "next_line", "parity_lines", "step_outcomes", "validation_dicts",
+    "validation_table", "words",
 ]

@@ -28,6 +28,7 @@ from vrm_tui.tui.dashboard import DashboardScreen
 from vrm_tui.tui.messages import (
     ActionDone,
     AlertsUpdate,
+    FleetUpdate,
     GpuUpdate,
     HistoryUpdate,
     JournalUpdate,
@@ -40,7 +41,7 @@ from vrm_tui.tui.messages import (
     VramUpdate,
 )
 from vrm_tui.tui.palette import VrmPalette
-from vrm_tui.tui.polls import MONITORING, Polls, Source
+from vrm_tui.tui.polls import FLEET, MONITORING, Polls, Source
 from vrm_tui.tui.screens.modal import VrmModal
 from vrm_tui.tui.widgets.action_line import ActionLine
 from vrm_tui.tui.widgets.alerts import AlertsPane
@@ -92,6 +93,7 @@ class VrmApp(App[None]):
             Source.HISTORY: lambda: HistoryUpdate(self.vrm.latency_history()),
             Source.MIGRATION: lambda: MigrationUpdate(self.vrm.migration()),
             Source.PARITY: lambda: ParityUpdate(self.vrm.parity_report(timeout=PROBE_TIMEOUT_S)),
+            Source.FLEET: lambda: FleetUpdate(self.vrm.fleet_status()),
         }, self._shows)
         self.dashboard = DashboardScreen()
         self.changes = Changes(self)  # traffic changes still running
@@ -114,7 +116,7 @@ class VrmApp(App[None]):
     def on_mount(self) -> None:
         if not self.live:
             return
-        self.polls.start(set(Source) if self.settings.monitoring else set(Source) - MONITORING)
+        self.polls.start(self.sources())
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP,
                                                         self.lifeline.hang_up)
@@ -135,6 +137,17 @@ class VrmApp(App[None]):
         return self.return_code or 0
 
     # --- polling (polls.py schedules; these say what a source feeds) ----------------------
+
+    @property
+    def fleet_mode(self) -> bool:
+        """VRM_FLEET and VRM_FLEET_ENDPOINTS set: the dashboard has a Fleet pane."""
+        return bool(self.settings.fleet and self.settings.fleet_endpoints)
+
+    def sources(self) -> set[Source]:
+        """What this app polls: monitoring's sources only with monitoring, the fleet's only
+        in fleet mode."""
+        return set(Source) - (set() if self.settings.monitoring else MONITORING) \
+            - (set() if self.fleet_mode else FLEET)
 
     def _shows(self, source: Source) -> bool:
         """Whether `source`'s pane is on screen: a hidden pane's source is not polled."""

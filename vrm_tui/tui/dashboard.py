@@ -32,6 +32,7 @@ from vrm_tui.core.split import Split
 from vrm_tui.tui import actions
 from vrm_tui.tui.messages import (
     AlertsUpdate,
+    FleetUpdate,
     GpuUpdate,
     HistoryUpdate,
     JournalUpdate,
@@ -51,6 +52,7 @@ from vrm_tui.tui.screens.parity import ParityScreen
 from vrm_tui.tui.screens.weight import WeightScreen
 from vrm_tui.tui.widgets.action_line import ActionLine
 from vrm_tui.tui.widgets.alerts import AlertsPane
+from vrm_tui.tui.widgets.fleet import FleetPane
 from vrm_tui.tui.widgets.health import HealthPane
 from vrm_tui.tui.widgets.journal import JournalPane
 from vrm_tui.tui.widgets.latency import LatencyPane
@@ -102,6 +104,8 @@ class DashboardScreen(Screen[None]):
             # A body row of its own: in a small terminal an active migration moves up, under
             # the split and health, above everything else (`_place_migration`).
             yield MigrationPane(id="migration-pane")
+            if self.vrm_app.fleet_mode:  # no fleet, no pane (and no poll: app.sources)
+                yield FleetPane(id="fleet-pane")
             with Vertical(id="bottom-row"):
                 yield AlertsPane(id="alerts-pane")
                 yield ParityPane(id="parity-pane")  # parity: hidden until parity is on
@@ -158,6 +162,11 @@ class DashboardScreen(Screen[None]):
         self.parity = message.report
         if pane := self.pane(ParityPane):
             pane.show_report(message.report)
+
+    @on(FleetUpdate)
+    def _fleet(self, message: FleetUpdate) -> None:
+        if pane := self.pane(FleetPane):
+            pane.show_view(message.view)
 
     @on(GpuUpdate)
     def _gpu(self, message: GpuUpdate) -> None:
@@ -263,6 +272,9 @@ class DashboardScreen(Screen[None]):
         elif message.source == Source.HISTORY:
             if latency := self.pane(LatencyPane):
                 latency.history_failed(error)
+        elif message.source == Source.FLEET:
+            if fleet := self.pane(FleetPane):
+                fleet.show_error(error)
         elif message.source == Source.JOURNAL:
             self.app.notify(f"journal unreadable: {error}", severity="error", markup=False)
 

@@ -9,6 +9,7 @@ from textual.message import Message
 from vrm_tui.console import MigrationView
 from vrm_tui.views import (
     Alert,
+    FleetView,
     GpuReport,
     ParityReport,
     Record,
@@ -102,3 +103,13 @@ class GpuUpdate(PaneData, bubble=False):
 class ParityUpdate(PaneData, bubble=False):
     report: ParityReport
 
+
+
+@dataclass
+class FleetUpdate(PaneData, bubble=False):
+    view: FleetView
+
+    def headline(self) -> object:
+        """What must show at once when it changes: etcd readable, each host's mode and split."""
+        return (self.view.unreachable, tuple(sorted(
+            (h, r.mode, r.generation, r.rust) for h, r in self.view.hosts.items())))

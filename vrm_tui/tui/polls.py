@@ -38,18 +38,21 @@ class Source(StrEnum):
     HISTORY = "history"
     GPU = "gpu"
     PARITY = "parity"
+    FLEET = "fleet"
 
 
 POLL_S: Mapping[Source, float] = {
     Source.STATUS: 1.0, Source.TRAFFIC: 1.0, Source.VRAM: 2.0, Source.JOURNAL: 0.5,
     Source.MIGRATION: 1.0, Source.ALERTS: 3.0, Source.HISTORY: 60.0, Source.GPU: 2.0,
-    Source.PARITY: 2.0}
+    Source.PARITY: 2.0, Source.FLEET: 1.0}
 PAINTED = frozenset(POLL_S) - {Source.JOURNAL}
 """Sources whose answer replaces the last one reach the panes on one clock: a frame (layout,
 render, write) per second for all of them, not one per poll. The journal (news, not a
 state) is shown at once."""
 MONITORING = frozenset({Source.ALERTS, Source.HISTORY})
 """Polled only where the stack has monitoring (Prometheus)."""
+FLEET = frozenset({Source.FLEET})
+"""Polled only in fleet mode (VRM_FLEET and VRM_FLEET_ENDPOINTS set)."""
 BACKOFF_MAX_S = 30.0
 """A failing source is asked at most this far apart (its interval doubles per failure)."""
 
