@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import rendered
+from vrm_tui.core.backend import Backend
 from vrm_tui.telemetry import stub_status
 from vrm_tui.telemetry.accesslog import TrafficStats
 from vrm_tui.telemetry.health import Probe
@@ -33,10 +34,10 @@ def test_a_slot_without_a_success_is_a_gap_and_the_scale_is_shown() -> None:
 
 
 def test_failures_at_the_end_of_the_window_show_as_gaps_and_as_failing_time() -> None:
-    stats = TrafficStats({RUST: "rust"})
+    stats = TrafficStats({RUST: Backend.RUST})
     stats.feed([_line(NOW - 50 + i * 0.5, "200") for i in range(60)])  # 30 s of successes
     stats.feed([_line(NOW - 19 + i * 0.5, "502") for i in range(38)])  # then 19 s failing
-    rust = stats.snapshot("1m", now=NOW).backends["rust"]
+    rust = stats.snapshot("1m", now=NOW).backends[Backend.RUST]
     series = measured(rust, rust.p95_series)
     assert series[-1] is None and series[-9] is None and series[-12] is not None
     assert "▁" not in sparkline(series)[-9:] and sparkline(series).endswith(" " * 9)
@@ -45,9 +46,9 @@ def test_failures_at_the_end_of_the_window_show_as_gaps_and_as_failing_time() ->
 
 
 def test_an_idle_end_of_window_is_not_called_failing() -> None:
-    stats = TrafficStats({RUST: "rust"})
+    stats = TrafficStats({RUST: Backend.RUST})
     stats.feed([_line(NOW - 50 + i * 0.5, "200") for i in range(20)])
-    rust = stats.snapshot("1m", now=NOW).backends["rust"]
+    rust = stats.snapshot("1m", now=NOW).backends[Backend.RUST]
     assert failing_for_s(rust) == 0.0
 
 
@@ -61,25 +62,25 @@ def _request(at: float, addrs: str, statuses: str, final: int) -> str:
 
 
 def test_ten_second_error_rate_beside_the_window_and_the_clients_view() -> None:
-    stats = TrafficStats({RUST: "rust", TS: "typescript"})
+    stats = TrafficStats({RUST: Backend.RUST, TS: Backend.TYPESCRIPT})
     stats.feed([_line(NOW - 55 + i * 0.1, "200") for i in range(450)])  # 45 s healthy
     # then 5 s of rust failing every request; nginx retries each GET on typescript
     stats.feed([_request(NOW - 5 + i * 0.1, f"{RUST}, {TS}", "502, 200", 200)
                 for i in range(50)])
-    rust = stats.snapshot("1m", now=NOW).backends["rust"]
+    rust = stats.snapshot("1m", now=NOW).backends[Backend.RUST]
     assert rust.error_rate is not None and rust.error_rate < 0.11, "the window hides it"
     assert rust.recent_error_rate is not None and rust.recent_error_rate >= 0.5
     assert rust.client_error_rate == 0.0, "the clients saw every request answered"
     assert rust.last_answer_at is not None and rust.last_answer_at > NOW - 1
     stats.feed([_request(NOW + 0.5, f"{RUST}, {TS}", "502, 504", 504)])
-    after = stats.snapshot("1m", now=NOW + 1).backends["rust"]
+    after = stats.snapshot("1m", now=NOW + 1).backends[Backend.RUST]
     assert after.client_errors == 1
 
 
 def test_a_probe_timeout_or_a_silent_backend_with_requests_in_flight_is_hanging() -> None:
-    stats = TrafficStats({RUST: "rust"})
+    stats = TrafficStats({RUST: Backend.RUST})
     stats.feed([_line(NOW - 40 + i * 0.1, "200") for i in range(300)])  # 10 req/s until -10 s
-    rust = stats.snapshot("1m", now=NOW).backends["rust"]
+    rust = stats.snapshot("1m", now=NOW).backends[Backend.RUST]
     timed_out = Probe("u", False, None, None, error="no answer within 1s", timed_out=True)
     assert judge(rust, NOW, timed_out).word == "hanging"
     assert judge(rust, NOW, None, in_flight=12, share=0.5).word == "hanging"
@@ -99,12 +100,12 @@ def test_stub_status_parses_the_requests_in_flight() -> None:
 def test_a_slow_end_of_a_busy_second_counts_in_its_percentiles() -> None:
     # Only the first 2,000 answers of each second were kept: at 4,000 a second, a slowdown in
     # the second half of every second never reached the pane's p95.
-    stats = TrafficStats({RUST: "rust"})
+    stats = TrafficStats({RUST: Backend.RUST})
     for second in range(5):
         at = NOW - 5 + second
         stats.feed([_line(at + i / 8000, "200", "0.002") for i in range(2000)])
         stats.feed([_line(at + 0.5 + i / 8000, "200", "0.200") for i in range(2000)])
-    rust = stats.snapshot("1m", now=NOW).backends["rust"]
+    rust = stats.snapshot("1m", now=NOW).backends[Backend.RUST]
     assert rust.requests == 20000 and rust.p95_ms == pytest.approx(200, rel=0.01)
     assert rust.p50_ms is not None and 2 <= rust.p50_ms <= 200
 
@@ -145,12 +146,12 @@ def test_a_backend_whose_own_probe_answers_is_not_the_one_hanging() -> None:
     """Issue 22: rust hung at 50%; typescript's probe was `● up 2.1ms`, yet the pane said
     `typescript ⧖ hanging … while 1 requests are in flight at nginx` (nginx's count is for
     every upstream). Its own probe answering clears it."""
-    stats = TrafficStats({"127.0.0.1:3002": "typescript"})
+    stats = TrafficStats({"127.0.0.1:3002": Backend.TYPESCRIPT})
     stats.feed([json.dumps({"msec": NOW - 40 + i * 0.1, "route": "balanced",
                             "upstream_addr": "127.0.0.1:3002", "upstream_status": "200",
                             "upstream_response_time": "0.002", "status": 200})
                 for i in range(300)])  # answered until 10 s ago, then nothing came
-    typescript = stats.snapshot("1m", now=NOW).backends["typescript"]
+    typescript = stats.snapshot("1m", now=NOW).backends[Backend.TYPESCRIPT]
     up = Probe("u", True, 200, 2.1)
     assert judge(typescript, NOW, up, in_flight=1, share=0.5).word != "hanging"
     assert judge(typescript, NOW, None, in_flight=1, share=0.5).word == "hanging", \
@@ -160,11 +161,11 @@ def test_a_backend_whose_own_probe_answers_is_not_the_one_hanging() -> None:
 def test_slow_answers_are_slow_not_hanging() -> None:
     """Issue 22: requests answered in ~2 s were shown as `⧖ hanging p50 - p95 -` because the
     1 s health probe timed out; the answers decide."""
-    stats = TrafficStats({RUST: "rust"})
+    stats = TrafficStats({RUST: Backend.RUST})
     stats.feed([_line(NOW - 30 + i * 0.5, "200", "2.0") for i in range(60)])  # every 0.5 s
-    rust = stats.snapshot("1m", now=NOW).backends["rust"]
+    rust = stats.snapshot("1m", now=NOW).backends[Backend.RUST]
     timed_out = Probe("u", False, None, None, error="no answer within 1s", timed_out=True)
     now = judge(rust, NOW, timed_out, in_flight=4, share=0.5)
     assert now.word == "slow" and "requests are answered" in now.reason
-    silent = stats.snapshot("1m", now=NOW + 10).backends["rust"]
+    silent = stats.snapshot("1m", now=NOW + 10).backends[Backend.RUST]
     assert judge(silent, NOW + 10, timed_out, in_flight=4).word == "hanging"

@@ -6,12 +6,16 @@ Update after an intended change with: scripts/test.sh tests/tui --snapshot-updat
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual.app import App
+from textual.pilot import Pilot
 
 from vrm_tui import settings as settings_mod
 from vrm_tui.console import Console, MigrationView
+from vrm_tui.core.backend import Backend
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Record
 from vrm_tui.migrate.plan import load as load_plan
@@ -35,6 +39,8 @@ from vrm_tui.tui.messages import (
     VramUpdate,
 )
 from vrm_tui.tui.widgets.migration import MigrationPane
+
+SnapCompare = Callable[..., bool]  # pytest-textual-snapshot declares it too narrowly
 
 
 def _status(hanging: bool = False) -> StackStatus:
@@ -67,11 +73,11 @@ def _window(backend: str, p50: float, p95: float, retried: int,
                          client_requests=1800, client_errors=errors - retried)
 
 
-def _feed(app: VrmApp, hanging: bool = False) -> None:
+def _feed(app: App[None], hanging: bool = False) -> None:
     app.post_message(StatusUpdate(_status(hanging)))
     app.post_message(TrafficUpdate(TrafficSnapshot(
-        "1m", {"rust": _window("rust", 8.0, 21.0, 5, failing_slots=6),
-               "typescript": _window("typescript", 31.0, 88.0, 0)}, 29.6, 3600, 3600, 0)))
+        "1m", {Backend.RUST: _window("rust", 8.0, 21.0, 5, failing_slots=6),
+               Backend.TYPESCRIPT: _window("typescript", 31.0, 88.0, 0)}, 29.6, 3600, 3600, 0)))
     app.post_message(AlertsUpdate([
         Alert("HighErrorRate", "firing", "warning", "rust error rate is 6.2% (> 5%)",
               "2026-11-26T09:01:30Z", {"backend": "rust"}),
@@ -107,12 +113,12 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 @pytest.mark.parametrize("read_only", [False, True], ids=["operator", "observer"])
-def test_dashboard(snap_compare, fixed_clock: None, tmp_path: Path,
+def test_dashboard(snap_compare: SnapCompare, fixed_clock: None, tmp_path: Path,
                    size: tuple[int, int], read_only: bool) -> None:
     settings = settings_mod.load(environ={}, deploy_dir=tmp_path)
     app = VrmApp(Console(settings), read_only=read_only, live=False)
 
-    async def run_before(pilot) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
         _feed(pilot.app)
         await pilot.pause()
 
@@ -126,23 +132,23 @@ def _app(tmp_path: Path, read_only: bool = False) -> VrmApp:
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 @pytest.mark.parametrize("read_only", [False, True], ids=["operator", "observer"])
-def test_help(snap_compare, fixed_clock: None, tmp_path: Path, size: tuple[int, int],
+def test_help(snap_compare: SnapCompare, fixed_clock: None, tmp_path: Path, size: tuple[int, int],
               read_only: bool) -> None:
     assert snap_compare(_app(tmp_path, read_only), terminal_size=size,
                         press=["question_mark"])
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
-def test_weight_increase_asks_again(snap_compare, fixed_clock: None, tmp_path: Path,
+def test_weight_increase_asks_again(snap_compare: SnapCompare, fixed_clock: None, tmp_path: Path,
                                     size: tuple[int, int]) -> None:
     assert snap_compare(_app(tmp_path), terminal_size=size, press=["w", "4", "5", "enter"])
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 @pytest.mark.parametrize("key", ["plus", "b", "l"], ids=["confirm", "bench-asks", "logs"])
-def test_modal(snap_compare, fixed_clock: None, tmp_path: Path, size: tuple[int, int],
+def test_modal(snap_compare: SnapCompare, fixed_clock: None, tmp_path: Path, size: tuple[int, int],
                key: str) -> None:
-    async def run_before(pilot) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
         pilot.app.post_message(StatusUpdate(_status()))
         await pilot.pause()
         await pilot.press(key)
@@ -152,10 +158,10 @@ def test_modal(snap_compare, fixed_clock: None, tmp_path: Path, size: tuple[int,
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
-def test_dashboard_rust_hanging(snap_compare, fixed_clock: None, tmp_path: Path,
+def test_dashboard_rust_hanging(snap_compare: SnapCompare, fixed_clock: None, tmp_path: Path,
                                 size: tuple[int, int]) -> None:
     """A hang: the probe timed out; the pane says hanging (word and symbol), not improving."""
-    async def run_before(pilot) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
         _feed(pilot.app, hanging=True)
         await pilot.pause()
 
@@ -185,10 +191,10 @@ def _migration(guarded: bool) -> MigrationView:
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 @pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "unguarded"])
-def test_migration_pane(snap_compare, fixed_clock: None, tmp_path: Path,
+def test_migration_pane(snap_compare: SnapCompare, fixed_clock: None, tmp_path: Path,
                         size: tuple[int, int], guarded: bool) -> None:
     """The timeline, what happens next, a promoted step said as such, and UNGUARDED."""
-    async def run_before(pilot) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
         _feed(pilot.app)
         pilot.app.post_message(MigrationUpdate(_migration(guarded)))
         await pilot.pause()
