@@ -7,15 +7,17 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import cast
 
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from tests.support import Stack, rendered, sample_backends
 from vrm_tui.core import services
 from vrm_tui.core.split import Split
 from vrm_tui.migrate.state import StateStore
 from vrm_tui.tui.app import VrmApp
-from vrm_tui.tui.messages import StatusUpdate, VramUpdate
+from vrm_tui.tui.messages import ActionDone, StatusUpdate, VramUpdate
 from vrm_tui.tui.polls import POLL_S, Source
 from vrm_tui.tui.screens.bench import BenchScreen
 from vrm_tui.tui.screens.confirm import ConfirmScreen
@@ -30,7 +32,7 @@ from vrm_tui.tui.widgets.vram import VramPane
 SIZE = (120, 40)
 
 
-async def until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 5.0) -> float:
+async def until(pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = 5.0) -> float:
     """Let the app run until `predicate()` holds; return how long that took."""
     started = time.perf_counter()
     while not predicate():
@@ -39,13 +41,27 @@ async def until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 5.
     return time.perf_counter() - started
 
 
-async def _loaded(pilot: Pilot, app: VrmApp) -> None:
+def last_action(app: VrmApp) -> ActionDone:
+    """The action the app reported last (the caller has waited for one)."""
+    done = app.last_action
+    assert done is not None
+    return done
+
+
+def shown_split(app: VrmApp) -> Split:
+    """The split the app's last status shows (the dashboard has loaded one)."""
+    status = app.status
+    assert status is not None and status.served is not None
+    return status.served.split
+
+
+async def _loaded(pilot: Pilot[None], app: VrmApp) -> None:
     await until(pilot, lambda: app.status is not None and app.status.served is not None)
 
 
 @asynccontextmanager
 async def dashboard(stack: Stack, split: int | None = None,
-                    **options: object) -> AsyncIterator[tuple[VrmApp, Pilot]]:
+                    **options: object) -> AsyncIterator[tuple[VrmApp, Pilot[None]]]:
     """The app on the real stack (serving `split` first, if given), once it shows the split."""
     if split is not None:
         stack.controller.set_split(Split(split))
@@ -59,7 +75,7 @@ async def test_r_rolls_back_and_the_split_pane_says_so(stack: Stack) -> None:
     async with dashboard(stack, 50) as (app, pilot):
         await pilot.press("r")
         await until(pilot, lambda: app.last_action is not None)
-        assert app.last_action.ok and app.last_action.action == "rollback"
+        assert last_action(app).ok and last_action(app).action == "rollback"
         seen = await sample_backends(f"{stack.proxy}/api/v1/vision/metrics", 200)
         assert seen == {"typescript": 200}
         split = app.query_one(SplitPane)
@@ -75,10 +91,10 @@ async def test_plus_asks_then_moves_the_split(stack: Stack) -> None:
         assert stack.controller.served().split == Split(10), "nothing before the answer"
         await pilot.press("y")
         await until(pilot, lambda: app.last_action is not None)
-        assert app.last_action.ok
+        assert last_action(app).ok
         assert stack.controller.served().split == Split(20)
         app.last_action = None
-        await until(pilot, lambda: app.status.served.split == Split(20))
+        await until(pilot, lambda: shown_split(app) == Split(20))
         await pilot.press("minus")  # decreases do not ask
         await until(pilot, lambda: app.last_action is not None)
         assert stack.controller.served().split == Split(10)
@@ -89,13 +105,13 @@ async def test_w_refuses_bad_weights_inline_and_applies_nothing(stack: Stack) ->
         await pilot.press("w")
         await until(pilot, lambda: isinstance(app.screen, WeightScreen))
         for bad in ("150", "abc"):
-            field = app.screen.query_one("#weight-input")
+            field = app.screen.query_one("#weight-input", Input)
             field.value = ""
             await pilot.press(*bad, "enter")
             await pilot.pause(0.05)
             assert isinstance(app.screen, WeightScreen), "a bad weight must not close the modal"
             assert f"'{bad}'" in rendered(app.screen.query_one("#weight-error"))
-        field = app.screen.query_one("#weight-input")
+        field = app.screen.query_one("#weight-input", Input)
         field.value = ""
         await pilot.press("4", "5")
         assert "weight=45" in rendered(app.screen.query_one("#weight-diff"))
@@ -162,7 +178,8 @@ async def test_b_runs_a_benchmark_with_live_progress(stack: Stack) -> None:
         await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, BenchScreen))
         await pilot.pause(0.3)
-        assert not app.screen.started, "the live backends are loaded only once asked"
+        bench = cast(BenchScreen, app.screen)
+        assert not bench.started, "the live backends are loaded only once asked"
         await pilot.press("y")
         live = app.screen.query_one("#bench-live")
         await until(pilot, lambda: "req/s" in rendered(live), timeout=10)
@@ -185,7 +202,8 @@ async def test_m_starts_a_migration_and_r_rolls_back_and_stops_it(stack: Stack) 
         pane = app.query_one(MigrationPane)
         await until(pilot, lambda: "● 10%" in rendered(pane) and pane.display)
         await pilot.press("r")
-        await until(pilot, lambda: store.load().phase == "aborted", timeout=10)
+        await until(pilot, lambda: (s := store.load()) is not None and s.phase == "aborted",
+                    timeout=10)
         assert stack.controller.served().split == Split(0)
         await until(pilot, lambda: "aborted" in rendered(pane))
 
@@ -274,9 +292,14 @@ async def test_quitting_waits_for_a_traffic_change_in_flight(stack: Stack) -> No
     finished: list[bool] = []
     release = threading.Event()
     app = VrmApp(stack.console, live=False)
+
+    def change() -> None:
+        release.wait(10)
+        time.sleep(0.3)
+        finished.append(True)
+
     async with app.run_test(size=SIZE):
-        app.changes.start("vrm-test", lambda: (release.wait(10), time.sleep(0.3),
-                                                finished.append(True)))
+        app.changes.start("vrm-test", change)
     assert not finished  # the app has closed; the action is still running
     release.set()
     app.exited_cleanly()

@@ -56,14 +56,15 @@ async def test_a_pane_grows_shrinks_wraps_and_changes_text() -> None:
     async with app.run_test(size=(40, 20)) as pilot:
         pane = app.query_one(Pane)
         await pilot.pause()
-        for content, height, text, gone in [  # words no SVG markup contains
+        cases: list[tuple[Text | Group, int, str, str]] = [  # words no SVG markup contains
             (Text("zzone\nzztwo"), 2, "zztwo", ""),
             (Text("zzone\nzztwo\nzzthree\nzzfour"), 4, "zzfour", ""),  # taller: laid out
             (Text("zzfive\nzzsix\nzzseven\nzzeight"), 4, "zzeight", "zzfour"),  # in place
             (Text("zznine"), 1, "zznine", "zzeight"),  # shorter
             (Text("zzword " * 20), 4, "zzword", "zznine"),  # wraps: rendered to measure
             (Group(_table("zzalpha", "zzbeta"), Text("zzgamma")), 4, "zzgamma", "zzword"),
-        ]:
+        ]
+        for content, height, text, gone in cases:
             pane.show(content)
             await pilot.pause()
             assert pane.content_size.height == height, (content, pane.content_size)

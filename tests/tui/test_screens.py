@@ -4,15 +4,16 @@ screen's own keys (weight, logs, benchmark, help) do what their footer says."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from rich.console import Console
 from textual.command import CommandInput, CommandPalette
 from textual.screen import Screen
-from textual.widgets import RichLog
+from textual.widgets import Input, RichLog
 
 from tests.support import Stack, rendered, sample_backends
-from tests.tui.test_app import dashboard, until
+from tests.tui.test_app import dashboard, last_action, shown_split, until
 from vrm_tui.core.split import Split
 from vrm_tui.tui.messages import ActionDone
 from vrm_tui.tui.screens.bench import BenchScreen
@@ -28,7 +29,7 @@ SCREENS = {"help": ("question_mark", HelpScreen), "logs": ("l", LogScreen),
            "weight": ("w", WeightScreen)}
 
 
-def footer_keys(screen: Screen) -> dict[str, str]:
+def footer_keys(screen: Screen[Any]) -> dict[str, str]:
     """What the screen's own footer offers: key -> description."""
     return {key: active.binding.description for key, active in screen.active_bindings.items()}
 
@@ -46,12 +47,12 @@ async def test_r_rolls_back_from_every_screen(stack: Stack, name: str) -> None:
         assert footer_keys(app.screen).get("r") == "Rollback", "the footer offers r"
         await pilot.press("r")
         await until(pilot, lambda: app.last_action is not None)
-        assert app.last_action.ok and app.last_action.action == "rollback"
+        assert last_action(app).ok and last_action(app).action == "rollback"
         assert stack.controller.served().split == Split(0)
         if name in ("confirm", "weight"):  # a question about the old split must not stay
             await until(pilot, lambda: not isinstance(app.screen, kind))
         if name == "benchmark":
-            assert not app.screen.started, "r is not the benchmark's start key"
+            assert not cast(BenchScreen, app.screen).started, "r is not the benchmark's start key"
 
 
 async def test_ctrl_r_rolls_back_from_a_text_field_that_types_r(stack: Stack) -> None:
@@ -59,11 +60,11 @@ async def test_ctrl_r_rolls_back_from_a_text_field_that_types_r(stack: Stack) ->
         await pilot.press("l")
         await until(pilot, lambda: isinstance(app.screen, LogScreen))
         await pilot.press("slash", "r")
-        field = app.screen.query_one("#logs-filter")
+        field = app.screen.query_one("#logs-filter", Input)
         assert field.value == "r" and app.last_action is None, "r is typed in the filter"
         await pilot.press("ctrl+r")
         await until(pilot, lambda: app.last_action is not None)
-        assert app.last_action.action == "rollback" and app.last_action.ok
+        assert last_action(app).action == "rollback" and last_action(app).ok
 
 
 async def test_read_only_screens_do_not_offer_r_and_help_marks_write_keys(stack: Stack) -> None:
@@ -72,7 +73,7 @@ async def test_read_only_screens_do_not_offer_r_and_help_marks_write_keys(stack:
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         assert "r" not in footer_keys(app.screen)
         keys = Console(width=200, record=True, no_color=True)
-        keys.print(app.screen.table())
+        keys.print(cast(HelpScreen, app.screen).table())
         text = keys.export_text()
         for word in ("Rollback", "+Rust", "Weight", "Bench", "Migrate"):
             assert f"✗ read-only {word}" in text, word
@@ -87,7 +88,7 @@ async def test_help_in_the_demo_says_quit_stops_the_stack(stack: Stack) -> None:
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         console = Console(width=200, record=True, no_color=True)
-        console.print(app.screen.table())
+        console.print(cast(HelpScreen, app.screen).table())
         assert "stop the demo stack" in console.export_text()
 
 
@@ -99,7 +100,7 @@ async def test_markup_like_text_is_shown_as_text_on_every_path(stack: Stack) -> 
         # The weight input: each typed (or pasted) as the operator might; no MarkupError.
         await pilot.press("w")
         await until(pilot, lambda: isinstance(app.screen, WeightScreen))
-        field = app.screen.query_one("#weight-input")
+        field = app.screen.query_one("#weight-input", Input)
         for text in NASTY:
             field.value = ""
             if "r" in text:
@@ -128,7 +129,7 @@ async def test_w_starts_empty_names_backends_and_confirms_only_increases(stack: 
     async with dashboard(stack, 30) as (app, pilot):
         await pilot.press("w")
         await until(pilot, lambda: isinstance(app.screen, WeightScreen))
-        field = app.screen.query_one("#weight-input")
+        field = app.screen.query_one("#weight-input", Input)
         assert field.value == "", "typing must not append to the current weight"
         await pilot.press("4", "5")
         diff = rendered(app.screen.query_one("#weight-diff"))
@@ -143,7 +144,7 @@ async def test_w_starts_empty_names_backends_and_confirms_only_increases(stack: 
         await until(pilot, lambda: app.last_action is not None)
         assert stack.controller.served().split == Split(45)
         app.last_action = None
-        await until(pilot, lambda: app.status.served.split == Split(45))
+        await until(pilot, lambda: shown_split(app) == Split(45))
         await pilot.press("w", "2", "0", "enter")  # a decrease: one enter
         await until(pilot, lambda: app.last_action is not None)
         assert stack.controller.served().split == Split(20)
@@ -190,7 +191,7 @@ async def test_rollback_from_the_command_palette(stack: Stack, key: str) -> None
         await until(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(key)
         await until(pilot, lambda: app.last_action is not None)
-        assert app.last_action.ok and app.last_action.action == "rollback"
+        assert last_action(app).ok and last_action(app).action == "rollback"
         assert stack.controller.served().split == Split(0)
         assert any(r.action == "rollback" for r in stack.console.journal_records())
 
@@ -205,7 +206,7 @@ async def test_r_types_once_the_palette_search_has_text(stack: Stack) -> None:
         assert field.value == "wr" and app.last_action is None
         await pilot.press("ctrl+r")
         await until(pilot, lambda: app.last_action is not None)
-        assert app.last_action.action == "rollback" and app.last_action.ok
+        assert last_action(app).action == "rollback" and last_action(app).ok
 
 
 @pytest.mark.parametrize("name", ["logs", "benchmark"])  # help closes: the dashboard says it
@@ -239,7 +240,7 @@ async def test_a_keymap_rebinds_the_dashboards_keys_but_never_rollback(stack: St
         assert app.last_action is None, "x is not rollback's"
         await pilot.press("r")
         await until(pilot, lambda: app.last_action is not None)
-        assert app.last_action.action == "rollback" and app.last_action.ok
+        assert last_action(app).action == "rollback" and last_action(app).ok
         assert stack.controller.served().split == Split(0)
 
 
