@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,9 @@ def test_layers_hold() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    """Type hints are checked, strict for the whole package (pyproject)."""
+    """Type hints are checked, strict for the whole package and the tests (pyproject)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert config["strict"] is True and {"vrm_tui", "tests"} <= set(config["files"])
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
