@@ -8,9 +8,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -187,3 +188,19 @@ def rendered(widget: object) -> str:
     console = Console(width=200, record=True, no_color=True)
     console.print(widget.content)  # type: ignore[attr-defined]
     return console.export_text()
+
+
+_T = TypeVar("_T")
+
+
+def wait_until(check: Callable[[], _T | None], timeout: float = 30.0,
+               what: str = "condition") -> _T:
+    """Poll `check` (a state other processes own) until it is truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout:g}s"
+        time.sleep(0.2)
+

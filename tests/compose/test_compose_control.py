@@ -9,13 +9,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.support import Stack
+from tests.support import Stack, wait_until
 from vrm_tui.core import services
 from vrm_tui.core.split import Split
 from vrm_tui.migrate.state import MigrationState, StateStore
@@ -35,13 +34,7 @@ def container_id(stack: Stack, service: str) -> str:
 
 def until(what: str, check: Callable[[], object], timeout: float = 60.0) -> object:
     """Poll `check` (a state owned by other processes) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
-        time.sleep(0.2)
+    return wait_until(check, timeout, what)
 
 
 def test_parity_on_report_off_under_compose(compose_stack: Stack) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import REPO, Stack, new_stack
+from tests.support import REPO, Stack, new_stack, wait_until
 from vrm_tui.core import services
 from vrm_tui.system.procs import free_ports
 from vrm_tui.telemetry import alertmanager
@@ -121,13 +121,7 @@ def _manager(stack: Stack) -> str:
 
 
 def _until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout:g}s"
-        time.sleep(0.2)
+    return wait_until(check, timeout, what)
 
 
 def test_the_shipped_alertmanager_config_passes_amtool(tmp_path: Path) -> None:

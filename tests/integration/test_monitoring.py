@@ -17,7 +17,15 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import REPO, Stack, new_stack, rendered, sample_backends, steady_stream
+from tests.support import (
+    REPO,
+    Stack,
+    new_stack,
+    rendered,
+    sample_backends,
+    steady_stream,
+    wait_until,
+)
 from vrm_tui.core import services
 from vrm_tui.telemetry import prometheus
 from vrm_tui.tui.app import VrmApp
@@ -66,13 +74,7 @@ def _api(stack: Stack, path: str, **params: str) -> dict[str, Any]:
 
 
 def _until(check: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout:g}s"
-        time.sleep(0.25)
+    return wait_until(check, timeout, what)
 
 
 def test_promtool_accepts_config_rules_and_rule_tests() -> None:

@@ -393,12 +393,7 @@ def spawn(settings: Settings) -> ProcRecord | None:
 
 def stop(settings: Settings) -> bool:
     """Stop this host's agent (it gives its lease up); True if one ran."""
-    record = ProcRecord.load(settings.paths.run, SERVICE)
-    if record is None:
-        return False
-    stopped = record.stop(signal.SIGTERM)
-    settings.paths.run_record(SERVICE).unlink(missing_ok=True)
-    return stopped
+    return ProcRecord.stop_recorded(settings.paths.run, SERVICE)
 
 
 def run(settings: Settings, stop_event: threading.Event | None = None,

@@ -70,12 +70,7 @@ def spawn(settings: Settings, restart_step: bool = False) -> ProcRecord:
 def stop(settings: Settings) -> bool:
     """Stop this state dir's guard (its migration stays recorded and can be resumed);
     True if one ran."""
-    record = ProcRecord.load(settings.paths.run, SERVICE)
-    if record is None:
-        return False
-    stopped = record.stop(signal.SIGTERM)
-    settings.paths.run_record(SERVICE).unlink(missing_ok=True)
-    return stopped
+    return ProcRecord.stop_recorded(settings.paths.run, SERVICE)
 
 
 def _hold_lock(path: Path) -> int:

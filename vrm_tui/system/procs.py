@@ -110,6 +110,17 @@ class ProcRecord:
             time.sleep(0.02)
         return True
 
+    @classmethod
+    def stop_recorded(cls, run_dir: Path, service: str) -> bool:
+        """Stop the recorded process of `service` (SIGTERM, then SIGKILL) and forget its
+        record; True if one ran."""
+        record = cls.load(run_dir, service)
+        if record is None:
+            return False
+        stopped = record.stop(signal.SIGTERM)
+        (run_dir / f"{service}.json").unlink(missing_ok=True)
+        return stopped
+
 
 def port_in_use(host: str, port: int) -> bool:
     """True if something already listens on host:port (we cannot bind it)."""
