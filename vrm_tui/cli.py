@@ -26,8 +26,11 @@ from vrm_tui.core.split import SplitError, parse_weight
 
 if TYPE_CHECKING:  # `vrm rollback` must start fast: these load where they are used
     from vrm_tui.console import MigrationView
-    from vrm_tui.fleet import FleetService, RollbackOutcome  # types only: Console.fleet()
-    from vrm_tui.views import StackStatus
+    from vrm_tui.views import (  # types only: Console.fleet()
+        FleetService,
+        RollbackOutcome,
+        StackStatus,
+    )
 
 __all__ = ["ENV_TEMPLATE", "main"]
 
