@@ -28,14 +28,14 @@ from typing import Any
 
 from vrm_tui.core import services
 from vrm_tui.core.errors import StackError
-from vrm_tui.core.split import Split
 from vrm_tui.settings import Settings
+from vrm_tui.stack.listener import StatusListener
 from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles
 from vrm_tui.system.procs import children, port_in_use, reload_settled
 from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.mirror import Mirror, MirrorState
-from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
+from vrm_tui.traffic.served import ProxyUnreachable
 
 COMPOSE_DIR = nginx.REPO_ROOT / "docker"
 PROJECT_LABEL = "com.docker.compose.project"
@@ -89,7 +89,7 @@ def override_file(settings: Settings) -> Path | None:
     return path if path.is_file() else None
 
 
-class ComposeRuntime:
+class ComposeRuntime(StatusListener):
     """Runs the stack as compose services in the deployment's own project (the seed's
     service names; containers found by compose's project and service labels)."""
 
@@ -403,15 +403,6 @@ class ComposeRuntime:
             pass
         container = self._container(services.PROXY)
         return container is not None and container.status == "running"
-
-    def served(self, timeout: float = 1.0) -> Served:
-        return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)
-
-    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0,
-                       canary_ms: int | None = None) -> Served:
-        return live.post_split("127.0.0.1", self.settings.proxy_status_port, generation, split,
-                               timeout, live.read_secret(self.settings.paths.nginx_secret),
-                               canary_ms)
 
     def signal_proxy_reload(self) -> None:
         container = self._container(services.PROXY)

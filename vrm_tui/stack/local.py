@@ -19,21 +19,21 @@ from pathlib import Path
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, StackError
-from vrm_tui.core.split import Split
 from vrm_tui.settings import Settings
 from vrm_tui.stack import monitoring
+from vrm_tui.stack.listener import StatusListener
 from vrm_tui.stack.runtime import ServiceState
 from vrm_tui.system import logfiles, procs
 from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
 from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.mirror import Mirror, MirrorState
-from vrm_tui.traffic.served import ProxyUnreachable, Served, read_served
+from vrm_tui.traffic.served import ProxyUnreachable, read_served
 
 PROFILE_DIR = nginx.REPO_ROOT / "configs" / "rehearsal"
 START_TIMEOUT_S = 20.0
 
 
-class LocalRuntime:
+class LocalRuntime(StatusListener):
     """Runs the stack as local processes under `settings.state_dir`."""
 
     name = "local"
@@ -510,15 +510,6 @@ class LocalRuntime:
             raise StackError("vision-proxy is not running")
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, signal.SIGUSR1)
-
-    def served(self, timeout: float = 1.0) -> Served:
-        return read_served("127.0.0.1", self.settings.proxy_status_port, timeout=timeout)
-
-    def set_live_split(self, generation: int, split: Split, timeout: float = 1.0,
-                       canary_ms: int | None = None) -> Served:
-        return live.post_split("127.0.0.1", self.settings.proxy_status_port, generation, split,
-                               timeout, live.read_secret(self.settings.paths.nginx_secret),
-                               canary_ms)
 
     def signal_proxy_reload(self) -> None:
         record = self._record(services.PROXY)

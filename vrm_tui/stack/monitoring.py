@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vrm_tui.core import services
+from vrm_tui.core.errors import BadInput
 from vrm_tui.settings import Settings, SettingsError
 from vrm_tui.traffic.nginx import REPO_ROOT
 
@@ -47,7 +48,9 @@ def render_prometheus(settings: Settings, rules: Path, parity: bool = False) -> 
     job gets its target only while parity is on (an idle comparator is no target down)."""
     import yaml  # here, not at the top: a `vrm rollback` never renders Prometheus
 
-    config: dict[str, Any] = yaml.safe_load(source(settings, "prometheus.yml").read_text())
+    from vrm_tui.core import yamlfile
+
+    config: dict[str, Any] = yamlfile.load(source(settings, "prometheus.yml"), BadInput)
     for job in config.get("scrape_configs", []):
         if job.get("job_name") == "parity":
             job["static_configs"] = [{"targets": [f"127.0.0.1:{settings.parity_port}"],
@@ -154,7 +157,9 @@ def render_alertmanager(settings: Settings, template: Path) -> str:
     URL, the SMTP password): written 0600 in the 0700 state dir, never into the repo."""
     import yaml
 
-    config: dict[str, Any] = yaml.safe_load(source(settings, "alertmanager.yml").read_text())
+    from vrm_tui.core import yamlfile
+
+    config: dict[str, Any] = yamlfile.load(source(settings, "alertmanager.yml"), BadInput)
     config["templates"] = [str(template)]
     route = config.setdefault("route", {})
     route.update(group_wait=settings.alert_group_wait,
