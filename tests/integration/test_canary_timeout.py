@@ -34,7 +34,7 @@ def test_the_timeout_is_derived_from_typescript() -> None:
 
 def test_backends_reached_by_name_keep_nginx_balancing() -> None:
     text = nginx.render_upstream(Split(50), 3, "rust.internal:3001", "ts.internal:3002",
-                                 "ab", live.live_split(StateDir(nginx.REPO_ROOT / "x")),
+                                 "ab", live.live_split(StateDir(nginx.TEMPLATE.parent / "x")),
                                  30_000, 2_000)
     assert "balancer_by_lua_block" not in text and "canary = {" not in text
     shape = nginx.upstream_shape(text)

@@ -28,6 +28,7 @@ from typing import Any
 
 from vrm_tui.core import services
 from vrm_tui.core.errors import StackError
+from vrm_tui.core.paths import REPO_ROOT
 from vrm_tui.settings import Settings
 from vrm_tui.stack.listener import StatusListener
 from vrm_tui.stack.runtime import ServiceState
@@ -37,7 +38,7 @@ from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.mirror import Mirror, MirrorState
 from vrm_tui.traffic.served import ProxyUnreachable
 
-COMPOSE_DIR = nginx.REPO_ROOT / "docker"
+COMPOSE_DIR = REPO_ROOT / "docker"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 STATUS_PORT = 3010  # the proxy container's status listener, published on 127.0.0.1 only

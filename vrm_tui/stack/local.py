@@ -19,6 +19,7 @@ from pathlib import Path
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import BadInput, StackError
+from vrm_tui.core.paths import CONFIGS
 from vrm_tui.settings import Settings
 from vrm_tui.stack import monitoring
 from vrm_tui.stack.listener import StatusListener
@@ -29,7 +30,7 @@ from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.mirror import Mirror, MirrorState
 from vrm_tui.traffic.served import ProxyUnreachable, read_served
 
-PROFILE_DIR = nginx.REPO_ROOT / "configs" / "rehearsal"
+PROFILE_DIR = CONFIGS / "rehearsal"
 START_TIMEOUT_S = 20.0
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from vrm_tui.core import services
 from vrm_tui.core.errors import BadInput
+from vrm_tui.core.paths import REPO_ROOT
 from vrm_tui.settings import Settings, SettingsError
-from vrm_tui.traffic.nginx import REPO_ROOT
 
 MONITORING = REPO_ROOT / "monitoring"
 INSTALL_HINT = {

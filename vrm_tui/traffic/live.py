@@ -19,11 +19,11 @@ import os
 import time
 from pathlib import Path
 
-from vrm_tui.core.paths import StateDir
+from vrm_tui.core.paths import REPO_ROOT, StateDir
 from vrm_tui.core.split import Split
 from vrm_tui.system import loophttp
 from vrm_tui.system.files import write_atomic
-from vrm_tui.traffic.nginx import REPO_ROOT, LiveSplit
+from vrm_tui.traffic.nginx import LiveSplit
 from vrm_tui.traffic.served import ProxyUnreachable, Served, parse_served
 
 DEBIAN_MODULES = (Path("/usr/lib/nginx/modules/ndk_http_module.so"),

@@ -22,12 +22,11 @@ from pathlib import Path
 
 from vrm_tui.core import address
 from vrm_tui.core.errors import BadInput, Failure
-from vrm_tui.core.paths import StateDir
+from vrm_tui.core.paths import REPO_ROOT, StateDir
 from vrm_tui.core.split import Split
 from vrm_tui.system.files import point_link, write_atomic
 from vrm_tui.traffic import mirror as mirror_mod
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf"
 NGINX_INSTALL_HINT = "install it with: sudo apt-get install -y nginx"
 KEEP_GENERATIONS = 10
