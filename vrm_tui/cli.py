@@ -21,8 +21,16 @@ from vrm_tui import console as console_mod
 from vrm_tui.console import ENV_TEMPLATE, ApplyResult, Console, Settings
 from vrm_tui.core import address, services
 from vrm_tui.core.clock import hhmmss
-from vrm_tui.core.errors import BadInput, Failure, StackError, VrmError, environment_fault, shown
-from vrm_tui.core.split import SplitError, parse_weight
+from vrm_tui.core.errors import (
+    Failure,
+    SplitError,
+    StackError,
+    UsageError,
+    VrmError,
+    environment_fault,
+    shown,
+)
+from vrm_tui.core.split import parse_weight
 
 if TYPE_CHECKING:  # `vrm rollback` must start fast: these load where they are used
     from vrm_tui.console import MigrationView
@@ -33,10 +41,6 @@ if TYPE_CHECKING:  # `vrm rollback` must start fast: these load where they are u
     )
 
 __all__ = ["ENV_TEMPLATE", "main"]
-
-
-class UsageError(BadInput):
-    """Bad input from the operator: exit 2."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -16,22 +16,20 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vrm_tui.core import address, repeat
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.errors import BadInput, shown
+from vrm_tui.core.errors import BadInput, SettingsError, SplitError, shown
 from vrm_tui.core.paths import StateDir
 from vrm_tui.core.repeat import SafeToRepeat
-from vrm_tui.core.split import Split, SplitError, parse_weight
+from vrm_tui.core.split import Split, parse_weight
 
-RUNTIMES = ("local", "compose")
+RuntimeName = Literal["local", "compose"]
+"""Where the stack runs: local processes or docker compose."""
+RUNTIMES: tuple[RuntimeName, ...] = ("local", "compose")
 COMPOSE_PROFILES = ("rehearsal", "production")
 PROCESS_ROUTE = "/api/v1/vision/process"  # the seed's vision task (the template's own location)
-
-
-class SettingsError(BadInput):
-    """A setting has a value vrm cannot use; the message names the variable."""
 
 
 def _parse_env_file(path: Path) -> dict[str, str]:
@@ -272,7 +270,7 @@ class Settings:
     # PROXY_RETRY_PROCESS: POST /process may be retried; None: as configs/routes.yaml says
     proxy_retry_process: bool | None = None
     live_split: bool = True  # VRM_LIVE_SPLIT: weight changes without a reload (Lua module)
-    runtime: str = ""  # "" = detect: see stack.lifecycle.runtime_for
+    runtime: RuntimeName | None = None  # None = detect: see stack.lifecycle.runtime_for
     compose_profile: str = "rehearsal"
     base_image: str = "debian:bookworm-slim"
     build_network: str = "default"
@@ -490,7 +488,7 @@ def load(
         proxy_retry_process=(_flag("PROXY_RETRY_PROCESS", layered["PROXY_RETRY_PROCESS"])
                              if layered.get("PROXY_RETRY_PROCESS", "").strip() else None),
         live_split=_flag("VRM_LIVE_SPLIT", layered.get("VRM_LIVE_SPLIT", "1")),
-        runtime=runtime,
+        runtime=runtime or None,
         compose_profile=profile,
         base_image=layered.get("VRM_BASE_IMAGE", "").strip() or "debian:bookworm-slim",
         build_network=layered.get("VRM_BUILD_NETWORK", "").strip() or "default",

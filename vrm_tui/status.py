@@ -12,12 +12,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from vrm_tui.core import services
+from vrm_tui.core.errors import ProxyUnreachable
 from vrm_tui.core.split import Split
+from vrm_tui.settings import RuntimeName
 from vrm_tui.stack import compose
 from vrm_tui.stack.runtime import Runtime, ServiceState
 from vrm_tui.telemetry.health import FALLBACK_DEGRADED_MS, Baselines, Probe, probe
 from vrm_tui.traffic.controller import TrafficController
-from vrm_tui.traffic.served import ProxyUnreachable, Served
+from vrm_tui.traffic.served import Served
 
 HealthWord = Literal["up", "degraded", "hanging", "down", "unknown", "absent"]
 HEALTH_SYMBOL: dict[HealthWord, str] = {"up": "●", "degraded": "▲", "hanging": "⧖", "down": "✗",
@@ -80,7 +82,7 @@ class ServiceStatus:
 
 @dataclass(frozen=True)
 class StackStatus:
-    runtime: str
+    runtime: RuntimeName
     state_dir: str
     served: Served | None
     served_error: str

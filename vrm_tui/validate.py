@@ -24,12 +24,13 @@ import httpx
 from vrm_tui.bench.engine import Target, closed_loop
 from vrm_tui.core.backend import Backend
 from vrm_tui.core.corpus import Corpus
+from vrm_tui.core.errors import ProxyUnreachable
 from vrm_tui.core.stats import median_ratio
 from vrm_tui.settings import Settings
 from vrm_tui.telemetry.health import probe
 from vrm_tui.telemetry.http import shared_client
 from vrm_tui.telemetry.offers import probe_offers
-from vrm_tui.traffic.served import ProxyUnreachable, read_served
+from vrm_tui.traffic.served import read_served
 
 DEFAULT_PASSWORDS = ("", "admin", "admin123")
 SECURITY_HEADERS = ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")

@@ -13,9 +13,9 @@ import pytest
 from tests.compose.test_compose_control import container_id, until
 from tests.support import Stack
 from vrm_tui.core import services
+from vrm_tui.core.errors import ProxyUnreachable
 from vrm_tui.core.split import Split
 from vrm_tui.stack.compose import CONTROL, ComposeRuntime
-from vrm_tui.traffic.served import ProxyUnreachable
 
 pytestmark = pytest.mark.timeout(1200)
 

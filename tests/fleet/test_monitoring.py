@@ -24,10 +24,10 @@ from tests.integration.test_monitoring import _fast_monitoring
 from tests.support import Stack, new_stack
 from vrm_tui import validate
 from vrm_tui.core import services
+from vrm_tui.core.errors import SettingsError
 from vrm_tui.fleet.store import HostReport
 from vrm_tui.fleet.targets import own_targets, write_targets
 from vrm_tui.migrate import alerts
-from vrm_tui.settings import SettingsError
 from vrm_tui.settings import load as load_settings
 from vrm_tui.system.procs import ProcRecord
 from vrm_tui.telemetry import prometheus

@@ -10,7 +10,8 @@ from dataclasses import replace
 import pytest
 
 from tests.fleet.etcd import Etcd
-from vrm_tui.fleet.store import Desired, EtcdStore, FleetUnreachable, HostReport, StaleDesired
+from vrm_tui.core.errors import FleetUnreachable, StaleDesired
+from vrm_tui.fleet.store import Desired, EtcdStore, HostReport
 
 
 def _store(etcd: Etcd, fleet: str) -> EtcdStore:

@@ -27,6 +27,7 @@ from tests.support import (
     wait_until,
 )
 from vrm_tui.core import services
+from vrm_tui.core.errors import PrometheusUnavailable
 from vrm_tui.telemetry import prometheus
 from vrm_tui.tui.app import VrmApp
 from vrm_tui.tui.widgets.alerts import AlertsPane
@@ -195,7 +196,7 @@ async def test_error_rate_alert_goes_pending_then_firing_and_the_tui_shows_it(
 
 def test_without_prometheus_the_tui_says_so(tmp_path: Path) -> None:
     stack = new_stack(tmp_path, VRM_MONITORING="1")
-    with pytest.raises(prometheus.PrometheusUnavailable, match="Prometheus not running"):
+    with pytest.raises(PrometheusUnavailable, match="Prometheus not running"):
         prometheus.alerts(f"http://127.0.0.1:{stack.settings.prometheus_port}")
 
 

@@ -29,9 +29,9 @@ from tests.support import Sent, Stack, clean_env, new_stack, steady_stream
 from vrm_tui import settings as settings_mod
 from vrm_tui.console import Console
 from vrm_tui.core import services
+from vrm_tui.core.errors import ApplyError
 from vrm_tui.core.split import Split
 from vrm_tui.system.procs import free_ports, start_ticks
-from vrm_tui.traffic.controller import ApplyError
 
 RATE = 300
 TRIALS = 20

@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 from vrm_tui import settings as settings_mod
-from vrm_tui.core.errors import BadInput
+from vrm_tui.core.errors import BadInput, SettingsError
 from vrm_tui.journal import Journal
 from vrm_tui.migrate import alerts
-from vrm_tui.settings import SettingsError
 from vrm_tui.stack import monitoring
 from vrm_tui.telemetry.alertmanager import HeldAlert, parse_matcher
 

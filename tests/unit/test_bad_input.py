@@ -12,10 +12,10 @@ import pytest
 
 from vrm_tui import cli
 from vrm_tui.core import address
-from vrm_tui.core.errors import BadInput
+from vrm_tui.core.errors import BadInput, CorpusError, ProfileError, SettingsError
 from vrm_tui.core.split import Split
-from vrm_tui.rehearsal.profile import ProfileError, load_profile
-from vrm_tui.settings import SettingsError, load
+from vrm_tui.rehearsal.profile import load_profile
+from vrm_tui.settings import load
 from vrm_tui.traffic import nginx
 from vrm_tui.traffic.fake import FakeProxyHost
 
@@ -257,7 +257,7 @@ def test_a_plan_and_a_corpus_name_the_huge_numbers_line(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match=r"plan\.yaml.*line 2.*digits"):
         plan.load(path)
     path = Path(_corpus(tmp_path, f"requests:\n- path: /x\n  weight: {HUGE}\n".encode()))
-    with pytest.raises(corpus.CorpusError, match=r"corpus\.yaml.*line 3.*digits"):
+    with pytest.raises(CorpusError, match=r"corpus\.yaml.*line 3.*digits"):
         corpus.load(path)
 
 

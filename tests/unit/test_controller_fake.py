@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from vrm_tui import settings as settings_mod
+from vrm_tui.core.errors import ApplyError
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Journal
-from vrm_tui.traffic.controller import ApplyError, TrafficController
+from vrm_tui.traffic.controller import TrafficController
 from vrm_tui.traffic.fake import FakeProxyHost
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from vrm_tui import cli
 from vrm_tui.core import corpus
-from vrm_tui.core.corpus import CorpusError
+from vrm_tui.core.errors import CorpusError
 from vrm_tui.telemetry.capture import capture
 from vrm_tui.traffic.nginx import backend_name_map
 

@@ -4,15 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from vrm_tui.migrate.plan import (
-    DEFAULT_PLAN,
-    Plan,
-    PlanError,
-    Thresholds,
-    load,
-    parse_duration,
-    parse_steps,
-)
+from vrm_tui.core.errors import PlanError
+from vrm_tui.migrate.plan import DEFAULT_PLAN, Plan, Thresholds, load, parse_duration, parse_steps
 
 
 def _plan(tmp_path: Path, text: str) -> Path:

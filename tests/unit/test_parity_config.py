@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vrm_tui.parity.config import ParityConfigError, Route, load_parity_config
+from vrm_tui.core.errors import ParityConfigError
+from vrm_tui.parity.config import Route, load_parity_config
 from vrm_tui.parity.diff import ArrayOrder, Kind, Tolerance
 
 
@@ -95,7 +96,8 @@ def test_side_effect_free_moved_to_the_one_declaration() -> None:
     retries and parity alike."""
     import pytest
 
-    from vrm_tui.parity.config import ParityConfigError, parse_parity_config
+    from vrm_tui.core.errors import ParityConfigError
+    from vrm_tui.parity.config import parse_parity_config
 
     with pytest.raises(ParityConfigError, match=r"moved to configs/routes\.yaml"):
         parse_parity_config({"mirror": {"routes": ["GET /a"], "side_effect_free": []}}, "t")

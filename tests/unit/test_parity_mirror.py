@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from vrm_tui import settings as settings_mod
+from vrm_tui.core.errors import SettingsError
 from vrm_tui.core.paths import StateDir
 from vrm_tui.core.split import Split
 from vrm_tui.parity.config import load_parity_config, parse_parity_config
@@ -73,7 +74,7 @@ def test_state_round_trips_and_a_broken_file_means_off(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("raw", ["-1", "101", "abc", "1.234", "", "nan", "1e2"])
 def test_bad_parity_sample_names_the_variable(raw: str, tmp_path: Path) -> None:
-    with pytest.raises(settings_mod.SettingsError, match=r"^PARITY_SAMPLE="):
+    with pytest.raises(SettingsError, match=r"^PARITY_SAMPLE="):
         settings_mod.load(environ={"PARITY_SAMPLE": raw}, deploy_dir=tmp_path)
 
 

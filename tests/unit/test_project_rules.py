@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -17,6 +18,24 @@ def test_textual_is_imported_only_under_vrm_tui_tui() -> None:
              if "tui" not in p.relative_to(ROOT / "vrm_tui").parts[:1]
              and pattern.search(p.read_text())]
     assert not leaks, f"textual imported outside vrm_tui/tui/: {leaks}"
+
+
+def test_exceptions_live_in_core_errors() -> None:
+    """One module draws the exception hierarchy (issue 21): a class deriving from an
+    exception anywhere else in the package is a second place to look for exit codes."""
+    def exceptional(base: ast.expr) -> bool:
+        name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+        return name.endswith(("Error", "Exception", "Failure")) or name in {
+            "BadInput", "Failure", "StackError", "VrmError", "ProxyUnreachable"}
+
+    errors = ROOT / "vrm_tui" / "core" / "errors.py"
+    below_core = ROOT / "vrm_tui" / "system"  # the one layer core imports: its OSErrors stay
+    strays = [f"{p.relative_to(ROOT)}:{node.lineno} {node.name}"
+              for p in (ROOT / "vrm_tui").rglob("*.py")
+              if p != errors and below_core not in p.parents
+              for node in ast.walk(ast.parse(p.read_text()))
+              if isinstance(node, ast.ClassDef) and any(map(exceptional, node.bases))]
+    assert not strays, f"exception classes outside vrm_tui/core/errors.py: {strays}"
 
 
 def test_ruff_is_clean() -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from vrm_tui.rehearsal.faults import FaultError, Faults
-from vrm_tui.rehearsal.profile import Latency, Model, ProfileError, load_profile
-from vrm_tui.rehearsal.vram import ModelTooLarge, VramPool
+from vrm_tui.core.errors import FaultError, ModelTooLarge, ProfileError
+from vrm_tui.rehearsal.faults import Faults
+from vrm_tui.rehearsal.profile import Latency, Model, load_profile
+from vrm_tui.rehearsal.vram import VramPool
 
 PROFILES = Path(__file__).resolve().parents[2] / "configs" / "rehearsal"
 

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from vrm_tui.core.errors import SettingsError
 from vrm_tui.core.split import Split
-from vrm_tui.settings import SettingsError, load
+from vrm_tui.settings import load
 
 
 def test_defaults_are_the_seeds(tmp_path: Path) -> None:
@@ -14,7 +15,7 @@ def test_defaults_are_the_seeds(tmp_path: Path) -> None:
     assert (s.proxy_port, s.rust_port, s.ts_port) == (3000, 3001, 3002)
     assert (s.prometheus_port, s.grafana_port) == (9090, 3003)
     assert s.max_vram_gb == 20.0
-    assert s.state_dir == tmp_path / ".vrm" and s.runtime == ""  # "": detect it
+    assert s.state_dir == tmp_path / ".vrm" and s.runtime is None  # None: detect it
 
 
 def test_precedence_flags_over_environment_over_env_file(tmp_path: Path) -> None:

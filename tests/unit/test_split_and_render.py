@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from vrm_tui.core.errors import NginxTestFailed, SplitError
 from vrm_tui.core.paths import StateDir
-from vrm_tui.core.split import Split, SplitError, parse_weight
+from vrm_tui.core.split import Split, parse_weight
 from vrm_tui.traffic import nginx
 
 
@@ -71,7 +72,7 @@ def test_every_rendering_passes_nginx_t(tmp_path: Path, weight: int, rate: int) 
 def test_nginx_t_failure_carries_nginxs_message(tmp_path: Path) -> None:
     store = nginx.ConfigStore(tmp_path / "nginx")
     gen = store.write(1, "events {}\nhttp { bogus_directive on; }\n", "")
-    with pytest.raises(nginx.NginxTestFailed, match="bogus_directive"):
+    with pytest.raises(NginxTestFailed, match="bogus_directive"):
         nginx.test_config(gen.main, error_log=tmp_path / "e.log")
 
 

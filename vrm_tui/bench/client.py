@@ -19,13 +19,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-
-class RequestFailed(Exception):
-    """A request got no complete response; `kind` is a short label for counting."""
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        super().__init__(f"{kind}: {detail}" if detail else kind)
-        self.kind = kind
+from vrm_tui.core.errors import RequestFailed
 
 
 @dataclass(frozen=True)

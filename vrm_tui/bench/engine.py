@@ -17,9 +17,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from vrm_tui.bench.client import Endpoint, Pool, RequestFailed
+from vrm_tui.bench.client import Endpoint, Pool
 from vrm_tui.bench.histogram import Histogram
 from vrm_tui.core.corpus import Corpus
+from vrm_tui.core.errors import RequestFailed
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,7 @@ import time
 from pathlib import Path
 
 from vrm_tui.bench.engine import Result, Target
-from vrm_tui.core.errors import Failure
-
-
-class EngineMissing(Failure):
-    """The external tool is not installed; the message says how to get it."""
+from vrm_tui.core.errors import EngineMissing
 
 
 def run_ab(target: Target, requests: int, concurrency: int, keepalive: bool = True,

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from vrm_tui.core import yamlfile
-from vrm_tui.core.errors import BadInput
+from vrm_tui.core.errors import CorpusError
 from vrm_tui.core.paths import CONFIGS
 from vrm_tui.core.repeat import SafeToRepeat
 
@@ -32,10 +32,6 @@ REHEARSAL_SET = "rehearsal"  # plus the rehearsal backend's POST /process tasks
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _FIELDS = {"name", "method", "path", "headers", "body", "body_file", "weight"}
 _COMPUTED_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
-
-
-class CorpusError(BadInput):
-    """A corpus file vrm cannot use; the message names the file and the field."""
 
 
 _Bad = Callable[[str, str], CorpusError]  # (field, what is wrong) -> the error to raise

@@ -14,17 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vrm_tui.core.errors import BadInput
+from vrm_tui.core.errors import RepeatError
 from vrm_tui.core.paths import CONFIGS
 
 __all__ = ["SAFE_METHODS", "RepeatError", "SafeToRepeat", "declaration_files", "load"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 _ROUTE = re.compile(r"([A-Z]+) (/[^\s?#]*)")
-
-
-class RepeatError(BadInput):
-    """A routes file that cannot be used; the message names the file and the entry."""
 
 
 @dataclass(frozen=True)

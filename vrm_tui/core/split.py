@@ -5,11 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vrm_tui.core.errors import BadInput, shown
-
-
-class SplitError(BadInput):
-    """A weight that is not a whole number from 0 to 100."""
+from vrm_tui.core.errors import SplitError, shown
 
 
 def parse_weight(text: str, name: str = "rust weight") -> int:

@@ -4,8 +4,9 @@
 the desired split on one host, `service` is what the faces call (`Console.fleet()`).
 """
 
+from vrm_tui.core.errors import FleetUnreachable, StaleDesired
 from vrm_tui.fleet.service import Confirmation, FleetService, FleetStatus, RollbackOutcome
-from vrm_tui.fleet.store import Desired, FleetUnreachable, HostReport, StaleDesired
+from vrm_tui.fleet.store import Desired, HostReport
 
 __all__ = ["Confirmation", "Desired", "FleetService", "FleetStatus", "FleetUnreachable",
            "HostReport", "RollbackOutcome", "StaleDesired"]

@@ -38,10 +38,10 @@ from pathlib import Path
 from vrm_tui import __version__
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.errors import Failure
+from vrm_tui.core.errors import ApplyError, Failure, FleetUnreachable, ProxyUnreachable
 from vrm_tui.core.split import Split
 from vrm_tui.fleet.guard import FleetGuard
-from vrm_tui.fleet.store import Desired, EtcdStore, FleetUnreachable, HostMode, HostReport, now_iso
+from vrm_tui.fleet.store import Desired, EtcdStore, HostMode, HostReport, now_iso
 from vrm_tui.fleet.targets import own_targets, write_targets
 from vrm_tui.journal import Journal
 from vrm_tui.settings import Settings
@@ -52,8 +52,7 @@ from vrm_tui.system.procs import ProcRecord
 from vrm_tui.telemetry.accesslog import AccessLogSource
 from vrm_tui.telemetry.gpu import read_gpus
 from vrm_tui.telemetry.health import probe
-from vrm_tui.traffic.controller import ApplyError, TrafficController
-from vrm_tui.traffic.served import ProxyUnreachable
+from vrm_tui.traffic.controller import TrafficController
 
 SERVICE = services.FLEET_AGENT
 TICK_S = 0.5  # how often the agent renews its lease and reads `desired` without a wake-up

@@ -13,17 +13,10 @@ import re
 import time
 from dataclasses import dataclass, replace
 
-from vrm_tui.core.errors import BadInput, Failure
+from vrm_tui.core.errors import BadInput, Failure, FleetUnreachable
 from vrm_tui.fleet import agent
 from vrm_tui.fleet.guard import resolve_waves
-from vrm_tui.fleet.store import (
-    Desired,
-    EtcdStore,
-    FleetMigration,
-    FleetUnreachable,
-    HostReport,
-    now_iso,
-)
+from vrm_tui.fleet.store import Desired, EtcdStore, FleetMigration, HostReport, now_iso
 from vrm_tui.journal import operator_identity
 from vrm_tui.settings import Settings
 from vrm_tui.traffic.controller import TrafficController

@@ -35,7 +35,7 @@ from etcd3gw import exceptions as etcd_errors
 from etcd3gw.client import Etcd3Client
 from etcd3gw.watch import Watcher
 
-from vrm_tui.core.errors import Failure
+from vrm_tui.core.errors import FleetUnreachable, StaleDesired
 
 __all__ = ["Desired", "EtcdStore", "FleetUnreachable", "HostReport", "Keys", "StaleDesired"]
 
@@ -44,14 +44,6 @@ WRITE_PATIENCE_S = 5.0  # how long an operator's write waits for a cluster to el
 DesiredAction = Literal["deploy", "rollback", "migrate"]
 MigrationPhase = Literal["running", "paused", "done", "rolled-back", "stopped"]
 HostMode = Literal["following", "held", "isolated", "stopped"]
-
-
-class FleetUnreachable(Failure):
-    """No etcd endpoint answered; the message names them."""
-
-
-class StaleDesired(Failure):
-    """The desired split moved under a writer that may not override what moved it."""
 
 
 def now_iso() -> str:

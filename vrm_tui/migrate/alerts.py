@@ -25,14 +25,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from vrm_tui.core import services
-from vrm_tui.core.errors import BadInput, Failure, shown
+from vrm_tui.core.errors import (
+    AlertmanagerUnavailable,
+    BadInput,
+    Failure,
+    PrometheusUnavailable,
+    shown,
+)
 from vrm_tui.core.paths import StateDir
 from vrm_tui.journal import Journal, Record
 from vrm_tui.migrate.gates import Gate
 from vrm_tui.settings import Settings
 from vrm_tui.stack import monitoring
 from vrm_tui.telemetry import alertmanager, prometheus
-from vrm_tui.telemetry.alertmanager import AlertmanagerUnavailable, HeldAlert
+from vrm_tui.telemetry.alertmanager import HeldAlert
 
 __all__ = ["GATE_NAME", "Listener", "about_rust_or_proxy", "critical", "describe", "expire",
            "gate", "hear", "held", "notify", "pane", "parse_span", "refuse_start", "silence",
@@ -69,7 +75,7 @@ def _held(settings: Settings, timeout: float) -> tuple[list[HeldAlert], str] | N
         pass
     try:
         found = prometheus.alerts(f"http://127.0.0.1:{settings.prometheus_port}", timeout)
-    except prometheus.PrometheusUnavailable:
+    except PrometheusUnavailable:
         return None
     return [HeldAlert(f"{a.name}:{sorted(a.labels.items())}", a.name, a.severity, "active",
                       a.summary, a.since, a.labels) for a in found if a.state == "firing"], \
@@ -270,7 +276,7 @@ def pane(settings: Settings, journal: Journal, timeout: float = 1.0) -> list[pro
         hear(settings.paths, journal, found, settled(settings))
     try:
         evaluated = prometheus.alerts(prometheus_url, timeout)
-    except prometheus.PrometheusUnavailable:
+    except PrometheusUnavailable:
         evaluated = []
 
     def key(name: str, labels: dict[str, str]) -> tuple[str, str, str]:

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vrm_tui.core import services
-from vrm_tui.core.errors import Failure
-from vrm_tui.migrate.runner import MigrationBusy, Runner
+from vrm_tui.core.errors import Failure, MigrationBusy
+from vrm_tui.migrate.runner import Runner
 from vrm_tui.migrate.state import CLAIM_TIMEOUT_S, StateStore
 from vrm_tui.settings import Settings
 from vrm_tui.system.logfiles import last_lines

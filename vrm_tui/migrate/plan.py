@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from vrm_tui.core import yamlfile
-from vrm_tui.core.errors import BadInput
+from vrm_tui.core.errors import PlanError
 from vrm_tui.core.paths import CONFIGS
 
 SHADOW = 0
@@ -28,10 +28,6 @@ DEFAULT_PLAN = CONFIGS / "migration.yaml"
 MAX_DURATION_S = 7 * 24 * 3600.0  # a bake longer than a week is a typo, not a plan
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)", re.ASCII)  # not `٥٠`
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-class PlanError(BadInput):
-    """A plan vrm cannot run; the message names the source and the setting."""
 
 
 @dataclass(frozen=True)

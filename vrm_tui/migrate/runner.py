@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.errors import Failure
+from vrm_tui.core.errors import ApplyError, Failure, MigrationBusy, ProxyUnreachable
 from vrm_tui.core.names import SPLIT_ACTIONS, Phase, Result
 from vrm_tui.core.split import Split
 from vrm_tui.journal import Record, operator_identity
@@ -59,8 +59,7 @@ from vrm_tui.system.logfiles import LogCursor
 from vrm_tui.telemetry.accesslog import parse_request
 from vrm_tui.telemetry.backend_metrics import VramReading, scrape_vram
 from vrm_tui.telemetry.health import Probe, probe
-from vrm_tui.traffic.controller import ApplyError, TrafficController
-from vrm_tui.traffic.served import ProxyUnreachable
+from vrm_tui.traffic.controller import TrafficController
 
 TICK_S = 0.25
 HEARTBEAT_S = 1.0
@@ -70,10 +69,6 @@ SAVE_EVERY_S = 2.0
 HELD_WAIT_MAX_S = 5.0  # after a hang's rollback, how long to count the clients it held
 
 Update = Callable[[MigrationState, Verdict | None], None]
-
-
-class MigrationBusy(Failure):
-    """Another guard runs a migration, or an unfinished one waits to be resumed."""
 
 
 class Runner:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vrm_tui.core import yamlfile
-from vrm_tui.core.errors import BadInput
+from vrm_tui.core.errors import ParityConfigError
 from vrm_tui.core.paths import CONFIGS
 from vrm_tui.parity.diff import (
     TIMESTAMP_TOLERANCE_S,
@@ -34,10 +34,6 @@ TOP_KEYS = {"headers", "ignore", "tolerance", "arrays", "kinds", "timestamp_tole
             "redact", "mirror", "examples"}
 RULE_KEYS = {"headers", "ignore", "tolerance", "arrays", "kinds"}
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-
-
-class ParityConfigError(BadInput):
-    """A parity config that cannot be used; the one-line message names the file and the field."""
 
 
 @dataclass(frozen=True, order=True)

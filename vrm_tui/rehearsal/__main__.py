@@ -8,8 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from vrm_tui.core.errors import ProfileError
 from vrm_tui.core.paths import CONFIGS
-from vrm_tui.rehearsal.profile import ProfileError, load_profile
+from vrm_tui.rehearsal.profile import load_profile
 from vrm_tui.rehearsal.server import Backend, serve
 
 PROFILES = CONFIGS / "rehearsal"

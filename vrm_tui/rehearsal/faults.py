@@ -7,11 +7,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from vrm_tui.core.errors import FaultError
 from vrm_tui.rehearsal.answers import DIVERGENCE
-
-
-class FaultError(ValueError):
-    """A fault setting that makes no sense; the message names it."""
 
 
 @dataclass

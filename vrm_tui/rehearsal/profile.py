@@ -11,11 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from vrm_tui.core import yamlfile
+from vrm_tui.core.errors import ProfileError
 from vrm_tui.rehearsal.answers import DIVERGENCE, VOLATILE
-
-
-class ProfileError(ValueError):
-    """A profile file that cannot be used; the message names the file and the key."""
 
 
 @dataclass(frozen=True)

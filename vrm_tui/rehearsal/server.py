@@ -30,6 +30,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import generate_latest
 
+from vrm_tui.core.errors import FaultError, ModelTooLarge
 from vrm_tui.core.stats import percentile
 from vrm_tui.rehearsal.answers import (
     DIVERGED_STATUS,
@@ -39,9 +40,9 @@ from vrm_tui.rehearsal.answers import (
     request_digest,
     result_for,
 )
-from vrm_tui.rehearsal.faults import FaultError, Faults
+from vrm_tui.rehearsal.faults import Faults
 from vrm_tui.rehearsal.profile import Model, Profile
-from vrm_tui.rehearsal.vram import ModelTooLarge, VramPool
+from vrm_tui.rehearsal.vram import VramPool
 
 log = logging.getLogger("vrm.rehearsal")
 

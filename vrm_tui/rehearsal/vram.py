@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from vrm_tui.core.errors import ModelTooLarge
 from vrm_tui.rehearsal.profile import Model
-
-
-class ModelTooLarge(ValueError):
-    """A model that cannot fit even into empty VRAM."""
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from vrm_tui.core import services
-from vrm_tui.core.errors import StackError
+from vrm_tui.core.errors import NginxTestFailed, ProxyUnreachable, StackError
 from vrm_tui.core.paths import REPO_ROOT
-from vrm_tui.settings import Settings
+from vrm_tui.settings import RuntimeName, Settings
 from vrm_tui.stack.listener import StatusListener
-from vrm_tui.stack.runtime import ServiceState
+from vrm_tui.stack.runtime import ServiceState, run_state
 from vrm_tui.system import logfiles
 from vrm_tui.system.procs import children, port_in_use, reload_settled
 from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.mirror import Mirror, MirrorState
-from vrm_tui.traffic.served import ProxyUnreachable
 
 COMPOSE_DIR = REPO_ROOT / "docker"
 PROJECT_LABEL = "com.docker.compose.project"
@@ -94,7 +93,7 @@ class ComposeRuntime(StatusListener):
     """Runs the stack as compose services in the deployment's own project (the seed's
     service names; containers found by compose's project and service labels)."""
 
-    name = "compose"
+    name: RuntimeName = "compose"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -351,7 +350,7 @@ class ComposeRuntime(StatusListener):
             state = container.attrs.get("State", {})
             health = (state.get("Health") or {}).get("Status", "")
             url = f"http://127.0.0.1:{ports[name]}" if name in ports else None
-            status = "running" if container.status == "running" else container.status
+            status = run_state(container.status)
             detail = f"container {container.short_id}" + (f", docker health {health}"
                                                           if health else "")
             found.append(ServiceState(name, status, state.get("Pid") or None, url, detail))
@@ -448,7 +447,7 @@ class ComposeRuntime(StatusListener):
             code, output = proc.returncode, proc.stderr + proc.stdout
         if code != 0:
             lines = [ln for ln in output.splitlines() if "test failed" not in ln and ln.strip()]
-            raise nginx.NginxTestFailed("; ".join(lines) or f"nginx -t exited {code}")
+            raise NginxTestFailed("; ".join(lines) or f"nginx -t exited {code}")
 
 
 class ControlRuntime(ComposeRuntime):

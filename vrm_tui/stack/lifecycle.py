@@ -6,11 +6,11 @@ import contextlib
 import sys
 
 from vrm_tui.core import services
-from vrm_tui.core.errors import StackError, environment_fault
+from vrm_tui.core.errors import ApplyError, StackError, environment_fault
 from vrm_tui.journal import Record, Stopwatch
-from vrm_tui.settings import Settings
+from vrm_tui.settings import RuntimeName, Settings
 from vrm_tui.stack.runtime import Runtime
-from vrm_tui.traffic.controller import ApplyError, TrafficController
+from vrm_tui.traffic.controller import TrafficController
 
 
 def runtime_for(settings: Settings) -> Runtime:
@@ -26,12 +26,13 @@ def runtime_for(settings: Settings) -> Runtime:
     return LocalRuntime(settings)
 
 
-def detect(settings: Settings) -> str:
+def detect(settings: Settings) -> RuntimeName:
     marker = settings.paths.runtime_marker
     try:
-        return marker.read_text().strip() or "local"
+        found = marker.read_text().strip()
     except OSError:
         return "local"
+    return "compose" if found == "compose" else "local"
 
 
 LIFECYCLE_LOCK_WAIT_S = 120.0

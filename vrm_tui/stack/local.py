@@ -18,9 +18,9 @@ from pathlib import Path
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.errors import BadInput, StackError
+from vrm_tui.core.errors import BadInput, ProxyUnreachable, StackError
 from vrm_tui.core.paths import CONFIGS
-from vrm_tui.settings import Settings
+from vrm_tui.settings import RuntimeName, Settings
 from vrm_tui.stack import monitoring
 from vrm_tui.stack.listener import StatusListener
 from vrm_tui.stack.runtime import ServiceState
@@ -28,7 +28,7 @@ from vrm_tui.system import logfiles, procs
 from vrm_tui.system.procs import ProcRecord, children, free_ports, port_in_use, start_ticks
 from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.mirror import Mirror, MirrorState
-from vrm_tui.traffic.served import ProxyUnreachable, read_served
+from vrm_tui.traffic.served import read_served
 
 PROFILE_DIR = CONFIGS / "rehearsal"
 START_TIMEOUT_S = 20.0
@@ -37,7 +37,7 @@ START_TIMEOUT_S = 20.0
 class LocalRuntime(StatusListener):
     """Runs the stack as local processes under `settings.state_dir`."""
 
-    name = "local"
+    name: RuntimeName = "local"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -171,7 +171,8 @@ class LocalRuntime(StatusListener):
     def _profile(self, backend: str) -> Path:
         """The deployment's own `configs/rehearsal/<backend>.yaml` when it has one, else vrm's;
         checked here so that a bad profile is refused before anything starts."""
-        from vrm_tui.rehearsal.profile import ProfileError, load_profile
+        from vrm_tui.core.errors import ProfileError
+        from vrm_tui.rehearsal.profile import load_profile
 
         own = self.settings.deploy_dir / "configs" / "rehearsal" / f"{backend}.yaml"
         path = own if own.is_file() else PROFILE_DIR / f"{backend}.yaml"

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from vrm_tui.core import services
-from vrm_tui.core.errors import BadInput
+from vrm_tui.core.errors import BadInput, SettingsError
 from vrm_tui.core.paths import REPO_ROOT
-from vrm_tui.settings import Settings, SettingsError
+from vrm_tui.settings import Settings
 
 MONITORING = REPO_ROOT / "monitoring"
 INSTALL_HINT = {

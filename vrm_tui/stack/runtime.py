@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, cast, get_args
 
-from vrm_tui.settings import Settings
+from vrm_tui.settings import RuntimeName, Settings
 from vrm_tui.traffic.port import ProxyHost
+
+RunState = Literal["running", "stopped", "exited", "external", "not installed", "orphaned",
+                   "created", "restarting", "paused", "removing", "dead"]
+"""A service's run state: a local process's, or a container's as Docker words it."""
+
+
+def run_state(word: str) -> RunState:
+    """Docker's word for a container's state as a RunState; a word this vrm does not know
+    (a newer engine's) reads as exited, the state that asks the operator to look."""
+    return cast(RunState, word) if word in get_args(RunState) else "exited"
 
 
 @dataclass(frozen=True)
@@ -20,7 +30,7 @@ class ServiceState:
     """One service as the runtime sees it (process or container), before any health probe."""
 
     name: str
-    state: str  # running | stopped | exited | external | not installed
+    state: RunState
     pid: int | None = None
     url: str | None = None
     detail: str = ""
@@ -34,6 +44,11 @@ class Runtime(ProxyHost, Protocol):
     message that says what to do; none blocks longer than its own documented timeout."""
 
     settings: Settings
+
+    @property
+    def name(self) -> RuntimeName:
+        """Which runtime this is (`vrm status` says it; VRM_RUNTIME names it)."""
+        ...
 
     def start_dependencies(self) -> list[str]:
         """Start the backends (before the proxy's first config is tested); return the names

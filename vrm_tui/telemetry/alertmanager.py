@@ -14,17 +14,13 @@ from typing import Any
 
 import httpx
 
-from vrm_tui.core.errors import BadInput, Failure, shown
+from vrm_tui.core.errors import AlertmanagerUnavailable, BadInput, shown
 from vrm_tui.telemetry.http import shared_client
 from vrm_tui.telemetry.prometheus import Alert
 
 __all__ = ["AlertmanagerUnavailable", "HeldAlert", "Silence", "alerts", "as_alert",
            "create_silence", "expire_silence", "parse_matcher", "post_alerts", "silences",
            "uptime_s"]
-
-
-class AlertmanagerUnavailable(Failure):
-    """Alertmanager did not answer (or refused); the message says where and why."""
 
 
 @dataclass(frozen=True)

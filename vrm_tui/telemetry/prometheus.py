@@ -15,14 +15,10 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from requests.exceptions import RequestException
 
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.errors import Failure
+from vrm_tui.core.errors import PrometheusUnavailable
 from vrm_tui.telemetry.http import shared_client
 
 BACKENDS = tuple(Backend)
-
-
-class PrometheusUnavailable(Failure):
-    """Prometheus did not answer; the message says where it was looked for and why."""
 
 
 @dataclass(frozen=True)

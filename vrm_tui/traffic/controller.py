@@ -33,7 +33,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vrm_tui.core.errors import BadInput, Failure, StackError
+from vrm_tui.core.errors import (
+    ApplyError,
+    BadInput,
+    Failure,
+    LockBusy,
+    NginxMissing,
+    NginxTestFailed,
+    ProxyUnreachable,
+    SplitRefused,
+    StackError,
+)
 from vrm_tui.core.names import Action
 from vrm_tui.core.split import ROLLBACK, Split
 from vrm_tui.journal import Journal, Record, Stopwatch, operator_identity
@@ -42,7 +52,7 @@ from vrm_tui.system.files import move_over
 from vrm_tui.system.procs import worker_retired
 from vrm_tui.traffic import live, nginx
 from vrm_tui.traffic.port import ProxyHost
-from vrm_tui.traffic.served import ProxyUnreachable, Served
+from vrm_tui.traffic.served import Served
 
 VERIFY_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.003
@@ -51,14 +61,6 @@ MIN_FREE_BYTES = 5 * 1024 * 1024
 writes): the logs and the journal live there too."""
 LOG_MAX_BYTES = 64 * 1024 * 1024
 """nginx's access and error logs are rotated (renamed to `.1`, nginx reopens) above this."""
-
-
-class ApplyError(Failure):
-    """An action failed; the previous config is still serving. The message says why."""
-
-
-class LockBusy(ApplyError):
-    """Another vrm holds the write lock longer than this caller would wait."""
 
 
 @dataclass(frozen=True)
@@ -430,10 +432,10 @@ class TrafficController:
             ) from None
         try:
             self.host.test_proxy_config(gen.main)
-        except nginx.NginxTestFailed as exc:
+        except NginxTestFailed as exc:
             reason = str(exc).replace(str(gen.path), str(self._set_aside(gen, "rejected")))
             raise ApplyError(f"nginx -t rejected the new config: {reason}") from None
-        except nginx.NginxMissing as exc:
+        except NginxMissing as exc:
             raise ApplyError(str(exc)) from None
         return gen
 
@@ -497,7 +499,7 @@ class TrafficController:
                 result = self._apply_live("rollback", before, target, served,
                                           self._live_paths(), 0, watch)
             except ApplyError as exc:
-                if not isinstance(exc.__cause__, live.SplitRefused):
+                if not isinstance(exc.__cause__, SplitRefused):
                     raise
                 gen = self._accepted_candidate(target, self._next_number(served))
                 result = self._apply("rollback", before, target, served, 0, watch, gen)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vrm_tui.core.errors import StackError
+from vrm_tui.core.errors import NginxTestFailed, ProxyUnreachable, StackError
 from vrm_tui.core.paths import StateDir
 from vrm_tui.core.split import Split
 from vrm_tui.traffic.live import live_split, read_split
-from vrm_tui.traffic.nginx import NginxTestFailed, ProxyParams
-from vrm_tui.traffic.served import ProxyUnreachable, Served
+from vrm_tui.traffic.nginx import ProxyParams
+from vrm_tui.traffic.served import Served
 
 __all__ = ["FakeProxyHost"]
 

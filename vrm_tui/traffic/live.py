@@ -19,23 +19,19 @@ import os
 import time
 from pathlib import Path
 
+from vrm_tui.core.errors import ProxyUnreachable, SplitRefused
 from vrm_tui.core.paths import REPO_ROOT, StateDir
 from vrm_tui.core.split import Split
 from vrm_tui.system import loophttp
 from vrm_tui.system.files import write_atomic
 from vrm_tui.traffic.nginx import LiveSplit
-from vrm_tui.traffic.served import ProxyUnreachable, Served, parse_served
+from vrm_tui.traffic.served import Served, parse_served
 
 DEBIAN_MODULES = (Path("/usr/lib/nginx/modules/ndk_http_module.so"),
                   Path("/usr/lib/nginx/modules/ngx_http_lua_module.so"))
 """Debian's paths, NDK first (the Lua module links against it)."""
 LUA_SOURCE = REPO_ROOT / "nginx" / "lua" / "vrm_split.lua"
 INSTALL_HINT = "sudo apt-get install -y libnginx-mod-http-lua"
-
-
-class SplitRefused(ProxyUnreachable):
-    """nginx did not accept the change's signature: the key it loaded is not the state
-    dir's (changed since its last start or reload). Only a reload fixes that."""
 
 
 def modules_installed(modules: tuple[Path, ...] = DEBIAN_MODULES) -> bool:

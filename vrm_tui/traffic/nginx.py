@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vrm_tui.core import address
-from vrm_tui.core.errors import BadInput, Failure
+from vrm_tui.core.errors import BadInput, NginxMissing, NginxTestFailed
 from vrm_tui.core.paths import REPO_ROOT, StateDir
 from vrm_tui.core.split import Split
 from vrm_tui.system.files import point_link, write_atomic
@@ -31,10 +31,6 @@ TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf"
 NGINX_INSTALL_HINT = "install it with: sudo apt-get install -y nginx"
 KEEP_GENERATIONS = 10
 RESERVE_BYTES = 256 * 1024
-
-
-class NginxMissing(Failure):
-    """No nginx binary; the message says how to install one."""
 
 
 def nginx_binary(chosen: str | None = None) -> str:
@@ -600,10 +596,6 @@ class ConfigStore:
         for gen in self.generations()[:-keep]:
             if gen.number not in kept:
                 shutil.rmtree(gen.path, ignore_errors=True)
-
-
-class NginxTestFailed(Failure):
-    """`nginx -t` rejected a candidate; the message is nginx's own."""
 
 
 def test_config(config: Path, error_log: Path | None = None, timeout: float = 10.0,

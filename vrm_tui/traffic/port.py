@@ -20,7 +20,10 @@ __all__ = ["ProxyHost"]
 class ProxyHost(Protocol):
     """Where nginx runs (local processes, a compose container)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The runtime's name, for messages ("local", "compose")."""
+        ...
 
     def proxy_params(self) -> ProxyParams:
         """Paths, addresses and limits the nginx main config is rendered with, as nginx sees

@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from vrm_tui.core.errors import Failure
+from vrm_tui.core.errors import ProxyUnreachable
 from vrm_tui.core.split import Split
 from vrm_tui.system import loophttp
-
-
-class ProxyUnreachable(Failure):
-    """nginx did not answer on its status endpoint; the message says how it failed."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Footer, Input, Label, Static
 
-from vrm_tui.core.split import Split, SplitError, parse_weight
+from vrm_tui.core.errors import SplitError
+from vrm_tui.core.split import Split, parse_weight
 from vrm_tui.tui.screens.modal import VrmModal
 
 UpstreamDiff = Callable[[Split, Split], str]
