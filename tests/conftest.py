@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fullfs import small_tmpfs
 from tests.support import Stack, new_stack
 
 
@@ -36,3 +37,10 @@ def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         running.down()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB tmpfs to fill (tests.fullfs.fill), mode 1777 like any shared disk."""
+    with small_tmpfs(tmp_path / "small", mode=None) as mount:
+        yield mount

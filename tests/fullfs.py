@@ -14,14 +14,18 @@ import pytest
 
 
 @contextlib.contextmanager
-def small_tmpfs(folder: Path, size: str = "16m") -> Iterator[Path]:
-    """Mount a tmpfs of `size` at `folder` for the block; skip the test where mounting is not
-    allowed (not root, or no mount namespace rights)."""
+def small_tmpfs(folder: Path, size: str = "16m", mode: str | None = "0700") -> Iterator[Path]:
+    """Mount a tmpfs of `size` at `folder` for the block; skip the test loudly where mounting
+    is not allowed (not root, or no mount namespace rights). `mode` None keeps tmpfs' own
+    1777, for a folder that holds a deployment whose unprivileged workers must enter it."""
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED LOUDLY: mounting a tmpfs needs root")
     folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
-                              str(folder)], capture_output=True, text=True)
+    options = f"size={size}" + (f",mode={mode}" if mode else "")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                             capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        pytest.skip(f"SKIPPED LOUDLY: cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
         yield folder
     finally:

@@ -14,12 +14,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tests.fullfs import fill
 from tests.support import Stack, clean_env, new_stack, sample_backends
 from vrm_tui.core import services
 from vrm_tui.core.split import Split
@@ -167,31 +167,6 @@ def test_parallel_deploys_on_a_stopped_stack_start_one_stack(tmp_path: Path) -> 
 
 # --- 4. disk ------------------------------------------------------------------------------
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("SKIPPED LOUDLY: mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"SKIPPED LOUDLY: cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(folder: Path) -> None:
-    with open(folder / "filler", "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
-
 
 async def test_a_full_state_dir_fails_clearly_and_rollback_still_works(
         tmp_path: Path, small_disk: Path) -> None:
@@ -200,7 +175,7 @@ async def test_a_full_state_dir_fails_clearly_and_rollback_still_works(
     try:
         assert stack.vrm("deploy", "--rust-weight", "40").returncode == 0
         generation = stack.controller.served().generation
-        _fill(small_disk)
+        fill(small_disk)
         refused = stack.vrm("deploy", "--rust-weight", "60")
         assert refused.returncode == 1 and "MB free" in refused.stderr, refused.stderr
         assert "Traceback" not in refused.stderr

@@ -23,6 +23,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fullfs import fill
 from tests.support import Stack, clean_env, new_stack, sample_backends
 from vrm_tui import cli
 from vrm_tui.core.split import Split
@@ -329,32 +330,6 @@ def _mount(*args: str) -> None:
         pytest.skip(f"SKIPPED LOUDLY: cannot mount here: {done.stderr.strip()}")
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MB tmpfs (as root; skipped loudly where mounting is not allowed)."""
-    if os.geteuid() != 0:
-        pytest.skip("SKIPPED LOUDLY: mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    _mount("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount))
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(folder: Path) -> None:
-    """Write zeros into `folder` until the file system says it is full."""
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _one_fault_line(done: subprocess.CompletedProcess[str], fault: str, where: Path) -> None:
     assert done.returncode == 1, (done.args, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
@@ -379,7 +354,7 @@ def test_a_full_disk_is_one_line_for_every_command_and_leaves_nothing_half_done(
             subprocess.run(["curl", "-s", "-o", "/dev/null", f"{stack.proxy}/api/v1/vision/"
                             "metrics"], check=False)
         state = stack.settings.state_dir
-        _fill(small_disk)
+        fill(small_disk)
         _one_fault_line(stack.vrm("parity", "on"), "disk full", state)
         _one_fault_line(stack.vrm("migrate", "--yes", "--detach", "--steps", "20"),
                         "disk full", state)
@@ -403,7 +378,7 @@ def test_up_on_a_full_disk_stops_what_it_started_and_says_so(
     used to leave a backend up behind the error); with space again, `up` starts it all."""
     stack = new_stack(tmp_path, VRM_STATE_DIR=str(small_disk / "state"))
     try:
-        _fill(small_disk)
+        fill(small_disk)
         _one_fault_line(stack.vrm("up"), "disk full", small_disk / "state")
         running = [s.name for s in stack.runtime.services() if s.state == "running"]
         assert running == [], running
@@ -419,7 +394,7 @@ def test_setup_on_a_full_disk_leaves_no_half_env(small_disk: Path) -> None:
     """A half-written `.env` would be "kept existing" by the next setup."""
     deploy = small_disk / "deploy"
     deploy.mkdir()
-    _fill(small_disk)
+    fill(small_disk)
     done = subprocess.run([sys.executable, "-m", "vrm_tui.cli", "setup", "--deploy-dir",
                            str(deploy)], env=clean_env(), capture_output=True, text=True,
                           timeout=60, check=False)
