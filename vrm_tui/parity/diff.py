@@ -255,19 +255,23 @@ def compare(primary: Response, secondary: Response, candidate: Response,
     outcomes: dict[str, Outcome] = {}
     differences: list[Difference] = []
 
-    def leaf(path: str, report: str, p: Any, s: Any, c: Any, tol: Tolerance | None) -> Outcome:
-        if _same(p, c):
-            outcome = Outcome.EQUAL
-        else:
-            if not _same(p, s):
-                outcome = Outcome.NOISE
-            elif tol is not None and tol.accepts(p, c):
-                outcome = Outcome.WITHIN_TOLERANCE
-            else:
-                outcome = Outcome.MISMATCH
-            differences.append(Difference(path, report, outcome, p, s, c))
+    def record(path: str, report: str, outcome: Outcome, p: Any, s: Any, c: Any) -> None:
+        """One difference, and the worst outcome at its report path so far."""
+        differences.append(Difference(path, report, outcome, p, s, c))
         if outcome > outcomes.get(report, Outcome.EQUAL) or report not in outcomes:
             outcomes[report] = outcome
+
+    def leaf(path: str, report: str, p: Any, s: Any, c: Any, tol: Tolerance | None) -> Outcome:
+        if _same(p, c):
+            outcomes.setdefault(report, Outcome.EQUAL)
+            return Outcome.EQUAL
+        if not _same(p, s):
+            outcome = Outcome.NOISE
+        elif tol is not None and tol.accepts(p, c):
+            outcome = Outcome.WITHIN_TOLERANCE
+        else:
+            outcome = Outcome.MISMATCH
+        record(path, report, outcome, p, s, c)
         return outcome
 
     status = Outcome.EQUAL
@@ -318,9 +322,7 @@ def compare(primary: Response, secondary: Response, candidate: Response,
                     outcome = Outcome.WITHIN_TOLERANCE
                 else:
                     outcome = Outcome.MISMATCH
-            differences.append(Difference(path, report, outcome, p, s, c))
-            if outcome > outcomes.get(report, Outcome.EQUAL) or report not in outcomes:
-                outcomes[report] = outcome
+            record(path, report, outcome, p, s, c)
         else:
             leaf(path, report, p, s, c, tolerances.get(report))
     for path, (report, c) in c_flat.items():
