@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from vrm_tui.core import services
@@ -123,6 +123,9 @@ class StackStatus:
             "pending": self.pending,
             "refused": self.served.refused if self.served else None,
             "canary_ms": self.served.canary_ms if self.served else None,
+            # requests nginx has waiting on each backend now (None: it does not count them)
+            "in_flight": (asdict(self.served.in_flight)
+                          if self.served and self.served.in_flight else None),
             "refused_last": self.refused_last,
             "services": [s.as_dict() for s in self.services],
             "runtime": self.runtime,

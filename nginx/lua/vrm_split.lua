@@ -7,14 +7,16 @@
 --
 -- Phases: init() in init_by_lua (master), pick() in set_by_lua (rewrite phase, once per
 -- request: it freezes the split for the request and names the upstream pool), served() and
--- set() in content_by_lua on the loopback status listener.
+-- set() in content_by_lua on the loopback status listener; balance() / attempt() in the
+-- pools' balancer_by_lua, done() in log_by_lua and worker_start() in init_worker_by_lua
+-- count the requests in flight per backend.
 
 local M = {}
 local floor = math.floor
 -- Filled in the master by init() and inherited by fork: each worker knows the config
 -- generation of the cycle it belongs to (what a reload is verified by).
 local cfg = { file = nil, token = "", config = 0, secret = "", canary = nil,
-              upstream_ms = 30000, canary_ms = 30000 }
+              upstream_ms = 30000, canary_ms = 30000, counted = false }
 
 -- A change may move the generation forward by at most this much: a caller cannot push it
 -- so far that later changes (and `%d` formatting) break.
@@ -72,6 +74,7 @@ function M.init(opts)
     cfg.canary = opts.canary  -- {rust = {ip, port}, typescript = {ip, port}} or nil
     cfg.upstream_ms = opts.upstream_ms or cfg.upstream_ms
     cfg.canary_ms = opts.canary_ms or cfg.upstream_ms
+    cfg.counted = opts.in_flight == true  -- this config wires the counting phases below
     if dict():get("split") then return end
     local g, r = opts.generation or 0, opts.rust or 0
     local fg, fr = read_file(opts.file)
@@ -94,6 +97,97 @@ function M.pick()
     if n >= 1e12 then dict():set("seq", 0) end
     if floor(n * r / 100) > floor((n - 1) * r / 100) then return POOLS.rust_first end
     return POOLS.typescript_first
+end
+
+-- Requests in flight per backend: how many wait on rust and on typescript now, so a hang
+-- is blamed on the backend that hangs (nginx's stub_status counts all upstreams at once).
+-- An attempt counts on the backend its pool sends it to when the balancer runs (a retry
+-- moves it to the other backend); the log phase takes it off. Each worker counts under its
+-- own pid ("f:PID:rust"): a worker that dies (crash, kill) never takes its requests off,
+-- so served() sums only live workers of the answering worker's master and deletes a dead
+-- one's keys. No counter can drift past the life of its worker.
+local keys  -- this worker's keys: made in the worker (fork copies the master's nil)
+
+local function own_keys()
+    if not keys then
+        local pid = ngx.worker.pid()
+        keys = { rust = "f:" .. pid .. ":rust", typescript = "f:" .. pid .. ":typescript" }
+    end
+    return keys
+end
+
+-- init_worker_by_lua: a new worker starts at 0, even on a pid a dead worker left counts on.
+function M.worker_start()
+    local k = own_keys()
+    dict():set(k.rust, 0)
+    dict():set(k.typescript, 0)
+end
+
+-- This request's attempt now waits on `backend`: off the one it waited on before, if any.
+local function waiting_on(backend)
+    local ctx = ngx.ctx
+    local was = ctx.vrm_on
+    if was == backend then return end
+    local k, d = own_keys(), dict()
+    if was then d:incr(k[was], -1, 0) end
+    d:incr(k[backend], 1, 0)
+    ctx.vrm_on = backend
+end
+
+-- balancer_by_lua of a pool nginx balances itself: attempt n goes to the pool's n-th server
+-- (its first, then its backup). Picks no peer: nginx's round robin does, as without it.
+-- (Only while typescript is out after max_fails does typescript-first's first attempt go
+-- to rust; it is counted on typescript then.)
+function M.attempt(first, second)
+    local ctx = ngx.ctx
+    local n = (ctx.vrm_attempt or 0) + 1
+    ctx.vrm_attempt = n
+    waiting_on(n > 1 and second or first)
+end
+
+-- log_by_lua (every request): whatever it waited on, it no longer does.
+function M.done()
+    local ctx = ngx.ctx
+    local on = ctx.vrm_on
+    if on then
+        ctx.vrm_on = nil
+        dict():incr(own_keys()[on], -1, 0)
+    end
+end
+
+-- A process's state letter and parent pid from /proc (nil: no such process, or no /proc).
+local function proc_stat(pid)
+    local fh = io.open("/proc/" .. pid .. "/stat", "r")
+    if not fh then return nil end
+    local text = fh:read("*l") or ""
+    fh:close()
+    local state, parent = text:match(".*%) (%a) (%d+)")  -- after the last ")": the name may hold one
+    return state, tonumber(parent)
+end
+
+-- {rust = N, typescript = M} over the live workers of this master.
+local function in_flight()
+    local d = dict()
+    local _, master = proc_stat("self")
+    local sums, alive = { rust = 0, typescript = 0 }, {}
+    for _, key in ipairs(d:get_keys(0)) do
+        local pid, backend = key:match("^f:(%d+):(%a+)$")
+        if pid and sums[backend] then
+            if alive[pid] == nil and master then
+                local state, parent = proc_stat(pid)
+                alive[pid] = state ~= nil and state ~= "Z" and state ~= "X"
+                if not alive[pid] then
+                    d:delete(key)  -- the worker died holding it
+                elseif parent ~= master then
+                    alive[pid] = false  -- another master's worker, alive: not ours to count
+                end
+            end
+            if alive[pid] ~= false then
+                sums[backend] = sums[backend] + math.max(0, d:get(key) or 0)
+            end
+        end
+    end
+    return sums
 end
 
 -- The canary's read timeout (ms): what a rust attempt may take before nginx gives up on it
@@ -120,12 +214,14 @@ function M.balance()
             local t = canary_ms() / 1000
             balancer.set_timeouts(2, t, t)
             balancer.set_more_tries(1)
+            waiting_on("rust")
         end
     else
         ok, err = balancer.set_current_peer(peers.typescript[1], peers.typescript[2])
         if ok then
             local t = cfg.upstream_ms / 1000
             balancer.set_timeouts(2, t, t)
+            waiting_on("typescript")
         end
     end
     if not ok then
@@ -146,13 +242,13 @@ local function reply(status, body)
     return ngx.exit(status)
 end
 
-local function state_json(g, r)
+local function state_json(g, r, extra)
     return string.format(
         '{"generation":%d,"rust":%d,"typescript":%d,"config":%d,"token":"%s","worker_pid":%d,'
-        .. '"refused":%d,"refused_last":"%s","canary_ms":%d}',
+        .. '"refused":%d,"refused_last":"%s","canary_ms":%d%s}',
         g, r, 100 - r, cfg.config, cfg.token, ngx.worker.pid(),
         dict():get("refused") or 0, dict():get("refused_last") or "",
-        cfg.canary and canary_ms() or 0)
+        cfg.canary and canary_ms() or 0, extra or "")
 end
 
 -- A refused change is logged and counted: `vrm status` shows how many and the last reason.
@@ -177,9 +273,20 @@ local function signed(body)
     return diff == 0
 end
 
+-- The split, plus the requests in flight per backend where this config counts them. The
+-- counts can never fail the read (rollback reads the split back here): on any error they
+-- are left out, which reads as unknown.
 function M.served()
     local g, r = decode(dict():get("split"))
-    return reply(200, state_json(g or 0, r or 0))
+    local extra
+    if cfg.counted then
+        local ok, sums = pcall(in_flight)
+        if ok then
+            extra = string.format(',"in_flight":{"rust":%d,"typescript":%d}',
+                                  sums.rust, sums.typescript)
+        end
+    end
+    return reply(200, state_json(g or 0, r or 0, extra))
 end
 
 local function int_field(body, name)

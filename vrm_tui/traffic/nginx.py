@@ -311,10 +311,12 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
     direct = (
         "upstream vision_rust {\n"
         f"    server {rust_address};\n"
+        f"{_counted('rust') if live else ''}"
         "    keepalive 16;\n"
         "}\n"
         "upstream vision_typescript {\n"
         f"    server {ts_address};\n"
+        f"{_counted('typescript') if live else ''}"
         "    keepalive 16;\n"
         "}\n"
     )
@@ -348,6 +350,7 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
                 "upstream vrm_rust_first {\n"
                 f"    server {rust_address} {never_out};\n"
                 f"    server {ts_address} backup;\n"
+                f"{_counted('rust', 'typescript')}"
                 "    keepalive 64;\n"
                 "}\n")
         return header + (
@@ -357,18 +360,22 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
             '    require("vrm_split").init{\n'
             f'        file = "{_path("split file", live.split_file)}",\n'
             f"        generation = {generation}, rust = {split.rust},\n"
-            f'        token = "{token}",\n'
+            f'        token = "{token}", in_flight = true,\n'
             f"{secret_line}"
             "    }\n"
             "}\n"
+            'init_worker_by_lua_block { require("vrm_split").worker_start() }\n'
+            'log_by_lua_block { require("vrm_split").done() }\n'
             f"{rust_first}"
             "upstream vrm_typescript_first {\n"
             f"    server {ts_address} {health};\n"
             f"    server {rust_address} backup;\n"
+            f"{_counted('typescript', 'rust')}"
             "    keepalive 64;\n"
             "}\n"
             "upstream vrm_typescript_only {\n"
             f"    server {ts_address} {health};\n"
+            f"{_counted('typescript')}"
             "    keepalive 64;\n"
             "}\n"
         ) + direct + backend_name_map(rust_address, ts_address)
@@ -396,6 +403,15 @@ def render_upstream(split: Split, generation: int, rust_address: str, ts_address
         f'map $host $vrm_generation {{ default "{generation}"; }}\n'
         f"map $host $vrm_served {{ default '{served}'; }}\n"
     )
+
+
+def _counted(*order: str) -> str:
+    """balancer_by_lua of a pool nginx balances itself (with the Lua module): each attempt
+    counts as in flight on the backend of the pool's server it goes to, `order` being the
+    pool's servers (/vrm/served's `in_flight`). Before `keepalive`, which wraps the
+    balancer it finds; it picks no peer, so nginx's round robin still does."""
+    names = ", ".join(f'"{backend}"' for backend in order)
+    return f'    balancer_by_lua_block {{ require("vrm_split").attempt({names}) }}\n'
 
 
 def _canary_peers(rust_address: str, ts_address: str) -> str:

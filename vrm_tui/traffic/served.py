@@ -5,9 +5,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import ProxyUnreachable
 from vrm_tui.core.split import Split
 from vrm_tui.system import loophttp
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """Requests nginx has waiting on each backend now, counted by the Lua module per upstream
+    attempt (a retry moves a request to the other backend): a hang is the hung backend's,
+    where nginx's stub_status only counts all upstreams together."""
+
+    rust: int
+    typescript: int
+
+    def of(self, backend: Backend) -> int:
+        return self.rust if backend is Backend.RUST else self.typescript
 
 
 @dataclass(frozen=True)
@@ -22,6 +36,7 @@ class Served:
     refused: int = 0  # split changes nginx refused since it started (unsigned, too far ahead)
     refused_last: str = ""  # "UNIX-TIME reason" of the last refusal
     canary_ms: int = 0  # a rust attempt's read timeout in the rust-first pool (0: none of its own)
+    in_flight: InFlight | None = None  # None: this nginx does not count them (no Lua module)
 
     @property
     def live(self) -> bool:
@@ -54,11 +69,14 @@ def parse_served(body: bytes, where: str) -> Served:
     try:
         data = json.loads(body)
         config = data.get("config")
+        flight = data.get("in_flight")
         return Served(int(data["generation"]), Split(int(data["rust"])), int(data["worker_pid"]),
                       str(data.get("token", "")), int(config) if config is not None else None,
                       int(data.get("refused", 0)), str(data.get("refused_last", "")),
-                      int(data.get("canary_ms", 0)))
-    except (ValueError, KeyError, TypeError):
+                      int(data.get("canary_ms", 0)),
+                      None if flight is None else InFlight(int(flight["rust"]),
+                                                           int(flight["typescript"])))
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise ProxyUnreachable(
             f"proxy at {where} answered with {body[:80]!r}: not vrm's config"
         ) from None

@@ -1,0 +1,159 @@
+"""Requests in flight per backend (issue 22 item 3): rust hung at 50%, the latency pane said
+`typescript ⧖ hanging … while 1 requests are in flight at nginx`, because stub_status counts
+every upstream at once. nginx's Lua module now counts each attempt on the backend it waits
+on (a retry moves it), per worker, and /vrm/served reports the sums.
+
+Real nginx with the Lua module, real rehearsal backends (and the Node/stdlib pair) hung
+through their fault endpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import _require_nginx
+from tests.foreign_pair import Pair, started_pair
+from tests.support import Stack, new_stack, wait_until
+from vrm_tui.core import services
+from vrm_tui.core.errors import ProxyUnreachable
+from vrm_tui.core.split import Split
+from vrm_tui.traffic import live
+from vrm_tui.traffic.served import InFlight
+
+pytestmark = pytest.mark.skipif(not live.modules_installed(),
+                                reason="LUA MODULE MISSING: scripts/test.sh installs "
+                                       "libnginx-mod-http-lua")
+
+METRICS = "/api/v1/vision/metrics"
+
+
+def _in_flight(stack: Stack) -> InFlight | None:
+    """What nginx counts now (None while it does not answer: its workers restarting)."""
+    try:
+        return stack.controller.served(timeout=1.0).in_flight
+    except ProxyUnreachable:
+        return None
+
+
+def _once(stack: Stack, holds: Callable[[InFlight], bool]) -> InFlight | None:
+    """The counts when they satisfy `holds` (for wait_until), else None."""
+    found = _in_flight(stack)
+    return found if found is not None and holds(found) else None
+
+
+def _hang(stack: Stack, service: str, on: bool) -> None:
+    admin = stack.runtime.admin_url(service)
+    assert admin is not None
+    httpx.post(f"{admin}/faults", json={"hang": on}, timeout=5).raise_for_status()
+
+
+class Clients:
+    """`count` GETs through the proxy, each on its own thread; what each got back."""
+
+    def __init__(self, url: str, count: int) -> None:
+        self.answers: list[tuple[int, str] | str] = []
+        self.threads = [threading.Thread(target=self._get, args=(url,)) for _ in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def _get(self, url: str) -> None:
+        try:
+            response = httpx.get(url, timeout=40)
+            self.answers.append((response.status_code, response.headers.get("X-VRM-Backend", "")))
+        except httpx.HTTPError as exc:
+            self.answers.append(type(exc).__name__)
+
+    def join(self) -> list[tuple[int, str] | str]:
+        for thread in self.threads:
+            thread.join(45)
+        return self.answers
+
+
+def test_a_rust_hang_is_rusts_alone_and_drains_after_the_rollback(stack: Stack) -> None:
+    stack.configure(PROXY_CANARY_TIMEOUT="2")
+    stack.console.set_split(Split(50))
+    assert _in_flight(stack) == InFlight(0, 0), "counted, and nothing waits when idle"
+    _hang(stack, services.RUST, True)
+    try:
+        clients = Clients(f"{stack.proxy}{METRICS}", 16)
+        # Half go rust first and wait there (2 s canary), half are answered by typescript.
+        seen = wait_until(lambda: _once(stack, lambda f: f.rust >= 4), timeout=10,
+                          what="requests waiting on rust")
+        assert seen.typescript <= 1, seen
+        stack.controller.rollback()
+        # The canary gives up on rust; typescript answers every one of them.
+        wait_until(lambda: _in_flight(stack) == InFlight(0, 0), timeout=15,
+                   what="every count back at 0 after the rollback")
+        answers = clients.join()
+        assert answers == [(200, "typescript")] * 16, answers
+    finally:
+        _hang(stack, services.RUST, False)
+
+
+def test_a_retry_counts_on_rust_then_on_typescript_and_a_killed_worker_leaves_none(
+        stack: Stack) -> None:
+    stack.configure(PROXY_CANARY_TIMEOUT="1")
+    stack.console.set_split(Split(100))
+    _hang(stack, services.RUST, True)
+    _hang(stack, services.TYPESCRIPT, True)
+    try:
+        one = Clients(f"{stack.proxy}{METRICS}", 1)
+        wait_until(lambda: _in_flight(stack) == InFlight(1, 0), timeout=5,
+                   what="the request waiting on rust")
+        # After the canary's 1 s nginx retries it on typescript: the same request, counted
+        # there and no longer on rust.
+        wait_until(lambda: _in_flight(stack) == InFlight(0, 1), timeout=5,
+                   what="the retry waiting on typescript")
+        _hang(stack, services.TYPESCRIPT, False)
+        assert one.join() == [(200, "typescript")]
+        wait_until(lambda: _in_flight(stack) == InFlight(0, 0), timeout=5, what="none left")
+
+        # A worker that dies holding requests cannot take them off: its counts go with it.
+        _hang(stack, services.TYPESCRIPT, True)
+        three = Clients(f"{stack.proxy}{METRICS}", 3)
+        wait_until(lambda: _once(stack, lambda f: f.rust + f.typescript == 3), timeout=5,
+                   what="three requests counted")
+        for pid in stack.runtime.proxy_worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _in_flight(stack) == InFlight(0, 0), timeout=10,
+                   what="the dead workers' counts dropped")
+        assert len(three.join()) == 3
+    finally:
+        _hang(stack, services.RUST, False)
+        _hang(stack, services.TYPESCRIPT, False)
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    yield from started_pair()
+
+
+def test_the_foreign_pair_hang_is_counted_on_rust(pair: Pair,
+                                                  tmp_path_factory: pytest.TempPathFactory
+                                                  ) -> None:
+    """The same attribution in front of a pair vrm did not write (Node as typescript, the
+    Python stdlib as rust, rust hung: no answer at all)."""
+    _require_nginx()
+    stack = new_stack(tmp_path_factory.mktemp("foreign-in-flight"), RUST_BACKEND_URL=pair.rust,
+                      TS_BACKEND_URL=pair.typescript, PROXY_CANARY_TIMEOUT="2")
+    stack.up()
+    try:
+        stack.console.set_split(Split(50))
+        pair.mode("hang")
+        clients = Clients(f"{stack.proxy}{METRICS}", 12)
+        seen = wait_until(lambda: _once(stack, lambda f: f.rust >= 3), timeout=10,
+                          what="requests waiting on rust")
+        assert seen.typescript <= 1, seen
+        stack.controller.rollback()
+        wait_until(lambda: _in_flight(stack) == InFlight(0, 0), timeout=15,
+                   what="every count back at 0 after the rollback")
+        assert clients.join() == [(200, "typescript")] * 12
+    finally:
+        pair.mode("ok")
+        stack.down()
