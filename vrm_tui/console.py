@@ -190,6 +190,10 @@ class Console:
             from vrm_tui.stack import monitoring
 
             monitoring.check_alertmanager(self.settings)
+            if self.fleet().configured:  # Alertmanager's cluster peers: the fleet's hosts now
+                from vrm_tui.fleet import targets
+
+                targets.refresh(self.settings)
         self.parity.sync_routes()
         started = lifecycle.bring_up(self.runtime, self.controller)
         if self.fleet().start_agent():  # VRM_FLEET + VRM_FLEET_ENDPOINTS: the host's agent

@@ -310,7 +310,13 @@ class Settings:
     # the fleet's Prometheus service discovery); default: the host name
     fleet_advertise: str = ""
     # --- alerts (Alertmanager; routes rendered into alertmanager.yml, secrets stay in .env) ---
-    alertmanager_port: int = 9093  # ALERTMANAGER_PORT: on loopback
+    alertmanager_port: int = 9093  # ALERTMANAGER_PORT: on loopback (and, in a fleet, advertised)
+    # ALERTMANAGER_CLUSTER_PORT: in a fleet, Alertmanager's gossip port on VRM_FLEET_ADVERTISE:
+    # the fleet's Alertmanagers form one cluster, so an alert is notified once, not per host
+    alertmanager_cluster_port: int = 9094
+    # ALERTMANAGER_PEER_TIMEOUT: in a fleet, how long each Alertmanager waits after the one
+    # before it to see (by gossip) that a notification went out; Alertmanager's own default
+    alertmanager_peer_timeout: str = "15s"
     alert_webhook_urls: tuple[str, ...] = ()  # ALERT_WEBHOOK_URLS: comma-separated JSON webhooks
     alert_slack_webhook_url: str = ""  # ALERT_SLACK_WEBHOOK_URL: a Slack incoming webhook
     alert_email_to: str = ""  # ALERT_EMAIL_TO: where alert mail goes (needs ALERT_SMTP_*)
@@ -385,6 +391,8 @@ class Settings:
             ports["NGINX_EXPORTER_PORT"] = self.nginx_exporter_port
             ports["GRAFANA_PORT"] = self.grafana_port
             ports["ALERTMANAGER_PORT"] = self.alertmanager_port
+            if self.fleet:
+                ports["ALERTMANAGER_CLUSTER_PORT"] = self.alertmanager_cluster_port
         return ports
 
     @property
@@ -567,6 +575,10 @@ def _alerts(layered: Mapping[str, str]) -> dict[str, Any]:
     slack = get("ALERT_SLACK_WEBHOOK_URL")
     return {
         "alertmanager_port": _int("ALERTMANAGER_PORT", get("ALERTMANAGER_PORT", "9093")),
+        "alertmanager_cluster_port": _int("ALERTMANAGER_CLUSTER_PORT",
+                                          get("ALERTMANAGER_CLUSTER_PORT", "9094")),
+        "alertmanager_peer_timeout": _duration("ALERTMANAGER_PEER_TIMEOUT",
+                                               get("ALERTMANAGER_PEER_TIMEOUT"), "15s"),
         "alert_webhook_urls": tuple(_webhook("ALERT_WEBHOOK_URLS", url)
                                     for url in get("ALERT_WEBHOOK_URLS").split(",")
                                     if url.strip()),
@@ -724,6 +736,8 @@ _KNOWN = {
     "VRM_FLEET_CONFIRM_TIMEOUT",
     "VRM_FLEET_ADVERTISE",
     "ALERTMANAGER_PORT",
+    "ALERTMANAGER_CLUSTER_PORT",
+    "ALERTMANAGER_PEER_TIMEOUT",
     "ALERT_WEBHOOK_URLS",
     "ALERT_SLACK_WEBHOOK_URL",
     "ALERT_EMAIL_TO",

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import _require_nginx
 from tests.fleet.etcd import Etcd
@@ -24,12 +25,14 @@ from tests.integration.test_monitoring import _fast_monitoring
 from tests.support import Stack, new_stack
 from vrm_tui import validate
 from vrm_tui.core import services
-from vrm_tui.core.errors import SettingsError
+from vrm_tui.core.errors import BadInput, SettingsError
 from vrm_tui.fleet.store import HostReport
 from vrm_tui.fleet.targets import own_targets, write_targets
 from vrm_tui.migrate import alerts
+from vrm_tui.settings import Settings
 from vrm_tui.settings import load as load_settings
-from vrm_tui.system.procs import ProcRecord
+from vrm_tui.stack import monitoring
+from vrm_tui.system.procs import ProcRecord, free_ports
 from vrm_tui.telemetry import prometheus
 
 pytestmark = pytest.mark.skipif(
@@ -51,7 +54,8 @@ def fleet(etcd: Etcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     try:
         deploy = tmp_path_factory.mktemp("m0")
         _fast_monitoring(deploy)
-        stacks["m0"] = new_stack(deploy, VRM_MONITORING="1", VRM_FLEET_HOST="m0", **common)
+        stacks["m0"] = new_stack(deploy, VRM_MONITORING="1", VRM_FLEET_HOST="m0",
+                                 ALERTMANAGER_CLUSTER_PORT=str(free_ports(1)[0]), **common)
         stacks["m1"] = new_stack(tmp_path_factory.mktemp("m1"), VRM_FLEET_HOST="m1", **common)
         stacks["m2"] = new_stack(tmp_path_factory.mktemp("m2"), VRM_FLEET_HOST="m2",
                                  VRM_FLEET_TTL="1", **common)
@@ -190,3 +194,51 @@ def test_targets_are_rewritten_only_when_they_change(tmp_path: Path) -> None:
     assert not write_targets(path, {"gpu-1": replace(report, generation=2)})
     assert write_targets(path, {})
     assert json.loads(path.read_text()) == []
+
+
+def test_only_a_fleet_listens_beyond_loopback_and_only_at_its_advertised_address(
+        tmp_path: Path) -> None:
+    def load(**env: str) -> Settings:
+        return load_settings({}, environ=env, deploy_dir=tmp_path)
+
+    def listens(command: list[str]) -> list[str]:
+        return [a for a in command if a.startswith(("-web.listen", "--web.listen", "--cluster"))]
+
+    config, data = tmp_path / "alertmanager.yml", tmp_path / "data"
+    alone = load()
+    assert listens(monitoring.exporter_command(alone)) == [
+        f"-web.listen-address=127.0.0.1:{alone.nginx_exporter_port}"]
+    assert listens(monitoring.alertmanager_command(alone, config, data)) == [
+        "--web.listen-address=127.0.0.1:9093", "--cluster.listen-address="]
+
+    fleet = {"VRM_FLEET": "f", "ALERTMANAGER_CLUSTER_PORT": "9500"}
+    here = load(**fleet, VRM_FLEET_HOST="gpu-1", VRM_FLEET_ADVERTISE="127.0.0.2",
+                ALERTMANAGER_PEER_TIMEOUT="3s")
+    there = load(**fleet, VRM_FLEET_HOST="gpu-2", VRM_FLEET_ADVERTISE="10.0.0.12")
+    write_targets(here.paths.fleet_targets, {  # as the agent renders them from etcd
+        s.fleet_host: HostReport(s.fleet_host, 1, 0, "following", targets=own_targets(s))
+        for s in (here, there)})
+    assert listens(monitoring.exporter_command(here)) == [
+        f"-web.listen-address=127.0.0.2:{here.nginx_exporter_port}"]
+    assert listens(monitoring.alertmanager_command(here, config, data)) == [
+        "--web.listen-address=127.0.0.1:9093", "--web.listen-address=127.0.0.2:9093",
+        "--cluster.listen-address=127.0.0.2:9500", "--cluster.advertise-address=127.0.0.2:9500",
+        "--cluster.peer-timeout=3s", "--cluster.peer=10.0.0.12:9500"]  # not itself
+
+    rendered = yaml.safe_load(monitoring.render_prometheus(here, tmp_path / "rules.yml"))
+    own = {g["labels"]["service"]: g for job in rendered["scrape_configs"]
+           for g in job.get("static_configs", [])}
+    # scraped where it listens, labelled as every other host's Prometheus labels it
+    assert own[services.PROXY]["targets"] == [f"127.0.0.2:{here.nginx_exporter_port}"]
+    assert own[services.TYPESCRIPT]["targets"] == [f"127.0.0.1:{here.ts_port}"]
+    assert own[services.TYPESCRIPT]["labels"]["instance"] == f"127.0.0.2:{here.ts_port}"
+    local, others = rendered["alerting"]["alertmanagers"]  # every host's Alertmanager
+    assert local["static_configs"] == [{"targets": ["127.0.0.1:9093"]}]
+    assert others["file_sd_configs"][0]["files"] == [str(here.paths.fleet_targets)]
+
+    with pytest.raises(BadInput, match=r"^VRM_FLEET_ADVERTISE=0\.0\.0\.0: names every"):
+        monitoring.fleet_address(load(VRM_FLEET="f", VRM_FLEET_ADVERTISE="0.0.0.0"))
+    refused = new_stack(tmp_path, VRM_FLEET="f", VRM_FLEET_ADVERTISE="192.0.2.1").vrm("up")
+    assert (refused.returncode, refused.stderr.strip().splitlines()) == (1, [
+        "vrm up: VRM_FLEET_ADVERTISE=192.0.2.1: 192.0.2.1 is not an address of this host "
+        "(Cannot assign requested address)"]), refused.stderr

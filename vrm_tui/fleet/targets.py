@@ -4,52 +4,54 @@ Every agent reports its host's targets (`HostReport.targets`) and renders every 
 into `StateDir.fleet_targets` in Prometheus's file_sd format; the local Prometheus's `fleet`
 job reads that file (vrm_tui/stack/monitoring.py), so a host that joins is scraped within a
 discovery round and a host whose lease expired is dropped with its report. Each group keeps
-the job name of the single-host config (`vision-manager`, `nginx`, `prometheus`) and its
-`service` label, and adds `host`: dashboards and rules select every host's series alike.
+the job name of the single-host config (`vision-manager`, `nginx`) and its `service`
+label, and adds `host`: dashboards and rules select every host's series alike. A host that
+runs monitoring adds its Alertmanager (job `alertmanager`, with its gossip address): every
+Prometheus sends alerts to it, and Alertmanager's cluster peers are read from the same file.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from vrm_tui.core import services
-from vrm_tui.fleet.store import HostReport
+from vrm_tui.fleet.store import EtcdStore, FleetUnreachable, HostReport
 from vrm_tui.settings import Settings
+from vrm_tui.stack.monitoring import (
+    ALERTMANAGER_JOB,
+    CLUSTER_PEER,
+    LOOPBACK,
+    advertised,
+    fleet_shared,
+    hostport,
+)
 from vrm_tui.system.files import write_atomic
 
-__all__ = ["own_targets", "render", "write_targets"]
+__all__ = ["own_targets", "refresh", "render", "write_targets"]
 
 # service -> the job that scrapes it in monitoring/prometheus.yml
 JOB = {services.RUST: "vision-manager", services.TYPESCRIPT: "vision-manager",
-       services.PROXY: "nginx", services.PROMETHEUS: "prometheus"}
+       services.PROXY: "nginx"}
 
 
 def own_targets(settings: Settings) -> list[dict[str, Any]]:
-    """This host's targets in file_sd form: both backends' /metrics and, when monitoring
-    runs here, the proxy's nginx exporter and Prometheus; loopback addresses are given as
-    VRM_FLEET_ADVERTISE (the address other hosts use for this one)."""
-    addresses = {services.RUST: settings.rust_address, services.TYPESCRIPT: settings.ts_address}
+    """This host's targets in file_sd form (monitoring.fleet_shared), loopback addresses
+    given as VRM_FLEET_ADVERTISE (the address other hosts use for this one), and with
+    monitoring its Alertmanager."""
+    host, advertise = settings.fleet_host, settings.fleet_advertise
+    groups: list[dict[str, Any]] = [
+        {"targets": [advertised(address, advertise)],
+         "labels": {"job": JOB[service], "service": service, "host": host}}
+        for service, address in fleet_shared(settings).items()]
     if settings.monitoring:
-        addresses[services.PROXY] = f"127.0.0.1:{settings.nginx_exporter_port}"
-        addresses[services.PROMETHEUS] = f"127.0.0.1:{settings.prometheus_port}"
-    return [{"targets": [_advertised(address, settings.fleet_advertise)],
-             "labels": {"job": JOB[service], "service": service, "host": settings.fleet_host}}
-            for service, address in addresses.items()]
-
-
-def _advertised(address: str, advertise: str) -> str:
-    """`address` as another host reaches it: a loopback host is replaced by `advertise`."""
-    host, _, port = address.rpartition(":")
-    bare = host.strip("[]")
-    try:
-        loopback = bare == "localhost" or ipaddress.ip_address(bare).is_loopback
-    except ValueError:
-        loopback = False
-    return f"{advertise}:{port}" if loopback else address
+        groups.append({
+            "targets": [advertised(hostport(LOOPBACK, settings.alertmanager_port), advertise)],
+            "labels": {"job": ALERTMANAGER_JOB, "service": services.ALERTMANAGER, "host": host,
+                       CLUSTER_PEER: f"{advertise}:{settings.alertmanager_cluster_port}"}})
+    return groups
 
 
 def render(reports: Mapping[str, HostReport]) -> str:
@@ -69,3 +71,14 @@ def write_targets(path: Path, reports: Mapping[str, HostReport]) -> bool:
         pass
     write_atomic(path, text, sync=False)
     return True
+
+
+def refresh(settings: Settings) -> bool:
+    """The live hosts' targets read from etcd now (`vrm up`, before Alertmanager starts:
+    its cluster peers come from this file). Unreachable, the last file stands and the agent
+    rewrites it once etcd answers; True when it was written."""
+    try:
+        return write_targets(settings.paths.fleet_targets,
+                             EtcdStore(settings.fleet, settings.fleet_endpoints).hosts())
+    except (FleetUnreachable, OSError):
+        return False

@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vrm_tui.rehearsal",
                                      description="A stand-in Vision Resource Manager backend.")
     parser.add_argument("--flavour", choices=["rust", "typescript"], required=True)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", action="append", dest="hosts",
+                        help="an address to listen on (repeatable; default 127.0.0.1)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--profile", type=Path, help="profile YAML (default: the flavour's)")
     parser.add_argument("--max-vram-gb", type=float, default=20.0)
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     backend = Backend(profile, args.max_vram_gb, seed=args.seed)
     try:
-        asyncio.run(serve(backend, args.host, args.port, args.admin_port if args.faults else None))
+        asyncio.run(serve(backend, args.hosts or ["127.0.0.1"], args.port,
+                          args.admin_port if args.faults else None))
     except OSError as exc:
         print(f"rehearsal: cannot listen: {exc}", file=sys.stderr)
         return 1

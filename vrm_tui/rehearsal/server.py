@@ -15,7 +15,7 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -333,8 +333,10 @@ def build_admin_app(backend: Backend) -> web.Application:
     return app
 
 
-async def serve(backend: Backend, host: str, port: int, admin_port: int | None) -> None:
-    """Run until SIGTERM/SIGINT; the admin listener binds 127.0.0.1 only, and first: once
+async def serve(backend: Backend, hosts: Sequence[str], port: int,
+                admin_port: int | None) -> None:
+    """Run until SIGTERM/SIGINT on each of `hosts` (loopback, and in a fleet the advertised
+    address other hosts scrape); the admin listener binds 127.0.0.1 only, and first: once
     /health answers, faults can be injected (bring-up and tests wait on /health alone)."""
     runners = []
     if admin_port is not None:
@@ -344,10 +346,11 @@ async def serve(backend: Backend, host: str, port: int, admin_port: int | None) 
         runners.append(admin)
     main = web.AppRunner(build_app(backend), access_log=None, handle_signals=False)
     await main.setup()
-    await web.TCPSite(main, host, port, backlog=1024).start()
+    for host in hosts:
+        await web.TCPSite(main, host, port, backlog=1024).start()
     runners.append(main)
     log.warning("%s rehearsal backend on %s:%s (profile %s, MAX_VRAM_GB %s, faults %s)",
-                backend.name, host, port, backend.profile.source, backend.pool.limit_gb,
+                backend.name, ", ".join(hosts), port, backend.profile.source, backend.pool.limit_gb,
                 f"on 127.0.0.1:{admin_port}" if admin_port is not None else "off")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.errors import BadInput, ProxyUnreachable, StackError
+from vrm_tui.core.errors import BadInput, ProxyUnreachable, StackError, VrmError
 from vrm_tui.core.paths import CONFIGS
 from vrm_tui.settings import RuntimeName, Settings
 from vrm_tui.stack import monitoring
@@ -208,12 +208,18 @@ class LocalRuntime(StatusListener):
                     os.kill(running.pid, signal.SIGHUP)
             if running or monitoring.binary(service) is None:
                 continue
+            host = monitoring.LOOPBACK  # in a fleet, what other hosts use listens there too
             if service == services.NGINX_EXPORTER:
-                self._check_port("NGINX_EXPORTER_PORT", "127.0.0.1", s.nginx_exporter_port)
+                host = monitoring.exporter_host(s)
+                self._check_port("NGINX_EXPORTER_PORT", host, s.nginx_exporter_port)
                 command = monitoring.exporter_command(s)
                 port, ready = s.nginx_exporter_port, "/metrics"
             elif service == services.ALERTMANAGER:  # routes checked by Console.up
-                self._check_port("ALERTMANAGER_PORT", "127.0.0.1", s.alertmanager_port)
+                for where in monitoring.listen_hosts(s):
+                    self._check_port("ALERTMANAGER_PORT", where, s.alertmanager_port)
+                if (gossip := monitoring.fleet_address(s)) is not None:
+                    self._check_port("ALERTMANAGER_CLUSTER_PORT", gossip,
+                                     s.alertmanager_cluster_port)
                 folder = s.paths.alertmanager
                 config = monitoring.write_alertmanager_config(s, folder)
                 command = monitoring.alertmanager_command(s, config, folder / "data")
@@ -226,7 +232,7 @@ class LocalRuntime(StatusListener):
                 command = monitoring.prometheus_command(s, config, folder / "data")
                 port, ready = s.prometheus_port, "/-/ready"
             record = self._spawn(service, command, {"port": port})
-            self._wait_ready(record, f"http://127.0.0.1:{port}{ready}")
+            self._wait_ready(record, f"http://{monitoring.hostport(host, port)}{ready}")
             started.append(service)
         return started
 
@@ -304,11 +310,13 @@ class LocalRuntime(StatusListener):
                        profile: Path) -> ProcRecord:
         port = self.settings.rust_port if backend == Backend.RUST else self.settings.ts_port
         setting = "VISION_MANAGER_PORT" if backend == Backend.RUST else "TS_VISION_MANAGER_PORT"
-        self._check_port(setting, "127.0.0.1", port)
+        hosts = monitoring.listen_hosts(self.settings)  # in a fleet: scraped by every host
+        for host in hosts:
+            self._check_port(setting, host, port)
         command = [
             sys.executable, "-m", "vrm_tui.rehearsal",
             "--flavour", backend,
-            "--host", "127.0.0.1",
+            *(arg for host in hosts for arg in ("--host", host)),
             "--port", str(port),
             "--profile", str(profile),
             "--max-vram-gb", str(self.settings.max_vram_gb),
@@ -441,7 +449,8 @@ class LocalRuntime(StatusListener):
             if live is not None and (record is None or not record.alive()):
                 record = live  # found by what it writes to: vrm died before recording it
             port = record.ports.get("port") if record else None
-            url = f"http://127.0.0.1:{port}" if port else None
+            url = f"http://{monitoring.hostport(self._listen_host(service), port)}" \
+                if port else None
             orphans = self.proxy_orphans() if service == services.PROXY and live is None \
                 else set()
             if orphans:
@@ -457,6 +466,16 @@ class LocalRuntime(StatusListener):
                 found.append(ServiceState(service, "exited", record.pid, url,
                                           detail="started by vrm, no longer running"))
         return found
+
+    def _listen_host(self, service: str) -> str:
+        """Where a service answers on this host: loopback, but the nginx exporter listens on
+        one address only, in a fleet the advertised one."""
+        if service != services.NGINX_EXPORTER:
+            return monitoring.LOOPBACK
+        try:
+            return monitoring.exporter_host(self.settings)
+        except VrmError:  # the advertised name no longer resolves: it is shown down
+            return monitoring.LOOPBACK
 
     def admin_url(self, service: str) -> str | None:
         """The fault-injection endpoint of a rehearsal backend we started (loopback only)."""

@@ -5,12 +5,22 @@ The checked-in file is valid as it stands (compose service names), so `promtool 
 runs on it; a runtime rewrites only the targets, the rules path, Alertmanager's address and
 (when set) the intervals and the rules' `for:`. A
 deployment's own `monitoring/` next to `.env` wins over vrm's, like `nginx/nginx.conf`.
+
+In a fleet (VRM_FLEET) what other hosts use listens on the advertised address as well
+(`fleet_address`): the nginx exporter (scraped by every host's Prometheus) and Alertmanager,
+whose copies form one gossip cluster (Alertmanager's own HA: every Prometheus sends to every
+Alertmanager, and the cluster's shared notification log lets one of them notify), so an
+alert about any host reaches people once. Outside a fleet everything stays on loopback.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import json
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 from dataclasses import replace
@@ -18,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vrm_tui.core import services
-from vrm_tui.core.errors import BadInput, SettingsError
+from vrm_tui.core.errors import BadInput, SettingsError, StackError
 from vrm_tui.core.paths import REPO_ROOT
 from vrm_tui.settings import Settings
 
@@ -30,6 +40,9 @@ INSTALL_HINT = {
 }
 BINARY = {services.PROMETHEUS: "prometheus", services.NGINX_EXPORTER: "prometheus-nginx-exporter",
           services.ALERTMANAGER: "prometheus-alertmanager"}
+LOOPBACK = "127.0.0.1"
+ALERTMANAGER_JOB = "alertmanager"  # the fleet targets' group naming a host's Alertmanager
+CLUSTER_PEER = "cluster_peer"  # its label: the gossip address its cluster peers join
 
 
 def source(settings: Settings, name: str) -> Path:
@@ -58,8 +71,8 @@ def render_prometheus(settings: Settings, rules: Path, parity: bool = False) -> 
     address = {
         services.RUST: settings.rust_address,
         services.TYPESCRIPT: settings.ts_address,
-        services.PROXY: f"127.0.0.1:{settings.nginx_exporter_port}",
-        services.PROMETHEUS: f"127.0.0.1:{settings.prometheus_port}",
+        services.PROXY: exporter_address(settings),
+        services.PROMETHEUS: f"{LOOPBACK}:{settings.prometheus_port}",
     }
     for job in config.get("scrape_configs", []):
         for group in job.get("static_configs", []):
@@ -79,16 +92,117 @@ def _fleet(config: dict[str, Any], settings: Settings) -> None:
     job scrapes every other live host, discovered from the file the fleet agent renders
     from etcd (StateDir.fleet_targets). Its groups carry their own `job` and `service`
     labels, so dashboards and rules see every host alike; this host's own entries are
-    dropped there (its static jobs scrape it already, over loopback)."""
+    dropped there (its static jobs scrape it already). Its own targets keep the `instance`
+    the other hosts give them (their advertised address): every host's Prometheus then
+    raises the same alert with the same labels, which the Alertmanager cluster needs to
+    notify it once. The Alertmanagers' groups are for `alerting`, not for scraping."""
+    shared = fleet_shared(settings)
     for job in config.get("scrape_configs", []):
         for group in job.get("static_configs", []):
-            group.setdefault("labels", {})["host"] = settings.fleet_host
+            labels = group.setdefault("labels", {})
+            labels["host"] = settings.fleet_host
+            if labels.get("service") in shared:
+                labels["instance"] = advertised(shared[labels["service"]],
+                                                settings.fleet_advertise)
     config.setdefault("scrape_configs", []).append({
         "job_name": "fleet",
-        "file_sd_configs": [{"files": [str(settings.paths.fleet_targets)],
-                             "refresh_interval": "30s"}],  # a missed inotify event, at worst
-        "relabel_configs": [{"source_labels": ["host"], "regex": re.escape(settings.fleet_host),
-                             "action": "drop"}]})
+        "file_sd_configs": _fleet_sd(settings),
+        "relabel_configs": [*_not_this_host(settings), {"source_labels": ["job"],
+                                                         "regex": ALERTMANAGER_JOB,
+                                                         "action": "drop"}]})
+
+
+def _fleet_sd(settings: Settings) -> list[dict[str, Any]]:
+    return [{"files": [str(settings.paths.fleet_targets)],
+             "refresh_interval": "30s"}]  # a missed inotify event, at worst
+
+
+def _not_this_host(settings: Settings) -> list[dict[str, Any]]:
+    return [{"source_labels": ["host"], "regex": re.escape(settings.fleet_host),
+             "action": "drop"}]
+
+
+def fleet_shared(settings: Settings) -> dict[str, str]:
+    """What the fleet's other hosts scrape here, service -> its address as this host names
+    it: both backends' /metrics and, with monitoring, the nginx exporter. (Not Prometheus:
+    each host's scrapes itself, and its API stays on loopback.)"""
+    found = {services.RUST: settings.rust_address, services.TYPESCRIPT: settings.ts_address}
+    if settings.monitoring:
+        found[services.PROXY] = f"{LOOPBACK}:{settings.nginx_exporter_port}"
+    return found
+
+
+def advertised(address: str, advertise: str) -> str:
+    """`address` as another host reaches it: a loopback host is replaced by `advertise`."""
+    host, _, port = address.rpartition(":")
+    bare = host.strip("[]")
+    try:
+        loopback = bare == "localhost" or ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        loopback = False
+    return f"{advertise}:{port}" if loopback else address
+
+
+def fleet_address(settings: Settings) -> str | None:
+    """In a fleet, the IP address VRM_FLEET_ADVERTISE names: where the services other hosts
+    use listen, beside (or instead of) loopback; None outside a fleet. Never every
+    interface: an unspecified address is refused, and so is one this host does not hold."""
+    return _bindable(settings.fleet_advertise) if settings.fleet else None
+
+
+@functools.lru_cache(maxsize=8)
+def _bindable(name: str) -> str:
+    """`name` (a host name or an IP) resolved once to an IP address this host can bind."""
+    try:
+        found = socket.getaddrinfo(name.strip("[]"), None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise StackError(f"VRM_FLEET_ADVERTISE={name}: does not resolve ({exc})") from None
+    family, _, _, _, where = found[0]
+    ip = str(where[0])
+    if ipaddress.ip_address(ip).is_unspecified:
+        raise BadInput(f"VRM_FLEET_ADVERTISE={name}: names every interface; name the one "
+                       "address other hosts reach this one at")
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((ip, 0))
+        except OSError as exc:
+            raise StackError(f"VRM_FLEET_ADVERTISE={name}: {ip} is not an address of this "
+                             f"host ({exc.strerror})") from None
+    return ip
+
+
+def hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen_hosts(settings: Settings) -> list[str]:
+    """Where a service both this host and the fleet's other hosts use listens: loopback,
+    and in a fleet the advertised address too."""
+    own = fleet_address(settings)
+    return [LOOPBACK] if own in (None, LOOPBACK) else [LOOPBACK, str(own)]
+
+
+def exporter_host(settings: Settings) -> str:
+    """The nginx exporter listens on one address: loopback, or in a fleet the advertised
+    one (where this host's Prometheus scrapes it too)."""
+    return fleet_address(settings) or LOOPBACK
+
+
+def exporter_address(settings: Settings) -> str:
+    return hostport(exporter_host(settings), settings.nginx_exporter_port)
+
+
+def cluster_peers(settings: Settings) -> list[str]:
+    """The other hosts' Alertmanager gossip addresses, from the fleet targets file (rendered
+    from etcd at `vrm up`, then by the agent); none when there is no file yet."""
+    try:
+        groups = json.loads(settings.paths.fleet_targets.read_text())
+    except (OSError, ValueError):
+        return []
+    return sorted({str(labels[CLUSTER_PEER]) for group in groups if isinstance(group, dict)
+                   for labels in [group.get("labels") or {}]
+                   if labels.get("job") == ALERTMANAGER_JOB and CLUSTER_PEER in labels
+                   and labels.get("host") != settings.fleet_host})
 
 
 def prometheus_command(settings: Settings, config: Path, data: Path) -> list[str]:
@@ -102,7 +216,7 @@ def prometheus_command(settings: Settings, config: Path, data: Path) -> list[str
 def exporter_command(settings: Settings) -> list[str]:
     return [binary(services.NGINX_EXPORTER) or "prometheus-nginx-exporter",
             f"-nginx.scrape-uri=http://127.0.0.1:{settings.proxy_status_port}/nginx_status",
-            f"-web.listen-address=127.0.0.1:{settings.nginx_exporter_port}"]
+            f"-web.listen-address={exporter_address(settings)}"]
 
 
 # --- rules and intervals (settings for rehearsals and tests; the shipped values stand) -------
@@ -122,9 +236,16 @@ def _intervals(config: dict[str, Any], settings: Settings) -> None:
 
 
 def _alerting(config: dict[str, Any], settings: Settings) -> None:
-    """Prometheus sends to this stack's Alertmanager on loopback."""
-    config["alerting"] = {"alertmanagers": [{"static_configs": [
-        {"targets": [f"127.0.0.1:{settings.alertmanager_port}"]}]}]}
+    """Prometheus sends to this stack's Alertmanager on loopback and, in a fleet, to every
+    other live host's (Alertmanager's HA: each gets every alert, the cluster notifies once)."""
+    managers: list[dict[str, Any]] = [{"static_configs": [
+        {"targets": [f"{LOOPBACK}:{settings.alertmanager_port}"]}]}]
+    if settings.fleet:
+        managers.append({"file_sd_configs": _fleet_sd(settings),
+                         "relabel_configs": [{"source_labels": ["job"], "action": "keep",
+                                              "regex": ALERTMANAGER_JOB},
+                                             *_not_this_host(settings)]})
+    config["alerting"] = {"alertmanagers": managers}
 
 
 # --- Alertmanager ----------------------------------------------------------------------------
@@ -236,8 +357,20 @@ def _amtool(amtool: str, settings: Settings) -> str | None:
 
 
 def alertmanager_command(settings: Settings, config: Path, data: Path) -> list[str]:
-    """On loopback; no cluster (it would bind its gossip port on every interface)."""
-    return [binary(services.ALERTMANAGER) or "prometheus-alertmanager",
-            f"--config.file={config}", f"--storage.path={data}",
-            f"--web.listen-address=127.0.0.1:{settings.alertmanager_port}",
-            "--cluster.listen-address="]
+    """On loopback with no cluster (by default it binds its gossip port on every interface);
+    in a fleet also on the advertised address, gossiping there with the peers the fleet's
+    hosts had at start (`cluster_peers`). A host that joins later lists the running ones
+    and gossip tells them; a peer that is away is retried (--cluster.reconnect-timeout,
+    6 h) and re-joined by address every refresh (15 s)."""
+    command = [binary(services.ALERTMANAGER) or "prometheus-alertmanager",
+               f"--config.file={config}", f"--storage.path={data}"]
+    command += [f"--web.listen-address={hostport(host, settings.alertmanager_port)}"
+                for host in listen_hosts(settings)]
+    own = fleet_address(settings)
+    if own is None:
+        return [*command, "--cluster.listen-address="]
+    gossip = hostport(own, settings.alertmanager_cluster_port)
+    return [*command, f"--cluster.listen-address={gossip}",
+            f"--cluster.advertise-address={gossip}",
+            f"--cluster.peer-timeout={settings.alertmanager_peer_timeout}",
+            *(f"--cluster.peer={peer}" for peer in cluster_peers(settings))]
