@@ -7,6 +7,7 @@ must read that as hanging (word and symbol), never as an improving error rate.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import httpx
@@ -18,8 +19,18 @@ from vrm_tui.tui.widgets.health import HealthPane
 from vrm_tui.tui.widgets.latency import LatencyPane
 
 
+def _line(pane: LatencyPane, backend: str) -> str:
+    return next((ln for ln in rendered(pane).splitlines() if ln.startswith(backend)), "")
+
+
 def _rust_line(pane: LatencyPane) -> str:
-    return next((ln for ln in rendered(pane).splitlines() if ln.startswith("rust")), "")
+    return _line(pane, "rust")
+
+
+def _in_flight(line: str) -> int:
+    """The requests nginx has waiting on the line's backend, as shown (-1: not shown)."""
+    found = re.search(r"· (\d+) in flight", line)
+    return int(found.group(1)) if found else -1
 
 
 async def test_a_hang_on_rust_shows_as_hanging_within_five_seconds(stack: Stack) -> None:
@@ -33,14 +44,25 @@ async def test_a_hang_on_rust_shows_as_hanging_within_five_seconds(stack: Stack)
             await until(pilot, lambda: "● ok" in _rust_line(pane), timeout=10)
             httpx.post(f"{admin}/faults", json={"hang": True}, timeout=2)
             hung = time.perf_counter()
-            await until(pilot, lambda: "⧖ hanging" in _rust_line(pane), timeout=5)
+            typescript_words: set[str] = set()
+
+            def rust_hangs() -> bool:  # issue 22 item 3: typescript was called hanging too
+                typescript_words.add(pane.verdicts["typescript"].word)
+                return "⧖ hanging" in _rust_line(pane)
+
+            await until(pilot, rust_hangs, timeout=5)
             assert time.perf_counter() - hung <= 5.0
             assert pane.verdicts["rust"].word == "hanging"
             assert "HANGING" in rendered(pane)
             assert "improv" not in rendered(pane)
+            # rust's own requests wait (its count on its line); typescript's are answered.
+            await until(pilot, lambda: _in_flight(_rust_line(pane)) > 0)
+            assert "hanging" not in typescript_words, typescript_words
+            assert 0 <= _in_flight(_line(pane, "typescript")) <= 1, rendered(pane)
             health = app.query_one(HealthPane)
             await until(pilot, lambda: health.states().get(services.RUST) == "hanging")
             assert "⧖ hanging" in rendered(health)
+            assert "requests are waiting on it at nginx" in rendered(health)
     finally:
         httpx.delete(f"{admin}/faults", timeout=2)
         stop.set()

@@ -1,9 +1,13 @@
-"""What a backend's requests are doing now: ok, errors, failing, hanging or idle.
+"""What a backend's requests are doing now: ok, slow, errors, failing, hanging or idle.
 
 The access log speaks only of requests that ended, so during a hang it goes quiet and its
 error rate even falls. Two live signals close that gap: the health probe (a request to the
-backend now, with a timeout) and nginx's requests in flight while the backend, which
-should be answering, logs nothing. Either makes the backend `hanging` within seconds.
+backend now, with a timeout) and the requests nginx has waiting on the backend while it,
+which should be answering, logs nothing. Either makes the backend `hanging` within seconds;
+answers that still arrive make it `slow` instead. The waiting requests are the backend's
+own (the Lua module counts them per upstream, /vrm/served); only where nginx does not count
+them does its stub_status (all upstreams together) stand in, with a guard against blaming
+the wrong backend.
 """
 
 from __future__ import annotations
@@ -31,25 +35,37 @@ class Now:
 
 def judge(stats: BackendWindow, now: float, probe: Probe | None = None,
           in_flight: int | None = None, share: float | None = None,
-          failing_for_s: float = 0.0) -> Now:
-    """The backend's state now. `share` is the fraction of balanced traffic nginx sends it
-    (None: unknown); `failing_for_s` the seconds at the window's end without one success."""
+          failing_for_s: float = 0.0, waiting: int | None = None,
+          degraded: str = "") -> Now:
+    """The backend's state now. `waiting` is the requests nginx has waiting on this backend
+    (its own count; None: unknown, and `in_flight`, nginx's count over all upstreams, stands
+    in); `share` the fraction of balanced traffic nginx sends it (None: unknown);
+    `failing_for_s` the seconds at the window's end without one success; `degraded` why its
+    probe is above its own recent baseline ('' when it is not)."""
     silent_s = now - stats.last_answer_at if stats.last_answer_at is not None else None
     answering = silent_s is not None and silent_s < STALL_S and stats.recent_requests > 0
+    if waiting is not None:
+        at_nginx = f"{waiting} requests are waiting on it at nginx"
+    else:
+        at_nginx = (f"{in_flight} requests are in flight at nginx (all backends)"
+                    if in_flight else "")
     if probe is not None and probe.timed_out:
         if answering:  # the answers decide: they still arrive, only slower than the probe
             return Now("slow", f"health probe: {probe.error}, but requests are answered "
                                f"(the last {silent_s:.0f} s ago)")
-        waiting = f"; {in_flight} requests in flight at nginx" if in_flight else ""
-        return Now("hanging", f"health probe: {probe.error}{waiting}")
-    # At its usual rate it would have answered STALL_EXPECTED times by now. nginx counts the
-    # requests in flight for all upstreams: a backend whose own probe answers is not the one
-    # they wait on (its share was held up by the other's hang).
-    own_probe_answers = probe is not None and probe.healthy
-    if silent_s is not None and silent_s >= STALL_S and in_flight and share != 0 \
-            and not own_probe_answers and stats.rate * silent_s >= STALL_EXPECTED:
-        return Now("hanging", f"no answer for {silent_s:.0f} s while {in_flight} "
-                              "requests are in flight at nginx")
+        return Now("hanging", f"health probe: {probe.error}" + (f"; {at_nginx}" if at_nginx
+                                                               else ""))
+    # At its usual rate it would have answered STALL_EXPECTED times by now, and requests
+    # wait on it. Its own count says so; nginx's counts every upstream: then a backend whose
+    # own probe answers, or that gets no traffic, is not the one they wait on.
+    if waiting is not None:
+        stalled = waiting > 0
+    else:
+        own_probe_answers = probe is not None and probe.healthy
+        stalled = bool(in_flight) and share != 0 and not own_probe_answers
+    if stalled and silent_s is not None and silent_s >= STALL_S \
+            and stats.rate * silent_s >= STALL_EXPECTED:
+        return Now("hanging", f"no answer for {silent_s:.0f} s while {at_nginx}")
     rate = stats.recent_error_rate
     if failing_for_s:
         return Now("failing", f"no successful requests in the last {failing_for_s:.0f} s")
@@ -59,6 +75,8 @@ def judge(stats: BackendWindow, now: float, probe: Probe | None = None,
         return Now("errors", f"{100 * rate:.0f}% of attempts failed in the last 10 s")
     if stats.recent_requests == 0:
         return Now("idle", "no requests in the last 10 s")
+    if degraded:  # answers arrive, above its baseline
+        return Now("slow", f"{degraded}; requests are answered")
     return Now("ok")
 
 

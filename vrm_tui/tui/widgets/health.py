@@ -1,5 +1,7 @@
 """Backend health pane: up / degraded / hanging / down as a word and a symbol, latency, last
-healthy. The classification is `status.classify`, shared with `vrm status`."""
+healthy. The classification is `status.classify`, shared with `vrm status`. A backend in
+trouble says how many requests nginx has waiting on it (its own count, where nginx keeps
+one), so a hang is seen to hold clients, or not."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
 
+from vrm_tui.core import services
 from vrm_tui.tui.widgets.common import ago, ms, state_text
 from vrm_tui.tui.widgets.pane import Pane
 from vrm_tui.views import ServiceStatus, StackStatus
@@ -64,6 +67,8 @@ class HealthPane(Pane):
         table.add_column("probe", no_wrap=True, justify="right", overflow="ellipsis")
         table.add_column("last ok", no_wrap=True, overflow="ellipsis")
         problems: list[Text] = []
+        served = self._status.served
+        flight = served.in_flight if served is not None else None
         for service in self._status.services:
             state = service_state(service)
             probe = service.probe
@@ -76,6 +81,9 @@ class HealthPane(Pane):
                     service.state.name)),
             )
             detail = service.health.reason
-            if detail and state not in ("up", "absent"):
+            backend = services.BACKENDS.get(service.state.name)
+            if flight is not None and backend is not None:
+                detail += f"; {flight.of(backend)} requests are waiting on it at nginx"
+            if service.health.reason and state not in ("up", "absent"):
                 problems.append(Text(f"{short}: {detail}", style="red"))
         self.show(Group(table, *problems))

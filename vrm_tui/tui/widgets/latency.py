@@ -4,8 +4,9 @@ sparklines, request rate, and error rates over 10 s, the window, and as clients 
 Errors include failed attempts nginx retried onto the other backend, and say so. A slot
 with no successful request is a gap in the sparkline, and a headline whose recent slots had
 only failures says so instead of showing older successes' latency as current. A hang, which
-the access log cannot see until requests end, shows from the health probe and nginx's
-requests in flight (`telemetry.realtime.judge`).
+the access log cannot see until requests end, shows from the health probe and the requests
+nginx has waiting on that backend (`telemetry.realtime.judge`); their number is on each
+backend's line whenever nginx counts them.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ class LatencyPane(Pane):
         self._snapshot: TrafficSnapshot | None = None
         self._error = ""
         self._probes: dict[str, Probe | None] = {}
+        self._degraded: dict[str, str] = {}  # backend -> why its probe is above its baseline
         self._shares: dict[str, float] = {}
+        # Requests nginx has waiting on each backend (/vrm/served); None: it does not count.
+        self._waiting: dict[str, int] | None = None
         self._hung: set[str] = set()
         self.verdicts: dict[str, Now] = {}  # backend -> what its requests do now, as shown
         self._history: dict[str, dict[str, list[float | None]]] = {}
@@ -91,6 +95,10 @@ class LatencyPane(Pane):
             backend = services.BACKENDS.get(service.state.name)
             if backend is not None:
                 self._probes[backend] = service.probe
+                health = service.health
+                self._degraded[backend] = health.reason if health.word == "degraded" else ""
+        flight = status.served.in_flight if status.served is not None else None
+        self._waiting = None if flight is None else {b: flight.of(b) for b in Backend}
         if status.served is not None:
             split = status.served.split
             self._shares = {Backend.RUST: split.rust / 100,
@@ -114,8 +122,9 @@ class LatencyPane(Pane):
         for backend, stats in snap.backends.items():
             probe = self._probes.get(backend)
             failing = failing_for_s(stats)
+            waiting = self._waiting.get(backend) if self._waiting is not None else None
             now = judge(stats, snap.at, probe, snap.in_flight, self._shares.get(backend),
-                        failing)
+                        failing, waiting, self._degraded.get(backend, ""))
             self.verdicts[backend] = now
             head = Text(f"{backend:11}", style="bold")
             head.append_text(state_text(now.word))
@@ -123,6 +132,7 @@ class LatencyPane(Pane):
             if stats.requests == 0:
                 head.append(f"no traffic in {snap.window}; probe "
                             f"{ms(probe.latency_ms if probe else None)}", style="dim")
+                _waiting(head, waiting)
                 lines.append(head)
                 if now.word == "hanging":
                     lines.append(Text(f"  ⧖ {now.reason}", style="red bold"))
@@ -132,6 +142,7 @@ class LatencyPane(Pane):
             else:
                 head.append(f"p50 {ms(stats.p50_ms):>6} p95 {ms(stats.p95_ms):>6} ")
             head.append(f"{stats.rate:6.1f} req/s")
+            _waiting(head, waiting)
             lines.append(head)
             lines.append(_error_line(stats, snap.window, now))
             if now.word == "hanging":
@@ -160,13 +171,19 @@ class LatencyPane(Pane):
                     lines.append(Text(f"  15m {sparkline(past, width)} {scale(past, width)} "
                                       f"{self._history_note()}",
                                       style="yellow" if self._history_error else "dim"))
-        if snap.in_flight:
+        if snap.in_flight and self._waiting is None:  # nginx's, all backends together
             lines.append(Text(f"{snap.in_flight} requests in flight at nginx now",
                               style="yellow" if snap.in_flight > 10 else "dim"))
         if snap.skipped_bytes:
             lines.append(Text(f"(skipped {snap.skipped_bytes} bytes of log to keep up)",
                               style="yellow"))
         self.show(Group(*lines))
+
+
+def _waiting(head: Text, waiting: int | None) -> None:
+    """The requests nginx has waiting on the backend now, where it counts them."""
+    if waiting is not None:
+        head.append(f" · {waiting} in flight", style="yellow bold" if waiting else "dim")
 
 
 def _error_line(stats: BackendWindow, window: str, now: Now) -> Text:
