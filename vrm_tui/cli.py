@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # `vrm rollback` must start fast: these load where they are u
     from vrm_tui.console import MigrationView
     from vrm_tui.views import (  # types only: Console.fleet()
         FleetService,
+        HostRollback,
         RollbackOutcome,
         StackStatus,
     )
@@ -648,6 +649,9 @@ def _add_fleet(sub: argparse._SubParsersAction[_Parser],
                        help="rollback: how long to wait for every live host "
                             "(default VRM_FLEET_CONFIRM_TIMEOUT)")
     fleet.add_argument("--reason", default="", help="deploy, rollback: why (fleet journal)")
+    fleet.add_argument("--host", dest="only_host", default=None, metavar="HOST",
+                       help="rollback: only this host, held at rust 0 until `vrm fleet "
+                            "rejoin` on it (this host: locally, no etcd; another: via etcd)")
     fleet.add_argument("--json", action="store_true",
                        help="status, hosts: JSON for scripts; targets: Prometheus file_sd")
     sub.add_parser("agent", parents=[common],
@@ -663,7 +667,8 @@ def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError("vrm fleet deploy needs --rust-weight N")
     if hasattr(args, "rust_weight") and action != "deploy":
         raise UsageError(f"--rust-weight goes with `vrm fleet deploy`, not {action}")
-    fleet = Console(settings).fleet()
+    console = Console(settings)
+    fleet = console.fleet()
     if action == "deploy":
         desired = fleet.deploy(settings.split.rust, args.reason)
         print(f"fleet {settings.fleet}: desired rust {desired.rust}% "
@@ -673,6 +678,10 @@ def cmd_fleet(settings: Settings, args: argparse.Namespace) -> int:
         return _fleet_migrate(settings, args, fleet)
     if args.what is not None:
         raise UsageError(f"{args.what!r} goes with `vrm fleet migrate`, not {action}")
+    if args.only_host is not None and action != "rollback":
+        raise UsageError(f"--host goes with `vrm fleet rollback`, not {action}")
+    if action == "rollback" and args.only_host is not None:
+        return _print_host_rollback(console.fleet_host_rollback(args.only_host, args.timeout))
     if action == "rollback":
         return _print_fleet_rollback(settings, fleet.rollback(args.timeout, args.reason))
     if action == "rejoin":
@@ -738,6 +747,21 @@ def _print_fleet_rollback(settings: Settings, outcome: RollbackOutcome) -> int:
               f"{', '.join(outcome.missing)} (the rollback stays in force for them)",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _print_host_rollback(done: HostRollback) -> int:
+    if not done.remote:
+        assert done.local is not None
+        print(f"{done.host} (this host): rust 0 verified in {done.local.duration_ms:.0f} ms, "
+              "held until `vrm fleet rejoin`")
+        return 0
+    if done.seen_ms is None:
+        print(f"vrm fleet rollback: {done.host} did not confirm within the timeout (its hold "
+              "stays in force)", file=sys.stderr)
+        return 1
+    print(f"{done.host}: held at rust 0, verified at +{done.seen_ms:.0f} ms "
+          f"(`vrm fleet rejoin` on {done.host} releases it)")
     return 0
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # imported where used: `vrm rollback` must not pay for them a
     from vrm_tui.bench.engine import Result
     from vrm_tui.bench.modes import Options as BenchOptions
     from vrm_tui.core.corpus import Corpus
-    from vrm_tui.fleet.service import FleetService, FleetStatus
+    from vrm_tui.fleet.service import FleetRollback, FleetService, FleetStatus, HostRollback
     from vrm_tui.migrate import plan as plan_mod
     from vrm_tui.migrate.state import MigrationState, StateStore
     from vrm_tui.parity.control import ParityControl
@@ -226,6 +226,18 @@ class Console:
 
     def require_running(self) -> None:
         """Refuse work that needs the proxy (a benchmark) when it is not running."""
+    def fleet_rollback(self, progress: Callable[[FleetRollback], None] | None = None
+                       ) -> FleetRollback:
+        """`r` in fleet mode: this host at once (nothing of etcd on its path; sticky if the
+        fleet cannot be reached), then every live host, each one's verified time told to
+        `progress` as it comes."""
+        return self.fleet().rollback_here(progress)
+
+    def fleet_host_rollback(self, host: str, timeout: float | None = None) -> HostRollback:
+        """One host rolled back and held at rust 0 (the Fleet pane, `vrm fleet rollback
+        --host`): this host locally, another through its hold key in etcd."""
+        return self.fleet().rollback_host(host, timeout)
+
         if not self.runtime.proxy_running():
             raise Failure("the stack is not running: start it with `vrm up`")
 

@@ -18,7 +18,7 @@ from vrm_tui.bench.modes import Options as BenchOptions
 from vrm_tui.bench.report import plot as bench_plot
 from vrm_tui.bench.report import table as bench_table
 from vrm_tui.fleet import FleetService, RollbackOutcome
-from vrm_tui.fleet.service import FleetStatus
+from vrm_tui.fleet.service import FleetRollback, FleetStatus, HostRollback
 from vrm_tui.fleet.store import Desired as FleetDesired
 from vrm_tui.fleet.store import HostReport
 from vrm_tui.journal import Record
@@ -49,9 +49,9 @@ FleetView = FleetStatus
 
 __all__ = [
     "HEALTH_SYMBOL", "RECENT_S", "SHADOW", "STRESS_CAP", "WINDOWS", "Alert", "BackendWindow",
-    "BenchOptions", "BenchResult", "FleetDesired", "FleetService", "FleetView", "GpuReport",
-    "HealthView", "HostReport", "LatencyView", "MigrationState", "Now", "ParityReport", "Probe",
-    "Record", "RollbackOutcome",
+    "BenchOptions", "BenchResult", "FleetDesired", "FleetRollback", "FleetService", "FleetView",
+    "GpuReport", "HealthView", "HostReport", "HostRollback", "LatencyView", "MigrationState",
+    "Now", "ParityReport", "Probe", "Record", "RollbackOutcome",
     "ServiceStatus", "StackStatus", "TrafficSnapshot", "ValidationRow", "VramReading",
     "bench_plot", "bench_table", "failing_for_s", "format_line", "install_uvloop", "judge",
     "migration_lines", "next_line", "parity_lines", "step_outcomes", "validation_dicts",

@@ -8,7 +8,14 @@ of VRM_FLEET_TTL seconds, so a dead host's report vanishes. Its rules:
 - A local rollback (`vrm rollback`, the TUI's `r`) needs no etcd and no agent; the agent
   sees it in the journal and holds the host at rust 0 (`held`, the file `fleet-held`) until
   an operator runs `vrm fleet rejoin`. It checks again under the traffic lock right before
-  any raise, so a rollback that lands mid-decision is never undone.
+  any raise, so a rollback that lands mid-decision is never undone. The one exception is the
+  TUI's fleet rollback, which rolls its own host back first and then writes a fleet rollback
+  that `covers` that local one: the host then follows the fleet (a hold taken before the
+  fleet's write arrived is released), because the fleet as a whole is at rust 0 and the next
+  deploy is the fleet's to make. If that write never lands, the hold stays.
+- An operator's rollback of this host from another (`holds/<host>`, the Fleet pane, `vrm
+  fleet rollback --host`): the agent rolls back at once (woken by a watch on the key) and
+  holds the host exactly like a local rollback, until `vrm fleet rejoin` here.
 - etcd unreachable: the split stays as it is (`isolated`); only VRM_FLEET_ISOLATED_ROLLBACK
   seconds of isolation (off by default) lower it, to rust 0, never raise it.
 - Desired generations only go forward: an older or equal generation is never applied, and
@@ -41,7 +48,7 @@ from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import ApplyError, Failure, FleetUnreachable, ProxyUnreachable
 from vrm_tui.core.split import Split
 from vrm_tui.fleet.guard import FleetGuard
-from vrm_tui.fleet.store import Desired, EtcdStore, HostMode, HostReport, now_iso
+from vrm_tui.fleet.store import Desired, EtcdStore, Hold, HostMode, HostReport, now_iso
 from vrm_tui.fleet.targets import own_targets, write_targets
 from vrm_tui.journal import Journal
 from vrm_tui.settings import Settings
@@ -96,13 +103,19 @@ class AgentState:
 
 def held_by(settings: Settings) -> str | None:
     """Who holds this host at rust 0 (a local rollback), or None."""
+    record = _held_record(settings)
+    return None if record is None else str(record.get("by") or "unknown")
+
+
+def _held_record(settings: Settings) -> dict[str, object] | None:
+    """The hold file: {by, at, and pid (a local rollback's) or from_host (a remote hold)}."""
     try:
         data = json.loads(settings.paths.fleet_held.read_text() or "{}")
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        return "unknown"
-    return str(data.get("by") or "unknown")
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 class Agent:
@@ -125,6 +138,8 @@ class Agent:
         self._reported: HostReport | None = None
         self._isolated_at: float | None = None
         self._held = held_by(settings) is not None
+        self._desired: Desired | None = None  # the newest `desired` read
+        self._obeyed: Hold | None = None  # the remote hold this agent rolled back for
         self.traffic = traffic
         self.guard = FleetGuard(store, settings.fleet_host, say)
         self._looks: tuple[dict[str, bool], dict[str, dict[str, float | None]],
@@ -165,14 +180,18 @@ class Agent:
         """One look: local rollbacks, etcd's desired split, this host's report."""
         held = self._check_local_rollback()
         if self._held and not held:
-            # Rejoined: the desired split it took at rust 0 while held is applied now.
-            self.say("rejoined: following the fleet's desired split again")
+            # Rejoined (or released by a fleet rollback): the desired split it took at rust 0
+            # while held is applied now.
+            self.say("no longer held: following the fleet's desired split again")
             self._set(generation=0)
         self._held = held
         try:
             if self.lease is None or not self.store.keep_alive(self.lease):
                 self._connect()
-            desired, _ = self.store.desired()
+            desired, hold = self.store.look(self.settings.fleet_host)
+            self._desired = desired
+            self._obey(hold)
+            self._release_if_covered()
             if desired is not None:
                 self._follow(desired)
             self._set(mode="held" if held_by(self.settings) else "following", isolated_since="")
@@ -210,7 +229,9 @@ class Agent:
                 self._unwatch()
             self._unwatch = None
         lease = self.store.grant(self.settings.fleet_ttl)
-        self._unwatch = self.store.watch_desired(self.wake)
+        keys = self.store.keys
+        self._unwatch = self.store.watch(self.wake, keys.desired,
+                                         keys.hold(self.settings.fleet_host))
         self.lease = lease
 
     def _isolated(self, why: str) -> None:
@@ -241,24 +262,59 @@ class Agent:
         newest = max([self.state.since, self.state.journal_time])
         for record in records:
             if (record.action == "rollback" and record.result == "ok" and record.pid not in own
-                    and record.time > newest):
-                self._hold(record.operator, record.time)
+                    and record.time > newest and not self._covered(record.pid, record.time)):
+                self._hold(record.operator, record.time, pid=record.pid)
         latest = max([self.state.journal_time, *(r.time for r in records)])
         self._set(journal_offset=offset, journal_time=latest)
         return held_by(self.settings) is not None
 
-    def _hold(self, by: str, at: str) -> None:
+    def _covered(self, pid: int, at: str) -> bool:
+        """Whether the newest `desired` is a fleet rollback covering this local one."""
+        desired = self._desired
+        return desired is not None and desired.covers_rollback(self.settings.fleet_host, pid, at)
+
+    def _release_if_covered(self) -> None:
+        """A hold taken for the local half of a fleet rollback, whose fleet half has now
+        landed: released (the host follows the fleet, which is at rust 0)."""
+        record = _held_record(self.settings)
+        pid, at = (record or {}).get("pid"), str((record or {}).get("at", ""))
+        if isinstance(pid, int) and self._covered(pid, at):
+            with contextlib.suppress(OSError):
+                self.settings.paths.fleet_held.unlink(missing_ok=True)
+                self.say(f"released: the fleet rollback covers the local one at {at}")
+
+    def _obey(self, hold: Hold | None) -> None:
+        """An operator's hold of this host from another: rust 0 now, held like a local
+        rollback. Rolled back once per hold (a failure is retried on the next tick), so an
+        operator on this host may still change its split by hand."""
+        if hold is None or hold == self._obeyed:
+            return
+        self._hold(hold.by, hold.at, from_host=hold.from_host)
+        if self._served_rust() != 0:
+            try:
+                self.controller.rollback()
+            except (ApplyError, ProxyUnreachable) as exc:
+                self._set(error=f"hold from {hold.from_host}: {exc}")
+                return
+        self.say(f"held at rust 0 by {hold.by} from {hold.from_host}: {hold.reason}")
+        self._obeyed = hold
+
+    def _hold(self, by: str, at: str, pid: int = 0, from_host: str = "") -> None:
         if held_by(self.settings) is None:
-            self.say(f"held at rust 0: local rollback by {by} at {at} (vrm fleet rejoin)")
-            text = json.dumps({"by": by, "at": at}) + "\n"
+            self.say(f"held at rust 0: {'remote hold' if from_host else 'local rollback'} "
+                     f"by {by} at {at} (vrm fleet rejoin)")
+            origin: dict[str, object] = {"from_host": from_host} if from_host else {"pid": pid}
+            text = json.dumps({"by": by, "at": at, **origin}) + "\n"
             try:
                 write_atomic(self.settings.paths.fleet_held, text)
             except OSError:
                 # Not recorded on disk (full disk): held in memory by the next look at the
                 # journal, which still has the record past an unmoved offset.
                 return
-            with contextlib.suppress(FleetUnreachable):
-                self.store.note(self.settings.fleet_host, "held", f"local rollback at {at}", by)
+            if not from_host:  # a remote hold was journaled with its key
+                with contextlib.suppress(FleetUnreachable):
+                    self.store.note(self.settings.fleet_host, "held",
+                                    f"local rollback at {at}", by)
 
     def _follow(self, desired: Desired) -> None:
         """Apply `desired` if it is newer than what this host took (held: at rust 0)."""

@@ -1,27 +1,40 @@
 """The fleet as the faces see it: status, hosts, deploy, rollback (waited for), rejoin.
 
-Every method returns a frozen view or raises a VrmError; the CLI (and later the TUI's fleet
-pane) only render them. Writes to `desired` go through EtcdStore.write_desired (compare-
-and-set): a deploy that loses the race to a rollback is refused rather than rolled on top of
-it; a rollback always goes through.
+Every method returns a frozen view or raises a VrmError; the CLI and the TUI's Fleet pane
+only render them. Writes to `desired` go through EtcdStore.write_desired (compare-and-set):
+a deploy that loses the race to a rollback is refused rather than rolled on top of it; a
+rollback always goes through.
+
+Rolling back one host from another is a hold (`holds/<host>`), not a per-host override in
+`desired`: an override lives only until the next generation (a deploy writes a whole new
+`desired`, a migration's guard rewrites its per-host map), so the host would rise again with
+the next deploy. A hold is its own key, written with its fleet journal record in one
+transaction and without a lease: the host's agent, woken by a watch on it, rolls back and
+holds the host exactly as after a local rollback, through deploys, migrations and agent
+restarts, until `vrm fleet rejoin` on that host deletes it. It needs no leader and moves no
+generation, so it never races a deploy's compare-and-set or stops a fleet migration.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
-from vrm_tui.core.errors import BadInput, Failure, FleetUnreachable
+from vrm_tui.core.errors import BadInput, Failure, FleetUnreachable, VrmError
 from vrm_tui.fleet import agent
 from vrm_tui.fleet.guard import resolve_waves
-from vrm_tui.fleet.store import Desired, EtcdStore, FleetMigration, HostReport, now_iso
+from vrm_tui.fleet.store import Desired, EtcdStore, FleetMigration, Hold, HostReport, now_iso
 from vrm_tui.journal import operator_identity
 from vrm_tui.settings import Settings
-from vrm_tui.traffic.controller import TrafficController
+from vrm_tui.traffic.controller import ApplyResult, TrafficController
 
-__all__ = ["Confirmation", "FleetService", "FleetStatus", "RollbackOutcome"]
+__all__ = ["Confirmation", "FleetRollback", "FleetService", "FleetStatus", "HostRollback",
+           "RollbackOutcome"]
 
 POLL_S = 0.01  # how often a rollback reads the hosts' reports while it waits
 
@@ -51,10 +64,42 @@ class RollbackOutcome:
     confirmed: tuple[Confirmation, ...]
     missing: tuple[str, ...]  # live hosts that did not confirm within the timeout
     gone: tuple[str, ...]  # hosts whose report vanished while waiting (lease expired)
+    waiting: tuple[str, ...] = ()  # while it waits: live hosts still confirming
 
     @property
     def ok(self) -> bool:
-        return not self.missing
+        return not self.missing and not self.waiting
+
+
+@dataclass(frozen=True)
+class FleetRollback:
+    """A rollback of the fleet from this host (the TUI's `r`): this host first, with no
+    etcd on its path, then `desired` rust 0 waited for on every live host."""
+
+    host: str
+    local: ApplyResult | None  # this host's own rollback, verified (None: it failed)
+    local_error: str = ""
+    fleet: RollbackOutcome | None = None  # None: not written yet, or etcd not reached
+    unreachable: str = ""  # why the fleet could not be reached ("" when it was)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.unreachable) or (self.fleet is not None and not self.fleet.waiting)
+
+    @property
+    def ok(self) -> bool:
+        return self.local is not None and self.fleet is not None and self.fleet.ok
+
+
+@dataclass(frozen=True)
+class HostRollback:
+    """One host rolled back and held at rust 0: this host locally, another through etcd."""
+
+    host: str
+    remote: bool
+    local: ApplyResult | None = None  # this host's own rollback
+    seen_ms: float | None = None  # a remote host: its report said held at rust 0 (None: not
+    # within the timeout; the hold stays in force)
 
 
 class FleetService:
@@ -98,14 +143,17 @@ class FleetService:
                                    "deploy", self.settings.fleet_host,
                                    may_override=lambda moved: moved.action != "rollback")
 
-    def rollback(self, timeout: float | None = None, reason: str = "") -> RollbackOutcome:
-        """Desired rust 0, then wait until every live host reports it verified."""
+    def rollback(self, timeout: float | None = None, reason: str = "",
+                 covers: dict[str, Any] | None = None,
+                 progress: Callable[[RollbackOutcome], None] | None = None) -> RollbackOutcome:
+        """Desired rust 0, then wait until every live host reports it verified; `progress`
+        hears who is still confirming each time that changes."""
         store = self._store()
         started = time.perf_counter()
         try:
             wanted = store.write_desired(0, operator_identity(), reason or "fleet rollback",
                                          "rollback", self.settings.fleet_host,
-                                         may_override=lambda _moved: True)
+                                         may_override=lambda _moved: True, covers=covers)
         except FleetUnreachable as exc:
             raise FleetUnreachable(f"{exc}; nothing written: roll each host back with "
                                    "`vrm rollback` (it needs no etcd)") from None
@@ -114,6 +162,7 @@ class FleetService:
         confirmed: dict[str, Confirmation] = {}
         seen: set[str] = set()
         gone: set[str] = set()
+        told: tuple[str, ...] | None = None
         while True:
             try:
                 reports = store.hosts()
@@ -133,26 +182,92 @@ class FleetService:
                     missing = tuple(sorted(live - set(confirmed)))
                     return RollbackOutcome(wanted, tuple(confirmed.values()), missing,
                                            tuple(sorted(gone - set(confirmed))))
+                waiting = tuple(sorted(live - set(confirmed)))
+                if progress is not None and waiting != told:
+                    told = waiting
+                    progress(RollbackOutcome(wanted, tuple(confirmed.values()), (),
+                                             tuple(sorted(gone - set(confirmed))), waiting))
             elif time.perf_counter() >= deadline:
                 missing = tuple(sorted(seen - set(confirmed)))
                 return RollbackOutcome(wanted, tuple(confirmed.values()), missing, ())
             time.sleep(POLL_S)
 
+    def rollback_here(self, progress: Callable[[FleetRollback], None] | None = None,
+                      timeout: float | None = None) -> FleetRollback:
+        """The whole fleet from this host: this host's own rollback first (nginx and the
+        state dir only, so an unreachable etcd never delays it), then `desired` rust 0
+        covering that local rollback, waited for on every live host. Without etcd this host
+        stays rolled back and held (its agent saw a local rollback the fleet never covered)."""
+        s = self.settings
+        tell = progress or (lambda _view: None)
+        covers = {"host": s.fleet_host, "pid": os.getpid(), "from": now_iso()}
+        here = FleetRollback(s.fleet_host, None)
+        try:
+            assert self.controller is not None, "a console's fleet has this host's controller"
+            here = replace(here, local=self.controller.rollback())
+        except VrmError as exc:  # the fleet is still rolled back: this host's agent follows it
+            here = replace(here, local_error=str(exc))
+        tell(here)
+        try:
+            outcome = self.rollback(timeout, "fleet rollback (TUI)",
+                                    {**covers, "to": now_iso()},
+                                    lambda partial: tell(replace(here, fleet=partial)))
+        except VrmError as exc:  # FleetUnreachable, a bad fleet setting: one line
+            here = replace(here, unreachable=str(exc).split("; nothing written")[0])
+        else:
+            here = replace(here, fleet=outcome)
+        tell(here)
+        return here
+
+    def rollback_host(self, host: str, timeout: float | None = None,
+                      reason: str = "") -> HostRollback:
+        """Roll one host back and hold it at rust 0 until `vrm fleet rejoin` there: this
+        host locally (no etcd, like `vrm rollback`), another through its hold key, waited
+        for until its report says held at rust 0."""
+        s = self.settings
+        if host == s.fleet_host:
+            assert self.controller is not None, "a console's fleet has this host's controller"
+            return HostRollback(host, False, local=self.controller.rollback())
+        store = self._store()
+        live = store.hosts()
+        if host not in live:
+            raise BadInput(f"--host {host}: not a live host of fleet {s.fleet} "
+                           f"(live: {', '.join(sorted(live)) or 'none'})")
+        started = time.perf_counter()
+        by = operator_identity()
+        store.hold(Hold(host, by, now_iso(), reason or f"rolled back from {s.fleet_host}",
+                        s.fleet_host))
+        deadline = started + (s.fleet_confirm_timeout if timeout is None else timeout)
+        while time.perf_counter() < deadline:
+            with contextlib.suppress(FleetUnreachable):
+                report = store.hosts().get(host)
+                if report is not None and report.mode == "held" and report.rust == 0:
+                    return HostRollback(host, True,
+                                        seen_ms=round((time.perf_counter() - started) * 1000, 1))
+            time.sleep(POLL_S)
+        return HostRollback(host, True)
+
     def rejoin(self) -> str | None:
-        """Release this host's local hold: its agent follows `desired` again. Who held it,
-        or None when it was not held."""
+        """Release this host's hold (a local rollback's, or a remote one's key in etcd): its
+        agent follows `desired` again. Who held it, or None when it was not held."""
         s = self.settings
         was = agent.held_by(s)
         if was is None:
             return None
+        released = False
+        with contextlib.suppress(FleetUnreachable):  # first: or the agent would hold again
+            self._store().release(s.fleet_host)
+            released = True
         try:
             s.paths.fleet_held.unlink(missing_ok=True)
         except OSError as exc:
             raise Failure(f"cannot remove {s.paths.fleet_held}: {exc.strerror}") from None
-        # The hold is released here either way; an unreachable etcd misses one journal line.
-        with contextlib.suppress(FleetUnreachable):
-            self._store().note(s.fleet_host, "rejoin", f"held by {was} until now",
-                               operator_identity())
+        # The hold is released here either way; an unreachable etcd misses one journal line
+        # (and a hold written from another host, still in etcd, holds the host again).
+        if released:
+            with contextlib.suppress(FleetUnreachable):
+                self._store().note(s.fleet_host, "rejoin", f"held by {was} until now",
+                                   operator_identity())
         return was
 
     # --- this host's agent -----------------------------------------------------------------

@@ -13,6 +13,8 @@ Keys (DESIGN.md, README "Fleet"), all under `/vrm/<fleet>/`:
   desired            {generation, rust, by, at, reason, action}: moved only by
                      compare-and-set, with a journal record in the same transaction
   hosts/<host>       an agent's report, under its lease (TTL <= 3 s): a dead host disappears
+  holds/<host>       an operator's rollback of one host from another (no lease: sticky like
+                     a local rollback, until `vrm fleet rejoin` on that host)
   migration          reserved for fleet migrations (plan, step, phase, evidence)
   guard              reserved for the fleet guard's leader, under its lease
   journal/<id>       who did what, fleet-wide
@@ -37,7 +39,8 @@ from etcd3gw.watch import Watcher
 
 from vrm_tui.core.errors import FleetUnreachable, StaleDesired
 
-__all__ = ["Desired", "EtcdStore", "FleetUnreachable", "HostReport", "Keys", "StaleDesired"]
+__all__ = ["Desired", "EtcdStore", "FleetUnreachable", "Hold", "HostReport", "Keys",
+           "StaleDesired"]
 
 REQUEST_TIMEOUT_S = 1.0  # one etcd request; a cluster electing a leader answers within it
 WRITE_PATIENCE_S = 5.0  # how long an operator's write waits for a cluster to elect a leader
@@ -71,6 +74,9 @@ class Keys:
     def host(self, name: str) -> str:
         return self.hosts + name
 
+    def hold(self, name: str) -> str:
+        return self.root + "holds/" + name
+
     @property
     def migration(self) -> str:
         return self.root + "migration"
@@ -99,6 +105,10 @@ class Desired:
     reason: str = ""
     action: DesiredAction = "deploy"
     hosts: dict[str, int] = field(default_factory=dict)  # per-host rust (a migration's waves)
+    # A fleet rollback from a host that first rolled itself back (the TUI's `r`): that local
+    # rollback, {host, pid, from, to} (its journal record's pid and a time window), which this
+    # rollback covers, so its agent follows the fleet rather than holding the host
+    covers: dict[str, Any] = field(default_factory=dict)
 
     def rust_for(self, host: str) -> int:
         return self.hosts.get(host, self.rust)
@@ -110,7 +120,31 @@ class Desired:
         return cls(int(data["generation"]), int(data["rust"]), str(data.get("by", "")),
                    str(data.get("at", "")), str(data.get("reason", "")),
                    action if action in ("rollback", "migrate") else "deploy",
-                   {str(h): int(r) for h, r in (data.get("hosts") or {}).items()})
+                   {str(h): int(r) for h, r in (data.get("hosts") or {}).items()},
+                   dict(data.get("covers") or {}))
+
+    def covers_rollback(self, host: str, pid: int, at: str) -> bool:
+        """Whether this is a fleet rollback that covers `host`'s local rollback by `pid` at
+        `at` (a journal record's time): then it is not a hold but part of the fleet's."""
+        c = self.covers
+        return (self.action == "rollback" and c.get("host") == host and c.get("pid") == pid
+                and str(c.get("from", "~")) <= at <= str(c.get("to", "")))
+
+
+@dataclass(frozen=True)
+class Hold:
+    """An operator's rollback of one host, written from another (key `holds/<host>`)."""
+
+    host: str
+    by: str
+    at: str
+    reason: str = ""
+    from_host: str = ""
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Hold:
+        data = json.loads(raw)
+        return cls(**{k: str(v) for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -286,15 +320,30 @@ class EtcdStore:
 
     # --- writing ---------------------------------------------------------------------------
 
+    def look(self, host: str) -> tuple[Desired | None, Hold | None]:
+        """An agent's one read per tick: `desired` and this host's hold, in one transaction
+        (one round trip, one revision)."""
+        answer = self._post("/kv/txn", {"compare": [], "success": [
+            {"request_range": {"key": _b64(key)}}
+            for key in (self.keys.desired, self.keys.hold(host))]})
+        found: list[bytes | None] = []
+        for response in answer.get("responses") or [{}, {}]:
+            kvs = response.get("response_range", {}).get("kvs") or []
+            found.append(base64.b64decode(kvs[0].get("value", "")) if kvs else None)
+        desired, hold = found
+        return (Desired.from_json(desired) if desired else None,
+                Hold.from_json(hold) if hold else None)
+
     def write_desired(self, rust: int, by: str, reason: str, action: DesiredAction,
-                      host: str, may_override: Callable[[Desired], bool]) -> Desired:
+                      host: str, may_override: Callable[[Desired], bool],
+                      covers: dict[str, Any] | None = None) -> Desired:
         """Move `desired` one generation forward by compare-and-set (with its journal record
         in the same transaction). When another writer moved it first, `may_override` decides
         on what it wrote: go on from there, or raise StaleDesired naming it."""
         while True:
             current, revision = self.desired(WRITE_PATIENCE_S)
             wanted = Desired((current.generation if current else 0) + 1, rust, by, now_iso(),
-                             reason, action)
+                             reason, action, covers=covers or {})
             body = json.dumps(asdict(wanted), separators=(",", ":"))
             record = json.dumps({"at": wanted.at, "by": by, "host": host, "action": action,
                                  "generation": wanted.generation, "rust": rust,
@@ -378,6 +427,22 @@ class EtcdStore:
             {"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in puts]})
         return bool(answer.get("succeeded"))
 
+    def hold(self, hold: Hold) -> None:
+        """Hold `hold.host` at rust 0 (its agent obeys at once, woken by its watch), with its
+        fleet journal record in the same transaction."""
+        record = json.dumps({"at": hold.at, "by": hold.by, "host": hold.from_host,
+                             "action": "hold", "detail": f"{hold.host}: {hold.reason}"},
+                            separators=(",", ":"))
+        self._post("/kv/txn", {"compare": [], "success": [
+            {"request_put": {"key": _b64(self.keys.hold(hold.host)),
+                             "value": _b64(json.dumps(asdict(hold)))}},
+            {"request_put": {"key": _b64(self.keys.journal_entry(hold.from_host)),
+                             "value": _b64(record)}}]}, WRITE_PATIENCE_S)
+
+    def release(self, host: str) -> None:
+        """Remove `host`'s hold (`vrm fleet rejoin` on it)."""
+        self._post("/kv/deleterange", {"key": _b64(self.keys.hold(host))})
+
     def note(self, host: str, action: str, detail: str, by: str) -> None:
         """One fleet journal record (held, rejoined)."""
         record = json.dumps({"at": now_iso(), "by": by, "host": host, "action": action,
@@ -403,13 +468,21 @@ class EtcdStore:
         """Give a lease up at once (an agent stopping): its report goes with it."""
         self._post("/kv/lease/revoke", {"ID": lease})
 
-    def watch_desired(self, wake: threading.Event) -> Callable[[], None]:
-        """Set `wake` on every change of `desired`; returns the function that stops it."""
+    def watch(self, wake: threading.Event, *keys: str) -> Callable[[], None]:
+        """Set `wake` on every change of each key; returns the function that stops it."""
+        watchers: list[Watcher] = []
+
+        def stop() -> None:
+            for watcher in watchers:
+                watcher.stop()
+
         try:
-            watcher = Watcher(self.client, self.keys.desired, lambda _event: wake.set())
+            for key in keys:
+                watchers.append(Watcher(self.client, key, lambda _event: wake.set()))
         except requests.RequestException as exc:
+            stop()
             raise FleetUnreachable(f"etcd unreachable (watch: {exc})") from None
-        return watcher.stop
+        return stop
 
 
 def _why(exc: Exception) -> str:

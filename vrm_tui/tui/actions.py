@@ -5,7 +5,8 @@ The app's bindings, the footer, help, the command palette and the read-only gate
 made from this table. Operators rebind keys with a keymap (binding id -> keys, posting's
 `set_keymap`), except rollback: `r` and `ctrl+r` roll back on every screen, modal and the
 palette, whatever a keymap says (`keymap()` drops any entry for it, and the app binds it at
-the top with priority).
+the top with priority). In fleet mode rollback is the whole fleet's; one host's rollback
+is the Fleet pane's own key (PANE_ACTIONS: bound by the pane, so it acts on its selected row).
 """
 
 from __future__ import annotations
@@ -72,17 +73,26 @@ ACTIONS: tuple[Action, ...] = (
 )
 """In footer order: the keys an operator must find at 80 columns come first."""
 
-WRITE_ACTIONS = frozenset(a.action for a in ACTIONS if a.writes)
-BY_ACTION: Mapping[str, Action] = {a.action: a for a in ACTIONS}
+HOST_ROLLBACK = Action("vrm.host-rollback", "host_rollback", "h", "Roll back host",
+                       "Fleet pane: roll the selected host back and hold it at rust 0 "
+                       "(asks first; this host locally, another through etcd)", writes=True)
+PANE_ACTIONS: tuple[Action, ...] = (HOST_ROLLBACK,)
+"""Bound by a pane (the Fleet pane), not the dashboard: they act on the pane's selection."""
+
+WRITE_ACTIONS = frozenset(a.action for a in (*ACTIONS, *PANE_ACTIONS) if a.writes)
+BY_ACTION: Mapping[str, Action] = {a.action: a for a in (*ACTIONS, *PANE_ACTIONS)}
 
 
 def bindings(priority_rollback: bool = True) -> list[Binding]:
     """Every action's binding. With `priority_rollback`, rollback runs before any screen,
     modal or the command palette sees the key (the app's); without, it is only listed (the
     dashboard's footer, whose order starts with it)."""
-    return [Binding(a.keys, a.action, a.label, show=a.show, key_display=a.key_display,
-                    id=a.id, tooltip=a.tooltip, priority=priority_rollback and a.id == ROLLBACK_ID)
-            for a in ACTIONS]
+    return [binding(a, priority=priority_rollback and a.id == ROLLBACK_ID) for a in ACTIONS]
+
+
+def binding(a: Action, priority: bool = False) -> Binding:
+    return Binding(a.keys, a.action, a.label, show=a.show, key_display=a.key_display,
+                   id=a.id, tooltip=a.tooltip, priority=priority)
 
 
 def app_bindings() -> list[Binding]:

@@ -27,6 +27,7 @@ from vrm_tui.tui.commands import VrmCommands
 from vrm_tui.tui.dashboard import DashboardScreen
 from vrm_tui.tui.messages import (
     ActionDone,
+    ActionProgress,
     AlertsUpdate,
     FleetUpdate,
     GpuUpdate,
@@ -45,6 +46,7 @@ from vrm_tui.tui.polls import FLEET, MONITORING, Polls, Source
 from vrm_tui.tui.screens.modal import VrmModal
 from vrm_tui.tui.widgets.action_line import ActionLine
 from vrm_tui.tui.widgets.alerts import AlertsPane
+from vrm_tui.tui.widgets.fleet import fleet_rollback
 from vrm_tui.tui.widgets.latency import LatencyPane
 from vrm_tui.tui.widgets.vram import VramPane
 from vrm_tui.tui.workers import Changes, Lifeline
@@ -195,8 +197,13 @@ class VrmApp(App[None]):
     def action_rollback(self) -> None:
         """Roll back now, from any screen (a priority binding: before any screen, modal or
         the palette sees the key). A running migration notices the split changed and stops;
-        a question about the old split (weight, confirm) is closed."""
-        self.write("rollback", self.vrm.rollback)
+        a question about the old split (weight, confirm) is closed. In fleet mode it is the
+        whole fleet's: this host at once (no etcd on its path), then every live host."""
+        if self.fleet_mode:
+            self._progress(ActionProgress("… fleet rollback: this host first"))
+            self.changes.report("fleet rollback", fleet_rollback(self.vrm))
+        else:
+            self.write("rollback", self.vrm.rollback)
         screen = self.screen
         if isinstance(screen, VrmModal) and screen.CANCEL_ON_ROLLBACK:
             screen.dismiss(None)
@@ -216,6 +223,11 @@ class VrmApp(App[None]):
         if line := self.dashboard.pane(ActionLine):  # found from any screen (help, logs, a modal)
             line.show_progress(f"… {action} in progress")
         self.changes.write(action, call)
+
+    @on(ActionProgress)
+    def _progress(self, message: ActionProgress) -> None:
+        if line := self.dashboard.pane(ActionLine):
+            line.show_progress(message.text)
 
     def steer_call(self, what: str, call: Callable[[], object]) -> None:
         self.changes.steer(what, call)

@@ -73,6 +73,14 @@ class ActionDone(Message):
     elapsed_ms: float
 
 
+@dataclass
+class ActionProgress(Message):
+    """A change in flight says how it goes (the fleet's rollback: this host, then the hosts
+    still confirming); the action line shows it until the change's ActionDone."""
+
+    text: str
+
+
 class MigrationAsked(Message):
     """A migration was started or steered: read its state now, not at the next poll."""
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from vrm_tui.console import ApplyResult
 from vrm_tui.core.errors import VrmError
-from vrm_tui.tui.messages import ActionDone, MigrationAsked
+from vrm_tui.tui.messages import ActionDone, ActionProgress, MigrationAsked
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -44,12 +44,24 @@ class Changes:
             thread.join(ACTION_WAIT_S)
 
     def write(self, action: str, call: Callable[[], ApplyResult]) -> None:
+        def applied(_progress: Callable[[str], None]) -> tuple[bool, str]:
+            result = call()
+            return True, f"→ {result.after}, generation {result.generation} verified"
+
+        self.report(action, applied)
+
+    def report(self, action: str,
+               call: Callable[[Callable[[str], None]], tuple[bool, str]]) -> None:
+        """A change that may say how it goes before it ends (`call` gets a function that
+        puts a line on the action line) and answers (ok, text) for its ActionDone."""
         started = time.perf_counter()
+
+        def progress(text: str) -> None:
+            self.app.post_message(ActionProgress(text))
 
         def run() -> None:
             try:
-                result = call()
-                ok, text = True, f"→ {result.after}, generation {result.generation} verified"
+                ok, text = call(progress)
             except VrmError as exc:
                 ok, text = False, str(exc)
             except Exception as exc:
