@@ -118,6 +118,9 @@ def test_each_host_scrapes_the_others_exporter_at_its_advertised_address(
         eventually(partial(_all_up, fleet[here], there), timeout=30,
                    what=f"{here}'s Prometheus scraping {there} at {ADDRESS[there]}")
         assert "nginx_up 1" in httpx.get(f"http://{exporter}/metrics", timeout=5).text
+        # `vrm status` probes it where it listens
+        shown = {s.state.name: s.healthy for s in fleet[there].console.status().services}
+        assert shown[services.NGINX_EXPORTER] and shown[services.ALERTMANAGER], shown
         # exactly the advertised address: not loopback's 127.0.0.1, so not every interface
         with pytest.raises(ConnectionRefusedError), \
                 socket.create_connection(("127.0.0.1", other.nginx_exporter_port), timeout=2):
@@ -147,7 +150,7 @@ def test_a_fleet_wide_alert_reaches_the_webhook_once(fleet: dict[str, Stack],
     sent = sum(_metric(s, "alertmanager_notifications_total") for s in fleet.values())
     # ... and between them notified once: one payload for the group, with the one alert
     groups = [p for _, p in receiver.got if p["groupKey"] == payload["groupKey"]]
-    assert (len(groups), sent) == (1, 1), groups
+    assert (len(groups), sent) == (1, 1), receiver.got
     assert payload["status"] == "firing"
     assert payload["groupLabels"] == {"alertname": "ServiceDown",
                                       "service": services.TYPESCRIPT}
