@@ -644,7 +644,9 @@ def _add_fleet(sub: argparse._SubParsersAction[_Parser],
     fleet.add_argument("--bake", type=_positive, default=60.0, metavar="SECONDS",
                        help="migrate start: how long each wave bakes (default 60)")
     fleet.add_argument("--max-error-rate", type=_positive, default=5.0, metavar="PERCENT",
-                       help="migrate start: a host's rust error rate that fails it (default 5)")
+                       help="migrate start: the error-rate gate's ceiling (default 5)")
+    fleet.add_argument("--min-samples", type=int, default=50, metavar="N",
+                       help="migrate start: rust attempts a wave needs to pass (default 50)")
     fleet.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
                        help="rollback: how long to wait for every live host "
                             "(default VRM_FLEET_CONFIRM_TIMEOUT)")
@@ -772,7 +774,8 @@ def _fleet_migrate(settings: Settings, args: argparse.Namespace, fleet: FleetSer
             steps = [parse_weight(w, "--steps") for w in args.steps.split(",")]
         except SplitError as exc:
             raise UsageError(str(exc)) from None
-        started = fleet.migrate_start(steps, args.waves, args.bake, args.max_error_rate / 100)
+        started = fleet.migrate_start(steps, args.waves, args.bake, args.max_error_rate / 100,
+                                      args.min_samples)
         print(f"fleet migration {started.id}: steps {','.join(map(str, started.steps))}, "
               f"waves {' then '.join(','.join(w) for w in started.waves)}, bake "
               f"{started.bake_s:g}s; the guard elected among the agents runs it "

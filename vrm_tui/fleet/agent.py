@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from vrm_tui import __version__
 from vrm_tui.core import services
@@ -57,6 +58,7 @@ from vrm_tui.stack import lifecycle
 from vrm_tui.system.files import write_atomic
 from vrm_tui.system.procs import ProcRecord
 from vrm_tui.telemetry.accesslog import AccessLogSource
+from vrm_tui.telemetry.backend_metrics import scrape_vram
 from vrm_tui.telemetry.gpu import read_gpus
 from vrm_tui.telemetry.health import probe
 from vrm_tui.traffic.controller import TrafficController
@@ -143,7 +145,7 @@ class Agent:
         self.traffic = traffic
         self.guard = FleetGuard(store, settings.fleet_host, say)
         self._looks: tuple[dict[str, bool], dict[str, dict[str, float | None]],
-                           float | None, float | None] = ({}, {}, None, None)
+                           float | None, float | None, dict[str, Any]] = ({}, {}, None, None, {})
         self._looked_at = 0.0
         self._targets = own_targets(settings)
         self._applied_at = time.time()  # when the split of `state.generation` was verified
@@ -356,13 +358,13 @@ class Agent:
         """Put this host's report under the lease, when it changed."""
         assert self.lease is not None
         s = self.state
-        health, traffic, vram_used, vram_total = self._look()
+        health, traffic, vram_used, vram_total, rust_vram = self._look()
         report = HostReport(self.settings.fleet_host, s.generation, self._served_rust(),
                             s.mode, s.verified_at, s.apply_ms, held_by(self.settings) or "",
                             s.error, health=health, traffic=traffic,
-                            rust_since=self._rust_since(), vram_used_gb=vram_used,
-                            vram_total_gb=vram_total, version=__version__,
-                            targets=self._targets)
+                            counters=self._counters(), rust_vram=rust_vram,
+                            vram_used_gb=vram_used, vram_total_gb=vram_total,
+                            version=__version__, targets=self._targets)
         if self._reported is not None and replace(report, at="") == replace(self._reported,
                                                                              at=""):
             return
@@ -379,18 +381,24 @@ class Agent:
         except OSError as exc:  # a full disk costs monitoring, never the agent
             self.say(f"fleet targets not written: {exc}")
 
-    def _rust_since(self) -> dict[str, int]:
-        """rust's attempts and errors in the whole seconds after this host's last change."""
+    def _counters(self) -> dict[str, Any]:
+        """Each backend's attempts, errors and latencies (whole ms, counted) in the whole
+        seconds after this host's last change: the fleet guard's gates' input."""
         if self.traffic is None:
             return {}
         with contextlib.suppress(OSError):  # the lines logged since the last look
             self.traffic.stats.feed(self.traffic.cursor.read())
-        bucket = self.traffic.stats.since(Backend.RUST, self._applied_at + 2)
-        return {"generation": self.state.generation, "attempts": bucket.attempts,
-                "errors": bucket.errors}
+        backends = {}
+        for backend in Backend:
+            bucket = self.traffic.stats.since(backend, self._applied_at + 2)
+            backends[backend.value] = {"attempts": bucket.attempts, "errors": bucket.errors,
+                                       "retried": bucket.retried,
+                                       "latency_ms": {f"{ms:g}": n
+                                                      for ms, n in bucket.counts.items()}}
+        return {"generation": self.state.generation, "backends": backends}
 
     def _look(self) -> tuple[dict[str, bool], dict[str, dict[str, float | None]],
-                             float | None, float | None]:
+                             float | None, float | None, dict[str, Any]]:
         """Each backend's health check and traffic, and the GPUs' memory, read at most every
         HEALTH_EVERY_S (with short timeouts: a hung backend must not slow a rollback)."""
         if time.monotonic() - self._looked_at < HEALTH_EVERY_S:
@@ -411,7 +419,8 @@ class Agent:
         gpus = read_gpus()
         used = round(sum(g.used_gb for g in gpus.gpus), 2) if gpus.available else None
         total = round(sum(g.total_gb for g in gpus.gpus), 2) if gpus.available else None
-        self._looks = (health, traffic, used, total)
+        rust = scrape_vram(Backend.RUST, s.backend_url(Backend.RUST), s.max_vram_gb, 0.25)
+        self._looks = (health, traffic, used, total, asdict(rust))
         self._looked_at = time.monotonic()
         return self._looks
 

@@ -9,21 +9,44 @@ cannot act after another took over: its write fails and it steps down.
 
 A migration walks its steps (rust weights); each step goes out in waves of hosts (`1,all`: a
 canary host, then every host), written as per-host overrides of `desired`. A wave bakes for
-`bake_s` once written; the judgement reads each host's own report (its access log's rust
-attempts and errors since it applied the wave's generation, at least MIN_ATTEMPTS of them
-before a host can fail; a wave whose bake ends with fewer still advances, its evidence saying
-how many there were): every host of the wave bad -> the fleet rolls back (desired
-rust 0); some bad while others are fine -> those hosts are held at rust 0 and the migration
-pauses (an outlier host, not the release). This is a threshold gate on the agents' figures,
-not yet the single-host guard's sequential tests.
+`bake_s` once written and is judged by the single-host migration's gates (migrate/gates.py:
+the sequential error-rate test, latency against typescript, p95, health, VRAM), fed by
+each wave host's counters since it applied the wave's generation (`judge`):
+
+- host by host (the outlier check), at a confidence raised for the number of hosts (e-values
+  against N / alpha: a healthy fleet of N hosts false-alarms no more often than one host):
+  every host bad -> the fleet rolls back (desired rust 0); some bad while the rest, pooled,
+  pass -> those hosts are held at rust 0 and the migration pauses (an outlier host, not the
+  release);
+- pooled over the wave's other hosts: a fault spread thin, that no one host's share of the
+  traffic shows, fails the release -> the fleet rolls back.
+
+The error-rate test is anytime valid, so it is looked at on every tick; the other gates are
+not, so they judge once, at the end of the bake. An inconclusive bake pauses (never "passed");
+`vrm fleet migrate resume` goes on anyway.
+
+Where the counters come from: each agent publishes them in its report in etcd, under its
+lease, not through Prometheus. The guard reads every live host's report in the one read
+that also tells it which hosts are alive, so a dead host's figures vanish with its lease and
+are never judged stale; the figures are the same per-attempt counts of the same access log
+the single-host guard judges (retried attempts included), summed from per-second buckets
+and cut at the second the host verified the wave's split, where Prometheus would give rates
+over scrape windows that straddle the change, arrive a scrape interval late, and exist only
+where monitoring runs (VRM_MONITORING) and every host's exporter is reachable. What it
+costs: per backend a few counts and the latencies counted by whole millisecond (what nginx
+logs), a few KB per report, rewritten at most every agent tick (0.5 s). The access log does
+not name routes in its per-second buckets, so latencies are compared in one stratum per
+host rather than per route.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
+from vrm_tui.core.backend import Backend
 from vrm_tui.fleet.store import (
     Desired,
     EtcdStore,
@@ -32,10 +55,150 @@ from vrm_tui.fleet.store import (
     MigrationPhase,
     now_iso,
 )
+from vrm_tui.migrate.gates import (
+    MAX_STRATUM_SAMPLES,
+    BackendEvidence,
+    StepEvidence,
+    Verdict,
+    evaluate,
+)
+from vrm_tui.migrate.plan import Plan, Thresholds
+from vrm_tui.telemetry.backend_metrics import VramReading
+from vrm_tui.telemetry.health import Probe
 
-__all__ = ["FleetGuard", "resolve_waves"]
+__all__ = ["FleetGuard", "Judgement", "judge", "plan_of", "resolve_waves"]
 
-MIN_ATTEMPTS = 10  # rust attempts on a host before its error rate can fail it
+ERROR_GATE = "rust error rate"  # the one gate judged on every tick (anytime valid)
+STRATUM = "all"  # the access log's per-second buckets do not name routes
+Move = Literal["wait", "advance", "pause", "hold", "rollback"]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the leader does with a wave now, why, and the verdicts behind it."""
+
+    move: Move
+    reason: str = ""
+    bad: tuple[str, ...] = ()  # hosts failing on their own (held, unless every host is)
+    verdicts: Mapping[str, Verdict] = field(default_factory=dict)  # host / "fleet"
+    typescript: BackendEvidence | None = None  # the wave's typescript, pooled (a baseline)
+
+    def evidence(self) -> dict[str, dict[str, Any]]:
+        return {name: {"status": v.status, "summary": v.summary()}
+                for name, v in self.verdicts.items()}
+
+
+def plan_of(m: FleetMigration) -> Plan:
+    """The single-host plan a fleet migration's gates judge by."""
+    ceiling = m.max_error_rate
+    return Plan(steps=tuple(m.steps), bake_seconds=m.bake_s, min_samples=m.min_samples,
+                gates=Thresholds(error_rate_fail=ceiling,
+                                 error_rate_warn=min(Thresholds.error_rate_warn, ceiling)))
+
+
+def _backend(figures: Mapping[str, Any]) -> BackendEvidence:
+    """One backend's counters (summed over hosts) as the gates' evidence; latencies counted
+    by value are expanded, thinned evenly past MAX_STRATUM_SAMPLES."""
+    counts = {float(ms): int(n) for ms, n in (figures.get("latency_ms") or {}).items()}
+    total = sum(counts.values())
+    scale = min(1.0, MAX_STRATUM_SAMPLES / total) if total else 1.0
+    samples = [ms for ms, n in sorted(counts.items()) for _ in range(round(n * scale))]
+    errors = int(figures.get("errors", 0))
+    return BackendEvidence(int(figures.get("attempts", 0)), errors, 0,
+                           min(errors, int(figures.get("retried", 0))),
+                           {STRATUM: samples} if samples else {})
+
+
+def _pooled(reports: list[HostReport], generation: int) -> StepEvidence:
+    """The hosts' counters since `generation`, summed per backend."""
+    sums: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        counters = report.counters
+        if int(counters.get("generation", 0)) < generation:
+            continue  # not since this wave's change: nothing of it counts
+        for backend, figures in (counters.get("backends") or {}).items():
+            into = sums.setdefault(backend, {"attempts": 0, "errors": 0, "retried": 0,
+                                             "latency_ms": {}})
+            for key in ("attempts", "errors", "retried"):
+                into[key] += int(figures.get(key, 0))
+            for ms, n in (figures.get("latency_ms") or {}).items():
+                into["latency_ms"][ms] = into["latency_ms"].get(ms, 0) + int(n)
+    return StepEvidence(_backend(sums.get(Backend.RUST.value, {})),
+                        _backend(sums.get(Backend.TYPESCRIPT.value, {})))
+
+
+def _health(reports: list[HostReport]) -> Probe:
+    down = [r.host for r in reports if not r.health.get(Backend.RUST.value, True)]
+    return Probe("rust /health on " + ", ".join(r.host for r in reports), not down, None,
+                 None, error=f"failing on {', '.join(down)}" if down else "")
+
+
+def _vram(reports: list[HostReport]) -> VramReading:
+    """The fullest host's rust VRAM; n/a where no agent read it (the gate passes n/a)."""
+    known_fields = VramReading.__dataclass_fields__
+    readings = [VramReading(**{k: v for k, v in r.rust_vram.items() if k in known_fields})
+                for r in reports if r.rust_vram.get("backend")]
+    known = [v for v in readings if v.reported and v.used_gb is not None and v.limit_gb]
+    if known:
+        return max(known, key=lambda v: (v.used_gb or 0) / (v.limit_gb or 1))
+    if readings and not any(v.reported for v in readings):
+        return readings[0]
+    return VramReading(Backend.RUST.value, None, None, None, "not read by the agents",
+                       reported=False)
+
+
+def _verdict(plan: Plan, reports: list[HostReport], generation: int,
+             baseline: BackendEvidence | None) -> Verdict:
+    return evaluate(plan, _pooled(reports, generation), _health(reports), _vram(reports),
+                    baseline)
+
+
+def _failed(verdict: Verdict, baked: bool) -> bool:
+    """Failed as far as may be judged now: the error-rate gate at any time, all at the end."""
+    if baked:
+        return verdict.status == "fail"
+    return any(g.name == ERROR_GATE and g.status == "fail" for g in verdict.gates)
+
+
+def judge(plan: Plan, reports: list[HostReport], generation: int, baked: bool,
+          promote: bool = False, baseline: BackendEvidence | None = None) -> Judgement:
+    """A wave's judgement from its hosts' reports (each already on `generation`)."""
+    if not reports:
+        return Judgement("wait")
+    g, n = plan.gates, len(reports)
+    per_host = replace(plan, gates=replace(  # N tests at once: each at N times the evidence
+        g, error_confidence=1 - (1 - g.error_confidence) / n,
+        latency_confidence=1 - (1 - g.latency_confidence) / n))
+    verdicts = {r.host: _verdict(per_host, [r], generation, None) for r in reports}
+    bad = tuple(h for h, v in verdicts.items() if _failed(v, baked))
+    rest = [r for r in reports if r.host not in bad]
+    if not rest:
+        return Judgement("rollback", _why(bad, verdicts), bad, verdicts)
+    pooled = _verdict(plan, rest, generation, baseline)
+    verdicts = {**verdicts, "fleet": pooled}
+    typescript = _pooled(rest, generation).typescript
+    if _failed(pooled, baked):
+        return Judgement("rollback", f"the wave pooled ({', '.join(r.host for r in rest)}): "
+                         f"{_worst(pooled)}", bad, verdicts, typescript)
+    if bad:
+        return Judgement("hold", f"{_why(bad, verdicts)}; the rest of the wave is fine: "
+                         "held at rust 0, migration paused", bad, verdicts, typescript)
+    if not baked:
+        return Judgement("wait", "", (), verdicts, typescript)
+    if pooled.status == "inconclusive" and not promote:
+        return Judgement("pause", f"inconclusive after {plan.bake_seconds:g}s: "
+                         f"{_worst(pooled)}; `vrm fleet migrate resume` goes on anyway",
+                         (), verdicts, typescript)
+    return Judgement("advance", pooled.summary(), (), verdicts, typescript)
+
+
+def _worst(verdict: Verdict) -> str:
+    gate = verdict.by_severity()[0]
+    return f"{gate.name} {gate.value} ({gate.threshold}) {gate.status}"
+
+
+def _why(bad: tuple[str, ...], verdicts: Mapping[str, Verdict]) -> str:
+    return "; ".join(f"{h}: {_worst(verdicts[h])}" for h in bad)
 
 
 def resolve_waves(spec: str, hosts: list[str]) -> list[list[str]]:
@@ -90,18 +253,28 @@ class FleetGuard:
         wave = [h for h in m.waves[m.wave] if h not in m.held and h in reports]
         if any(reports[h].generation < m.generation for h in wave):
             return True  # hosts still applying: nothing to judge yet
-        evidence = {h: _rust_figures(reports[h], m.generation) for h in wave}
-        bad = [h for h, e in evidence.items() if (e["attempts"] or 0) >= MIN_ATTEMPTS
-               and (e["error_rate"] or 0.0) > m.max_error_rate]
-        if bad and len(bad) == len(evidence):
-            return self._rollback(claim, m, revision, desired_rev, evidence,
-                                  f"rust error rate over {m.max_error_rate:.0%} on "
-                                  f"{', '.join(bad)}")
-        if bad:
-            return self._hold(claim, m, revision, desired, desired_rev, evidence, bad)
-        if time.time() - m.entered_at < m.bake_s:
-            return True
-        return self._advance(claim, m, revision, evidence)
+        plan = plan_of(m)
+        baseline = BackendEvidence.from_dict(m.baseline) if m.baseline else None
+        verdict = judge(plan, [reports[h] for h in wave], m.generation,
+                        baked=time.time() - m.entered_at >= m.bake_s, promote=m.promote,
+                        baseline=baseline)
+        evidence = verdict.evidence()
+        if verdict.move == "rollback":
+            return self._rollback(claim, m, revision, desired_rev, evidence, verdict.reason)
+        if verdict.move == "hold":
+            return self._hold(claim, m, revision, desired, desired_rev, evidence,
+                              list(verdict.bad), verdict.reason)
+        if verdict.move == "pause":
+            self.say(f"guard: paused: {verdict.reason}")
+            return self.store.fenced(claim, self.host, replace(
+                m, phase="paused", reason=verdict.reason, evidence=evidence,
+                leader=self.host), revision)
+        if verdict.move == "advance":
+            ts = verdict.typescript
+            if ts is not None and ts.attempts >= plan.min_samples:
+                m = replace(m, baseline=ts.to_dict())  # rust at 100% leaves typescript little
+            return self._advance(claim, m, revision, evidence)
+        return True
 
     def _target(self, m: FleetMigration) -> Desired:
         """The desired split of the current step and wave, as per-host overrides."""
@@ -126,11 +299,11 @@ class FleetGuard:
             revision, wanted, desired_rev)
 
     def _advance(self, claim: int, m: FleetMigration, revision: int,
-                 evidence: dict[str, dict[str, float | None]]) -> bool:
+                 evidence: dict[str, dict[str, Any]]) -> bool:
         if m.wave + 1 < len(m.waves):
-            nxt = replace(m, wave=m.wave + 1, generation=0)
+            nxt = replace(m, wave=m.wave + 1, generation=0, promote=False)
         elif m.step + 1 < len(m.steps):
-            nxt = replace(m, step=m.step + 1, wave=0, generation=0)
+            nxt = replace(m, step=m.step + 1, wave=0, generation=0, promote=False)
         else:
             nxt = replace(m, phase="done", reason=f"rust {m.steps[-1]} on every host")
             self.say(f"guard: migration {m.id} done")
@@ -138,12 +311,10 @@ class FleetGuard:
                                                            leader=self.host), revision)
 
     def _hold(self, claim: int, m: FleetMigration, revision: int, desired: Desired | None,
-              desired_rev: int, evidence: dict[str, dict[str, float | None]],
-              bad: list[str]) -> bool:
+              desired_rev: int, evidence: dict[str, dict[str, Any]],
+              bad: list[str], reason: str) -> bool:
         """Outliers: hold those hosts at rust 0 and pause; the others keep their split."""
         held = sorted({*m.held, *bad})
-        reason = (f"{', '.join(bad)}: rust error rate over {m.max_error_rate:.0%} while "
-                  "the rest of the wave is fine: held at rust 0, migration paused")
         self.say(f"guard: {reason}")
         assert desired is not None
         hosts = {**desired.hosts, **dict.fromkeys(bad, 0)}
@@ -154,7 +325,7 @@ class FleetGuard:
             generation=wanted.generation, leader=self.host), revision, wanted, desired_rev)
 
     def _rollback(self, claim: int, m: FleetMigration, revision: int, desired_rev: int,
-                  evidence: dict[str, dict[str, float | None]], why: str) -> bool:
+                  evidence: dict[str, dict[str, Any]], why: str) -> bool:
         self.say(f"guard: rolling the fleet back: {why}")
         current, _ = self.store.desired()
         wanted = Desired((current.generation if current else 0) + 1, 0, f"guard@{self.host}",
@@ -163,12 +334,3 @@ class FleetGuard:
             m, phase="rolled-back", reason=why, evidence=evidence,
             generation=wanted.generation, leader=self.host), revision, wanted, desired_rev)
 
-
-def _rust_figures(report: HostReport, generation: int) -> dict[str, float | None]:
-    """A host's rust attempts and errors since it took `generation` (or a later one)."""
-    since = report.rust_since
-    attempts = since.get("attempts", 0) if since.get("generation", 0) >= generation else 0
-    errors = since.get("errors", 0) if attempts else 0
-    return {"attempts": attempts, "errors": errors,
-            "error_rate": errors / attempts if attempts else None,
-            "p95_ms": report.traffic.get("rust", {}).get("p95_ms"), "rust": report.rust}

@@ -299,15 +299,18 @@ class FleetService:
         return migration, store.leader()
 
     def migrate_start(self, steps: list[int], waves: str, bake_s: float,
-                      max_error_rate: float) -> FleetMigration:
+                      max_error_rate: float, min_samples: int = 50) -> FleetMigration:
         """Record a migration; the agents' guards elect a leader that runs it."""
         if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
             raise BadInput(f"--steps={','.join(map(str, steps))}: expected rising weights "
                            "from 1 to 100, e.g. 10,50,100")
         if not re.fullmatch(r"([1-9][0-9]*|all)(,([1-9][0-9]*|all))*", waves):
             raise BadInput(f"--waves={waves}: expected host counts ending in all, e.g. 1,all")
-        if not bake_s > 0 or not 0 <= max_error_rate < 1:
-            raise BadInput("--bake must be positive and --max-error-rate from 0 to 99 (%)")
+        if not bake_s > 0 or not 0 < max_error_rate < 1:
+            raise BadInput("--bake must be positive and --max-error-rate above 0, below 100 "
+                           "(%)")
+        if min_samples < 1:
+            raise BadInput(f"--min-samples={min_samples}: expected 1 or more")
         store = self._store()
         current, revision = store.migration()
         if current is not None and current.active:
@@ -320,7 +323,7 @@ class FleetService:
         migration = FleetMigration(
             f"fm-{time.strftime('%Y%m%d-%H%M%S')}", steps, resolve_waves(waves, hosts), bake_s,
             max_error_rate, operator_identity(), now_iso(),
-            start_rust=min(desired.rust, steps[0]) if desired else 0)
+            start_rust=min(desired.rust, steps[0]) if desired else 0, min_samples=min_samples)
         if not store.put_migration(migration, revision):
             raise Failure("another fleet migration was started at the same moment")
         with contextlib.suppress(FleetUnreachable):
@@ -330,12 +333,18 @@ class FleetService:
         return migration
 
     def migrate_resume(self) -> FleetMigration:
-        """Resume a paused migration (its held hosts stay at rust 0)."""
+        """Resume a paused migration (its held hosts stay at rust 0). Paused inconclusive,
+        the wave goes on as it is (the operator's call, as a single host's promote); paused
+        for an outlier, the rest of the wave bakes again from now."""
         store = self._store()
         current, revision = store.migration()
         if current is None or current.phase != "paused":
             raise Failure("no paused fleet migration to resume")
-        resumed = replace(current, phase="running",
+        judged = current.evidence
+        inconclusive = judged.get("fleet", {}).get("status") == "inconclusive" \
+            and not any(e.get("status") == "fail" for e in judged.values())
+        resumed = replace(current, phase="running", promote=inconclusive,
+                          entered_at=current.entered_at if inconclusive else time.time(),
                           reason=f"resumed by {operator_identity()}")
         if not store.put_migration(resumed, revision):
             raise Failure("the migration changed meanwhile; look again")

@@ -150,13 +150,14 @@ class Hold:
 @dataclass(frozen=True)
 class FleetMigration:
     """A fleet migration (key `migration`): steps of rust weight, each rolled out in waves of
-    hosts (a canary first), baked, and judged on every host's rust error rate."""
+    hosts (a canary first), baked, and judged by the single-host migration's gates on the
+    wave's hosts' counters, pooled and host by host (fleet/guard.py)."""
 
     id: str
     steps: list[int]
     waves: list[list[str]]  # host names, resolved at the start (the last wave: every host)
     bake_s: float
-    max_error_rate: float
+    max_error_rate: float  # the error-rate gate's ceiling (a plan's error_rate_fail)
     by: str
     started_at: str
     phase: MigrationPhase = "running"
@@ -167,8 +168,12 @@ class FleetMigration:
     held: list[str] = field(default_factory=list)  # hosts the guard holds at rust 0
     reason: str = ""
     leader: str = ""
-    evidence: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # the last judgement: per host and "fleet" (the wave pooled), each {status, summary}
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
     start_rust: int = 0  # the fleet's desired rust at the start: where the waves start from
+    min_samples: int = 50  # a plan's min_samples: rust attempts (and latencies) a pass needs
+    baseline: dict[str, Any] = field(default_factory=dict)  # the last step's typescript
+    promote: bool = False  # resumed by an operator: an inconclusive bake goes on
 
     @property
     def active(self) -> bool:
@@ -199,9 +204,14 @@ class HostReport:
     # backend -> {rate (attempts/s), error_rate (last 10 s), p95_ms (last minute)} from the
     # host's access log; empty where it cannot be read
     traffic: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    # rust's attempts and errors since this host applied `generation` (what a fleet
-    # migration's gate judges: only traffic after the change): {generation, attempts, errors}
-    rust_since: dict[str, int] = field(default_factory=dict)
+    # per backend, every attempt since this host applied `generation` (what a fleet
+    # migration's gates judge: only traffic after the change), summed from the access log's
+    # per-second buckets: {generation, backends: {rust: {attempts, errors, retried,
+    # latency_ms: {ms: count}}, typescript: {...}}}
+    counters: dict[str, Any] = field(default_factory=dict)
+    # rust's own VRAM gauge, as the single-host VRAM gate reads it: {used_gb, limit_gb,
+    # reported, error} (empty: not read yet)
+    rust_vram: dict[str, Any] = field(default_factory=dict)
     vram_used_gb: float | None = None  # every GPU of the host (None: no NVIDIA driver)
     vram_total_gb: float | None = None
     version: str = ""
