@@ -22,7 +22,7 @@ from tests.integration.test_alerts import Receiver
 from tests.support import Stack, new_stack
 from vrm_tui.core import services
 from vrm_tui.fleet.store import EtcdStore
-from vrm_tui.system.procs import free_ports
+from vrm_tui.system.procs import ProcRecord, free_ports
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(b) for b in ("prometheus", "prometheus-nginx-exporter",
@@ -88,6 +88,12 @@ def _metric(stack: Stack, name: str) -> float:
                if line.startswith(name) and line[len(name)] in " {")
 
 
+def _command(stack: Stack, service: str) -> list[str]:
+    record = ProcRecord.load(stack.settings.paths.run, service)
+    assert record is not None, service
+    return record.command
+
+
 def _reported(store: EtcdStore, host: str) -> bool:
     return host in store.hosts()
 
@@ -130,6 +136,11 @@ def test_each_host_scrapes_the_others_exporter_at_its_advertised_address(
 def test_a_fleet_wide_alert_reaches_the_webhook_once(fleet: dict[str, Stack],
                                                      receiver: Receiver) -> None:
     a1, a2 = fleet["a1"], fleet["a2"]
+    # a1 started alone; a2, started later, found a1 in etcd and joined it
+    peers = {name: [a for a in _command(s, services.ALERTMANAGER)
+                    if a.startswith("--cluster.peer=")] for name, s in fleet.items()}
+    assert peers == {"a1": [], "a2": [
+        f"--cluster.peer={ADDRESS['a1']}:{a1.settings.alertmanager_cluster_port}"]}, peers
     for stack in (a1, a2):
         eventually(partial(_paired, stack), timeout=30,
                    what="one cluster of two Alertmanagers, each Prometheus sending to both")
