@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +28,7 @@ from tests.support import Stack, new_stack, wait_until
 from vrm_tui.core import services
 from vrm_tui.core.errors import ProxyUnreachable
 from vrm_tui.core.split import Split
+from vrm_tui.system.procs import free_ports
 from vrm_tui.traffic import live
 from vrm_tui.traffic.served import InFlight
 
@@ -127,6 +133,65 @@ def test_a_retry_counts_on_rust_then_on_typescript_and_a_killed_worker_leaves_no
     finally:
         _hang(stack, services.RUST, False)
         _hang(stack, services.TYPESCRIPT, False)
+
+
+@pytest.fixture
+def named_backends() -> Iterator[tuple[str, str, str, str]]:
+    """Two rehearsal backends nginx reaches by a host name (as compose does): base URLs, by
+    name, and their fault endpoints."""
+    if {a[4][0] for a in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)} \
+            != {"127.0.0.1"}:
+        pytest.skip("localhost is not 127.0.0.1 alone here: nginx would balance over both")
+    rust, typescript, rust_admin, ts_admin = free_ports(4)
+    procs = [subprocess.Popen([sys.executable, "-m", "vrm_tui.rehearsal", "--flavour", flavour,
+                               "--port", str(port), "--faults", "--admin-port", str(admin)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for flavour, port, admin in (("rust", rust, rust_admin),
+                                          ("typescript", typescript, ts_admin))]
+    try:
+        for port in (rust, typescript):
+            wait_until(partial(_answers, f"http://127.0.0.1:{port}/health"), timeout=20,
+                       what=f"a rehearsal backend on {port}")
+        yield (f"http://localhost:{rust}", f"http://localhost:{typescript}",
+               f"http://127.0.0.1:{rust_admin}", f"http://127.0.0.1:{ts_admin}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_pools_nginx_balances_by_name_count_each_attempt(
+        named_backends: tuple[str, str, str, str], tmp_path: Path) -> None:
+    """By name there is no canary balancer: nginx's own round robin picks rust, then its
+    backup typescript, and the counts follow the attempts the same way."""
+    _require_nginx()
+    rust, typescript, rust_admin, ts_admin = named_backends
+    stack = new_stack(tmp_path, RUST_BACKEND_URL=rust, TS_BACKEND_URL=typescript,
+                      PROXY_UPSTREAM_TIMEOUT="3")
+    stack.up()
+    try:
+        stack.console.set_split(Split(100))
+        for admin in (rust_admin, ts_admin):
+            httpx.post(f"{admin}/faults", json={"hang": True}, timeout=5).raise_for_status()
+        one = Clients(f"{stack.proxy}{METRICS}", 1)
+        wait_until(lambda: _in_flight(stack) == InFlight(1, 0), timeout=5,
+                   what="the request waiting on rust")
+        wait_until(lambda: _in_flight(stack) == InFlight(0, 1), timeout=6,
+                   what="its retry waiting on typescript")
+        wait_until(lambda: _in_flight(stack) == InFlight(0, 0), timeout=6,
+                   what="none left once both attempts timed out")
+        assert one.join() == [(504, "typescript")]
+    finally:
+        for admin in (rust_admin, ts_admin):
+            httpx.post(f"{admin}/faults", json={"hang": False}, timeout=5)
+        stack.down()
 
 
 @pytest.fixture(scope="module")
