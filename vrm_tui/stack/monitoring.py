@@ -172,6 +172,7 @@ def _bindable(name: str) -> str:
 
 
 def hostport(host: str, port: int) -> str:
+    """host:port, an IPv6 address in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -199,10 +200,11 @@ def cluster_peers(settings: Settings) -> list[str]:
         groups = json.loads(settings.paths.fleet_targets.read_text())
     except (OSError, ValueError):
         return []
-    return sorted({str(labels[CLUSTER_PEER]) for group in groups if isinstance(group, dict)
-                   for labels in [group.get("labels") or {}]
-                   if labels.get("job") == ALERTMANAGER_JOB and CLUSTER_PEER in labels
-                   and labels.get("host") != settings.fleet_host})
+    labels = [group.get("labels") or {} for group in groups if isinstance(group, dict)] \
+        if isinstance(groups, list) else []
+    return sorted({str(found[CLUSTER_PEER]) for found in labels
+                   if found.get("job") == ALERTMANAGER_JOB and CLUSTER_PEER in found
+                   and found.get("host") != settings.fleet_host})
 
 
 def prometheus_command(settings: Settings, config: Path, data: Path) -> list[str]:
