@@ -111,7 +111,8 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(time, "time", lambda: 1795683780.0)  # 2026-11-26T09:03:00Z
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)],
+                         ids=["80x24", "120x40", "200x60"])
 @pytest.mark.parametrize("read_only", [False, True], ids=["operator", "observer"])
 def test_dashboard(snap_compare: SnapCompare, fixed_clock: None, tmp_path: Path,
                    size: tuple[int, int], read_only: bool) -> None:
@@ -168,7 +169,7 @@ def test_dashboard_rust_hanging(snap_compare: SnapCompare, fixed_clock: None, tm
     assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)
 
 
-def _migration(guarded: bool) -> MigrationView:
+def _migration(guarded: bool, finished: bool = False) -> MigrationView:
     now = 1795683780.0
     state = MigrationState(
         plan=load_plan(steps="shadow,10,50,100", bake="5m", gate_interval="10s").to_dict(),
@@ -186,17 +187,26 @@ def _migration(guarded: bool) -> MigrationView:
             {"name": "rust answers like typescript", "status": "pass",
              "value": "0/512 (0.0%)", "threshold": "fail if mismatches above 1% at 99%"}]},
         updated=now - 60, owner_pid=4242, owner_ticks=1)
+    if finished:  # the last step held its bake: done, one line on the dashboard
+        state.step, state.phase, state.reason = 3, "done", "all steps passed their gates"
+        state.history += [{"step": 2, "target": 50, "outcome": "passed", "at": now - 60,
+                           "detail": ""},
+                          {"step": 3, "target": 100, "outcome": "passed", "at": now - 30,
+                           "detail": ""}]
     return MigrationView(state, guarded)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
-@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "unguarded"])
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)],
+                         ids=["80x24", "120x40", "200x60"])
+@pytest.mark.parametrize(("guarded", "finished"), [(True, False), (False, False), (True, True)],
+                         ids=["guarded", "unguarded", "finished"])
 def test_migration_pane(snap_compare: SnapCompare, fixed_clock: None, tmp_path: Path,
-                        size: tuple[int, int], guarded: bool) -> None:
-    """The timeline, what happens next, a promoted step said as such, and UNGUARDED."""
+                        size: tuple[int, int], guarded: bool, finished: bool) -> None:
+    """The timeline, what happens next, a promoted step said as such, and UNGUARDED; a
+    finished migration is one line, so Parity and the Journal stay on screen (issue 22)."""
     async def run_before(pilot: Pilot[None]) -> None:
         _feed(pilot.app)
-        pilot.app.post_message(MigrationUpdate(_migration(guarded)))
+        pilot.app.post_message(MigrationUpdate(_migration(guarded, finished)))
         await pilot.pause()
         pilot.app.query_one(MigrationPane).scroll_visible(animate=False)
         await pilot.pause()

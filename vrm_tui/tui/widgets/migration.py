@@ -86,12 +86,13 @@ class MigrationPane(Pane):
             table = Table(box=None, pad_edge=False, expand=True, show_header=False,
                           title=None if live else "last gate values (not live)",
                           title_justify="left", title_style="dim")
-            table.add_column("gate", no_wrap=True, overflow="ellipsis", max_width=24)
+            # the rule a gate applies (and its name) is read whole where there is room (the
+            # rule wraps); at 80 columns a cut rule keeps the rest of the dashboard on screen
+            roomy = bool(self._roomy)
+            table.add_column("gate", no_wrap=True, overflow="ellipsis",
+                             max_width=32 if roomy else 24)
             table.add_column("status", no_wrap=True, min_width=14)  # never dropped
             table.add_column("value", no_wrap=True, overflow="ellipsis", ratio=3)
-            # the rule a gate applies is read whole where there is room (it wraps); at 80
-            # columns a cut rule keeps the rest of the dashboard on screen
-            roomy = bool(self._roomy)
             table.add_column("threshold", no_wrap=not roomy,
                              overflow="fold" if roomy else "ellipsis", ratio=2)
             for gate in gates:
