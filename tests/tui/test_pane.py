@@ -71,3 +71,29 @@ async def test_a_pane_grows_shrinks_wraps_and_changes_text() -> None:
             assert text in rendered(pane)
             screen = app.export_screenshot()  # what the terminal shows, not the content
             assert text in screen and (not gone or gone not in screen), (text, gone)
+
+
+async def test_a_new_height_is_laid_out_once_and_a_new_width_counts_rows_again() -> None:
+    """The layout that gives a pane its new height resizes it: that alone must not make its
+    next redraw lay out the whole screen again (it did, twice per height change)."""
+    app = _One()
+    async with app.run_test(size=(40, 20)) as pilot:
+        pane = app.query_one(Pane)
+        await pilot.pause()
+        layouts: list[bool] = []
+        update = pane.update
+
+        def counted(content: Text, *, layout: bool = True) -> None:
+            layouts.append(layout)
+            update(content, layout=layout)
+
+        setattr(pane, "update", counted)  # noqa: B010 (an instance's method, for this test)
+        for text in ("zzone\nzztwo\nzzthree", "zzfour", "zzfive", "zzsix"):
+            pane.show(Text(text))
+            await pilot.pause()
+        assert layouts == [True, True, False, False], "each new height once, then in place"
+        await pilot.resize_terminal(20, 20)
+        await pilot.pause()
+        pane.show(Text("zzseven " * 4))  # 31 cells in 18: two rows at the new width
+        await pilot.pause()
+        assert pane.content_size.height == 2 and layouts[-1] is True

@@ -35,7 +35,6 @@ class MigrationPane(Pane):
         self._roomy: bool | None = None
 
     def on_resize(self) -> None:
-        super().on_resize()
         if self._view is not None and (self.app.size.width >= self.ROOMY) != self._roomy:
             self.show_view(self._view)
 

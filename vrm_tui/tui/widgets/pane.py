@@ -63,16 +63,16 @@ class Pane(Static):
     """A Static whose `show` skips unchanged content and re-lays out only on a new height."""
 
     _rows: int | None = None
+    _width = 0  # the content width `_rows` was counted at
     _drawn: object = None
 
     def show(self, content: RenderableType) -> None:
         width = self.content_size.width
+        if width != self._width:
+            self._rows, self._width = None, width  # heights must be counted again
         height = rows(content, width) if width > 0 else None
         shown = drawn(content)
         if shown is not None and shown == self._drawn and height == self._rows:
             return
         self.update(content, layout=height is None or height != self._rows)
         self._rows, self._drawn = height, shown
-
-    def on_resize(self) -> None:
-        self._rows = None  # the width changed: heights must be measured again
