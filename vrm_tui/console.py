@@ -224,8 +224,6 @@ class Console:
         in the view (`unreachable`), never raised, so the pane says why it has no rows."""
         return self.fleet().status()
 
-    def require_running(self) -> None:
-        """Refuse work that needs the proxy (a benchmark) when it is not running."""
     def fleet_rollback(self, progress: Callable[[FleetRollback], None] | None = None
                        ) -> FleetRollback:
         """`r` in fleet mode: this host at once (nothing of etcd on its path; sticky if the
@@ -238,6 +236,8 @@ class Console:
         --host`): this host locally, another through its hold key in etcd."""
         return self.fleet().rollback_host(host, timeout)
 
+    def require_running(self) -> None:
+        """Refuse work that needs the proxy (a benchmark) when it is not running."""
         if not self.runtime.proxy_running():
             raise Failure("the stack is not running: start it with `vrm up`")
 
