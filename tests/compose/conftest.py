@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import Stack, new_stack
+from vrm_tui.stack.compose import ComposeRuntime
 
 BASE_IMAGE = os.environ.get("VRM_BASE_IMAGE", "vrm-base:bookworm-lua")
 
@@ -44,3 +45,17 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.vrm("down", timeout=300)
+        _forget_stale_images(ComposeRuntime(stack.settings))
+
+
+def _forget_stale_images(runtime: ComposeRuntime) -> None:
+    """Remove vrm's images of earlier builds (another tag than this run's) that no container
+    uses. Every change to vrm's code tags new images; on the vfs storage driver each is a
+    full copy (~0.7 GB), so without this the suite fills the disk over a day's runs."""
+    keep = {runtime.image_tag, runtime.control_tag, "latest"}
+    listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                             "--filter", "reference=vrm/*"],
+                            capture_output=True, text=True, check=False).stdout.split()
+    stale = [ref for ref in listed if ref.rpartition(":")[2] not in keep]
+    if stale:  # `docker rmi` without --force refuses an image a container still uses
+        subprocess.run(["docker", "rmi", *stale], capture_output=True, check=False)
