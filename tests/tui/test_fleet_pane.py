@@ -266,6 +266,7 @@ def test_vrm_fleet_rollback_host_holds_one_host(hosts: tuple[Etcd, dict[str, Sta
         assert _served(h1) == 0 and _served(h0) == 20
         here = h0.vrm("fleet", "rollback", "--host", "h0")
         assert here.returncode == 0 and "h0 (this host): rust 0 verified" in here.stdout
+        wait_until(lambda: _mode(h0) == "held", what="h0's agent holds it")
         bad = h0.vrm("fleet", "rollback", "--host", "h9")
         assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
         assert "--host h9: not a live host of fleet tui (live: h0, h1)" in bad.stderr

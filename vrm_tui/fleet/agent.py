@@ -313,6 +313,7 @@ class Agent:
                 # Not recorded on disk (full disk): held in memory by the next look at the
                 # journal, which still has the record past an unmoved offset.
                 return
+            self._held = True  # a rejoin before the next look still re-applies `desired`
             if not from_host:  # a remote hold was journaled with its key
                 with contextlib.suppress(FleetUnreachable):
                     self.store.note(self.settings.fleet_host, "held",
