@@ -22,8 +22,8 @@ import pytest
 from tests.conftest import _require_nginx
 from tests.fleet.etcd import Etcd
 from tests.support import Stack, new_stack, sample_backends, steady_stream
-from vrm_tui.fleet.agent import AgentState
-from vrm_tui.fleet.agent import held_by as agent_held
+from vrm_tui.fleet.local import AgentState
+from vrm_tui.fleet.local import held_by as agent_held
 from vrm_tui.fleet.service import FleetService
 from vrm_tui.fleet.store import FleetMigration, HostReport
 from vrm_tui.journal import Journal

@@ -133,7 +133,7 @@ OUTAGE_S = 30.0
 async def test_etcd_down_for_30s_loses_nothing(hosts: list[Stack], etcd: Etcd) -> None:  # noqa: F811
     """etcd fully down for OUTAGE_S under steady streams: no request lost, no split change,
     every agent isolated, and every agent following again soon after etcd answers."""
-    from vrm_tui.fleet.agent import AgentState
+    from vrm_tui.fleet.local import AgentState
 
     def modes() -> list[str]:
         states = [AgentState.load(s.settings.paths.fleet_agent) for s in hosts]

@@ -18,7 +18,7 @@ from tests.support import Stack, new_stack, rendered, wait_until
 from tests.tui.test_app import SIZE, last_action, until
 from vrm_tui import settings as settings_mod
 from vrm_tui.console import Console
-from vrm_tui.fleet.agent import held_by as agent_held
+from vrm_tui.fleet.local import held_by as agent_held
 from vrm_tui.fleet.store import EtcdStore, HostReport
 from vrm_tui.system.procs import ProcRecord
 from vrm_tui.tui.app import VrmApp

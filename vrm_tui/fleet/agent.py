@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,8 @@ from vrm_tui.core.backend import Backend
 from vrm_tui.core.errors import ApplyError, Failure, FleetUnreachable, ProxyUnreachable
 from vrm_tui.core.split import Split
 from vrm_tui.fleet.guard import FleetGuard
-from vrm_tui.fleet.store import Desired, EtcdStore, Hold, HostMode, HostReport, now_iso
+from vrm_tui.fleet.local import AgentState, held_by, held_record
+from vrm_tui.fleet.store import Desired, EtcdStore, Hold, HostReport, now_iso
 from vrm_tui.fleet.targets import own_targets, write_targets
 from vrm_tui.journal import Journal
 from vrm_tui.settings import Settings
@@ -68,56 +69,6 @@ TICK_S = 0.5  # how often the agent renews its lease and reads `desired` without
 HEALTH_EVERY_S = 2.0  # how often the report's health, traffic and VRAM are read
 START_TIMEOUT_S = 10.0
 LOCK_WAIT_S = 10.0
-
-
-@dataclass(frozen=True)
-class AgentState:
-    """The agent's record in the state dir (StateDir.fleet_agent), rewritten on change."""
-
-    fleet: str
-    host: str
-    pid: int
-    mode: HostMode = "isolated"
-    generation: int = 0  # the desired generation applied here
-    rust: int | None = None  # what nginx served at the last look
-    verified_at: str = ""
-    apply_ms: float | None = None
-    error: str = ""
-    since: str = ""  # the first agent's start: older journal rollbacks hold nothing
-    journal_offset: int = 0
-    journal_time: str = ""  # the newest journal record read (a rewritten journal is re-read)
-    previous_pid: int = 0  # the agent before this one (its journal records are its own)
-    isolated_since: str = ""
-    updated: str = ""
-
-    @classmethod
-    def load(cls, path: Path) -> AgentState | None:
-        try:
-            data = json.loads(path.read_text())
-            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self, path: Path) -> None:
-        with contextlib.suppress(OSError):  # a full disk loses the record, never the agent
-            write_atomic(path, json.dumps(asdict(self), indent=1) + "\n", sync=False)
-
-
-def held_by(settings: Settings) -> str | None:
-    """Who holds this host at rust 0 (a local rollback), or None."""
-    record = _held_record(settings)
-    return None if record is None else str(record.get("by") or "unknown")
-
-
-def _held_record(settings: Settings) -> dict[str, object] | None:
-    """The hold file: {by, at, and pid (a local rollback's) or from_host (a remote hold)}."""
-    try:
-        data = json.loads(settings.paths.fleet_held.read_text() or "{}")
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class Agent:
@@ -278,7 +229,7 @@ class Agent:
     def _release_if_covered(self) -> None:
         """A hold taken for the local half of a fleet rollback, whose fleet half has now
         landed: released (the host follows the fleet, which is at rust 0)."""
-        record = _held_record(self.settings)
+        record = held_record(self.settings)
         pid, at = (record or {}).get("pid"), str((record or {}).get("at", ""))
         if isinstance(pid, int) and self._covered(pid, at):
             with contextlib.suppress(OSError):

@@ -66,7 +66,7 @@ from vrm_tui.migrate.plan import Plan, Thresholds
 from vrm_tui.telemetry.backend_metrics import VramReading
 from vrm_tui.telemetry.health import Probe
 
-__all__ = ["FleetGuard", "Judgement", "judge", "plan_of", "resolve_waves"]
+__all__ = ["FleetGuard", "Judgement", "judge", "plan_of"]
 
 ERROR_GATE = "rust error rate"  # the one gate judged on every tick (anytime valid)
 STRATUM = "all"  # the access log's per-second buckets do not name routes
@@ -199,19 +199,6 @@ def _worst(verdict: Verdict) -> str:
 
 def _why(bad: tuple[str, ...], verdicts: Mapping[str, Verdict]) -> str:
     return "; ".join(f"{h}: {_worst(verdicts[h])}" for h in bad)
-
-
-def resolve_waves(spec: str, hosts: list[str]) -> list[list[str]]:
-    """`1,all` -> [[first host], [every host]]: counts of hosts, cumulative; `all` is all."""
-    waves: list[list[str]] = []
-    for part in (p.strip() for p in spec.split(",") if p.strip()):
-        count = len(hosts) if part == "all" else int(part)
-        chosen = hosts[:count]
-        if not waves or len(chosen) > len(waves[-1]):
-            waves.append(chosen)
-    if not waves or len(waves[-1]) < len(hosts):
-        waves.append(list(hosts))
-    return waves
 
 
 class FleetGuard:

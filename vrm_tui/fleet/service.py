@@ -26,8 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vrm_tui.core.errors import BadInput, Failure, FleetUnreachable, VrmError
-from vrm_tui.fleet import agent
-from vrm_tui.fleet.guard import resolve_waves
+from vrm_tui.fleet.local import AgentState, held_by
 from vrm_tui.fleet.store import Desired, EtcdStore, FleetMigration, Hold, HostReport, now_iso
 from vrm_tui.journal import operator_identity
 from vrm_tui.settings import Settings
@@ -46,7 +45,7 @@ class FleetStatus:
     endpoints: tuple[str, ...]
     desired: Desired | None
     hosts: dict[str, HostReport]
-    local: agent.AgentState | None  # this host's agent record (its mode even when isolated)
+    local: AgentState | None  # this host's agent record (its mode even when isolated)
     held_by: str | None
     unreachable: str = ""  # why etcd could not be read ("" when it was)
 
@@ -102,6 +101,19 @@ class HostRollback:
     # within the timeout; the hold stays in force)
 
 
+def resolve_waves(spec: str, hosts: list[str]) -> list[list[str]]:
+    """`1,all` -> [[first host], [every host]]: counts of hosts, cumulative; `all` is all."""
+    waves: list[list[str]] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        count = len(hosts) if part == "all" else int(part)
+        chosen = hosts[:count]
+        if not waves or len(chosen) > len(waves[-1]):
+            waves.append(chosen)
+    if not waves or len(waves[-1]) < len(hosts):
+        waves.append(list(hosts))
+    return waves
+
+
 class FleetService:
     """One fleet seen from one host (its settings name the fleet, endpoints and host)."""
 
@@ -122,8 +134,8 @@ class FleetService:
         unreachable etcd is shown, not raised (the local part still tells)."""
         store = self._store()
         s = self.settings
-        local = agent.AgentState.load(s.paths.fleet_agent)
-        held = agent.held_by(s)
+        local = AgentState.load(s.paths.fleet_agent)
+        held = held_by(s)
         try:
             desired, _ = store.desired()
             hosts = store.hosts()
@@ -251,7 +263,7 @@ class FleetService:
         """Release this host's hold (a local rollback's, or a remote one's key in etcd): its
         agent follows `desired` again. Who held it, or None when it was not held."""
         s = self.settings
-        was = agent.held_by(s)
+        was = held_by(s)
         if was is None:
             return None
         released = False
@@ -279,15 +291,21 @@ class FleetService:
 
     def start_agent(self) -> bool:
         """`vrm up`: start the agent, detached, when this host is a fleet's and none runs."""
+        from vrm_tui.fleet import agent  # its loop, telemetry and gates: not for the CLI
+
         return self.configured and agent.spawn(self.settings) is not None
 
     def stop_agent(self) -> bool:
         """`vrm down`: stop the agent (its report leaves the fleet at once)."""
+        from vrm_tui.fleet import agent
+
         return agent.stop(self.settings)
 
     def run_agent(self) -> int:
         """`vrm agent`: the agent in the foreground (a compose service, a terminal)."""
         self._store()  # the same one-line errors as every fleet command
+        from vrm_tui.fleet import agent
+
         return agent.run(self.settings, controller=self.controller)
 
     # --- a fleet migration (run by the guard that holds the leader's lease) -----------------
