@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import re
+import signal
+import socket
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from tests.fleet.etcd import Etcd
-from vrm_tui.core.errors import FleetUnreachable, StaleDesired
+from tests.support import wait_until
+from vrm_tui.core.errors import Failure, FleetUnreachable, StaleDesired
 from vrm_tui.fleet.store import Desired, EtcdStore, HostReport
+from vrm_tui.system.procs import free_ports
 
 
 def _store(etcd: Etcd, fleet: str) -> EtcdStore:
@@ -113,3 +118,72 @@ def test_a_guard_that_lost_its_lease_cannot_act(etcd: Etcd) -> None:
     assert not store.fenced(first, "a", replace(migration, step=1), revision)
     assert store.fenced(second, "b", replace(migration, leader="b"), revision)
     assert store.migration()[0].leader == "b"  # type: ignore[union-attr]
+
+
+def _local_port(store: EtcdStore) -> int:
+    """The kept-alive connection's own port: a new one means a new connection."""
+    conn = store._members[0]._conn
+    assert conn is not None and conn.sock is not None
+    return int(conn.sock.getsockname()[1])
+
+
+def _stopped(pid: int) -> bool:
+    """Every thread of `pid` stopped: a SIGSTOP stops each as it is next scheduled."""
+    return all((task / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+               for task in Path(f"/proc/{pid}/task").iterdir())
+
+
+def test_one_kept_alive_connection_is_remade_after_etcd_stops_answering_or_restarts(
+        etcd: Etcd) -> None:
+    """The agent posts every tick and a rollback polls every 10 ms, over one connection per
+    member. A member that stops answering (SIGSTOP: a half-open peer) costs one request
+    timeout; after a restart the next request goes through on a new connection, once."""
+    member = etcd.members[0]
+    store = EtcdStore("conn", (member.url,), timeout=0.5)
+    store.desired()
+    first = _local_port(store)
+    store.hosts()
+    assert _local_port(store) == first
+    proc = member.proc
+    assert proc is not None
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: _stopped(proc.pid), what="every etcd thread stopped")
+        with pytest.raises(FleetUnreachable, match=re.escape(f"{member.url}: timed out")):
+            store.desired()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    assert store.desired() == (None, 0)
+    answered = _local_port(store)
+    assert answered != first
+    etcd.stop(member)
+    etcd.start(member)
+    store.write_desired(10, "alice", "", "deploy", "h1", lambda _d: True)
+    assert _local_port(store) != answered
+    assert [r["generation"] for r in store.journal()] == [1]
+
+
+def test_a_member_refusing_or_silent_is_passed_over_for_one_that_answers(etcd: Etcd) -> None:
+    """Members are tried in turn: a refused connection at once, a silent member (it accepts
+    and never answers) after the request timeout; both named when none answers."""
+    refused = f"http://127.0.0.1:{free_ports(1)[0]}"
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts; nothing ever reads or answers
+        quiet = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        store = EtcdStore("turns", (refused, quiet, etcd.members[0].url), timeout=0.3)
+        assert store.write_desired(20, "bob", "", "deploy", "h1", lambda _d: True).rust == 20
+        assert store.desired()[0].rust == 20  # type: ignore[union-attr]
+        alone = EtcdStore("turns", (refused, quiet), timeout=0.3)
+        with pytest.raises(FleetUnreachable) as unreachable:
+            alone.desired()
+    assert str(unreachable.value) == (
+        f"etcd unreachable ({refused}: connection refused; {quiet}: timed out)")
+
+
+def test_a_request_etcd_refuses_is_one_line_in_etcds_words(etcd: Etcd) -> None:
+    store = _store(etcd, "words")
+    with pytest.raises(Failure) as refused:
+        store.report(HostReport("h1", 1, 0, "following"), lease=12345)  # no such lease
+    assert str(refused.value) == (f"etcd at {etcd.members[0].url} refused /kv/put: "
+                                  "etcdserver: requested lease not found (HTTP 404)")

@@ -1,13 +1,17 @@
 """etcd, as the fleet uses it: keys, records, compare-and-set, leases, a wake-up watch.
 
-The client is etcd3gw (etcd's v3 JSON gateway over HTTP), not aetcd (asyncio over gRPC).
-Both did everything the fleet needs against Debian's etcd 3.4.23 (put/get, leases that
-expire, compare-and-set transactions, watches within a few ms). etcd3gw is synchronous like
-the rest of vrm (the controller, the guard and the CLI are threads and plain calls, with no
-event loop to host an asyncio client), every request carries its own timeout, so an
-unreachable etcd is one exception after a bounded wait (the agent's "isolated"), and it
-brings no native gRPC build. The watch only wakes the agent early: it also reads `desired`
-on every tick, so a watch lost with a restarting etcd costs latency, never correctness.
+The client is etcd's v3 JSON gateway over HTTP (etcd3gw's API), not aetcd (asyncio over
+gRPC). Both did everything the fleet needs against Debian's etcd 3.4.23 (put/get, leases
+that expire, compare-and-set transactions, watches within a few ms). The gateway is
+synchronous like the rest of vrm (the controller, the guard and the CLI are threads and
+plain calls, with no event loop to host an asyncio client), every request carries its own
+timeout, so an unreachable etcd is one exception after a bounded wait (the agent's
+"isolated"), and it needs no native gRPC build. The requests are plain JSON posts, sent
+over one kept-alive stdlib connection per member (`_Member`): etcd3gw (requests, futurist
+and their imports) and httpx (its imports and an SSL context) each cost `vrm fleet
+rollback` more CPU than the rollback's own work, so etcd3gw is imported only for the agent's
+watch. The watch only wakes the agent early: it also reads `desired` on every tick, so a
+watch lost with a restarting etcd costs latency, never correctness.
 
 Keys (DESIGN.md, README "Fleet"), all under `/vrm/<fleet>/`:
   desired            {generation, rust, by, at, reason, action}: moved only by
@@ -23,6 +27,7 @@ Keys (DESIGN.md, README "Fleet"), all under `/vrm/<fleet>/`:
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import threading
 import time
@@ -32,12 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import requests
-from etcd3gw import exceptions as etcd_errors
-from etcd3gw.client import Etcd3Client
-from etcd3gw.watch import Watcher
-
-from vrm_tui.core.errors import FleetUnreachable, StaleDesired
+from vrm_tui.core.errors import Failure, FleetUnreachable, StaleDesired
 
 __all__ = ["Desired", "EtcdStore", "FleetUnreachable", "Hold", "HostReport", "Keys",
            "StaleDesired"]
@@ -245,51 +245,48 @@ class EtcdStore:
         self.keys = Keys(fleet)
         self.endpoints = endpoints
         self.timeout = timeout
-        self._clients = [self._client(url) for url in endpoints]
+        self._members = [_Member(url, timeout) for url in endpoints]
         self._current = 0
 
-    def _client(self, url: str) -> Etcd3Client:
-        parts = urlsplit(url)
-        return Etcd3Client(host=(parts.hostname or "127.0.0.1"), port=parts.port or 2379,
-                           protocol=parts.scheme or "http", timeout=self.timeout,
-                           api_path="/v3/")
-
-    @property
-    def client(self) -> Etcd3Client:
-        return self._clients[self._current]
-
-    def _call(self, fn: Callable[[Etcd3Client], Any], patience: float = 0.0) -> Any:
-        """`fn` on the endpoint that answered last, then on each other in turn; again for
-        `patience` seconds while none answers (a cluster electing a new leader)."""
-        if len(self._clients) == 1:
+    def _post(self, path: str, payload: dict[str, Any],
+              patience: float = 0.0) -> dict[str, Any]:
+        """POST `path` of the v3 gateway on the endpoint that answered last, then on each
+        other in turn; again for `patience` seconds while none answers (a cluster electing a
+        new leader)."""
+        if len(self._members) == 1:
             patience = 0.0  # one member: no election to wait for
         deadline = time.monotonic() + patience
         while True:
             try:
-                return self._round(fn)
+                return self._round(path, payload)
             except FleetUnreachable:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
 
-    def _round(self, fn: Callable[[Etcd3Client], Any]) -> Any:
+    def _round(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         errors = []
-        for offset in range(len(self._clients)):
-            index = (self._current + offset) % len(self._clients)
+        for offset in range(len(self._members)):
+            index = (self._current + offset) % len(self._members)
             try:
-                result = fn(self._clients[index])
-            except (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError,
-                    etcd_errors.InternalServerError) as exc:
+                status, body = self._members[index].post(path, payload)
+            except (OSError, http.client.HTTPException) as exc:
                 errors.append(f"{self.endpoints[index]}: {_why(exc)}")
                 continue
+            if status in UNAVAILABLE:
+                errors.append(f"{self.endpoints[index]}: {UNAVAILABLE[status]}")
+                continue
+            if status != 200:  # a request etcd will not take (a lease gone, vrm's own bug)
+                raise Failure(f"etcd at {self.endpoints[index]} refused {path}: "
+                              f"{_said(body)} (HTTP {status})")
+            try:
+                found: dict[str, Any] = json.loads(body)
+            except ValueError:
+                raise Failure(f"{self.endpoints[index]} answered {path} with no JSON: "
+                              "is it etcd's client URL?") from None
             self._current = index
-            return result
+            return found
         raise FleetUnreachable("etcd unreachable (" + "; ".join(errors) + ")")
-
-    def _post(self, path: str, payload: dict[str, Any],
-              patience: float = 0.0) -> dict[str, Any]:
-        return self._call(lambda c: c.post(c.get_url(path), json=payload),  # type: ignore[no-any-return]
-                          patience)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -480,6 +477,13 @@ class EtcdStore:
 
     def watch(self, wake: threading.Event, *keys: str) -> Callable[[], None]:
         """Set `wake` on every change of each key; returns the function that stops it."""
+        import requests  # etcd3gw's: only the agent watches (see the module's docstring)
+        from etcd3gw.client import Etcd3Client
+        from etcd3gw.watch import Watcher
+
+        member = self._members[self._current]
+        client = Etcd3Client(host=member.host, port=member.port, protocol=member.scheme,
+                             timeout=self.timeout, api_path="/v3/")
         watchers: list[Watcher] = []
 
         def stop() -> None:
@@ -488,23 +492,79 @@ class EtcdStore:
 
         try:
             for key in keys:
-                watchers.append(Watcher(self.client, key, lambda _event: wake.set()))
+                watchers.append(Watcher(client, key, lambda _event: wake.set()))
         except requests.RequestException as exc:
             stop()
             raise FleetUnreachable(f"etcd unreachable (watch: {exc})") from None
         return stop
 
 
+UNAVAILABLE = {503: "unavailable (no leader?)", 500: "internal error",
+               408: "timed out", 504: "timed out"}
+"""Answers that say this member cannot serve now (another may): the next one is tried."""
+
+
+class _Member:
+    """One etcd member's v3 gateway over one kept-alive connection (a lock per member:
+    the agent's loop and a TUI's threads may share a store)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url if "//" in url else f"http://{url}")
+        self.scheme = parts.scheme or "http"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 2379
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    def post(self, path: str, payload: dict[str, Any]) -> tuple[int, bytes]:
+        """(status, body) of one JSON POST. A kept-alive connection the member closed
+        meanwhile is dropped and the request sent once more on a new one; a timeout is
+        not retried (the caller tries the next member)."""
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        with self._lock:
+            for fresh in (self._conn is None, True):
+                conn = self._conn or self._connect()
+                try:
+                    conn.request("POST", "/v3" + path, body,
+                                 {"Content-Type": "application/json"})
+                    answer = conn.getresponse()
+                    return answer.status, answer.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()
+                    self._conn = None
+                    stale = isinstance(exc, (http.client.RemoteDisconnected,
+                                             BrokenPipeError, ConnectionResetError))
+                    if fresh or not stale:
+                        raise
+            raise AssertionError("unreachable: the second try is on a fresh connection")
+
+    def _connect(self) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self.scheme == "https" \
+            else http.client.HTTPConnection
+        self._conn = kind(self.host, self.port, timeout=self.timeout)
+        return self._conn
+
+
 def _why(exc: Exception) -> str:
-    """A failed request in a few words (requests' own messages run to hundreds)."""
-    text = str(exc)
-    if isinstance(exc, etcd_errors.ConnectionTimeoutError):
+    """A failed request in a few words."""
+    if isinstance(exc, TimeoutError):
         return "timed out"
-    if "refused" in text.lower():
+    if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, etcd_errors.ConnectionFailedError):
-        return "no connection" if "503" not in text else "unavailable (no leader?)"
-    return (text.splitlines() or [type(exc).__name__])[0][:120]
+    if isinstance(exc, OSError | http.client.HTTPException):
+        return "no connection"
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+
+
+def _said(body: bytes) -> str:
+    """etcd's own words for a refusal (the gateway's JSON `error`), on one line."""
+    try:
+        said = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        said = None
+    text = str(said) if said else body.decode("utf-8", "replace")
+    return " ".join(text.split())[:200] or "no reason given"
 
 
 def _after(prefix: str) -> str:
