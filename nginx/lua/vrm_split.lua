@@ -124,8 +124,7 @@ function M.worker_start()
 end
 
 -- This request's attempt now waits on `backend`: off the one it waited on before, if any.
-local function waiting_on(backend)
-    local ctx = ngx.ctx
+local function waiting_on(ctx, backend)
     local was = ctx.vrm_on
     if was == backend then return end
     local k, d = own_keys(), dict()
@@ -142,7 +141,7 @@ function M.attempt(first, second)
     local ctx = ngx.ctx
     local n = (ctx.vrm_attempt or 0) + 1
     ctx.vrm_attempt = n
-    waiting_on(n > 1 and second or first)
+    waiting_on(ctx, n > 1 and second or first)
 end
 
 -- log_by_lua (every request): whatever it waited on, it no longer does.
@@ -165,24 +164,31 @@ local function proc_stat(pid)
     return state, tonumber(parent)
 end
 
--- {rust = N, typescript = M} over the live workers of this master.
+-- Whose counts a worker's are: "ours" (a live worker of `master`), "dead", or "other" (a
+-- live process of another parent: its pid was reused, or another master's worker).
+local function owner(pid, master)
+    local state, parent = proc_stat(pid)
+    if state == nil or state == "Z" or state == "X" then return "dead" end
+    return parent == master and "ours" or "other"
+end
+
+-- {rust = N, typescript = M} over the live workers of this master (every worker's where
+-- there is no /proc to tell).
 local function in_flight()
     local d = dict()
     local _, master = proc_stat("self")
-    local sums, alive = { rust = 0, typescript = 0 }, {}
+    local sums, owners = { rust = 0, typescript = 0 }, {}
     for _, key in ipairs(d:get_keys(0)) do
         local pid, backend = key:match("^f:(%d+):(%a+)$")
         if pid and sums[backend] then
-            if alive[pid] == nil and master then
-                local state, parent = proc_stat(pid)
-                alive[pid] = state ~= nil and state ~= "Z" and state ~= "X"
-                if not alive[pid] then
-                    d:delete(key)  -- the worker died holding it
-                elseif parent ~= master then
-                    alive[pid] = false  -- another master's worker, alive: not ours to count
-                end
+            local whose = "ours"
+            if master then
+                whose = owners[pid] or owner(pid, master)
+                owners[pid] = whose
             end
-            if alive[pid] ~= false then
+            if whose == "dead" then
+                d:delete(key)  -- the worker died holding it
+            elseif whose == "ours" then
                 sums[backend] = sums[backend] + math.max(0, d:get(key) or 0)
             end
         end
@@ -205,8 +211,9 @@ end
 function M.balance()
     local balancer = require("ngx.balancer")
     local peers = cfg.canary
-    local attempt = (ngx.ctx.vrm_attempt or 0) + 1
-    ngx.ctx.vrm_attempt = attempt
+    local ctx = ngx.ctx
+    local attempt = (ctx.vrm_attempt or 0) + 1
+    ctx.vrm_attempt = attempt
     local ok, err
     if attempt == 1 then
         ok, err = balancer.set_current_peer(peers.rust[1], peers.rust[2])
@@ -214,14 +221,14 @@ function M.balance()
             local t = canary_ms() / 1000
             balancer.set_timeouts(2, t, t)
             balancer.set_more_tries(1)
-            waiting_on("rust")
+            waiting_on(ctx, "rust")
         end
     else
         ok, err = balancer.set_current_peer(peers.typescript[1], peers.typescript[2])
         if ok then
             local t = cfg.upstream_ms / 1000
             balancer.set_timeouts(2, t, t)
-            waiting_on("typescript")
+            waiting_on(ctx, "typescript")
         end
     end
     if not ok then
