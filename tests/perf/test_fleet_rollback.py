@@ -83,6 +83,10 @@ async def test_fleet_rollback_beside_a_local_one(hosts: list[Stack]) -> None:
         assert outcome.ok and len(outcome.confirmed) == HOSTS, outcome
         assert all(s.controller.served().split.rust == 0 for s in hosts)
 
+    def fleet_rollback_here() -> None:  # the TUI's `r`: this host first, then the fleet
+        view = fleet.rollback_here(timeout=10)
+        assert view.ok and view.fleet is not None and len(view.fleet.confirmed) == HOSTS, view
+
     def fleet_rollback_cli() -> None:
         subprocess.run([sys.executable, "-m", "vrm_tui.cli", "fleet", "rollback"],
                        cwd=hosts[0].deploy_dir, env=clean_env(), check=True,
@@ -106,6 +110,7 @@ async def test_fleet_rollback_beside_a_local_one(hosts: list[Stack]) -> None:
         rows = []
         cases: list[tuple[str, Callable[[], object], Callable[[], object], list[Stack]]] = [
             (f"fleet rollback, {HOSTS} hosts, in-process", fleet_rollback, fleet_at_50, hosts),
+            (f"fleet rollback, {HOSTS} hosts, TUI's r", fleet_rollback_here, fleet_at_50, hosts),
             (f"fleet rollback, {HOSTS} hosts, vrm CLI", fleet_rollback_cli, fleet_at_50, hosts),
             ("one host's local rollback, in-process", one.controller.rollback, local_at_50,
              [one]),
