@@ -28,7 +28,9 @@ from vrm_tui.core.split import Split, parse_weight
 RuntimeName = Literal["local", "compose"]
 """Where the stack runs: local processes or docker compose."""
 RUNTIMES: tuple[RuntimeName, ...] = ("local", "compose")
-COMPOSE_PROFILES = ("rehearsal", "production")
+# compose: vrm's rehearsal backends, the team's images with a GPU each, or the same images
+# without a GPU reservation (a staging or CI host without one); stack.compose.OVERLAYS
+COMPOSE_PROFILES = ("rehearsal", "production", "production-cpu")
 PROCESS_ROUTE = "/api/v1/vision/process"  # the seed's vision task (the template's own location)
 
 

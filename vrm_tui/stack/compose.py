@@ -44,6 +44,12 @@ STATUS_PORT = 3010  # the proxy container's status listener, published on 127.0.
 PORTS = {services.RUST: 3001, services.TYPESCRIPT: 3002}
 INSTALL_HINT = "sudo apt-get install -y docker.io docker-compose"
 OVERRIDE = "docker-compose.override.yml"
+# VRM_COMPOSE_PROFILE -> the overlay on docker-compose.yml that picks the backends
+OVERLAYS: dict[str, str | None] = {
+    "rehearsal": "docker-compose.rehearsal.yml",  # vrm's rehearsal backend
+    "production": "docker-compose.gpu.yml",  # the team's images, a GPU reserved for each
+    "production-cpu": None,  # the same images, no GPU reservation (a host without one)
+}
 CONTROL = services.CONTROL
 CONTROL_HOST = 10  # vrm-control's fixed address in the project's /24 (nginx admits it)
 EXPORTER_HOST = 11  # the exporter's (it alone may read /nginx_status over the network)
@@ -123,10 +129,9 @@ class ComposeRuntime(StatusListener):
 
     def files(self) -> list[Path]:
         """vrm's compose files, then the deployment's override (applied last, so it wins)."""
-        overlay = ("docker-compose.rehearsal.yml" if self.settings.compose_profile == "rehearsal"
-                   else "docker-compose.gpu.yml")
+        overlay = OVERLAYS[self.settings.compose_profile]
         override = override_file(self.settings)
-        return [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / overlay,
+        return [COMPOSE_DIR / "docker-compose.yml", *([COMPOSE_DIR / overlay] if overlay else []),
                 *([override] if override else [])]
 
     def environment(self) -> dict[str, str]:
