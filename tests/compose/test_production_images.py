@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.compose.conftest import BASE_IMAGE, _engine_problem
@@ -87,6 +90,37 @@ def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
         yield stack
     finally:
         stack.vrm("down", timeout=300, **BUILD_ENV)
+
+
+def _canonical(value: Any) -> Any:
+    """A compose config as compared: merging files reorders lists and writes an empty
+    mapping as {} where one file alone writes null."""
+    if isinstance(value, dict):
+        return {k: {} if v is None else _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted((_canonical(v) for v in value), key=json.dumps)
+    return value
+
+
+def test_the_cpu_profile_is_production_without_the_gpu_reservation(tmp_path: Path) -> None:
+    """What a real team gets (VRM_COMPOSE_PROFILE=production) keeps a GPU reserved for each
+    backend; the profile the tests run differs from it in that alone."""
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (scripts/compose-base.sh installs it)")
+    stack = new_stack(tmp_path, VRM_RUNTIME="compose")
+    found = {}
+    for profile in ("production", "production-cpu"):
+        stack.configure(VRM_COMPOSE_PROFILE=profile)
+        shown = ComposeRuntime(stack.settings).run_compose("config", timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        found[profile] = _canonical(yaml.safe_load(shown.stdout)["services"])
+    gpu = found["production"]
+    for name in (services.RUST, services.TYPESCRIPT):
+        assert gpu[name]["build"]["dockerfile"].startswith("docker/Dockerfile")
+        resources = gpu[name]["deploy"]["resources"]
+        assert resources.pop("reservations") == {"devices": [
+            {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]}, name
+    assert found["production-cpu"] == gpu
 
 
 def test_production_images_serve_behind_the_proxy(production_stack: Stack) -> None:
