@@ -44,8 +44,9 @@ def judge(stats: BackendWindow, now: float, probe: Probe | None = None,
     probe is above its own recent baseline ('' when it is not)."""
     silent_s = now - stats.last_answer_at if stats.last_answer_at is not None else None
     answering = silent_s is not None and silent_s < STALL_S and stats.recent_requests > 0
+    # Short: the pane's reason line must not wrap at 120 columns.
     if waiting is not None:
-        at_nginx = f"{waiting} requests are waiting on it at nginx"
+        at_nginx = f"{waiting} waiting at nginx"
     else:
         at_nginx = (f"{in_flight} requests are in flight at nginx (all backends)"
                     if in_flight else "")
@@ -65,7 +66,7 @@ def judge(stats: BackendWindow, now: float, probe: Probe | None = None,
         stalled = bool(in_flight) and share != 0 and not own_probe_answers
     if stalled and silent_s is not None and silent_s >= STALL_S \
             and stats.rate * silent_s >= STALL_EXPECTED:
-        return Now("hanging", f"no answer for {silent_s:.0f} s while {at_nginx}")
+        return Now("hanging", f"no answer for {silent_s:.0f} s; {at_nginx}")
     rate = stats.recent_error_rate
     if failing_for_s:
         return Now("failing", f"no successful requests in the last {failing_for_s:.0f} s")

@@ -83,7 +83,7 @@ class HealthPane(Pane):
             detail = service.health.reason
             backend = services.BACKENDS.get(service.state.name)
             if flight is not None and backend is not None:
-                detail += f"; {flight.of(backend)} requests are waiting on it at nginx"
+                detail += f"; {flight.of(backend)} waiting"  # 120 columns: no wrap
             if service.health.reason and state not in ("up", "absent"):
                 problems.append(Text(f"{short}: {detail}", style="red"))
         self.show(Group(table, *problems))

@@ -132,7 +132,8 @@ class LatencyPane(Pane):
             if stats.requests == 0:
                 head.append(f"no traffic in {snap.window}; probe "
                             f"{ms(probe.latency_ms if probe else None)}", style="dim")
-                _waiting(head, waiting)
+                if waiting is not None:
+                    head.append(f" · {waiting} in flight", style="dim")
                 lines.append(head)
                 if now.word == "hanging":
                     lines.append(Text(f"  ⧖ {now.reason}", style="red bold"))
@@ -142,9 +143,8 @@ class LatencyPane(Pane):
             else:
                 head.append(f"p50 {ms(stats.p50_ms):>6} p95 {ms(stats.p95_ms):>6} ")
             head.append(f"{stats.rate:6.1f} req/s")
-            _waiting(head, waiting)
             lines.append(head)
-            lines.append(_error_line(stats, snap.window, now))
+            lines.append(_error_line(stats, snap.window, now, waiting))
             if now.word == "hanging":
                 lines.append(Text(f"  ⧖ HANGING: {now.reason}", style="red bold"))
             elif now.word == "slow":
@@ -180,14 +180,10 @@ class LatencyPane(Pane):
         self.show(Group(*lines))
 
 
-def _waiting(head: Text, waiting: int | None) -> None:
-    """The requests nginx has waiting on the backend now, where it counts them."""
-    if waiting is not None:
-        head.append(f" · {waiting} in flight", style="yellow bold" if waiting else "dim")
-
-
-def _error_line(stats: BackendWindow, window: str, now: Now) -> Text:
-    """Errors now (10 s), over the window, and as clients saw them after nginx's retries."""
+def _error_line(stats: BackendWindow, window: str, now: Now, waiting: int | None) -> Text:
+    """Errors now (10 s), over the window, and as clients saw them after nginx's retries; then
+    the requests nginx has waiting on the backend, which the log cannot count yet (on this
+    line: the head line would wrap at 120 columns)."""
     line = Text("  err ")
     recent = stats.recent_error_rate
     if recent is None:
@@ -200,5 +196,8 @@ def _error_line(stats: BackendWindow, window: str, now: Now) -> Text:
     client = stats.client_error_rate
     line.append(f" · clients {percent(client)}", style="red" if stats.client_errors else "")
     if now.word == "hanging":  # the log holds only requests that ended, not those waiting
-        line.append(" + those still waiting", style="red bold")
+        line.append(" + those still waiting" if waiting is None else f" + {waiting} in flight",
+                    style="red bold")
+    elif waiting is not None:
+        line.append(f" · {waiting} in flight", style="yellow" if waiting else "dim")
     return line
