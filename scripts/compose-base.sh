@@ -3,8 +3,8 @@
 #   - start a Docker engine when none answers (root only; the flags this kind of machine
 #     needs: no iptables, no default bridge, the vfs storage driver),
 #   - build the base image vrm-base:bookworm-lua from Debian with debootstrap (python3, nginx
-#     with its Lua module (zero-reload weight changes),
-#     prometheus and the nginx exporter inside; about a minute),
+#     with its Lua module (zero-reload weight changes), prometheus, the nginx exporter and
+#     alertmanager inside; about a minute),
 #   - fill docker/.wheelhouse with the Python wheels of the rehearsal backend and vrm-control.
 # Then: VRM_RUNTIME=compose VRM_BASE_IMAGE=vrm-base:bookworm-lua VRM_BUILD_NETWORK=none vrm up
 # Prints one line per step; exits 1 with the reason when the engine cannot run here.
@@ -94,14 +94,24 @@ if ! docker info >/dev/null 2>&1; then
 fi
 say "docker engine: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
 
-# vrm's containers run as non-root users: a base whose / only root may enter (an older
-# build of this script imported mktemp's 0700 folder) is built again.
+# What the base holds (the images' Dockerfiles install a missing piece only with a network,
+# and vrm builds them with none): these packages, and the commands checked for them.
+PACKAGES=python3,python3-venv,nginx-light,libnginx-mod-http-lua,ca-certificates,curl,prometheus,prometheus-nginx-exporter,prometheus-alertmanager
+COMMANDS="python3 nginx curl prometheus prometheus-nginx-exporter prometheus-alertmanager"
+
+# A base from an older build of this script is built again: one whose / only root may enter
+# (it imported mktemp's 0700 folder; vrm's containers run as non-root users), or one that
+# lacks a command (Alertmanager came later). One container answers both, as a non-root user.
 build=
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     build=1
-elif ! docker run --rm --network none --user 65534:65534 "$BASE_IMAGE" /bin/true \
-        >/dev/null 2>&1; then
+elif ! missing="$(docker run --rm --network none --user 65534:65534 "$BASE_IMAGE" /bin/sh -c \
+        'for c in '"$COMMANDS"'; do command -v "$c" >/dev/null || printf "%s " "$c"; done' \
+        2>/dev/null)"; then
     say "rebuilding $BASE_IMAGE: non-root users cannot enter its root folder"
+    build=1
+elif [ -n "$missing" ]; then
+    say "rebuilding $BASE_IMAGE: it lacks ${missing% }"
     build=1
 fi
 if [ -n "$build" ]; then
@@ -110,7 +120,7 @@ if [ -n "$build" ]; then
     chmod 0755 "$root"  # the image's / (mktemp makes it 0700)
     say "building $BASE_IMAGE with debootstrap from $mirror in $root"
     as_root debootstrap --variant=minbase \
-        --include=python3,python3-venv,nginx-light,libnginx-mod-http-lua,ca-certificates,curl,prometheus,prometheus-nginx-exporter \
+        --include="$PACKAGES" \
         "$SUITE" "$root" "$mirror" >/tmp/vrm-debootstrap.log 2>&1 \
         || { say "debootstrap failed: $(tail -3 /tmp/vrm-debootstrap.log)"; exit 1; }
     tar -C "$root" -c . | docker import - "$BASE_IMAGE" >/dev/null

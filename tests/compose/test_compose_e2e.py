@@ -26,10 +26,12 @@ def test_compose_file_is_valid_and_lists_the_seed_services() -> None:
                             env={"PATH": "/usr/bin:/bin:/usr/local/bin",
                                  "VRM_STATE_DIR": "/tmp/vrm-config-check/.vrm",
                                  "VRM_DEPLOY_DIR": "/tmp/vrm-config-check",
+                                 "VRM_ALERTMANAGER_DIR": "/tmp/vrm-config-check/.vrm/am",
                                  "GRAFANA_PASSWORD": "check-only"})
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) >= {services.PROXY, services.RUST, services.TYPESCRIPT,
-                                          services.PROMETHEUS, services.GRAFANA}
+                                          services.PROMETHEUS, services.GRAFANA,
+                                          services.ALERTMANAGER}
 
 
 async def test_rehearsal_stack_deploys_rolls_back_and_logs(compose_stack: Stack) -> None:

@@ -37,9 +37,10 @@ SCRAPE_S, EVAL_S, FOR_S, GROUP_WAIT_S = 1, 1, 2, 1
 
 
 class Receiver:
-    """A webhook receiver on loopback: every POSTed payload, with when it arrived."""
+    """A webhook receiver (on loopback unless told where): every POSTed payload, with when
+    it arrived."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.got: list[tuple[float, dict[str, Any]]] = []
         self.changed = threading.Condition()
         outer = self
@@ -56,8 +57,8 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

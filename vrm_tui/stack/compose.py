@@ -30,6 +30,7 @@ from vrm_tui.core import services
 from vrm_tui.core.errors import NginxTestFailed, ProxyUnreachable, StackError
 from vrm_tui.core.paths import REPO_ROOT
 from vrm_tui.settings import RuntimeName, Settings
+from vrm_tui.stack import monitoring
 from vrm_tui.stack.listener import StatusListener
 from vrm_tui.stack.runtime import ServiceState, run_state
 from vrm_tui.system import logfiles
@@ -41,6 +42,7 @@ COMPOSE_DIR = REPO_ROOT / "docker"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 STATUS_PORT = 3010  # the proxy container's status listener, published on 127.0.0.1 only
+ALERTMANAGER_PORT = 9093  # Alertmanager's in its container (prometheus.yml names it)
 PORTS = {services.RUST: 3001, services.TYPESCRIPT: 3002}
 INSTALL_HINT = "sudo apt-get install -y docker.io docker-compose"
 OVERRIDE = "docker-compose.override.yml"
@@ -152,6 +154,8 @@ class ComposeRuntime(StatusListener):
             "VRM_CONTROL_ADDRESS": str(host_address(self.subnet, CONTROL_HOST)),
             "VRM_EXPORTER_ADDRESS": str(host_address(self.subnet, EXPORTER_HOST)),
             "VRM_DEPLOY_DIR": str(s.deploy_dir), "PARITY_PORT": str(s.parity_port),
+            "ALERTMANAGER_PORT": str(s.alertmanager_port),
+            "VRM_ALERTMANAGER_DIR": str(s.paths.alertmanager),
             # vrm-control runs as the state dir's owner: it reads the secret only that
             # owner may read, and writes the journal and the migration state as the CLI does
             "VRM_UID": str(s.state_dir.stat().st_uid) if s.state_dir.exists() else "0",
@@ -277,7 +281,7 @@ class ComposeRuntime(StatusListener):
     def _wanted(self) -> list[str]:
         names = [*services.CORE, CONTROL]
         if self.settings.monitoring:
-            names += [services.NGINX_EXPORTER, services.PROMETHEUS]
+            names += list(services.MONITORING)
         return names
 
     def start_dependencies(self) -> list[str]:
@@ -305,11 +309,22 @@ class ComposeRuntime(StatusListener):
                              f"{self.settings.proxy_bind}: stop what listens there or set "
                              "PROXY_PORT in .env")
         missing = [name for name in self._wanted() if name not in before]
+        if self.settings.monitoring:
+            self._alertmanager_config(reload=services.ALERTMANAGER in before)
         if missing:
             self.compose("up", "-d", *self._wanted())
         if CONTROL in missing:
             self._wait_control()
         return missing
+
+    def _alertmanager_config(self, reload: bool) -> None:
+        """alertmanager.yml with `.env`'s routes as they are now (checked by Console.up),
+        rendered into the state dir the service mounts before it starts; a running one
+        reloads it in place (SIGHUP), as in the local runtime."""
+        monitoring.write_alertmanager_config(self.settings, self.settings.paths.alertmanager)
+        container = self._container(services.ALERTMANAGER) if reload else None
+        if container is not None and container.status == "running":
+            container.kill(signal=signal.SIGHUP.name)
 
     def _wait_control(self, timeout: float = 60.0) -> None:
         """vrm-control answers once its comparator listens (its guard stands by sooner)."""
@@ -346,6 +361,7 @@ class ComposeRuntime(StatusListener):
                  services.TYPESCRIPT: self.settings.ts_port,
                  services.PROMETHEUS: self.settings.prometheus_port,
                  services.NGINX_EXPORTER: self.settings.nginx_exporter_port,
+                 services.ALERTMANAGER: self.settings.alertmanager_port,
                  CONTROL: self.settings.parity_port}
         for name in self._wanted():
             container = self._container(name)
@@ -493,5 +509,7 @@ class ControlRuntime(ComposeRuntime):
         if s.monitoring:
             found[s.prometheus_port] = (services.PROMETHEUS, 9090)
             found[s.nginx_exporter_port] = (services.NGINX_EXPORTER, 9113)
+            # the guard's alert gate and rollout events reach Alertmanager as on the host
+            found[s.alertmanager_port] = (services.ALERTMANAGER, ALERTMANAGER_PORT)
         found.pop(s.parity_port, None)  # the comparator's own
         return found
