@@ -97,9 +97,13 @@ def test_vrm_control_adopts_a_migration_and_rolls_back_on_a_rust_fault(
         status = stack.vrm("migrate", "status", "--json")
         assert "UNGUARDED" not in status.stdout, status.stdout
 
-        # vrm-control dies mid-bake (killed from the host: a crash, an OOM kill); its
-        # restart policy brings it back and its guard adopts the migration again. (`docker
-        # kill` counts as an operator's stop, which no restart policy undoes: `vrm up` would.)
+        # vrm-control dies mid-bake: its first process is SIGKILLed from the host, as the
+        # kernel's OOM killer or a crash ends it. Its restart policy brings it back and its
+        # guard adopts the migration again. Not `docker kill`: the engine takes that for an
+        # operator's stop, and Docker documents that a manually stopped container is
+        # restarted "only when Docker daemon restarts or the container itself is manually
+        # restarted" (docs.docker.com, "Start containers automatically"; moby issue 47792
+        # shows `docker kill` counting as one). After a `docker kill`, `vrm up` starts it.
         control = container_id(stack, CONTROL)
         pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", control],
                                  capture_output=True, text=True, check=True).stdout)
