@@ -196,7 +196,9 @@ class Console:
                 targets.refresh(self.settings)
         self.parity.sync_routes()
         started = lifecycle.bring_up(self.runtime, self.controller)
-        if self.fleet().start_agent():  # VRM_FLEET + VRM_FLEET_ENDPOINTS: the host's agent
+        # VRM_FLEET + VRM_FLEET_ENDPOINTS: the host's agent (under compose, a service the
+        # runtime started with the stack)
+        if self.runtime.name != "compose" and self.fleet().start_agent():
             started.append(services.FLEET_AGENT)
         return started
 

@@ -53,6 +53,7 @@ OVERLAYS: dict[str, str | None] = {
     "production-cpu": None,  # the same images, no GPU reservation (a host without one)
 }
 CONTROL = services.CONTROL
+FLEET_PROFILE = "fleet"  # docker-compose.yml's profile of the fleet-agent service
 CONTROL_HOST = 10  # vrm-control's fixed address in the project's /24 (nginx admits it)
 EXPORTER_HOST = 11  # the exporter's (it alone may read /nginx_status over the network)
 
@@ -156,12 +157,23 @@ class ComposeRuntime(StatusListener):
             "VRM_DEPLOY_DIR": str(s.deploy_dir), "PARITY_PORT": str(s.parity_port),
             "ALERTMANAGER_PORT": str(s.alertmanager_port),
             "VRM_ALERTMANAGER_DIR": str(s.paths.alertmanager),
+            # this host's name in the fleet as the host's vrm knows it (not the container's)
+            "VRM_FLEET_HOST": s.fleet_host,
             # vrm-control runs as the state dir's owner: it reads the secret only that
             # owner may read, and writes the journal and the migration state as the CLI does
             "VRM_UID": str(s.state_dir.stat().st_uid) if s.state_dir.exists() else "0",
             "VRM_GID": str(s.state_dir.stat().st_gid) if s.state_dir.exists() else "0",
         })
+        if self.fleet_member:  # the fleet-agent service's profile, beside the user's own
+            env["COMPOSE_PROFILES"] = ",".join(
+                [p for p in env.get("COMPOSE_PROFILES", "").split(",") if p] + [FLEET_PROFILE])
         return env
+
+    @property
+    def fleet_member(self) -> bool:
+        """This host is a fleet's (VRM_FLEET and VRM_FLEET_ENDPOINTS): its agent is a
+        service of the stack."""
+        return bool(self.settings.fleet and self.settings.fleet_endpoints)
 
     @cached_property
     def image_tag(self) -> str:
@@ -282,6 +294,8 @@ class ComposeRuntime(StatusListener):
         names = [*services.CORE, CONTROL]
         if self.settings.monitoring:
             names += list(services.MONITORING)
+        if self.fleet_member:
+            names.append(services.FLEET_AGENT)
         return names
 
     def start_dependencies(self) -> list[str]:
@@ -342,7 +356,7 @@ class ComposeRuntime(StatusListener):
         before = self._running()
         if before:
             self.compose("down", "--remove-orphans")
-        return [name for name in services.MANAGED if name in before]
+        return [name for name in (*services.MANAGED, services.FLEET_AGENT) if name in before]
 
     def stop_service(self, service: str) -> bool:
         if service == services.PARITY:
@@ -386,7 +400,7 @@ class ComposeRuntime(StatusListener):
 
     def log_lines(self, service: str, tail: int = 100, follow: bool = False,
                   keep_going: Callable[[], bool] = lambda: True) -> Iterator[str]:
-        if service not in (*services.MANAGED, services.GRAFANA, CONTROL):
+        if service not in (*services.MANAGED, services.GRAFANA, CONTROL, services.FLEET_AGENT):
             raise StackError(f"unknown service {service!r}; the compose stack runs "
                              f"{', '.join(self._wanted())}")
         if service == services.PROXY:  # nginx logs to files in the shared state dir
