@@ -89,3 +89,13 @@ def test_the_fast_path_counts_what_json_says() -> None:
     for backend in Backend:
         assert asdict(fast.since(backend, NOW - 3)) == asdict(slow.since(backend, NOW - 3))
     assert fast.snapshot("1m", now=NOW).backends[Backend.RUST].retried == 60
+
+
+def test_lines_off_the_fast_path_keep_their_place_in_the_log() -> None:
+    """A line the fast path leaves to json (an escaped URI) is counted after the lines before
+    it: counted first, it opened its second early and theirs went into it as late lines."""
+    fmt = _log_format()
+    stats = TrafficStats(ADDRESSES)
+    stats.feed([_line(fmt, NOW - 2.5), _line(fmt, NOW - 1.5, uri='/x?q=\\"y\\"')])
+    assert [(sec.at, sec.backends[Backend.RUST].attempts) for sec in stats.seconds] == [
+        (NOW - 3, 1), (NOW - 2, 1)]

@@ -278,6 +278,8 @@ class TrafficStats:
         for line in lines:
             match = _NGINX_LINE.match(line)
             if match is None:
+                self._count_alike(alike)  # what came before it first: seconds in log order
+                alike = {}
                 if (request := parse_request(line, self.addresses)) is not None:
                     self._count(request, 1)
                 continue
@@ -289,6 +291,9 @@ class TrafficStats:
                 seen[2] += 1
                 if msec > seen[1]:  # the same second: the fractions compare as text
                     seen[1] = msec
+        self._count_alike(alike)
+
+    def _count_alike(self, alike: dict[tuple[str | Any, ...], list[Any]]) -> None:
         for match, msec, lines_alike in alike.values():
             if (request := _request({**match.groupdict(), "msec": msec},
                                     self.addresses)) is not None:
