@@ -1,7 +1,8 @@
 """Least privilege in the compose stack, as `docker inspect` reports it: vrm's containers run
-as a non-root user (vrm-control as the state dir's owner), with every capability dropped
-(nginx's master keeps only SETUID/SETGID to switch its workers' user), no-new-privileges and
-a read-only root file system. Skipped loudly (by the session fixture) without an engine."""
+as a non-root user (vrm-control and Alertmanager as the state dir's owner), with every
+capability dropped (nginx's master keeps only SETUID/SETGID/CHOWN to hand its workers to
+`nobody`; the workers run as `nobody`), no-new-privileges and a read-only root file system.
+Skipped loudly (by the session fixture) without an engine."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from tests.support import Stack
 from vrm_tui.core import services
 from vrm_tui.stack.compose import CONTROL, PROJECT_LABEL, SERVICE_LABEL
 
+NOBODY = 65534  # Debian's `nobody`, in the base image as on the host
+
 pytestmark = pytest.mark.timeout(1200)
 
 NON_ROOT = (services.RUST, services.TYPESCRIPT, services.PROMETHEUS, services.NGINX_EXPORTER)
+AS_OWNER = (CONTROL, services.ALERTMANAGER)  # they read what only the state dir's owner may
 
 
 def inspect_all(stack: Stack) -> dict[str, dict[str, Any]]:
@@ -42,11 +46,13 @@ def _uid(container: dict[str, Any]) -> str:
 
 def test_every_container_runs_with_least_privilege(compose_stack: Stack) -> None:
     containers = inspect_all(compose_stack)
-    assert {*NON_ROOT, services.PROXY, CONTROL} <= set(containers), sorted(containers)
-    for name in (*NON_ROOT, services.PROXY, CONTROL):
+    everyone = (*NON_ROOT, *AS_OWNER, services.PROXY)
+    assert set(everyone) <= set(containers), sorted(containers)
+    for name in everyone:
         host = containers[name]["HostConfig"]
         assert host["CapDrop"] == ["ALL"] or host["CapDrop"] == ["all"], (name, host["CapDrop"])
-        allowed = {"SETUID", "SETGID", "CAP_SETUID", "CAP_SETGID"} if name == services.PROXY \
+        allowed = {f"{prefix}{cap}" for prefix in ("", "CAP_")
+                   for cap in ("SETUID", "SETGID", "CHOWN")} if name == services.PROXY \
             else set()
         assert set(host["CapAdd"] or []) <= allowed, (name, host["CapAdd"])
         assert "no-new-privileges:true" in (host["SecurityOpt"] or []), name
@@ -54,9 +60,15 @@ def test_every_container_runs_with_least_privilege(compose_stack: Stack) -> None
         assert host["Privileged"] is False, name
     for name in NON_ROOT:
         assert _uid(containers[name]) != "0", (name, containers[name]["Config"]["User"])
-    owner = compose_stack.settings.state_dir.stat().st_uid
-    assert _uid(containers[CONTROL]) == str(owner), containers[CONTROL]["Config"]["User"]
-    # nginx's workers: whatever user, never a capability
-    workers = subprocess.run(["docker", "top", containers[services.PROXY]["Id"], "-o",
-                              "pid,args"], capture_output=True, text=True, check=True).stdout
-    assert "nginx: worker process" in workers, workers
+    owner = str(compose_stack.settings.state_dir.stat().st_uid)
+    for name in AS_OWNER:
+        assert _uid(containers[name]) == owner, (name, containers[name]["Config"]["User"])
+    # nginx: the master as root (it reads the state dir), every worker as `nobody`
+    # (docker top needs the pid column to pick the container's processes)
+    top = subprocess.run(["docker", "top", containers[services.PROXY]["Id"], "-o",
+                          "pid,uid,args"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()[1:]
+    workers = [line.split()[1] for line in top if "nginx: worker process" in line]
+    assert workers and set(workers) == {str(NOBODY)}, top
+    masters = [line.split()[1] for line in top if "nginx: master process" in line]
+    assert masters == ["0"], top

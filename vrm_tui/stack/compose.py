@@ -252,6 +252,10 @@ class ComposeRuntime(StatusListener):
             canary_ms=None if s.proxy_canary_timeout is None else s.proxy_canary_timeout * 1000,
             retry_process=s.retry_process,
             health_path=s.health_path,
+            # the master starts as root in its container (it reads the state dir); its
+            # workers, which face the traffic, as the container's `nobody`. Inside the
+            # container every folder above the mounted state dir is docker's (0755).
+            worker_user=nginx.WORKER_USER,
             template=nginx.template_for(s.deploy_dir),
             live=self._live(),
             mirror=self.mirror(),
