@@ -58,6 +58,8 @@ def test_the_fleet_agent_runs_as_a_compose_service(compose_stack: Stack,
             stack.console.fleet_status().hosts[HOST].rust == 40
             and stack.console.fleet_status().hosts[HOST].verified_at), 30)
         assert host.mode in ("following", "lagging"), host
+        status = stack.vrm("status")  # the agent is `vrm fleet status`'s, not a health check
+        assert status.returncode == 0, status.stdout + status.stderr
     finally:
         runtime = stack.console.runtime  # in the fleet: its `fleet` profile is on
         assert isinstance(runtime, ComposeRuntime)

@@ -295,11 +295,11 @@ class ComposeRuntime(StatusListener):
         return found
 
     def _wanted(self) -> list[str]:
+        """The services `vrm status` shows. A fleet's agent runs too (`up`) but, as in the
+        local runtime, `vrm fleet status` shows it: it has no health endpoint."""
         names = [*services.CORE, CONTROL]
         if self.settings.monitoring:
             names += list(services.MONITORING)
-        if self.fleet_member:
-            names.append(services.FLEET_AGENT)
         return names
 
     def start_dependencies(self) -> list[str]:
@@ -326,11 +326,12 @@ class ComposeRuntime(StatusListener):
             raise StackError(f"PROXY_PORT {self.settings.proxy_port} is already in use on "
                              f"{self.settings.proxy_bind}: stop what listens there or set "
                              "PROXY_PORT in .env")
-        missing = [name for name in self._wanted() if name not in before]
+        wanted = [*self._wanted(), *([services.FLEET_AGENT] if self.fleet_member else [])]
+        missing = [name for name in wanted if name not in before]
         if self.settings.monitoring:
             self._alertmanager_config(reload=services.ALERTMANAGER in before)
         if missing:
-            self.compose("up", "-d", *self._wanted())
+            self.compose("up", "-d", *wanted)
         if CONTROL in missing:
             self._wait_control()
         return missing
