@@ -33,7 +33,8 @@ debootstrap_image() {
         return 0
     fi
     ensure_debs debootstrap:debootstrap
-    mirror="$(bash scripts/compose-base.sh --mirror)" || exit 1
+    # the host's apt mirror as compose-base.sh reads it (its "none found" line names $image)
+    mirror="$(VRM_BASE_IMAGE="$image" bash scripts/compose-base.sh --mirror)" || exit 1
     root="$(mktemp -d)"
     chmod 0755 "$root"  # the image's / (mktemp makes it 0700; the run stages are non-root)
     log="/tmp/vrm-debootstrap-${image//[^a-zA-Z0-9]/-}.log"

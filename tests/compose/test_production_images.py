@@ -68,7 +68,7 @@ def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
     if problem:
         pytest.skip(f"COMPOSE END-TO-END SKIPPED: {problem}")
     # The engine runs: builder images it lacks are made now (debootstrap, once per engine).
-    builders = subprocess.run(["bash", str(REPO / "scripts" / "compose-builders.sh")],
+    builders = subprocess.run(["bash", str(BUILDERS)],
                               capture_output=True, text=True, timeout=1200, check=False)
     assert builders.returncode == 0, f"scripts/compose-builders.sh: {builders.stderr}"
     _fetch_typescript()
@@ -90,6 +90,30 @@ def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
         yield stack
     finally:
         stack.vrm("down", timeout=300, **BUILD_ENV)
+
+
+BUILDERS = REPO / "scripts" / "compose-builders.sh"
+
+
+@pytest.mark.parametrize("engine", [False, True])
+def test_builders_say_why_they_cannot_build_in_one_line(tmp_path: Path, engine: bool) -> None:
+    """No engine, or no Debian mirror in this host's apt sources (read by compose-base.sh,
+    so the project names none): exit 1 with one line saying so."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    # `docker info` answers as the engine would; no image exists
+    (shims / "docker").write_text(f"#!/bin/sh\n[ \"$1\" = info ] && exit {0 if engine else 1}\n"
+                                  "exit 1\n")
+    (shims / "docker").chmod(0o755)
+    (tmp_path / "apt").mkdir()
+    found = subprocess.run(["bash", str(BUILDERS)], capture_output=True, text=True, timeout=60,
+                           check=False, env={**os.environ, "PATH": f"{shims}:/usr/bin:/bin",
+                                             "VRM_APT_DIR": str(tmp_path / "apt")})
+    assert found.returncode == 1 and found.stderr.count("\n") == 1, found.stderr
+    assert ("no apt source for Debian bookworm" if engine else "no Docker engine answers") \
+        in found.stderr
+    assert not engine or "to build vrm-rust-builder:bookworm" in found.stderr
+    assert "debian.org" not in BUILDERS.read_text()
 
 
 def _canonical(value: Any) -> Any:
