@@ -352,6 +352,10 @@ def _print_status(status: StackStatus) -> None:
         print(f"compose override: {status.compose_override}")
     if status.served:
         print(f"serving  {status.served.split}  (nginx generation {status.served.generation})")
+        if status.served.in_flight is not None:  # nginx's own count per backend, now
+            flight = status.served.in_flight
+            print(f"waiting  rust {flight.rust}, typescript {flight.typescript} request(s) in "
+                  "flight at nginx")
         if status.served.canary_ms:
             print(f"canary   a rust attempt may take {status.served.canary_ms / 1000:g} s before "
                   "nginx gives up on it (retried on typescript when safe to repeat)")

@@ -92,6 +92,9 @@ def test_a_rust_hang_is_rusts_alone_and_drains_after_the_rollback(stack: Stack) 
         seen = wait_until(lambda: _once(stack, lambda f: f.rust >= 4), timeout=10,
                           what="requests waiting on rust")
         assert seen.typescript <= 1, seen
+        status = stack.vrm("status")  # the operator's words for the same counts
+        assert "waiting  rust " in status.stdout and "request(s) in flight at nginx" \
+            in status.stdout, status.stdout
         stack.controller.rollback()
         # The canary gives up on rust; typescript answers every one of them.
         wait_until(lambda: _in_flight(stack) == InFlight(0, 0), timeout=15,
@@ -215,6 +218,9 @@ def test_the_foreign_pair_hang_is_counted_on_rust(pair: Pair,
         seen = wait_until(lambda: _once(stack, lambda f: f.rust >= 3), timeout=10,
                           what="requests waiting on rust")
         assert seen.typescript <= 1, seen
+        status = stack.vrm("status")  # the operator's words for the same counts
+        assert "waiting  rust " in status.stdout and "request(s) in flight at nginx" \
+            in status.stdout, status.stdout
         stack.controller.rollback()
         wait_until(lambda: _in_flight(stack) == InFlight(0, 0), timeout=15,
                    what="every count back at 0 after the rollback")
