@@ -11,6 +11,7 @@
 #   VRM_DOCKERD_PIDFILE: where to write the pid of a dockerd this script starts.
 #   --mirror: print the Debian mirror debootstrap would use (read from this host's apt
 #   configuration, VRM_APT_DIR or /etc/apt) and exit.
+#   --engine: only start the engine when none answers (as above), then exit.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$VRM_ROOT"
@@ -78,20 +79,36 @@ if [ "${1:-}" = "--mirror" ]; then
     exit 0
 fi
 
-ensure_debs docker.io:dockerd docker-compose:docker-compose debootstrap:debootstrap
-ensure_venv
-
-if ! docker info >/dev/null 2>&1; then
+# start_engine: a Docker engine, started here when none answers (root only), with the flags
+# this kind of machine needs; its pid goes to VRM_DOCKERD_PIDFILE when set.
+start_engine() {
+    docker info >/dev/null 2>&1 && return 0
     if [ "$(id -u)" != 0 ]; then say "no Docker engine answers, and only root may start one"; exit 1; fi
     log="${VRM_DOCKERD_LOG:-/tmp/vrm-dockerd.log}"
     say "starting dockerd (log: $log)"
-    nohup dockerd --iptables=false --bridge=none --storage-driver=vfs \
-        >"$log" 2>&1 &
+    # The engine outlives this script and keeps none of its caller's descriptors: under
+    # `flock /tmp/vrm-docker.lock` it would otherwise hold the lock for its whole life.
+    (
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd="${fd##*/}"
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+        done
+        exec nohup dockerd --iptables=false --bridge=none --storage-driver=vfs >"$log" 2>&1
+    ) &
     # Whoever asked (scripts/test.sh) learns the pid of the engine started here, to stop it.
     [ -n "${VRM_DOCKERD_PIDFILE:-}" ] && echo $! > "$VRM_DOCKERD_PIDFILE"
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
     docker info >/dev/null 2>&1 || { say "dockerd did not start: $(tail -3 "$log")"; exit 1; }
+}
+
+if [ "${1:-}" = "--engine" ]; then  # the engine alone (tests restart it as a reboot would)
+    start_engine
+    exit 0
 fi
+
+ensure_debs docker.io:dockerd docker-compose:docker-compose debootstrap:debootstrap
+ensure_venv
+start_engine
 say "docker engine: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
 
 # What the base holds (the images' Dockerfiles install a missing piece only with a network,

@@ -24,5 +24,7 @@ if [ -z "${VRM_SKIP_COMPOSE:-}" ]; then
         || say "COMPOSE: no Docker engine here; tests/compose will be skipped (see above)"
 fi
 status=0
-"$VENV/bin/python" -m pytest "$@" || status=$?
+# the engine's pid file: tests/compose/test_compose_dockerd.py restarts only an engine this
+# run started (and writes the new engine's pid there, for stop_engine)
+VRM_DOCKERD_PIDFILE="$pidfile" "$VENV/bin/python" -m pytest "$@" || status=$?
 exit "$status"

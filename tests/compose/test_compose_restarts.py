@@ -20,7 +20,7 @@ from vrm_tui.stack.compose import CONTROL, ComposeRuntime
 pytestmark = pytest.mark.timeout(1200)
 
 
-def _serving(stack: Stack, split: Split) -> bool:
+def serving(stack: Stack, split: Split) -> bool:
     try:
         served = stack.console.runtime.served(timeout=1.0)
     except ProxyUnreachable:
@@ -31,7 +31,7 @@ def _serving(stack: Stack, split: Split) -> bool:
     return answer.status_code == 200
 
 
-def _samples_before(stack: Stack, moment: float) -> int:
+def samples_before(stack: Stack, moment: float) -> int:
     """How many `up` samples Prometheus holds from before `moment` (its TSDB survived)."""
     url = f"http://127.0.0.1:{stack.settings.prometheus_port}/api/v1/query"
     try:
@@ -46,10 +46,10 @@ def test_restarts_keep_the_verified_split_and_prometheus_data(compose_stack: Sta
     stack = compose_stack
     deployed = stack.vrm("deploy", "--rust-weight", "30", "--yes", timeout=300)
     assert deployed.returncode == 0, deployed.stderr
-    assert _serving(stack, Split(30))
-    until("Prometheus has scraped", lambda: _samples_before(stack, time.time()) > 0, 90)
+    assert serving(stack, Split(30))
+    until("Prometheus has scraped", lambda: samples_before(stack, time.time()) > 0, 90)
     before = time.time()
-    kept = _samples_before(stack, before)
+    kept = samples_before(stack, before)
 
     for service in (services.PROXY, services.RUST, services.TYPESCRIPT, CONTROL,
                     services.NGINX_EXPORTER, services.PROMETHEUS):
@@ -57,7 +57,7 @@ def test_restarts_keep_the_verified_split_and_prometheus_data(compose_stack: Sta
         subprocess.run(["docker", "restart", container_id(stack, service)], check=True,
                        capture_output=True, timeout=120)
         until(f"after docker restart {service}: rust 30 served again",
-              lambda: _serving(stack, Split(30)), 120)
+              lambda: serving(stack, Split(30)), 120)
         print(f"docker restart {service}: serving 30/70 again after "
               f"{time.monotonic() - started:.1f}s")
 
@@ -66,10 +66,10 @@ def test_restarts_keep_the_verified_split_and_prometheus_data(compose_stack: Sta
     started = time.monotonic()
     runtime.compose("restart", timeout=300)
     until("after docker compose restart: rust 30 served again",
-          lambda: _serving(stack, Split(30)), 180)
+          lambda: serving(stack, Split(30)), 180)
     print(f"docker compose restart: serving 30/70 again after {time.monotonic() - started:.1f}s")
     until("Prometheus answers with its data from before the restarts",
-          lambda: _samples_before(stack, before) >= kept, 120)
+          lambda: samples_before(stack, before) >= kept, 120)
     until("vrm status: every service healthy again",
           lambda: stack.vrm("status").returncode == 0, 120)
     assert stack.vrm("rollback").returncode == 0

@@ -343,7 +343,18 @@ class ComposeRuntime(StatusListener):
         monitoring.write_alertmanager_config(self.settings, self.settings.paths.alertmanager)
         container = self._container(services.ALERTMANAGER) if reload else None
         if container is not None and container.status == "running":
-            container.kill(signal=signal.SIGHUP.name)
+            self._signal(container, signal.SIGHUP)
+
+    @staticmethod
+    def _signal(container: Any, sig: signal.Signals) -> None:
+        """Signal a container's first process (a reload, a log reopen) from inside it. Not
+        with `docker kill`: the engine records any kill, SIGHUP too, as an operator's stop,
+        and a container so marked is not started again when the engine restarts (a host
+        reboot), whatever its restart policy (moby issue 47792)."""
+        done = container.exec_run(["/bin/sh", "-c", f"kill -{sig.name.removeprefix('SIG')} 1"])
+        if done.exit_code != 0:
+            raise StackError(f"could not send {sig.name} to {container.name}: "
+                             f"{done.output.decode(errors='replace').strip()}")
 
     def _wait_control(self, timeout: float = 60.0) -> None:
         """vrm-control answers once its comparator listens (its guard stands by sooner)."""
@@ -448,7 +459,7 @@ class ComposeRuntime(StatusListener):
         container = self._container(services.PROXY)
         if container is None or container.status != "running":
             raise StackError("vision-proxy is not running")
-        container.kill(signal=signal.SIGHUP.name)
+        self._signal(container, signal.SIGHUP)
 
     def proxy_worker_pids(self) -> set[int]:
         pid = self.backend_pid(services.PROXY)
@@ -470,7 +481,7 @@ class ComposeRuntime(StatusListener):
         container = self._container(services.PROXY)
         if container is None or container.status != "running":
             raise StackError("vision-proxy is not running")
-        container.kill(signal=signal.SIGUSR1.name)
+        self._signal(container, signal.SIGUSR1)
 
     def test_proxy_config(self, config: Path) -> None:
         """`nginx -t` inside the proxy container (or a one-off one), where upstream names
