@@ -21,11 +21,12 @@ import pytest
 
 from tests.conftest import _require_nginx
 from tests.fleet.etcd import Etcd
-from tests.support import Stack, new_stack, sample_backends, steady_stream
+from tests.support import Stack, new_stack, sample_backends, steady_stream, wait_until
+from vrm_tui.fleet.agent import Agent
 from vrm_tui.fleet.local import AgentState
 from vrm_tui.fleet.local import held_by as agent_held
 from vrm_tui.fleet.service import FleetService
-from vrm_tui.fleet.store import FleetMigration, HostReport
+from vrm_tui.fleet.store import EtcdStore, FleetMigration, HostReport
 from vrm_tui.journal import Journal
 from vrm_tui.system.procs import ProcRecord, free_ports
 
@@ -480,3 +481,52 @@ def test_the_guard_fails_over_when_its_leaders_host_dies(fleet: dict[str, Stack]
     assert all_serve(fleet, 30, survivors)
     assert "fleet-agent" in fleet[leader].console.up()
     eventually(lambda: all_serve(fleet, 30), what="the restarted host catches up")
+
+
+def _in_process_agent(stack: Stack, etcd: Etcd, timeout: float = 1.0) -> Agent:
+    """An agent for `stack` in this process (so a test can time and stop its step), on a
+    store with `timeout` per request."""
+    store = EtcdStore(stack.settings.fleet, tuple(etcd.endpoints.split(",")), timeout=timeout)
+    return Agent(stack.settings, stack.controller, store, threading.Event(),
+                 say=lambda _text: None)
+
+
+def _stepping(agent: Agent) -> tuple[threading.Thread, list[BaseException]]:
+    """`agent.step()` started in a thread; whatever it raised (what would end its loop)."""
+    raised: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            agent.step()
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=step)
+    worker.start()
+    return worker, raised
+
+
+def test_a_step_that_outlives_its_lease_keeps_the_agent_following(
+        tmp_path: Path, etcd: Etcd) -> None:
+    """A step waits up to LOCK_WAIT_S for the traffic lock (a `vrm reload` holds it) while
+    its lease of VRM_FLEET_TTL=1 s expires: etcd refuses the report put on it. The step
+    goes on (the loop would end on a raise), the next one takes a new lease and reports
+    again, and close() still records `stopped` though the lease it revokes is gone."""
+    stack = new_stack(tmp_path, VRM_FLEET="outlived", VRM_FLEET_HOST="h1", VRM_FLEET_TTL="1",
+                      VRM_FLEET_ENDPOINTS=etcd.endpoints)
+    agent = _in_process_agent(stack, etcd)
+    store = agent.store
+    store.write_desired(50, "bob", "deploy", "deploy", "h0", lambda _d: True)
+    with stack.controller.lock.hold("reload", timeout=5):  # another vrm changes traffic
+        worker, raised = _stepping(agent)
+        lease = wait_until(lambda: agent.lease, 10, "the agent's lease")
+        # etcd says TTL -1 for a lease that is gone
+        wait_until(lambda: int(store._post("/kv/lease/timetolive", {"ID": lease})
+                               .get("TTL", 0)) == -1, 10, "the lease to expire")
+    worker.join(30)
+    assert not raised, f"the agent's step raised {raised[0]!r}: its loop ends there"
+    agent.step()
+    assert agent.lease not in (None, lease) and set(store.hosts()) == {"h1"}
+    store.revoke(agent.lease)  # gone before close() revokes it
+    agent.close()
+    assert local_state(stack).mode == "stopped"

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fleet.etcd import Etcd
 from tests.support import wait_until
-from vrm_tui.core.errors import Failure, FleetUnreachable, StaleDesired
+from vrm_tui.core.errors import FleetUnreachable, LeaseGone, StaleDesired
 from vrm_tui.fleet.store import Desired, EtcdStore, HostReport
 from vrm_tui.system.procs import free_ports
 
@@ -120,6 +120,31 @@ def test_a_guard_that_lost_its_lease_cannot_act(etcd: Etcd) -> None:
     assert store.migration()[0].leader == "b"  # type: ignore[union-attr]
 
 
+def test_a_gone_lease_is_named_and_its_guard_steps_down(etcd: Etcd) -> None:
+    """Every request on a lease etcd no longer has raises LeaseGone (the agent takes a new
+    lease on it, never ending its loop); the guard that campaigned with it stops leading
+    there, and another host's campaign takes over: one leader at a time."""
+    from vrm_tui.fleet.guard import FleetGuard
+    from vrm_tui.fleet.store import FleetMigration
+
+    store = _store(etcd, "gone")
+    assert store.put_migration(FleetMigration("m1", [10], [["a"]], 60, 0.05, "op", "now"), 0)
+    lease = store.grant(3)
+    guard = FleetGuard(store, "a", say=lambda _text: None)
+    guard.tick(lease)
+    assert guard.claim is not None and store.leader() == "a"
+    store.revoke(lease)  # as an expiry would
+    with pytest.raises(LeaseGone):
+        guard.tick(lease)
+    assert guard.claim is None
+    assert store.campaign("b", store.grant(3)) is not None and store.leader() == "b"
+    for on_gone in (lambda: store.report(HostReport("a", 1, 0, "following"), lease),
+                    lambda: store.revoke(lease)):
+        with pytest.raises(LeaseGone):
+            on_gone()
+    assert not store.keep_alive(lease)
+
+
 def _local_port(store: EtcdStore) -> int:
     """The kept-alive connection's own port: a new one means a new connection."""
     conn = store._members[0]._conn
@@ -183,7 +208,7 @@ def test_a_member_refusing_or_silent_is_passed_over_for_one_that_answers(etcd: E
 
 def test_a_request_etcd_refuses_is_one_line_in_etcds_words(etcd: Etcd) -> None:
     store = _store(etcd, "words")
-    with pytest.raises(Failure) as refused:
+    with pytest.raises(LeaseGone) as refused:
         store.report(HostReport("h1", 1, 0, "following"), lease=12345)  # no such lease
     assert str(refused.value) == (f"etcd at {etcd.members[0].url} refused /kv/put: "
                                   "etcdserver: requested lease not found (HTTP 404)")

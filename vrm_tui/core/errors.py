@@ -14,7 +14,7 @@ and keeps its traceback.
         ├── ProxyUnreachable (SplitRefused)                               nginx's status port
         ├── PrometheusUnavailable, AlertmanagerUnavailable                telemetry
         ├── MigrationBusy                                                 migrate
-        ├── FleetUnreachable, StaleDesired                                fleet
+        ├── FleetUnreachable, StaleDesired, LeaseGone                     fleet
         └── EngineMissing                                                 bench
     RequestFailed            not an error to report: one benchmark request's outcome
 
@@ -35,6 +35,7 @@ __all__ = [
     "Failure",
     "FaultError",
     "FleetUnreachable",
+    "LeaseGone",
     "MigrationBusy",
     "ModelTooLarge",
     "NginxMissing",
@@ -151,6 +152,11 @@ class MigrationBusy(Failure):
 
 class FleetUnreachable(Failure):
     """No etcd endpoint answered; the message names them."""
+
+
+class LeaseGone(Failure):
+    """etcd no longer has the lease a request names (it expired while its holder waited, or
+    was revoked): the holder's keys went with it; it takes a new lease."""
 
 
 class StaleDesired(Failure):

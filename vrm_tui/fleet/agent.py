@@ -46,7 +46,14 @@ from typing import Any
 from vrm_tui import __version__
 from vrm_tui.core import services
 from vrm_tui.core.backend import Backend
-from vrm_tui.core.errors import ApplyError, Failure, FleetUnreachable, ProxyUnreachable
+from vrm_tui.core.errors import (
+    ApplyError,
+    Failure,
+    FleetUnreachable,
+    LeaseGone,
+    ProxyUnreachable,
+    VrmError,
+)
 from vrm_tui.core.split import Split
 from vrm_tui.fleet.guard import FleetGuard
 from vrm_tui.fleet.local import AgentState, held_by, held_record
@@ -87,6 +94,7 @@ class Agent:
         self.wake = threading.Event()
         self.journal = Journal(settings.paths.journal)
         self.lease: int | None = None
+        self._renewed_at = 0.0  # when the lease was last renewed (monotonic)
         self._unwatch: Callable[[], None] | None = None
         self._reported: HostReport | None = None
         self._isolated_at: float | None = None
@@ -139,14 +147,15 @@ class Agent:
             self._set(generation=0)
         self._held = held
         try:
-            if self.lease is None or not self.store.keep_alive(self.lease):
-                self._connect()
+            self._renew()
             desired, hold = self.store.look(self.settings.fleet_host)
             self._desired = desired
             self._obey(hold)
             self._release_if_covered()
             if desired is not None:
                 self._follow(desired)
+            if time.monotonic() - self._renewed_at > self.settings.fleet_ttl / 3:
+                self._renew()  # a long wait for the traffic lock: the report needs the lease
             self._set(mode="held" if held_by(self.settings) else "following", isolated_since="")
             if self._isolated_at is not None:
                 self.say("etcd answers again: following")
@@ -157,6 +166,11 @@ class Agent:
             self.guard.tick(self.lease)  # a candidate for the fleet migration's guard
         except FleetUnreachable as exc:
             self._isolated(str(exc))
+        except LeaseGone as exc:
+            # Expired mid-step all the same (the host paused): its report and any guard
+            # claim went with it; the next tick takes a new lease, never ending the loop.
+            self.say(f"lease gone, taking a new one: {exc}")
+            self.lease = None
         self._set(updated=now_iso())
         self.state.save(self.settings.paths.fleet_agent)
 
@@ -166,13 +180,19 @@ class Agent:
             with contextlib.suppress(Exception):
                 self._unwatch()
         if self.lease is not None:
-            with contextlib.suppress(FleetUnreachable):
+            with contextlib.suppress(VrmError):  # unreachable, or the lease already gone
                 self.store.revoke(self.lease)
         self._set(mode="stopped", updated=now_iso())
         self.state.save(self.settings.paths.fleet_agent)
 
     def _set(self, **changes: object) -> None:
         self.state = replace(self.state, **changes)  # type: ignore[arg-type]
+
+    def _renew(self) -> None:
+        """Keep the lease alive, or take a new one (and watch again) where it is gone."""
+        if self.lease is None or not self.store.keep_alive(self.lease):
+            self._connect()
+        self._renewed_at = time.monotonic()
 
     def _connect(self) -> None:
         self.lease = None

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from vrm_tui.core.backend import Backend
+from vrm_tui.core.errors import LeaseGone
 from vrm_tui.fleet.store import (
     Desired,
     EtcdStore,
@@ -216,7 +217,15 @@ class FleetGuard:
         if migration is None or migration.phase != "running":
             self.claim = None
             return
-        claim = self.store.campaign(self.host, lease)
+        try:
+            claim = self.store.campaign(self.host, lease)
+        except LeaseGone:
+            # The guard key went with the lease: another host may lead now, and this one's
+            # fenced writes (by the old claim) fail. It campaigns again with its next lease.
+            if self.claim is not None:
+                self.say(f"guard: lease gone, no longer leading migration {migration.id}")
+            self.claim = None
+            raise
         if claim != self.claim:
             self.say(f"guard: {'leading' if claim else 'following'} migration {migration.id}")
         self.claim = claim

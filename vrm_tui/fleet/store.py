@@ -37,10 +37,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from vrm_tui.core.errors import Failure, FleetUnreachable, StaleDesired
+from vrm_tui.core.errors import Failure, FleetUnreachable, LeaseGone, StaleDesired
 
 __all__ = ["Desired", "EtcdStore", "FleetUnreachable", "Hold", "HostReport", "Keys",
-           "StaleDesired"]
+           "LeaseGone", "StaleDesired"]
 
 REQUEST_TIMEOUT_S = 1.0  # one etcd request; a cluster electing a leader answers within it
 WRITE_PATIENCE_S = 5.0  # how long an operator's write waits for a cluster to elect a leader
@@ -277,8 +277,10 @@ class EtcdStore:
                 errors.append(f"{self.endpoints[index]}: {UNAVAILABLE[status]}")
                 continue
             if status != 200:  # a request etcd will not take (a lease gone, vrm's own bug)
-                raise Failure(f"etcd at {self.endpoints[index]} refused {path}: "
-                              f"{_said(body)} (HTTP {status})")
+                said = _said(body)
+                gone = LeaseGone if "lease not found" in said else Failure
+                raise gone(f"etcd at {self.endpoints[index]} refused {path}: "
+                           f"{said} (HTTP {status})")
             try:
                 found: dict[str, Any] = json.loads(body)
             except ValueError:
