@@ -5,7 +5,8 @@ It answers what typescript_server.js answers, in its own dialect: `+00:00` inste
 its whole-millisecond clock, a hex request id instead of a uuid, its own uptime and counters,
 keys in another order. Modes (POST /_mode {"mode": ...}) as in typescript_server.js, and the
 faults: err30 / err100 (30% / every API answer a 500; /health stays ok), slow (every answer
-2 s late), hang (no answer at all, /health included: a stuck process).
+2 s late), hang (no answer at all, /health included: a stuck process), accel (every answer
+carries `X-Accel-Redirect`, which a default nginx follows as an internal redirect).
 Usage: python rust_server.py PORT   (prints "listening PORT" once bound)
 """
 
@@ -23,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 LABELS = ("cat", "dog", "bus")
-MODES = {"ok", "diverge5", "diverge-field", "err30", "err100", "slow", "hang"}
+MODES = {"ok", "diverge5", "diverge-field", "err30", "err100", "slow", "hang", "accel"}
 HANG_S = 600.0
 STARTED = time.monotonic()
 state: dict[str, Any] = {"mode": "ok", "tasks_total": 0, "processed": 0}
@@ -49,6 +50,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(text)))
+        if state["mode"] == "accel":
+            self.send_header("X-Accel-Redirect", "/vrm/ping")
         self.end_headers()
         self.wfile.write(text)
 

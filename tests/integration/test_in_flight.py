@@ -228,3 +228,25 @@ def test_the_foreign_pair_hang_is_counted_on_rust(pair: Pair,
     finally:
         pair.mode("ok")
         stack.down()
+
+
+def test_a_backend_cannot_redirect_nginx_internally(pair: Pair,
+                                                     tmp_path_factory: pytest.TempPathFactory
+                                                     ) -> None:
+    """A backend's `X-Accel-Redirect` is ignored (review of issue 22): followed, it would
+    answer the client with another location and, its Lua context reset, leave the request
+    counted in flight on rust until the worker exits (rust "hanging" after a rollback)."""
+    _require_nginx()
+    stack = new_stack(tmp_path_factory.mktemp("foreign-accel"), RUST_BACKEND_URL=pair.rust,
+                      TS_BACKEND_URL=pair.typescript)
+    stack.up()
+    try:
+        stack.console.set_split(Split(100))
+        pair.mode("accel")
+        answers = [httpx.get(f"{stack.proxy}{METRICS}", timeout=10) for _ in range(5)]
+        assert all(a.status_code == 200 and "models" in a.json() for a in answers), \
+            [a.text[:80] for a in answers]  # the backend's own answer, not /vrm/ping's
+        assert _in_flight(stack) == InFlight(0, 0)
+    finally:
+        pair.mode("ok")
+        stack.down()
