@@ -221,7 +221,7 @@ def test_only_a_fleet_listens_beyond_loopback_and_only_at_its_advertised_address
     assert listens(monitoring.exporter_command(here)) == [
         f"-web.listen-address=127.0.0.2:{here.nginx_exporter_port}"]
     assert listens(monitoring.alertmanager_command(here, config, data)) == [
-        "--web.listen-address=127.0.0.1:9093", "--web.listen-address=127.0.0.2:9093",
+        "--web.listen-address=127.0.0.1:9093",  # its API (silences) on loopback only
         "--cluster.listen-address=127.0.0.2:9500", "--cluster.advertise-address=127.0.0.2:9500",
         "--cluster.peer-timeout=3s", "--cluster.peer=10.0.0.12:9500"]  # not itself
 
@@ -232,9 +232,9 @@ def test_only_a_fleet_listens_beyond_loopback_and_only_at_its_advertised_address
     assert own[services.PROXY]["targets"] == [f"127.0.0.2:{here.nginx_exporter_port}"]
     assert own[services.TYPESCRIPT]["targets"] == [f"127.0.0.1:{here.ts_port}"]
     assert own[services.TYPESCRIPT]["labels"]["instance"] == f"127.0.0.2:{here.ts_port}"
-    local, others = rendered["alerting"]["alertmanagers"]  # every host's Alertmanager
+    # its own Alertmanager only: every Prometheus raises every fleet-wide alert
+    [local] = rendered["alerting"]["alertmanagers"]
     assert local["static_configs"] == [{"targets": ["127.0.0.1:9093"]}]
-    assert others["file_sd_configs"][0]["files"] == [str(here.paths.fleet_targets)]
 
     with pytest.raises(BadInput, match=r"^VRM_FLEET_ADVERTISE=0\.0\.0\.0: names every"):
         monitoring.fleet_address(load(VRM_FLEET="f", VRM_FLEET_ADVERTISE="0.0.0.0"))

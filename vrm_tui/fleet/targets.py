@@ -6,8 +6,8 @@ job reads that file (vrm_tui/stack/monitoring.py), so a host that joins is scrap
 discovery round and a host whose lease expired is dropped with its report. Each group keeps
 the job name of the single-host config (`vision-manager`, `nginx`) and its `service`
 label, and adds `host`: dashboards and rules select every host's series alike. A host that
-runs monitoring adds its Alertmanager (job `alertmanager`, with its gossip address): every
-Prometheus sends alerts to it, and Alertmanager's cluster peers are read from the same file.
+runs monitoring adds its Alertmanager's gossip address (job `alertmanager`, never scraped):
+the cluster peers are read from the same file. Its API stays on the host's loopback.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from vrm_tui.settings import Settings
 from vrm_tui.stack.monitoring import (
     ALERTMANAGER_JOB,
     CLUSTER_PEER,
-    LOOPBACK,
     advertised,
     fleet_shared,
     hostport,
@@ -47,10 +46,11 @@ def own_targets(settings: Settings) -> list[dict[str, Any]]:
          "labels": {"job": JOB[service], "service": service, "host": host}}
         for service, address in fleet_shared(settings).items()]
     if settings.monitoring:
+        gossip = hostport(advertise, settings.alertmanager_cluster_port)
         groups.append({
-            "targets": [advertised(hostport(LOOPBACK, settings.alertmanager_port), advertise)],
+            "targets": [gossip],
             "labels": {"job": ALERTMANAGER_JOB, "service": services.ALERTMANAGER, "host": host,
-                       CLUSTER_PEER: f"{advertise}:{settings.alertmanager_cluster_port}"}})
+                       CLUSTER_PEER: gossip}})
     return groups
 
 

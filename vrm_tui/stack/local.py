@@ -215,8 +215,7 @@ class LocalRuntime(StatusListener):
                 command = monitoring.exporter_command(s)
                 port, ready = s.nginx_exporter_port, "/metrics"
             elif service == services.ALERTMANAGER:  # routes checked by Console.up
-                for where in monitoring.listen_hosts(s):
-                    self._check_port("ALERTMANAGER_PORT", where, s.alertmanager_port)
+                self._check_port("ALERTMANAGER_PORT", monitoring.LOOPBACK, s.alertmanager_port)
                 if (gossip := monitoring.fleet_address(s)) is not None:
                     self._check_port("ALERTMANAGER_CLUSTER_PORT", gossip,
                                      s.alertmanager_cluster_port)

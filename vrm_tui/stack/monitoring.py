@@ -7,10 +7,12 @@ runs on it; a runtime rewrites only the targets, the rules path, Alertmanager's 
 deployment's own `monitoring/` next to `.env` wins over vrm's, like `nginx/nginx.conf`.
 
 In a fleet (VRM_FLEET) what other hosts use listens on the advertised address as well
-(`fleet_address`): the nginx exporter (scraped by every host's Prometheus) and Alertmanager,
-whose copies form one gossip cluster (Alertmanager's own HA: every Prometheus sends to every
-Alertmanager, and the cluster's shared notification log lets one of them notify), so an
-alert about any host reaches people once. Outside a fleet everything stays on loopback.
+(`fleet_address`): the nginx exporter (scraped by every host's Prometheus) and
+Alertmanager's gossip port, where the hosts' Alertmanagers form one cluster (Alertmanager's
+own HA: every Prometheus evaluates every host's series and sends to its own Alertmanager,
+and the cluster's shared notification log lets one of them notify), so an alert about any
+host reaches people once. Alertmanager's API stays on loopback. Outside a fleet everything
+stays on loopback.
 """
 
 from __future__ import annotations
@@ -238,16 +240,12 @@ def _intervals(config: dict[str, Any], settings: Settings) -> None:
 
 
 def _alerting(config: dict[str, Any], settings: Settings) -> None:
-    """Prometheus sends to this stack's Alertmanager on loopback and, in a fleet, to every
-    other live host's (Alertmanager's HA: each gets every alert, the cluster notifies once)."""
-    managers: list[dict[str, Any]] = [{"static_configs": [
-        {"targets": [f"{LOOPBACK}:{settings.alertmanager_port}"]}]}]
-    if settings.fleet:
-        managers.append({"file_sd_configs": _fleet_sd(settings),
-                         "relabel_configs": [{"source_labels": ["job"], "action": "keep",
-                                              "regex": ALERTMANAGER_JOB},
-                                             *_not_this_host(settings)]})
-    config["alerting"] = {"alertmanagers": managers}
+    """Prometheus sends to this stack's Alertmanager on loopback, and only to it. In a fleet
+    every host's Prometheus evaluates every host's series, so each Alertmanager of the
+    cluster gets every fleet-wide alert from its own Prometheus: its API (silences, which
+    would also silence the guard's critical-alert gate) needs to listen nowhere else."""
+    config["alerting"] = {"alertmanagers": [{"static_configs": [
+        {"targets": [f"{LOOPBACK}:{settings.alertmanager_port}"]}]}]}
 
 
 # --- Alertmanager ----------------------------------------------------------------------------
@@ -359,15 +357,14 @@ def _amtool(amtool: str, settings: Settings) -> str | None:
 
 
 def alertmanager_command(settings: Settings, config: Path, data: Path) -> list[str]:
-    """On loopback with no cluster (by default it binds its gossip port on every interface);
-    in a fleet also on the advertised address, gossiping there with the peers the fleet's
-    hosts had at start (`cluster_peers`). A host that joins later lists the running ones
+    """Its API on loopback only. No cluster outside a fleet (by default it binds its gossip
+    port on every interface); in a fleet it gossips on the advertised address with the peers
+    the fleet's hosts had at start (`cluster_peers`). A host that joins later lists the running ones
     and gossip tells them; a peer that is away is retried (--cluster.reconnect-timeout,
     6 h) and re-joined by address every refresh (15 s)."""
     command = [binary(services.ALERTMANAGER) or "prometheus-alertmanager",
                f"--config.file={config}", f"--storage.path={data}"]
-    command += [f"--web.listen-address={hostport(host, settings.alertmanager_port)}"
-                for host in listen_hosts(settings)]
+    command.append(f"--web.listen-address={hostport(LOOPBACK, settings.alertmanager_port)}")
     own = fleet_address(settings)
     if own is None:
         return [*command, "--cluster.listen-address="]
