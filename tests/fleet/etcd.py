@@ -92,6 +92,12 @@ class Etcd:
         raise RuntimeError("no etcd leader")
 
 
+def stopped(pid: int) -> bool:
+    """Every thread of `pid` stopped: a SIGSTOP stops each as it is next scheduled."""
+    return all((task / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+               for task in Path(f"/proc/{pid}/task").iterdir())
+
+
 def etcd_binary() -> str:
     found = shutil.which("etcd") or shutil.which("etcd", path="/usr/bin")
     if found is None:

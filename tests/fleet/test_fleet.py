@@ -20,14 +20,14 @@ import httpx
 import pytest
 
 from tests.conftest import _require_nginx
-from tests.fleet.etcd import Etcd
+from tests.fleet.etcd import Etcd, stopped
 from tests.support import Stack, new_stack, sample_backends, steady_stream, wait_until
 from vrm_tui.fleet.agent import Agent
 from vrm_tui.fleet.local import AgentState
 from vrm_tui.fleet.local import held_by as agent_held
 from vrm_tui.fleet.service import FleetService
 from vrm_tui.fleet.store import EtcdStore, FleetMigration, HostReport
-from vrm_tui.journal import Journal
+from vrm_tui.journal import Journal, Record
 from vrm_tui.system.procs import ProcRecord, free_ports
 
 HOSTS = ("h0", "h1", "h2")
@@ -530,3 +530,44 @@ def test_a_step_that_outlives_its_lease_keeps_the_agent_following(
     store.revoke(agent.lease)  # gone before close() revokes it
     agent.close()
     assert local_state(stack).mode == "stopped"
+
+
+def test_a_hung_etcd_never_delays_a_rollback_waiting_on_the_agents_lock(
+        tmp_path: Path, etcd: Etcd) -> None:
+    """The agent finds a local rollback under the traffic lock (it landed while the agent
+    waited for the lock) and holds the host; the fleet journal's record of that hold goes
+    to etcd after the lock is released. With etcd hung (SIGSTOP: every request waits out
+    its timeout, here 8 s) a second rollback waiting on the lock still finishes at once,
+    and the record lands once etcd answers again."""
+    _require_nginx()
+    stack = new_stack(tmp_path, RUST_BACKEND_WEIGHT="0", TS_BACKEND_WEIGHT="100")
+    stack.up()  # before the fleet settings: no agent process of its own
+    try:
+        stack.configure(VRM_FLEET="hung", VRM_FLEET_HOST="h1",
+                        VRM_FLEET_ENDPOINTS=etcd.endpoints)
+        agent = _in_process_agent(stack, etcd, timeout=8.0)
+        agent.store.write_desired(50, "bob", "deploy", "deploy", "h0", lambda _d: True)
+        proc = etcd.members[0].proc
+        assert proc is not None
+        with stack.controller.lock.hold("reload", timeout=5):
+            worker, raised = _stepping(agent)
+            wait_until(lambda: agent._desired, 10, "the agent's look at etcd")
+            # `vrm rollback` from another process, journaled while the agent waits
+            Journal(stack.settings.paths.journal).append(Record("rollback", "ok",
+                                                                pid=os.getppid()))
+            proc.send_signal(signal.SIGSTOP)
+            wait_until(lambda: stopped(proc.pid), what="every etcd thread stopped")
+        try:
+            wait_until(lambda: agent_held(stack.settings), 10, "the host held by the agent")
+            start = time.monotonic()
+            stack.controller.rollback()
+            took = time.monotonic() - start
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        worker.join(30)
+        assert took < 2.0, f"a rollback waited {took:.1f}s on the agent's call to hung etcd"
+        assert not raised, f"the agent's step raised {raised[0]!r}"
+        assert [r["action"] for r in agent.store.journal()][-1] == "held"
+        agent.close()
+    finally:
+        stack.down()

@@ -8,11 +8,10 @@ import socket
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from tests.fleet.etcd import Etcd
+from tests.fleet.etcd import Etcd, stopped
 from tests.support import wait_until
 from vrm_tui.core.errors import FleetUnreachable, LeaseGone, StaleDesired
 from vrm_tui.fleet.store import Desired, EtcdStore, HostReport
@@ -152,12 +151,6 @@ def _local_port(store: EtcdStore) -> int:
     return int(conn.sock.getsockname()[1])
 
 
-def _stopped(pid: int) -> bool:
-    """Every thread of `pid` stopped: a SIGSTOP stops each as it is next scheduled."""
-    return all((task / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
-               for task in Path(f"/proc/{pid}/task").iterdir())
-
-
 def test_one_kept_alive_connection_is_remade_after_etcd_stops_answering_or_restarts(
         etcd: Etcd) -> None:
     """The agent posts every tick and a rollback polls every 10 ms, over one connection per
@@ -173,7 +166,7 @@ def test_one_kept_alive_connection_is_remade_after_etcd_stops_answering_or_resta
     assert proc is not None
     proc.send_signal(signal.SIGSTOP)
     try:
-        wait_until(lambda: _stopped(proc.pid), what="every etcd thread stopped")
+        wait_until(lambda: stopped(proc.pid), what="every etcd thread stopped")
         with pytest.raises(FleetUnreachable, match=re.escape(f"{member.url}: timed out")):
             store.desired()
     finally:

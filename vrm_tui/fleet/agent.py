@@ -101,6 +101,7 @@ class Agent:
         self._held = held_by(settings) is not None
         self._desired: Desired | None = None  # the newest `desired` read
         self._obeyed: Hold | None = None  # the remote hold this agent rolled back for
+        self._notes: list[tuple[str, str]] = []  # (detail, by): holds not yet in etcd
         self.traffic = traffic
         self.guard = FleetGuard(store, settings.fleet_host, say)
         self._looks: tuple[dict[str, bool], dict[str, dict[str, float | None]],
@@ -154,6 +155,7 @@ class Agent:
             self._release_if_covered()
             if desired is not None:
                 self._follow(desired)
+            self._send_notes()
             if time.monotonic() - self._renewed_at > self.settings.fleet_ttl / 3:
                 self._renew()  # a long wait for the traffic lock: the report needs the lease
             self._set(mode="held" if held_by(self.settings) else "following", isolated_since="")
@@ -286,9 +288,16 @@ class Agent:
                 return
             self._held = True  # a rejoin before the next look still re-applies `desired`
             if not from_host:  # a remote hold was journaled with its key
-                with contextlib.suppress(FleetUnreachable):
-                    self.store.note(self.settings.fleet_host, "held",
-                                    f"local rollback at {at}", by)
+                self._notes.append((f"local rollback at {at}", by))
+
+    def _send_notes(self) -> None:
+        """The fleet journal's records of local holds, sent by the step outside the traffic
+        lock (a hung etcd must never delay a rollback waiting on that lock); kept for the
+        next tick while etcd is unreachable."""
+        while self._notes:
+            detail, by = self._notes[0]
+            self.store.note(self.settings.fleet_host, "held", detail, by)
+            self._notes.pop(0)
 
     def _follow(self, desired: Desired) -> None:
         """Apply `desired` if it is newer than what this host took (held: at rust 0)."""
