@@ -82,30 +82,37 @@ class Clients:
 
 
 def test_a_rust_hang_is_rusts_alone_and_drains_after_the_rollback(stack: Stack) -> None:
-    # The canary waits 6 s on rust: long enough that typescript has answered its own half
-    # before any of rust's retries reach it (with 2 s, a loaded machine saw a retry counted
-    # on typescript, rightly).
-    stack.configure(PROXY_CANARY_TIMEOUT="6")
-    stack.console.set_split(Split(50))
+    stack.configure(PROXY_CANARY_TIMEOUT=CANARY_S)
     assert _in_flight(stack) == InFlight(0, 0), "counted, and nothing waits when idle"
     _hang(stack, services.RUST, True)
     try:
-        clients = Clients(f"{stack.proxy}{METRICS}", 16)
-        # Half go rust first and wait there, half are answered by typescript at once: the
-        # waiting is rust's alone.
-        wait_until(lambda: _once(stack, lambda f: f.rust >= 4 and f.typescript == 0),
-                   timeout=5, what="requests waiting on rust, none on typescript")
-        status = stack.vrm("status")  # the operator's words for the same counts
-        assert "waiting  rust " in status.stdout and "request(s) in flight at nginx" \
-            in status.stdout, status.stdout
-        stack.controller.rollback()
-        # The canary gives up on rust; typescript answers every one of them.
-        wait_until(lambda: _in_flight(stack) == InFlight(0, 0), timeout=15,
-                   what="every count back at 0 after the rollback")
-        answers = clients.join()
-        assert answers == [(200, "typescript")] * 16, answers
+        _rusts_hang_alone_then_drained(stack, 16)
     finally:
         _hang(stack, services.RUST, False)
+
+
+# The canary waits this long on rust: long enough that typescript has answered its own half
+# before any of rust's retries reach it (with 2 s, a loaded machine saw a retry counted on
+# typescript, rightly).
+CANARY_S = "6"
+
+
+def _rusts_hang_alone_then_drained(stack: Stack, count: int) -> None:
+    """With rust hung at 50%, `count` clients: the waiting is rust's alone, `vrm status` says
+    so, and after a rollback every count drains and typescript answers every client."""
+    stack.console.set_split(Split(50))
+    clients = Clients(f"{stack.proxy}{METRICS}", count)
+    wait_until(lambda: _once(stack, lambda f: f.rust >= count // 4 and f.typescript == 0),
+               timeout=5, what="requests waiting on rust, none on typescript")
+    status = stack.vrm("status")  # the operator's words for the same counts
+    assert "waiting  rust " in status.stdout and "request(s) in flight at nginx" \
+        in status.stdout, status.stdout
+    stack.controller.rollback()
+    # The canary gives up on rust; typescript answers every one of them.
+    wait_until(lambda: _in_flight(stack) == InFlight(0, 0), timeout=15,
+               what="every count back at 0 after the rollback")
+    answers = clients.join()
+    assert answers == [(200, "typescript")] * count, answers
 
 
 def test_a_retry_counts_on_rust_then_on_typescript_and_a_killed_worker_leaves_none(
@@ -212,22 +219,11 @@ def test_the_foreign_pair_hang_is_counted_on_rust(pair: Pair,
     Python stdlib as rust, rust hung: no answer at all)."""
     _require_nginx()
     stack = new_stack(tmp_path_factory.mktemp("foreign-in-flight"), RUST_BACKEND_URL=pair.rust,
-                      TS_BACKEND_URL=pair.typescript, PROXY_CANARY_TIMEOUT="2")
+                      TS_BACKEND_URL=pair.typescript, PROXY_CANARY_TIMEOUT=CANARY_S)
     stack.up()
     try:
-        stack.console.set_split(Split(50))
         pair.mode("hang")
-        clients = Clients(f"{stack.proxy}{METRICS}", 12)
-        seen = wait_until(lambda: _once(stack, lambda f: f.rust >= 3), timeout=10,
-                          what="requests waiting on rust")
-        assert seen.typescript <= 1, seen
-        status = stack.vrm("status")  # the operator's words for the same counts
-        assert "waiting  rust " in status.stdout and "request(s) in flight at nginx" \
-            in status.stdout, status.stdout
-        stack.controller.rollback()
-        wait_until(lambda: _in_flight(stack) == InFlight(0, 0), timeout=15,
-                   what="every count back at 0 after the rollback")
-        assert clients.join() == [(200, "typescript")] * 12
+        _rusts_hang_alone_then_drained(stack, 12)
     finally:
         pair.mode("ok")
         stack.down()
