@@ -178,3 +178,20 @@ def test_validate_finds_nothing_to_fail(production_stack: Stack) -> None:
                  "observed split matches served", "rate limit rejects a burst",
                  "rust VRAM series", "typescript VRAM series"):
         assert rows[name]["result"] == "PASS", rows[name]
+
+
+def test_a_stop_ends_the_backends_by_sigterm_not_a_kill(production_stack: Stack) -> None:
+    """The test servers, like many a team's, set no SIGTERM handler, which PID 1 ignores: with
+    docker's init in front (init: true) `docker stop` ends them by SIGTERM (exit 143) rather
+    than killing them after its 10 s grace (137), so `vrm down` takes seconds, not ten each.
+    Last in the module: it stops the backends (the fixture's `vrm down` follows)."""
+    containers = inspect_all(production_stack)
+    for name in (services.RUST, services.TYPESCRIPT):
+        assert containers[name]["HostConfig"]["Init"] is True, name
+        stopped = subprocess.run(["docker", "stop", "-t", "10", containers[name]["Id"]],
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert stopped.returncode == 0, stopped.stderr
+        state = json.loads(subprocess.run(["docker", "inspect", containers[name]["Id"]],
+                                          capture_output=True, text=True, check=True
+                                          ).stdout)[0]["State"]
+        assert state["ExitCode"] == 143, (name, state)
