@@ -247,6 +247,8 @@ class FleetGuard:
             return self._enter(claim, m, revision, desired, desired_rev)
         reports = self.store.hosts()
         wave = [h for h in m.waves[m.wave] if h not in m.held and h in reports]
+        if not wave:
+            return self._empty_wave(claim, m, revision)
         if any(reports[h].generation < m.generation for h in wave):
             return True  # hosts still applying: nothing to judge yet
         plan = plan_of(m)
@@ -271,6 +273,25 @@ class FleetGuard:
                 m = replace(m, baseline=ts.to_dict())  # rust at 100% leaves typescript little
             return self._advance(claim, m, revision, evidence)
         return True
+
+    def _empty_wave(self, claim: int, m: FleetMigration, revision: int) -> bool:
+        """No live host of the wave is left to judge (a canary host died: its report went with
+        its lease). Waiting would leave the migration running with nothing behind it, so once
+        the wave has baked it pauses naming them; a resume goes on without the wave's
+        evidence (the operator's call, as for an inconclusive wave), and a host that comes
+        back before then is judged as usual."""
+        if m.promote:
+            return self._advance(claim, m, revision, {})
+        if time.time() - m.entered_at < m.bake_s:
+            return True
+        gone = [h for h in m.waves[m.wave] if h not in m.held]
+        reason = (f"wave {m.wave + 1}/{len(m.waves)}: {', '.join(gone) or 'every host held'} "
+                  "gone from the fleet (no report), nothing to judge; `vrm fleet migrate "
+                  "resume` goes on without this wave's evidence")
+        self.say(f"guard: paused: {reason}")
+        evidence = {"fleet": {"status": "inconclusive", "summary": "no live host in the wave"}}
+        return self.store.fenced(claim, self.host, replace(
+            m, phase="paused", reason=reason, evidence=evidence, leader=self.host), revision)
 
     def _target(self, m: FleetMigration) -> Desired:
         """The desired split of the current step and wave, as per-host overrides."""
