@@ -87,13 +87,18 @@ def test_promtool_accepts_config_rules_and_rule_tests() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_targets_for_both_backends_nginx_and_prometheus_are_up(monitored: Stack) -> None:
+def _all_up(stack: Stack) -> dict[str, str]:
+    """Each target's health once every one has been scraped and is up."""
     def all_up() -> dict[str, str] | None:
-        targets = _api(monitored, "targets")["activeTargets"]
+        targets = _api(stack, "targets")["activeTargets"]
         health = {t["labels"].get("service"): t["health"] for t in targets}
         return health if health and set(health.values()) == {"up"} else None
 
-    health = _until(all_up, what="every target up")
+    return _until(all_up, what="every target up")
+
+
+def test_targets_for_both_backends_nginx_and_prometheus_are_up(monitored: Stack) -> None:
+    health = _all_up(monitored)
     assert set(health) == {services.RUST, services.TYPESCRIPT, services.PROXY,
                            services.PROMETHEUS, services.PARITY}
     status = json.loads(monitored.vrm("status", "--json").stdout)
@@ -143,8 +148,11 @@ async def test_every_rule_and_dashboard_expression_parses_and_returns_data(
     loads = [asyncio.create_task(steady_stream(
         f"{monitored.proxy}/api/v1/vision/{backend}/process", 40, stop, "POST",
         {"model": "resnet50", "image_size": [64, 64]})) for backend in ("rust", "typescript")]
-    await asyncio.sleep(4)  # several 1 s scrapes with traffic in them
     try:
+        # Not only when an earlier test has waited for them (a worker of its own may run
+        # this test first): every target scraped, then several 1 s scrapes with traffic.
+        await asyncio.to_thread(_all_up, monitored)
+        await asyncio.sleep(4)
         missing = []
         for where, expr in _expressions():
             # $host: the dashboards' host variable at its default, All (".*": series
