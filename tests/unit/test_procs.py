@@ -34,3 +34,17 @@ def test_ports_a_stack_has_configured_but_not_bound_are_avoided(
     monkeypatch.setattr(random, "randrange", lambda low, high: configured)
     chosen = procs.free_ports(3, avoid={configured})
     assert configured not in chosen and len(set(chosen)) == 3
+
+
+def test_free_ports_come_from_vrm_port_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes picking ports at once (the suite's xdist workers) are given ranges of
+    their own; a bad range is one line naming the variable."""
+    monkeypatch.setenv("VRM_PORT_RANGE", "21000-22999")
+    assert procs.port_range() == (21000, 23000)
+    assert all(21000 <= p <= 22999 for p in procs.free_ports(20))
+    for bad in ("21000", "a-b", "22999-21000", "80-90", "21000-70000"):
+        monkeypatch.setenv("VRM_PORT_RANGE", bad)
+        with pytest.raises(ValueError, match=f"VRM_PORT_RANGE={bad}: expected FIRST-LAST"):
+            procs.port_range()
+    monkeypatch.delenv("VRM_PORT_RANGE")
+    assert procs.port_range()[0] == 10_000

@@ -141,9 +141,9 @@ def free_ports(count: int, host: str = "127.0.0.1",
     can be taken as the local end of any outgoing connection (a probe, a client) between
     being chosen and being bound, and the service then fails with "address in use". All
     are held open until all are chosen, so none is handed out twice."""
-    low = _ephemeral_low()
-    candidates = (random.randrange(10_000, low) for _ in range(50 * count)) \
-        if low > 11_000 else iter(())
+    first, low = port_range()
+    candidates = (random.randrange(first, low) for _ in range(50 * count)) \
+        if low > first + 1_000 else iter(())
     sockets: list[socket.socket] = []
     held: list[socket.socket] = []  # avoided ports the kernel chose, kept until the end
     try:
@@ -167,6 +167,21 @@ def free_ports(count: int, host: str = "127.0.0.1",
     finally:
         for sock in sockets + held:
             sock.close()
+
+
+def port_range() -> tuple[int, int]:
+    """Where free ports are picked (first, end): VRM_PORT_RANGE=FIRST-LAST, else from 10000
+    up to the kernel's ephemeral range. Processes that pick ports at once on one host (the
+    test suite's workers) each get a range of their own: a port one has chosen but not yet
+    bound looks free to the other."""
+    given = os.environ.get("VRM_PORT_RANGE", "").strip()
+    if not given:
+        return 10_000, _ephemeral_low()
+    first, _, last = given.partition("-")
+    if not (first.isdigit() and last.isdigit() and 1024 <= int(first) < int(last) <= 65535):
+        raise ValueError(f"VRM_PORT_RANGE={given}: expected FIRST-LAST ports, e.g. "
+                         "10000-20000")
+    return int(first), int(last) + 1
 
 
 def _ephemeral_low() -> int:
