@@ -18,7 +18,7 @@ import pytest
 
 from tests.fleet.etcd import Etcd
 from tests.fleet.test_fleet import eventually
-from tests.integration.test_alerts import Receiver
+from tests.integration.test_alerts import Receiver, receiver  # noqa: F401  (the fixture)
 from tests.support import Stack, new_stack
 from vrm_tui.core import services
 from vrm_tui.fleet.store import EtcdStore
@@ -34,16 +34,7 @@ ADDRESS = {"a1": "127.0.0.2", "a2": "127.0.0.3"}
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    try:
-        yield found
-    finally:
-        found.stop()
-
-
-@pytest.fixture(scope="module")
-def fleet(etcd: Etcd, receiver: Receiver,
+def fleet(etcd: Etcd, receiver: Receiver,  # noqa: F811
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Stack]]:
     """Fleet `dd`: a1, then a2 (which finds a1 in etcd and joins its Alertmanager); 1 s
     scrapes and evaluations, `for: 1s`, 1 s group wait, 3 s between the peers' turns."""
@@ -139,7 +130,7 @@ def test_each_host_scrapes_the_others_exporter_at_its_advertised_address(
 
 
 def test_a_fleet_wide_alert_reaches_the_webhook_once(fleet: dict[str, Stack],
-                                                     receiver: Receiver) -> None:
+                                                     receiver: Receiver) -> None:  # noqa: F811
     a1, a2 = fleet["a1"], fleet["a2"]
     # a1 started alone; a2, started later, found a1 in etcd and joined it
     peers = {name: [a for a in _command(s, services.ALERTMANAGER)
