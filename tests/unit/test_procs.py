@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 import socket
+from pathlib import Path
 
 import pytest
 
+from tests.support import new_stack
 from vrm_tui.system import procs
 
 
@@ -48,3 +50,11 @@ def test_free_ports_come_from_vrm_port_range(monkeypatch: pytest.MonkeyPatch) ->
             procs.port_range()
     monkeypatch.delenv("VRM_PORT_RANGE")
     assert procs.port_range()[0] == 10_000
+
+
+def test_a_bad_vrm_port_range_is_one_line_at_vrm_up(tmp_path: Path) -> None:
+    stack = new_stack(tmp_path)
+    started = stack.vrm("up", VRM_PORT_RANGE="9000")
+    assert started.returncode == 2, started.stderr
+    assert started.stderr == ("vrm: VRM_PORT_RANGE=9000: expected FIRST-LAST ports, e.g. "
+                              "10000-20000\n"), started.stderr

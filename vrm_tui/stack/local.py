@@ -146,7 +146,10 @@ class LocalRuntime(StatusListener):
         profiles = {service: self._profile(backend) for service, backend in wanted}
         # Chosen together: a backend binds its admin port only once it has started.
         # Not one of the stack's own ports: those not yet bound look free.
-        chosen = free_ports(len(wanted), avoid=set(self.settings.ports.values()))
+        try:
+            chosen = free_ports(len(wanted), avoid=set(self.settings.ports.values()))
+        except ValueError as exc:  # VRM_PORT_RANGE malformed: one line, exit 2
+            raise BadInput(str(exc)) from None
         set_ports = self.settings.rehearsal_admin_ports
         admin_ports = [set_ports.get(backend) or free for (_, backend), free
                        in zip(wanted, chosen, strict=True)]

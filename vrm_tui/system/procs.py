@@ -143,7 +143,7 @@ def free_ports(count: int, host: str = "127.0.0.1",
     are held open until all are chosen, so none is handed out twice."""
     first, low = port_range()
     candidates = (random.randrange(first, low) for _ in range(50 * count)) \
-        if low > first + 1_000 else iter(())
+        if low - first > 2 * count else iter(())
     sockets: list[socket.socket] = []
     held: list[socket.socket] = []  # avoided ports the kernel chose, kept until the end
     try:
