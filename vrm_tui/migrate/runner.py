@@ -66,6 +66,7 @@ HEARTBEAT_S = 1.0
 HEALTH_EVERY_S = 1.0
 HEALTH_FAILURES_TO_FAIL = 2  # one slow probe is noise; two in a row is a backend not answering
 SAVE_EVERY_S = 2.0
+WHO_WAIT_S = 2.0  # how long a stop waits for the journal to name who changed the split
 HELD_WAIT_MAX_S = 5.0  # after a hang's rollback, how long to count the clients it held
 
 Update = Callable[[MigrationState, Verdict | None], None]
@@ -320,19 +321,25 @@ class Runner:
             self._proxy_down_since = None
             state.reason = ""
         if served.rust != state.target:
-            self._finish(state, "aborted", f"stopped: {self._who_changed()} (nginx now "
+            self._finish(state, "aborted", f"stopped: {self._who_changed(state)} (nginx now "
                          f"serves {served}; changed outside the migration)")
             return True
         return False
 
-    def _who_changed(self) -> str:
-        """The latest split change in the journal that this migration did not make."""
-        for record in reversed(self.controller.journal.read(limit=50)):
-            if record.action in SPLIT_ACTIONS and record.action != "migrate" \
-                    and record.result == "ok":
-                stamp = record.time[11:19]
-                return f"{record.action} by {record.operator} at {stamp}"
-        return "a change of the split by someone else"
+    def _who_changed(self, state: MigrationState) -> str:
+        """The split change in the journal, since this migration started, that it did not
+        make. A command journals its change just after nginx serves it, so this gate can see
+        the change first: it waits up to WHO_WAIT_S for the record (the split is already
+        what the change made; only the name waits)."""
+        deadline = time.monotonic() + WHO_WAIT_S
+        while True:
+            for record in reversed(self.controller.journal.read(limit=50)):
+                if record.action in SPLIT_ACTIONS and record.action != "migrate" \
+                        and record.result == "ok" and _epoch(record.time) >= state.started:
+                    return f"{record.action} by {record.operator} at {record.time[11:19]}"
+            if time.monotonic() >= deadline:
+                return "a change of the split by someone else"
+            time.sleep(0.1)
 
     # --- evidence and gates ----------------------------------------------------------------
 
@@ -546,3 +553,11 @@ class Runner:
 
 def _clock(at: float | None) -> str:
     return datetime.fromtimestamp(at).strftime("%H:%M:%S") if at else "?"
+
+
+def _epoch(stamp: str) -> float:
+    """A journal record's time (ISO 8601) in seconds since the epoch; 0 where unreadable."""
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return 0.0
